@@ -1,0 +1,54 @@
+# ferroserve developer entry points. `make help` lists them.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+# Debian packages the test suite needs (none yet beyond the toolchain); keep CI self-installing.
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## install ferroserve (builds the Rust extension in release mode)
+	$(PIP) install .
+
+.PHONY: install-dev
+install-dev: ## editable install with test and lint dependencies
+	$(PIP) install -e ".[dev]"
+
+.PHONY: build-dev
+build-dev: ## rebuild the Rust extension into the editable install
+	$(PIP) install -e ".[dev]" --no-deps --no-build-isolation
+
+.PHONY: protos
+protos: ## regenerate the descriptor set and type stubs from protos/
+	$(PYTHON) tools/gen_protos.py
+
+.PHONY: lint
+lint: ## ruff, mypy, stubtest, rustfmt, clippy, stale-proto check
+	$(PYTHON) -m ruff check python tests benches tools
+	$(PYTHON) -m ruff format --check python tests benches tools
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest ferroserve._core
+	$(PYTHON) tools/gen_protos.py --check
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test-rust
+test-rust: ## cargo tests of the pure Rust crates
+	cargo test --workspace --exclude ferroserve-python
+
+.PHONY: test-python
+test-python: ## the pytest suite (unit and end-to-end with tritonclient)
+	$(PYTHON) -m pytest
+
+.PHONY: test
+test: install-dev test-rust test-python ## install everything, then run the whole test suite
+
+.PHONY: bench
+bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md
+	$(PYTHON) benches/serving_core.py
+
+.PHONY: demo
+demo: install ## install and serve the demo repository
+	ferroserve demo

@@ -1,0 +1,3 @@
+from ferroserve.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""Turns v2 `ModelInferRequest` inputs into the raw little-endian buffers the batcher queues, and
+per-request output buffers back into a `ModelInferResponse`. Validates every input against the
+model signature so errors name the input with expected vs received.
+
+Raw contents are passed on as the request's own `bytes` objects (no copy); typed `contents` are
+converted once. Element-wise work on BYTES (length prefixes) happens in the Rust extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ferroserve import _core
+from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve.config import ModelSignature, TensorSpec
+from ferroserve.errors import InvalidInputError
+
+
+@dataclass(slots=True)
+class DecodedInputs:
+    """One request's inputs in signature order, ready for `BatchQueue.submit`."""
+
+    buffers: list[bytes]
+    shapes: list[list[int]]
+    rows: int
+    """Rows in dim 0 (1 for a model without a batch dim)."""
+
+
+def decode_inputs(
+    request: pb.ModelInferRequest, model: str, signature: ModelSignature
+) -> DecodedInputs:
+    """Validates the request's inputs and returns their raw buffers. InvalidInputError otherwise."""
+    specs = signature.inputs
+    received = request.inputs
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(received):
+        raise InvalidInputError(
+            f"model '{model}': request has {len(received)} inputs but {len(raw)} "
+            "raw_input_contents; send raw contents for every input or for none"
+        )
+    by_name: dict[str, int] = {}
+    for index, tensor in enumerate(received):
+        if tensor.name in by_name:
+            raise InvalidInputError(f"model '{model}': input '{tensor.name}' is given twice")
+        by_name[tensor.name] = index
+    if len(by_name) != len(specs) or any(s.name not in by_name for s in specs):
+        _raise_name_mismatch(model, specs, by_name)
+    buffers: list[bytes] = []
+    shapes: list[list[int]] = []
+    rows = -1
+    for spec in specs:
+        index = by_name[spec.name]
+        tensor = received[index]
+        shape = _check_shape(model, spec, tensor, signature)
+        if signature.batches:
+            if rows not in (-1, shape[0]):
+                raise InvalidInputError(
+                    f"model '{model}': input '{spec.name}' has batch size {shape[0]} but other "
+                    f"inputs have {rows}; all inputs must share dim 0"
+                )
+            rows = shape[0]
+        buffer = _buffer(model, spec, tensor, shape, raw[index] if raw else None)
+        buffers.append(buffer)
+        shapes.append(shape)
+    return DecodedInputs(buffers, shapes, rows if signature.batches else 1)
+
+
+def _raise_name_mismatch(model: str, specs: Sequence[TensorSpec], by_name: dict[str, int]) -> None:
+    expected = [s.name for s in specs]
+    missing = [n for n in expected if n not in by_name]
+    extra = [n for n in by_name if n not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing input(s) {missing}")
+    if extra:
+        parts.append(f"unexpected input(s) {extra}")
+    raise InvalidInputError(f"model '{model}': {'; '.join(parts)}; the model expects {expected}")
+
+
+def _check_shape(
+    model: str,
+    spec: TensorSpec,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    signature: ModelSignature,
+) -> list[int]:
+    where = f"model '{model}' input '{spec.name}'"
+    if tensor.datatype != spec.datatype.name:
+        raise InvalidInputError(
+            f"{where}: expected datatype {spec.datatype.name}, got '{tensor.datatype}'"
+        )
+    shape = list(tensor.shape)
+    expected = signature.client_shape(spec)
+    mismatch = len(shape) != len(expected) or any(
+        want not in (-1, got) for want, got in zip(expected, shape, strict=True)
+    )
+    if mismatch or any(d < 0 for d in shape):
+        raise InvalidInputError(f"{where}: expected shape {_show(expected)}, got {shape}")
+    if signature.batches and not 1 <= shape[0] <= signature.max_batch_size:
+        raise InvalidInputError(
+            f"{where}: batch size {shape[0]} is outside 1..{signature.max_batch_size} "
+            "(max_batch_size)"
+        )
+    return shape
+
+
+def _show(shape: Sequence[int]) -> str:
+    return "[" + ", ".join("-1" if d == -1 else str(d) for d in shape) + "]"
+
+
+def _element_count(shape: Sequence[int]) -> int:
+    count = 1
+    for d in shape:
+        count *= d
+    return count
+
+
+def _buffer(
+    model: str,
+    spec: TensorSpec,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    shape: list[int],
+    raw: bytes | None,
+) -> bytes:
+    where = f"model '{model}' input '{spec.name}'"
+    datatype = spec.datatype
+    count = _element_count(shape)
+    if raw is not None:
+        if tensor.HasField("contents"):
+            raise InvalidInputError(f"{where}: has both raw_input_contents and typed contents")
+        if datatype.is_bytes:
+            _core.decode_bytes_tensor(raw, count, spec.name)  # validates the length prefixes
+        else:
+            expected = _core.expected_byte_size(datatype.name, shape)
+            if len(raw) != expected:
+                raise InvalidInputError(
+                    f"{where}: raw content has {len(raw)} bytes but shape {shape} of "
+                    f"{datatype.name} needs {expected}"
+                )
+        return raw
+    field = datatype.contents_field
+    if field is None:
+        raise InvalidInputError(
+            f"{where}: {datatype.name} has no typed contents field; send it in raw_input_contents"
+        )
+    values = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidInputError(
+            f"{where}: contents.{field} has {len(values)} elements but shape {shape} needs {count}"
+        )
+    if datatype.is_bytes:
+        return _core.encode_bytes_tensor(np.array(list(values), dtype=object))
+    assert datatype.numpy is not None
+    try:
+        array = np.asarray(values, dtype=datatype.numpy) if count else np.empty(0, datatype.numpy)
+    except OverflowError as error:
+        raise InvalidInputError(f"{where}: a value does not fit {datatype.name}: {error}") from None
+    return array.tobytes()
+
+
+def output_buffer(array: np.ndarray) -> bytes:
+    """Raw v2 bytes for one output tensor (BYTES -> length-prefixed)."""
+    if array.dtype == object or array.dtype.kind in "SU":
+        return _core.encode_bytes_tensor(array)
+    return np.ascontiguousarray(array).tobytes()
+
+
+def requested_outputs(
+    request: pb.ModelInferRequest, model: str, signature: ModelSignature
+) -> list[int]:
+    """Indices (into signature.outputs) of the outputs the client asked for; all by default."""
+    if not request.outputs:
+        return list(range(len(signature.outputs)))
+    names = [s.name for s in signature.outputs]
+    chosen = []
+    for wanted in request.outputs:
+        if wanted.name not in names:
+            raise InvalidInputError(
+                f"model '{model}': requested output '{wanted.name}' does not exist; outputs "
+                f"are {names}"
+            )
+        if "classification" in wanted.parameters:
+            raise InvalidInputError(
+                f"model '{model}': output '{wanted.name}': the classification extension is "
+                "not supported"
+            )
+        chosen.append(names.index(wanted.name))
+    return chosen

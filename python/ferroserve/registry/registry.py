@@ -1,0 +1,243 @@
+"""The live model registry: which versions are loading, ready, unloading or failed, and which
+`ServedModel` answers a (name, version) pair. All state changes happen on the event loop; the
+blocking part of a load (session creation, warm-up) runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ferroserve.errors import (
+    FerroserveError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UnavailableError,
+)
+from ferroserve.registry.repository import ModelRepository
+from ferroserve.runtime.model import ServedModel
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """Triton's model states, as RepositoryIndex reports them."""
+
+    LOADING = "LOADING"
+    READY = "READY"
+    UNLOADING = "UNLOADING"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(slots=True)
+class VersionStatus:
+    """One version's state and, when it is not READY, why."""
+
+    state: State
+    reason: str = ""
+    model: ServedModel | None = None
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    """Every version the registry knows of one model."""
+
+    versions: dict[int, VersionStatus] = field(default_factory=dict)
+    reason: str = ""
+    """Why the model as a whole failed (bad config), when no version could even be tried."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ModelRegistry:
+    """Loads models from a repository and resolves requests to ready versions."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        on_change: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        self.repository = repository
+        self._entries: dict[str, ModelEntry] = {}
+        # (name, version label) -> model; version label "" is the newest ready version.
+        self._routes: dict[tuple[str, str], ServedModel] = {}
+        self._wanted: set[str] = set()
+        self._on_change = on_change
+
+    async def load_all(self, names: list[str] | None = None) -> None:
+        """Loads every model in the repository (or `names`) concurrently; failures stay local."""
+        targets = self.repository.model_names() if names is None else names
+        await asyncio.gather(*(self.load(name) for name in targets))
+
+    async def load(self, name: str) -> None:
+        """(Re)loads a model's selected versions. New versions become ready before versions that
+        left the policy are unloaded, so a reload never drops traffic. Raises ModelNotFoundError
+        for an unknown model and ModelLoadError when no selected version could load."""
+        entry = self._entries.setdefault(name, ModelEntry())
+        self._wanted.add(name)
+        async with entry.lock:
+            try:
+                source = await asyncio.to_thread(self.repository.source, name)
+            except ModelNotFoundError:
+                if not entry.versions:
+                    self._entries.pop(name, None)
+                self._wanted.discard(name)
+                raise
+            except FerroserveError as error:
+                entry.reason = str(error)
+                log.error("model '%s' failed: %s", name, error)
+                self._publish(name)
+                raise ModelLoadError(str(error)) from error
+            entry.reason = ""
+            loop = asyncio.get_running_loop()
+            failures = []
+            for version in source.versions:
+                status = VersionStatus(State.LOADING)
+                previous = entry.versions.get(version)
+                entry.versions[version] = (
+                    status if previous is None or previous.model is None else previous
+                )
+                try:
+                    model = await asyncio.to_thread(ServedModel, source, version, loop)
+                except Exception as error:  # any load failure fails this version alone
+                    log.error("model '%s' version %d failed to load: %s", name, version, error)
+                    failures.append(str(error))
+                    if previous is None or previous.model is None:
+                        entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error))
+                    continue
+                old = entry.versions.get(version)
+                entry.versions[version] = VersionStatus(State.READY, model=model)
+                log.info(
+                    "model '%s' version %d ready on %s in %.2fs",
+                    name,
+                    version,
+                    model.provider,
+                    model.report.load_seconds,
+                )
+                self._publish(name)
+                if old is not None and old.model is not None and old.model is not model:
+                    await old.model.unload()
+            stale = [v for v in entry.versions if v not in source.versions]
+            await self._unload_versions(name, entry, stale)
+            self._publish(name)
+            if failures and len(failures) == len(source.versions):
+                raise ModelLoadError("; ".join(failures))
+
+    async def unload(self, name: str) -> None:
+        """Unloads every version of a model; queued requests finish first."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"model '{name}' is not loaded")
+        self._wanted.discard(name)
+        async with entry.lock:
+            await self._unload_versions(name, entry, list(entry.versions))
+            entry.reason = "unloaded"
+            self._publish(name)
+
+    async def unload_all(self) -> None:
+        await asyncio.gather(*(self.unload(name) for name in list(self._entries)))
+
+    async def _unload_versions(self, name: str, entry: ModelEntry, versions: list[int]) -> None:
+        for version in versions:
+            status = entry.versions[version]
+            model = status.model
+            entry.versions[version] = VersionStatus(State.UNLOADING)
+            self._publish(name)
+            if model is not None:
+                await model.unload()
+            entry.versions[version] = VersionStatus(State.UNAVAILABLE, "unloaded")
+        self._publish(name)
+
+    def _publish(self, name: str) -> None:
+        """Rebuilds the routes for one model and tells health listeners."""
+        for key in [k for k in self._routes if k[0] == name]:
+            del self._routes[key]
+        entry = self._entries.get(name)
+        ready = (
+            []
+            if entry is None
+            else sorted(
+                (v, s.model)
+                for v, s in entry.versions.items()
+                if s.model is not None and s.state is State.READY
+            )
+        )
+        for version, model in ready:
+            assert model is not None
+            self._routes[(name, str(version))] = model
+        if ready:
+            self._routes[(name, "")] = ready[-1][1]  # type: ignore[assignment]
+        if self._on_change is not None:
+            self._on_change(name, bool(ready))
+
+    def resolve(self, name: str, version: str = "") -> ServedModel:
+        """The ready model for a request: NOT_FOUND for unknown names or versions, UNAVAILABLE
+        for a known version that is not ready."""
+        model = self._routes.get((name, version))
+        if model is not None:
+            return model
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"model '{name}' is not in the repository")
+        if version:
+            if not version.isdigit():
+                raise ModelNotFoundError(f"model '{name}' has no version '{version}'")
+            status = entry.versions.get(int(version))
+            if status is None:
+                raise ModelNotFoundError(
+                    f"model '{name}' has no version {version} (known: {sorted(entry.versions)})"
+                )
+            raise UnavailableError(
+                f"model '{name}' version {version} is {status.state.value}"
+                + (f": {status.reason}" if status.reason else "")
+            )
+        states = (
+            ", ".join(f"{v}: {s.state.value}" for v, s in sorted(entry.versions.items()))
+            or entry.reason
+            or "no versions"
+        )
+        raise UnavailableError(f"model '{name}' has no ready version ({states})")
+
+    def ready_versions(self, name: str) -> list[ServedModel]:
+        entry = self._entries.get(name)
+        if entry is None:
+            return []
+        return [
+            s.model
+            for _, s in sorted(entry.versions.items())
+            if s.model is not None and s.state is State.READY
+        ]
+
+    def is_ready(self, name: str, version: str = "") -> bool:
+        return (name, version) in self._routes
+
+    def all_ready(self) -> bool:
+        """True when every model selected for loading has all its selected versions ready."""
+        for name in self._wanted:
+            entry = self._entries.get(name)
+            if entry is None or entry.reason or not entry.versions:
+                return False
+            if any(s.state is not State.READY for s in entry.versions.values()):
+                return False
+        return True
+
+    @property
+    def model_count(self) -> int:
+        return len(self._wanted)
+
+    def index(self) -> list[tuple[str, str, str, str]]:
+        """(name, version, state, reason) for every model in the repository or the registry."""
+        rows: list[tuple[str, str, str, str]] = []
+        names = sorted(set(self.repository.model_names()) | set(self._entries))
+        for name in names:
+            entry = self._entries.get(name)
+            if entry is None:
+                rows.append((name, "", State.UNAVAILABLE.value, "not loaded"))
+                continue
+            if not entry.versions:
+                rows.append((name, "", State.UNAVAILABLE.value, entry.reason))
+            for version, status in sorted(entry.versions.items()):
+                rows.append((name, str(version), status.state.value, status.reason))
+        return rows

@@ -1,0 +1,1 @@
+"""How a model version executes: onnxruntime sessions, execution providers, executor threads."""

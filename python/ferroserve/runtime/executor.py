@@ -1,0 +1,208 @@
+"""Executor threads: each blocks inside the Rust batcher (`next_batch`, GIL released), runs one
+onnxruntime call per batch, splits the outputs per request in Rust, and hands every result of the
+batch back to the event loop in a single hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto
+
+from ferroserve import _core
+from ferroserve.codec import output_buffer
+from ferroserve.config import ModelSignature, TensorSpec
+from ferroserve.errors import DeadlineExceededError, InternalError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+# One request's answer: a raw buffer and a shape per output of the signature.
+RequestResult = tuple[list[bytes], list[list[int]]]
+# How long an idle executor sleeps in Rust before checking whether it should stop.
+_IDLE_WAIT_S = 0.5
+
+
+def _settle(tokens: Sequence[Any], results: Sequence[RequestResult]) -> None:
+    for future, result in zip(tokens, results, strict=True):
+        if not future.done():
+            future.set_result(result)
+
+
+def _fail(tokens: Sequence[Any], error_type: type[Exception], message: str) -> None:
+    for future in tokens:
+        if not future.done():
+            future.set_exception(error_type(message))
+
+
+class BatchExecutor:
+    """Runs batches from one `BatchQueue` on one onnxruntime session with N threads."""
+
+    def __init__(
+        self,
+        name: str,
+        session: ort.InferenceSession,
+        signature: ModelSignature,
+        queue: _core.BatchQueue,
+        loop: asyncio.AbstractEventLoop,
+        instances: int,
+    ) -> None:
+        self._name = name
+        self._session = session
+        self._signature = signature
+        self._queue = queue
+        self._loop = loop
+        self._output_names = [spec.name for spec in signature.outputs]
+        self._uses_bf16 = any(
+            s.datatype.name == "BF16" for s in (*signature.inputs, *signature.outputs)
+        )
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"ferroserve-{name}-{i}", daemon=True)
+            for i in range(instances)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """One onnxruntime call; also used for warm-up."""
+        if self._uses_bf16:
+            return self._run_bf16(feeds)
+        return list(self._session.run(self._output_names, feeds))
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                batch = self._queue.next_batch(_IDLE_WAIT_S)
+            except UnavailableError:
+                return
+            if batch is None:
+                continue
+            if batch.rejected:
+                self._hop(
+                    _fail,
+                    batch.rejected,
+                    DeadlineExceededError,
+                    f"model '{self._name}': request timed out in the queue",
+                )
+            if batch.tokens:
+                self._execute(batch)
+
+    def _hop(self, callback: Callable[..., None], *args: Any) -> None:
+        # A closed loop means the server is shutting down: nobody waits for the answer.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _execute(self, batch: _core.Batch) -> None:
+        started = time.perf_counter_ns()
+        try:
+            feeds = {
+                spec.name: self._feed(batch, index, spec)
+                for index, spec in enumerate(self._signature.inputs)
+            }
+            prepared = time.perf_counter_ns()
+            outputs = self.run(feeds)
+            ran = time.perf_counter_ns()
+            results = self._split(batch, outputs)
+        except Exception as error:  # a failing batch fails its requests, never the executor
+            log.warning("model '%s': batch of %d failed: %s", self._name, batch.size, error)
+            self._hop(
+                _fail,
+                batch.tokens,
+                InternalError,
+                f"model '{self._name}': onnxruntime failed: {error}",
+            )
+            return
+        finished = time.perf_counter_ns()
+        self._queue.record_execution(batch.size, prepared - started, ran - prepared, finished - ran)
+        self._hop(_settle, batch.tokens, results)
+
+    def _feed(self, batch: _core.Batch, index: int, spec: TensorSpec) -> Any:
+        buffer, shape = batch.input(index)
+        if spec.model_dims != spec.dims:
+            shape = (shape[0], *spec.model_dims) if self._signature.batches else spec.model_dims
+        if spec.datatype.is_bytes:
+            count = int(np.prod(shape))
+            return _core.decode_bytes_tensor(bytes(buffer), count, spec.name).reshape(shape)
+        assert spec.datatype.numpy is not None
+        array = np.frombuffer(buffer, dtype=spec.datatype.numpy).reshape(shape)
+        if spec.datatype.name == "BF16":
+            return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                np.ascontiguousarray(array), TensorProto.BFLOAT16
+            )
+        return array
+
+    def _run_bf16(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        # numpy has no bfloat16: feed OrtValues and read bf16 outputs as their uint16 bits.
+        values = {
+            name: v if isinstance(v, ort.OrtValue) else ort.OrtValue.ortvalue_from_numpy(v)
+            for name, v in feeds.items()
+        }
+        results = self._session.run_with_ort_values(self._output_names, values)
+        arrays = []
+        for value in results:
+            if value.data_type() == "tensor(bfloat16)":
+                shape = value.shape()
+                size = int(np.prod(shape)) * 2
+                raw = ctypes.string_at(value.data_ptr(), size)
+                arrays.append(np.frombuffer(raw, dtype=np.uint16).reshape(shape))
+            else:
+                arrays.append(value.numpy())
+        return arrays
+
+    def _split(self, batch: _core.Batch, outputs: list[np.ndarray]) -> list[RequestResult]:
+        arrays = [np.asarray(output) for output in outputs]
+        if len(batch.tokens) == 1:  # nothing to split: the common case at low load
+            shapes = [
+                self._client_shape(spec, a, a.shape[0] if self._signature.batches else 0)
+                for spec, a in zip(self._signature.outputs, arrays, strict=True)
+            ]
+            return [([output_buffer(a) for a in arrays], shapes)]
+        requests = len(batch.tokens)
+        buffers: list[list[bytes]] = [[] for _ in range(requests)]
+        shapes_per_request: list[list[list[int]]] = [[] for _ in range(requests)]
+        rows = batch.request_rows
+        for spec, array in zip(self._signature.outputs, arrays, strict=True):
+            if array.dtype == object:
+                pieces = self._split_objects(array, rows)
+            else:
+                pieces = batch.split(np.ascontiguousarray(array))
+            for i in range(requests):
+                buffers[i].append(pieces[i])
+                shapes_per_request[i].append(self._client_shape(spec, array, rows[i]))
+        return [(buffers[i], shapes_per_request[i]) for i in range(requests)]
+
+    def _client_shape(self, spec: TensorSpec, array: np.ndarray, rows: int) -> list[int]:
+        tail = list(array.shape[1:]) if self._signature.batches else list(array.shape)
+        if spec.model_dims != spec.dims:
+            tail = _resolve(spec.dims, int(np.prod(tail)))
+        return [rows, *tail] if self._signature.batches else tail
+
+    def _split_objects(self, array: np.ndarray, rows: Sequence[int]) -> list[bytes]:
+        if not self._signature.batches:
+            return [_core.encode_bytes_tensor(array)]
+        pieces, start = [], 0
+        for count in rows:
+            pieces.append(_core.encode_bytes_tensor(array[start : start + count]))
+            start += count
+        return pieces
+
+
+def _resolve(dims: Sequence[int], elements: int) -> list[int]:
+    """Client dims for a reshaped output, filling one -1 from the element count."""
+    known = int(np.prod([d for d in dims if d != -1])) if dims else 1
+    return [elements // known if d == -1 and known else d for d in dims]

@@ -1,0 +1,183 @@
+"""One loaded model version: its session, signature, Rust batch queue and executor threads, and
+the async `infer` the gRPC layer awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ferroserve import _core
+from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve._proto import model_config_pb2 as mc
+from ferroserve.codec import decode_inputs, requested_outputs
+from ferroserve.config import ModelSignature, TensorSpec, complete_config, warn_unsupported
+from ferroserve.errors import InvalidInputError, ModelLoadError
+from ferroserve.registry.repository import ModelSource
+from ferroserve.runtime.executor import BatchExecutor, RequestResult
+from ferroserve.runtime.session import create_session
+
+_DRAIN_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True, frozen=True)
+class LoadReport:
+    """What loading found: the provider in use and config fields we ignore."""
+
+    provider: str
+    ignored_fields: tuple[str, ...]
+    load_seconds: float
+
+
+def _queue_policy(policy: Any) -> _core.QueuePolicy:
+    return _core.QueuePolicy(
+        timeout_action="DELAY" if policy.timeout_action == mc.ModelQueuePolicy.DELAY else "REJECT",
+        default_timeout_us=int(policy.default_timeout_microseconds),
+        allow_timeout_override=bool(policy.allow_timeout_override),
+        max_queue_size=int(policy.max_queue_size),
+    )
+
+
+def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
+    """A batch queue with the config's dynamic_batching settings. Without `dynamic_batching`,
+    requests still queue but each runs as its own batch (Triton's default scheduler), so the
+    queue treats them as unbatched whatever their dim 0."""
+    if not config.HasField("dynamic_batching"):
+        return _core.BatchQueue(config.name, 0)
+    dynamic = config.dynamic_batching
+    return _core.BatchQueue(
+        config.name,
+        config.max_batch_size,
+        preferred_batch_sizes=list(dynamic.preferred_batch_size),
+        max_queue_delay_us=int(dynamic.max_queue_delay_microseconds),
+        priority_levels=int(dynamic.priority_levels),
+        default_priority_level=int(dynamic.default_priority_level),
+        default_policy=_queue_policy(dynamic.default_queue_policy),
+        priority_policies={
+            int(level): _queue_policy(policy)
+            for level, policy in dynamic.priority_queue_policy.items()
+        },
+    )
+
+
+class ServedModel:
+    """A model version that is loaded, warmed up and accepting requests."""
+
+    def __init__(self, source: ModelSource, version: int, loop: asyncio.AbstractEventLoop) -> None:
+        """Loads and warms up the version. Blocking: call it from a worker thread."""
+        started = time.perf_counter()
+        self.name = source.name
+        self.version = version
+        self.version_label = str(version)
+        config = mc.ModelConfig()
+        config.CopyFrom(source.config)
+        ignored = warn_unsupported(config)
+        loaded = create_session(config, source.model_file(version))
+        self.signature: ModelSignature = complete_config(config, loaded.inputs, loaded.outputs)
+        self.config = config
+        self.provider = loaded.provider
+        self.queue = build_queue(config)
+        self._executor = BatchExecutor(
+            f"{self.name}:{version}",
+            loaded.session,
+            self.signature,
+            self.queue,
+            loop,
+            loaded.instance_count,
+        )
+        self._warm_up()
+        self._executor.start()
+        self.report = LoadReport(self.provider, tuple(ignored), time.perf_counter() - started)
+
+    def _warm_up(self) -> None:
+        feeds = {spec.name: _zeros(spec, self.signature) for spec in self.signature.inputs}
+        try:
+            self._executor.run(feeds)
+        except Exception as error:
+            raise ModelLoadError(
+                f"model '{self.name}' version {self.version}: warm-up inference failed: {error}"
+            ) from error
+
+    async def infer(
+        self, request: pb.ModelInferRequest, time_remaining: float | None
+    ) -> pb.ModelInferResponse:
+        """Validates, queues and awaits one request; raises a FerroserveError subclass."""
+        started = time.perf_counter_ns()
+        success = False
+        try:
+            decoded = decode_inputs(request, self.name, self.signature)
+            wanted = requested_outputs(request, self.name, self.signature)
+            priority, timeout_us = _scheduling(request.parameters, self.name)
+            future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
+            request_id = self.queue.submit(
+                decoded.buffers, decoded.shapes, future, priority, timeout_us, time_remaining
+            )
+            try:
+                buffers, shapes = await future
+            except asyncio.CancelledError:
+                self.queue.cancel(request_id)
+                raise
+            response = pb.ModelInferResponse(
+                model_name=self.name, model_version=self.version_label, id=request.id
+            )
+            outputs = self.signature.outputs
+            for index in wanted:
+                response.outputs.add(
+                    name=outputs[index].name,
+                    datatype=outputs[index].datatype.name,
+                    shape=shapes[index],
+                )
+                response.raw_output_contents.append(buffers[index])
+            success = True
+            return response
+        finally:
+            self.queue.record_request(success, time.perf_counter_ns() - started)
+
+    async def unload(self) -> None:
+        """Stops taking requests, lets queued ones finish, then stops the executor threads."""
+        self.queue.close(True)
+        await asyncio.to_thread(self._executor.join, _DRAIN_TIMEOUT_S)
+        for future in self.queue.close(False):
+            if not future.done():
+                future.set_exception(_core.UnavailableError(f"model '{self.name}' was unloaded"))
+
+
+def _scheduling(parameters: Mapping[str, Any], model: str) -> tuple[int, int]:
+    """Triton's per-request `priority` and `timeout` (microseconds) parameters."""
+    priority = timeout_us = 0
+    if "priority" in parameters:
+        priority = _int_parameter(parameters["priority"], "priority", model)
+    if "timeout" in parameters:
+        timeout_us = _int_parameter(parameters["timeout"], "timeout", model)
+    if priority < 0 or timeout_us < 0:
+        raise InvalidInputError(f"model '{model}': priority and timeout must be >= 0")
+    return priority, timeout_us
+
+
+def _int_parameter(value: Any, key: str, model: str) -> int:
+    kind = value.WhichOneof("parameter_choice")
+    if kind in ("int64_param", "uint64_param"):
+        return int(getattr(value, kind))
+    raise InvalidInputError(
+        f"model '{model}': request parameter '{key}' must be an integer (int64_param), got {kind}"
+    )
+
+
+def _zeros(spec: TensorSpec, signature: ModelSignature) -> Any:
+    dims = [1 if d == -1 else d for d in spec.model_dims]
+    shape = [1, *dims] if signature.batches else dims
+    if spec.datatype.is_bytes:
+        return np.full(shape, b"", dtype=object)
+    assert spec.datatype.numpy is not None
+    array = np.zeros(shape, dtype=spec.datatype.numpy)
+    if spec.datatype.name == "BF16":
+        import onnxruntime as ort
+        from onnx import TensorProto
+
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(array, TensorProto.BFLOAT16)
+    return array

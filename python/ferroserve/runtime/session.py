@@ -1,0 +1,209 @@
+"""Creates one onnxruntime session per model version with the execution provider and session
+options its config asks for, and refuses a silent CPU fallback.
+
+onnxruntime-gpu quietly runs on CPU when CUDA or cuDNN cannot be loaded; `session.get_providers()`
+tells the truth, so the load fails unless config parameter `allow_cpu_fallback` says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+from ferroserve._proto import model_config_pb2 as mc
+from ferroserve.config import OnnxTensor
+from ferroserve.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+
+# Measured on 2 cores: ORT's default intra-op pool (one spinning thread per core) burns 1.5
+# cores at concurrency 1 and triples p99 by fighting the gRPC threads. One thread without
+# spinning is the server default; models that need more say so in config.pbtxt parameters.
+DEFAULT_INTRA_OP_THREADS = 1
+DEFAULT_INTER_OP_THREADS = 1
+
+# Triton's onnxruntime backend: optimization { graph { level } }: -1 basic, 1 extended,
+# 0 (unset) all.
+_GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    2: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_NAMED_GRAPH_LEVELS = {
+    "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(slots=True)
+class LoadedSession:
+    """A ready onnxruntime session and the provider it really runs on."""
+
+    session: ort.InferenceSession
+    provider: str
+    inputs: list[OnnxTensor]
+    outputs: list[OnnxTensor]
+    instance_count: int
+
+
+def parameter(config: mc.ModelConfig, key: str) -> str | None:
+    """A config.pbtxt `parameters { key: ... value { string_value: ... } }` entry."""
+    if key in config.parameters:
+        return str(config.parameters[key].string_value)
+    return None
+
+
+def _int_parameter(config: mc.ModelConfig, key: str, default: int) -> int:
+    raw = parameter(config, key)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ModelLoadError(
+            f"model '{config.name}': parameter {key} must be an integer, got '{raw}'"
+        ) from None
+
+
+def session_options(config: mc.ModelConfig) -> ort.SessionOptions:
+    """Session options from config parameters (Triton's onnxruntime backend names where they
+    exist) with defaults measured for a concurrent server on a small machine."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = _int_parameter(
+        config, "intra_op_thread_count", DEFAULT_INTRA_OP_THREADS
+    )
+    options.inter_op_num_threads = _int_parameter(
+        config, "inter_op_thread_count", DEFAULT_INTER_OP_THREADS
+    )
+    if _int_parameter(config, "execution_mode", 0) == 1:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    spinning = (parameter(config, "allow_spinning") or "0").lower() in _TRUE
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
+    named_level = parameter(config, "graph_optimization_level")
+    if named_level is not None:
+        if named_level not in _NAMED_GRAPH_LEVELS:
+            raise ModelLoadError(
+                f"model '{config.name}': graph_optimization_level must be one of "
+                f"{sorted(_NAMED_GRAPH_LEVELS)}, got '{named_level}'"
+            )
+        options.graph_optimization_level = _NAMED_GRAPH_LEVELS[named_level]
+    else:
+        level = config.optimization.graph.level
+        if level not in _GRAPH_LEVELS:
+            raise ModelLoadError(
+                f"model '{config.name}': optimization.graph.level must be -1, 0, 1 or 2"
+            )
+        options.graph_optimization_level = _GRAPH_LEVELS[level]
+    cache = parameter(config, "optimized_model_filepath")
+    if cache:
+        options.optimized_model_filepath = cache
+    return options
+
+
+def requested_providers(config: mc.ModelConfig) -> tuple[list[Any], int]:
+    """The provider list for the session and the total instance count, from instance_group."""
+    groups = list(config.instance_group) or [
+        mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_AUTO)
+    ]
+    kinds = {g.kind for g in groups}
+    count = sum(max(g.count, 1) for g in groups)
+    gpu_groups = [g for g in groups if g.kind == mc.ModelInstanceGroup.KIND_GPU]
+    if len(kinds) > 1 and gpu_groups:
+        raise ModelLoadError(
+            f"model '{config.name}': mixing GPU and CPU instance groups is not supported yet"
+        )
+    if not gpu_groups:
+        return [CPU], count
+    devices = sorted({d for g in gpu_groups for d in g.gpus} or {0})
+    if len(devices) > 1:
+        raise ModelLoadError(
+            f"model '{config.name}': instance groups on several GPUs {devices} are not "
+            "supported yet; run one replica per GPU"
+        )
+    providers: list[Any] = []
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    for accelerator in accelerators:
+        if accelerator.name != "tensorrt":
+            raise ModelLoadError(
+                f"model '{config.name}': gpu_execution_accelerator '{accelerator.name}' is not "
+                "supported (only 'tensorrt')"
+            )
+        trt_options: dict[str, str] = {"device_id": str(devices[0])}
+        if accelerator.parameters.get("precision_mode") == "FP16":
+            trt_options["trt_fp16_enable"] = "True"
+        providers.append((TENSORRT, trt_options))
+    providers.append((CUDA, {"device_id": str(devices[0])}))
+    providers.append(CPU)
+    return providers, count
+
+
+def _provider_name(entry: Any) -> str:
+    return str(entry[0] if isinstance(entry, tuple) else entry)
+
+
+def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
+    """Loads `model_file` onto the providers the config asks for. Raises ModelLoadError when the
+    file is unusable or a requested GPU provider is not really in use."""
+    if not model_file.is_file():
+        raise ModelLoadError(f"model '{config.name}': {model_file} does not exist")
+    providers, count = requested_providers(config)
+    wanted = _provider_name(providers[0])
+    fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE
+    available = ort.get_available_providers()
+    if wanted != CPU and wanted not in available and not fallback_allowed:
+        raise ModelLoadError(
+            f"model '{config.name}': instance_group asks for a GPU ({wanted}) but this "
+            f"onnxruntime build offers only {available}. Install onnxruntime-gpu and the CUDA "
+            "and cuDNN libraries it was built for, or set config parameter "
+            "allow_cpu_fallback to \"true\" to run on CPU"
+        )
+    try:
+        session = ort.InferenceSession(
+            str(model_file), sess_options=session_options(config), providers=providers
+        )
+    except ModelLoadError:
+        raise
+    except Exception as error:  # onnxruntime raises several unrelated types for bad files
+        raise ModelLoadError(
+            f"model '{config.name}': onnxruntime cannot load {model_file}: {error}"
+        ) from error
+    active = session.get_providers()
+    provider = active[0] if active else CPU
+    if wanted not in (CPU, provider):
+        if not fallback_allowed:
+            raise ModelLoadError(
+                f"model '{config.name}': asked for {wanted} but onnxruntime fell back to "
+                f"{active} (CUDA or cuDNN libraries could not be loaded; see the onnxruntime "
+                "log above). Set allow_cpu_fallback to accept CPU"
+            )
+        log.warning(
+            "model '%s': %s unavailable, running on %s as allowed by config",
+            config.name,
+            wanted,
+            provider,
+        )
+    return LoadedSession(
+        session=session,
+        provider=provider,
+        inputs=[_describe(t) for t in session.get_inputs()],
+        outputs=[_describe(t) for t in session.get_outputs()],
+        instance_count=count,
+    )
+
+
+def _describe(node: Any) -> OnnxTensor:
+    shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+    return OnnxTensor(node.name, node.type, shape)

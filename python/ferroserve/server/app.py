@@ -1,0 +1,131 @@
+"""Hosts the gRPC server: inference, health and reflection services on one grpc.aio server,
+with message limits sized for real tensors, and an orderly start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from google.protobuf import descriptor_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from ferroserve._proto import POOL
+from ferroserve._proto.service import SERVICE_NAME, add_inference_service
+from ferroserve.registry.registry import ModelRegistry
+from ferroserve.registry.repository import ModelRepository
+from ferroserve.server.health import HealthReporter
+from ferroserve.server.inference import InferenceService
+
+log = logging.getLogger(__name__)
+
+# Triton accepts messages up to 2 GiB; gRPC's own default (4 MiB) is too small for images.
+DEFAULT_MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+@dataclass(slots=True, frozen=True)
+class ServerOptions:
+    """What `ferroserve serve` was asked for."""
+
+    model_repository: Path
+    host: str = "127.0.0.1"
+    grpc_port: int = 8001
+    allow_empty: bool = False
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    models: tuple[str, ...] | None = None
+    """Models to load at start; None loads every model in the repository."""
+
+
+class Server:
+    """A running ferroserve: registry, services and the grpc.aio server."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.health = HealthReporter(lambda: self.service.server_ready())
+        self.registry = ModelRegistry(
+            ModelRepository(options.model_repository), on_change=self.health.model_changed
+        )
+        self.service = InferenceService(self.registry, options.allow_empty)
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", options.max_message_bytes),
+                ("grpc.max_send_message_length", options.max_message_bytes),
+                # Two servers on one port would split traffic silently; fail the bind instead.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        add_inference_service(self.grpc, self.service)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
+        _enable_reflection(self.grpc)
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds, starts answering (live, not yet ready), then loads the models."""
+        address = f"{self.options.host}:{self.options.grpc_port}"
+        self.port = self.grpc.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC to {address}")
+        await self.grpc.start()
+        await self.health.refresh()
+        log.info("gRPC listening on %s:%d; loading models", self.options.host, self.port)
+        models = None if self.options.models is None else list(self.options.models)
+        results = await asyncio.gather(
+            *(self._load(n) for n in (models or self.registry.repository.model_names())),
+        )
+        await self.health.refresh()
+        ready = self.service.server_ready()
+        log.info(
+            "%d/%d models loaded; server %s",
+            sum(results),
+            len(results),
+            "READY" if ready else "NOT READY",
+        )
+        return self.port
+
+    async def _load(self, name: str) -> bool:
+        try:
+            await self.registry.load(name)
+        except Exception:  # reported in the log and in RepositoryIndex; others keep loading
+            return False
+        return True
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.health.shutdown()
+        await self.grpc.stop(grace_s)
+        await self.registry.unload_all()
+
+
+def _enable_reflection(server: grpc.aio.Server) -> None:
+    # Our messages live in a private descriptor pool (tritonclient registers the same
+    # `inference.*` names in the default pool); reflection must read that pool, so the health
+    # and reflection services' own files are copied into it.
+    for module in (health_pb2, reflection_pb2):
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        try:
+            POOL.FindFileByName(proto.name)
+        except KeyError:
+            POOL.Add(proto)
+    names = (
+        SERVICE_NAME,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection.enable_server_reflection(names, server, pool=POOL)
+
+
+async def serve_forever(options: ServerOptions) -> None:
+    """Runs until SIGINT/SIGTERM, then drains and stops."""
+    server = Server(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()

@@ -1,0 +1,200 @@
+"""`inference.GRPCInferenceService` (KServe v2 / Triton field numbering). Protocol only: every
+decision is delegated to the registry and the served models; errors become gRPC status codes in
+one place (`ferroserve.errors.status_code_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from ferroserve import __version__
+from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve.errors import FerroserveError, status_code_for
+from ferroserve.registry.registry import ModelRegistry
+from ferroserve.runtime.model import ServedModel
+from ferroserve.server.statistics import model_statistics
+
+log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
+
+
+async def _abort(context: Context, error: BaseException) -> None:
+    await context.abort(status_code_for(error), str(error))
+
+
+class InferenceService:
+    """Implements the v2 RPCs on top of a `ModelRegistry`."""
+
+    def __init__(self, registry: ModelRegistry, allow_empty: bool = False) -> None:
+        self._registry = registry
+        self._allow_empty = allow_empty
+
+    def server_ready(self) -> bool:
+        if self._registry.model_count == 0 and not self._allow_empty:
+            return False
+        return self._registry.all_ready()
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
+        return pb.ServerReadyResponse(ready=self.server_ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
+        return pb.ModelReadyResponse(ready=self._registry.is_ready(request.name, request.version))
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
+        return pb.ServerMetadataResponse(
+            name="ferroserve", version=__version__, extensions=list(EXTENSIONS)
+        )
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
+        try:
+            model = self._registry.resolve(request.name, request.version)
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+        signature = model.signature
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=model.name,
+            versions=[m.version_label for m in self._registry.ready_versions(model.name)],
+            platform=model.config.platform,
+            inputs=[
+                tensor(name=s.name, datatype=s.datatype.name, shape=signature.client_shape(s))
+                for s in signature.inputs
+            ],
+            outputs=[
+                tensor(name=s.name, datatype=s.datatype.name, shape=signature.client_shape(s))
+                for s in signature.outputs
+            ],
+        )
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
+        try:
+            model = self._registry.resolve(request.name, request.version)
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+        return pb.ModelConfigResponse(config=model.config)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> Any:
+        try:
+            if request.name:
+                models = (
+                    [self._registry.resolve(request.name, request.version)]
+                    if request.version
+                    else self._registry.ready_versions(request.name)
+                )
+                if not models:
+                    self._registry.resolve(request.name)  # raises the right error
+            else:
+                models = [
+                    m
+                    for row in self._registry.index()
+                    if row[2] == "READY"
+                    for m in [self._registry.resolve(row[0], row[1])]
+                ]
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+        return pb.ModelStatisticsResponse(model_stats=[model_statistics(m) for m in models])
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
+        try:
+            model = self._registry.resolve(request.model_name, request.model_version)
+            return await model.infer(request, context.time_remaining())
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[Any]:
+        """Requests on one stream run concurrently; each response carries its request's id.
+        A failing request becomes an `error_message` on the stream, never the end of it."""
+        responses: asyncio.Queue[Any] = asyncio.Queue()
+        pending: set[asyncio.Task[None]] = set()
+        finished = object()
+
+        async def answer(request: pb.ModelInferRequest) -> None:
+            try:
+                model = self._registry.resolve(request.model_name, request.model_version)
+                result = await model.infer(request, context.time_remaining())
+                responses.put_nowait(pb.ModelStreamInferResponse(infer_response=result))
+            except FerroserveError as error:
+                responses.put_nowait(
+                    pb.ModelStreamInferResponse(
+                        error_message=str(error),
+                        infer_response=pb.ModelInferResponse(
+                            model_name=request.model_name,
+                            model_version=request.model_version,
+                            id=request.id,
+                        ),
+                    )
+                )
+
+        async def read() -> None:
+            async for request in requests:
+                task = asyncio.create_task(answer(request))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+            responses.put_nowait(finished)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await responses.get()) is not finished:
+                yield response
+            await reader
+        finally:
+            reader.cancel()
+            for task in pending:
+                task.cancel()
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
+        index = pb.RepositoryIndexResponse.ModelIndex
+        rows = [
+            index(name=name, version=version, state=state, reason=reason)
+            for name, version, state, reason in self._registry.index()
+            if not request.ready or state == "READY"
+        ]
+        return pb.RepositoryIndexResponse(models=rows)
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> Any:
+        if request.parameters:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "load parameters (config / file overrides) are not supported; update the model "
+                f"repository and load again (got {sorted(request.parameters)})",
+            )
+        try:
+            await self._registry.load(request.model_name)
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> Any:
+        try:
+            await self._registry.unload(request.model_name)
+        except FerroserveError as error:
+            await _abort(context, error)
+            raise
+        return pb.RepositoryModelUnloadResponse()
+
+
+def served(model: ServedModel) -> str:
+    return f"{model.name}:{model.version}"
