@@ -1,0 +1,102 @@
+"""Registration of ``inference.GRPCInferenceService`` on a gRPC server.
+
+Handlers are built from the service descriptor in the private pool (no
+generated ``*_pb2_grpc`` module and no tritonclient server stubs), so the
+method table always matches ``protos/grpc_service.proto``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
+
+from . import POOL, grpc_service_pb2
+
+__all__ = ["SERVICE_NAME", "add_inference_service", "file_descriptors", "method_names"]
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+_SERVICE = POOL.FindServiceByName(SERVICE_NAME)
+
+
+def file_descriptors() -> list[FileDescriptor]:
+    """The protocol's file descriptors (the service's file and its imports).
+
+    For server reflection: ``enable_server_reflection([SERVICE_NAME, ...],
+    server, pool=POOL)`` from grpcio-reflection.
+    """
+    files: list[FileDescriptor] = []
+
+    def visit(fd: FileDescriptor) -> None:
+        if fd not in files:
+            for dep in fd.dependencies:
+                visit(dep)
+            files.append(fd)
+
+    visit(grpc_service_pb2.DESCRIPTOR)
+    return files
+
+
+def method_names() -> list[str]:
+    """Names of the service's methods, in declaration order."""
+    return [m.name for m in _SERVICE.methods]
+
+
+def _unimplemented(method: MethodDescriptor) -> Callable[..., Any]:
+    message = f"{method.name} is not supported by ferroserve"
+    if method.server_streaming:
+
+        async def abort_stream(request_iterator: Any, context: Any) -> Any:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+            yield  # pragma: no cover - makes this an async generator
+
+        return abort_stream
+
+    async def abort_unary(request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return abort_unary
+
+
+def _unimplemented_sync(method: MethodDescriptor) -> Callable[..., Any]:
+    message = f"{method.name} is not supported by ferroserve"
+
+    def abort(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return abort
+
+
+def add_inference_service(server: grpc.aio.Server | grpc.Server, servicer: object) -> None:
+    """Register ``inference.GRPCInferenceService`` on ``server``.
+
+    Each RPC is served by the ``servicer`` attribute of the same name (e.g.
+    ``servicer.ModelInfer(request, context)``); RPCs the servicer lacks answer
+    ``UNIMPLEMENTED``. Unary RPCs get ``(request, context)``, streaming ones
+    ``(request_iterator, context)``, as with generated gRPC servicers.
+    """
+    is_aio = isinstance(server, grpc.aio.Server)
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in _SERVICE.methods:
+        request_cls = message_factory.GetMessageClass(method.input_type)
+        response_cls = message_factory.GetMessageClass(method.output_type)
+        behaviour = getattr(servicer, method.name, None)
+        if behaviour is None:
+            behaviour = _unimplemented(method) if is_aio else _unimplemented_sync(method)
+        if method.client_streaming and method.server_streaming:
+            make = grpc.stream_stream_rpc_method_handler
+        elif method.client_streaming:
+            make = grpc.stream_unary_rpc_method_handler
+        elif method.server_streaming:
+            make = grpc.unary_stream_rpc_method_handler
+        else:
+            make = grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            behaviour,
+            request_deserializer=request_cls.FromString,
+            response_serializer=response_cls.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
