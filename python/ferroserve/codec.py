@@ -154,7 +154,9 @@ def _buffer(
         return _core.encode_bytes_tensor(np.array(list(values), dtype=object))
     assert datatype.numpy is not None
     try:
-        array = np.asarray(values, dtype=datatype.numpy) if count else np.empty(0, datatype.numpy)
+        # list(): numpy wraps out-of-range values from a protobuf container silently but raises
+        # OverflowError for Python ints.
+        array = np.asarray(list(values), dtype=datatype.numpy)
     except OverflowError as error:
         raise InvalidInputError(f"{where}: a value does not fit {datatype.name}: {error}") from None
     return array.tobytes()

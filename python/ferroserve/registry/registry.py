@@ -168,7 +168,7 @@ class ModelRegistry:
             assert model is not None
             self._routes[(name, str(version))] = model
         if ready:
-            self._routes[(name, "")] = ready[-1][1]  # type: ignore[assignment]
+            self._routes[(name, "")] = ready[-1][1]
         if self._on_change is not None:
             self._on_change(name, bool(ready))
 

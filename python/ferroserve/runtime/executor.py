@@ -78,6 +78,13 @@ class BatchExecutor:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Converts numpy feeds for `run` (BF16 bit patterns become bfloat16 OrtValues)."""
+        return {
+            spec.name: _bf16(feeds[spec.name]) if spec.datatype.name == "BF16" else feeds[spec.name]
+            for spec in self._signature.inputs
+        }
+
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         """One onnxruntime call; also used for warm-up."""
         if self._uses_bf16:
@@ -140,11 +147,7 @@ class BatchExecutor:
             return _core.decode_bytes_tensor(bytes(buffer), count, spec.name).reshape(shape)
         assert spec.datatype.numpy is not None
         array = np.frombuffer(buffer, dtype=spec.datatype.numpy).reshape(shape)
-        if spec.datatype.name == "BF16":
-            return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                np.ascontiguousarray(array), TensorProto.BFLOAT16
-            )
-        return array
+        return _bf16(array) if spec.datatype.name == "BF16" else array
 
     def _run_bf16(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         # numpy has no bfloat16: feed OrtValues and read bf16 outputs as their uint16 bits.
@@ -200,6 +203,13 @@ class BatchExecutor:
             pieces.append(_core.encode_bytes_tensor(array[start : start + count]))
             start += count
         return pieces
+
+
+def _bf16(bits: np.ndarray) -> ort.OrtValue:
+    """A bfloat16 OrtValue from its uint16 bit patterns (numpy has no bfloat16)."""
+    return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+        np.ascontiguousarray(bits, dtype=np.uint16), TensorProto.BFLOAT16
+    )
 
 
 def _resolve(dims: Sequence[int], elements: int) -> list[int]:

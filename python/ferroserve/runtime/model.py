@@ -8,19 +8,19 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.codec import decode_inputs, requested_outputs
-from ferroserve.config import ModelSignature, TensorSpec, complete_config, warn_unsupported
+from ferroserve.config import ModelSignature, complete_config, warn_unsupported
 from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.registry.repository import ModelSource
 from ferroserve.runtime.executor import BatchExecutor, RequestResult
 from ferroserve.runtime.session import create_session
+from ferroserve.runtime.warmup import warmup_feeds
 
 _DRAIN_TIMEOUT_S = 30.0
 
@@ -90,18 +90,18 @@ class ServedModel:
             loop,
             loaded.instance_count,
         )
-        self._warm_up()
+        self._warm_up(source.path)
         self._executor.start()
         self.report = LoadReport(self.provider, tuple(ignored), time.perf_counter() - started)
 
-    def _warm_up(self) -> None:
-        feeds = {spec.name: _zeros(spec, self.signature) for spec in self.signature.inputs}
-        try:
-            self._executor.run(feeds)
-        except Exception as error:
-            raise ModelLoadError(
-                f"model '{self.name}' version {self.version}: warm-up inference failed: {error}"
-            ) from error
+    def _warm_up(self, model_dir: Path) -> None:
+        for feeds in warmup_feeds(self.config, self.signature, model_dir):
+            try:
+                self._executor.run(self._executor.prepare(feeds))
+            except Exception as error:
+                raise ModelLoadError(
+                    f"model '{self.name}' version {self.version}: warm-up inference failed: {error}"
+                ) from error
 
     async def infer(
         self, request: pb.ModelInferRequest, time_remaining: float | None
@@ -166,18 +166,3 @@ def _int_parameter(value: Any, key: str, model: str) -> int:
     raise InvalidInputError(
         f"model '{model}': request parameter '{key}' must be an integer (int64_param), got {kind}"
     )
-
-
-def _zeros(spec: TensorSpec, signature: ModelSignature) -> Any:
-    dims = [1 if d == -1 else d for d in spec.model_dims]
-    shape = [1, *dims] if signature.batches else dims
-    if spec.datatype.is_bytes:
-        return np.full(shape, b"", dtype=object)
-    assert spec.datatype.numpy is not None
-    array = np.zeros(shape, dtype=spec.datatype.numpy)
-    if spec.datatype.name == "BF16":
-        import onnxruntime as ort
-        from onnx import TensorProto
-
-        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(array, TensorProto.BFLOAT16)
-    return array

@@ -168,7 +168,7 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
             f"model '{config.name}': instance_group asks for a GPU ({wanted}) but this "
             f"onnxruntime build offers only {available}. Install onnxruntime-gpu and the CUDA "
             "and cuDNN libraries it was built for, or set config parameter "
-            "allow_cpu_fallback to \"true\" to run on CPU"
+            'allow_cpu_fallback to "true" to run on CPU'
         )
     try:
         session = ort.InferenceSession(

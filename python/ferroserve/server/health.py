@@ -4,7 +4,8 @@ SERVING only while the server is ready; each model name is SERVING while a versi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
@@ -18,7 +19,7 @@ class HealthReporter:
     """Bridges registry state changes (sync callbacks on the loop) to the async health servicer."""
 
     def __init__(self, server_ready: Callable[[], bool]) -> None:
-        self.servicer = health.aio.HealthServicer()
+        self.servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._server_ready = server_ready
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -34,8 +35,8 @@ class HealthReporter:
         await self.servicer.set(name, SERVING if serving else NOT_SERVING)
         await self.refresh()
 
-    def _schedule(self, coroutine: object) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)  # type: ignore[arg-type]
+    def _schedule(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

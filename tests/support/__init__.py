@@ -1,0 +1,2 @@
+"""Helpers shared by ferroserve's tests: tiny ONNX models, repository writers, a server process
+fixture and gRPC assertions."""
