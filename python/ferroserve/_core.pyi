@@ -1,0 +1,282 @@
+"""Type stubs of `ferroserve._core`, the Rust extension (crate rust/python).
+
+It owns data movement: the BYTES wire format, tensor sizes, and the dynamic batching queue
+(Triton `dynamic_batching` semantics) that executor threads drain without the GIL.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "Batch",
+    "BatchQueue",
+    "DeadlineExceededError",
+    "FerroserveError",
+    "InternalError",
+    "InvalidInputError",
+    "ModelNotFoundError",
+    "QueuePolicy",
+    "RequestCancelledError",
+    "ResourceExhaustedError",
+    "UnavailableError",
+    "decode_bytes_tensor",
+    "encode_bytes_tensor",
+    "expected_byte_size",
+    "validate_bytes_tensor",
+]
+
+__version__: str
+
+class FerroserveError(Exception):
+    """Base class of every ferroserve error."""
+
+class InvalidInputError(FerroserveError):
+    """The request or configuration is malformed (gRPC INVALID_ARGUMENT)."""
+
+class ModelNotFoundError(FerroserveError):
+    """No such model or version (gRPC NOT_FOUND)."""
+
+class UnavailableError(FerroserveError):
+    """The model is not accepting requests, e.g. it is unloading (gRPC UNAVAILABLE)."""
+
+class ResourceExhaustedError(FerroserveError):
+    """A queue limit was hit (gRPC RESOURCE_EXHAUSTED)."""
+
+class DeadlineExceededError(FerroserveError):
+    """The request timed out before it ran (gRPC DEADLINE_EXCEEDED)."""
+
+class RequestCancelledError(FerroserveError):
+    """The client cancelled the request (gRPC CANCELLED)."""
+
+class InternalError(FerroserveError):
+    """A server-side invariant was broken (gRPC INTERNAL)."""
+
+def decode_bytes_tensor(
+    raw: bytes, count: int, name: str, utf8: bool = False
+) -> npt.NDArray[np.object_]:
+    """Decodes a BYTES tensor's raw contents (per element: 4-byte little-endian length, then
+    the bytes) into a 1-D object array of `count` `bytes` objects, or of `str` objects with
+    `utf8` (onnxruntime string tensors take str; it would turn bytes into their repr).
+
+    Raises InvalidInputError naming input `name` and the problem: a truncated length prefix at
+    element i, element i claiming more bytes than remain, trailing bytes after the last element,
+    a count mismatch (expected X elements, got Y), or with `utf8` an element that is not valid
+    UTF-8; also for a negative `count`. Large buffers are parsed without the GIL.
+    """
+
+def validate_bytes_tensor(raw: bytes, count: int, name: str, utf8: bool = False) -> None:
+    """The checks of `decode_bytes_tensor` without building any object (request validation)."""
+
+def encode_bytes_tensor(values: npt.NDArray[Any]) -> bytes:
+    """Encodes an object, `bytes_` or `str_` array of any shape (row-major) in the BYTES wire
+    format. Elements must be bytes, bytearray or str (encoded as UTF-8); anything else, or an
+    array of another dtype, raises InvalidInputError.
+    """
+
+def expected_byte_size(datatype: str, shape: Sequence[int]) -> int:
+    """The byte size a tensor of a fixed-size KServe v2 `datatype` ("FP32", ...) and `shape`
+    must have. InvalidInputError for an unknown datatype, a negative dimension, a size that
+    overflows, or BYTES (variable size).
+    """
+
+@final
+class QueuePolicy:
+    """Triton `ModelQueuePolicy` of one priority level."""
+
+    def __new__(
+        cls,
+        timeout_action: str = "REJECT",
+        default_timeout_us: int = 0,
+        allow_timeout_override: bool = False,
+        max_queue_size: int = 0,
+    ) -> QueuePolicy:
+        """`timeout_action`: "REJECT" removes a request whose queue timeout expired (it comes
+        back in `Batch.rejected`); "DELAY" keeps it but runs it after every unexpired request.
+        `default_timeout_us`: the level's queue timeout, 0 for none. `allow_timeout_override`:
+        a request's own non-zero `timeout_us` replaces the default. `max_queue_size`: most
+        requests queued at the level, 0 for unbounded (a full level raises
+        ResourceExhaustedError at submit). InvalidInputError for another action name.
+        """
+
+    @property
+    def timeout_action(self) -> Literal["REJECT", "DELAY"]:
+        """The action on timeout."""
+
+    @property
+    def default_timeout_us(self) -> int:
+        """Queue timeout in microseconds (0: none)."""
+
+    @property
+    def allow_timeout_override(self) -> bool:
+        """Whether a request's own timeout replaces the default."""
+
+    @property
+    def max_queue_size(self) -> int:
+        """Most requests queued at the level (0: unbounded)."""
+
+@final
+class Batch:
+    """Requests to execute together, from `BatchQueue.next_batch`. Tokens are typed `Any`: they
+    are whatever the caller submitted (asyncio futures in the server).
+
+    A batch may hold no requests but only `rejected` tokens, so that their callers are failed
+    promptly (with DEADLINE_EXCEEDED).
+    """
+
+    @property
+    def tokens(self) -> list[Any]:
+        """Each request's token (the object given to `submit`), in batch order."""
+
+    @property
+    def request_ids(self) -> list[int]:
+        """Each request's id (as returned by `submit`)."""
+
+    @property
+    def request_rows(self) -> list[int]:
+        """Each request's rows in dim 0 (1 each when max_batch_size is 0)."""
+
+    @property
+    def rejected(self) -> list[Any]:
+        """Tokens of requests whose deadline passed in the queue (REJECT policy, or a caller
+        deadline); fail them with DEADLINE_EXCEEDED."""
+
+    @property
+    def queue_ns(self) -> list[int]:
+        """Nanoseconds each request waited in the queue."""
+
+    @property
+    def size(self) -> int:
+        """Total rows: the sum of `request_rows` (1 when max_batch_size is 0, 0 when the batch
+        only carries rejected tokens)."""
+
+    def input(self, index: int) -> tuple[bytes | npt.NDArray[np.uint8], tuple[int, ...]]:
+        """Input `index` (model input order): a buffer for `numpy.frombuffer` and the batch
+        shape (dim 0 = `size` when batching, else the request's own shape).
+
+        With one request the buffer is that request's own `bytes` object (no copy); with more,
+        a 1-D uint8 array that owns the concatenation made in Rust (no further copy). The same
+        objects are returned on every call. IndexError for an index out of range.
+        """
+
+    def split(self, output: npt.NDArray[Any]) -> list[bytes]:
+        """Splits a numeric, C-contiguous model output into one `bytes` per request holding
+        its rows (in batch order). When batching, dim 0 must equal `size`; without batching the
+        single request gets the whole output. Raises InternalError on a dim 0 mismatch, a
+        non-contiguous array, or an object (BYTES) array, which must be split element-wise
+        with `encode_bytes_tensor`.
+        """
+
+    def __len__(self) -> int:
+        """Number of requests in the batch (not counting rejected ones)."""
+
+@final
+class BatchQueue:
+    """One model's dynamic-batching queue (Triton `dynamic_batching` semantics).
+
+    The transport calls `submit`; executor threads (one per model instance) call `next_batch`,
+    which waits, forms the batch and concatenates its inputs with the GIL released.
+    """
+
+    def __new__(
+        cls,
+        model: str,
+        max_batch_size: int,
+        *,
+        preferred_batch_sizes: Sequence[int] = (),
+        max_queue_delay_us: int = 0,
+        priority_levels: int = 0,
+        default_priority_level: int = 0,
+        default_policy: QueuePolicy | None = None,
+        priority_policies: Mapping[int, QueuePolicy] | None = None,
+    ) -> BatchQueue:
+        """`max_batch_size` 0: the model does not batch, every request runs alone with its shape
+        as given. Otherwise dim 0 of every input is the batch dim and a batch holds at most
+        `max_batch_size` rows. A batch goes as soon as it is full or reaches one of
+        `preferred_batch_sizes`; otherwise once its oldest request has waited
+        `max_queue_delay_us` (0: at once). `priority_levels` 0 or 1 means one level; level 1
+        is the highest, and requests with priority 0 get `default_priority_level`.
+        `priority_policies` overrides `default_policy` per level.
+
+        InvalidInputError for a configuration Triton rejects: a preferred size outside
+        1..max_batch_size, a default level or policy level outside 1..priority_levels, or a
+        negative number.
+        """
+
+    def submit(
+        self,
+        inputs: Sequence[bytes],
+        shapes: Sequence[Sequence[int]],
+        token: object,
+        priority: int = 0,
+        timeout_us: int = 0,
+        deadline_s: float | None = None,
+    ) -> int:
+        """Queues a request and returns its id. The bytes objects are kept (not copied) and read
+        later without the GIL. `priority`: 0 for the default level, else 1 (highest) to
+        `priority_levels`. `timeout_us`: the request's queue timeout, used when the level's
+        policy allows overrides (0: use the policy's). `deadline_s`: seconds from now
+        (the gRPC `time_remaining()`); the earliest of it and the timeout applies.
+
+        Raises InvalidInputError (inputs/shapes count mismatch, negative dims, a missing or
+        inconsistent batch dim, dim 0 outside 1..max_batch_size, an unknown priority level),
+        ResourceExhaustedError (the level's max_queue_size reached), UnavailableError (closed).
+        TypeError if an input is not `bytes`.
+        """
+
+    def next_batch(self, timeout_s: float) -> Batch | None:
+        """Waits up to `timeout_s` seconds (GIL released) for the next batch; None on timeout.
+        Raises UnavailableError once the queue is closed and empty (with `drain`, only after
+        every queued request was handed out).
+        """
+
+    def cancel(self, request_id: int) -> bool:
+        """Removes a still-queued request; False if it is already in a batch or unknown."""
+
+    def close(self, drain: bool) -> list[Any]:
+        """Stops accepting requests and wakes blocked `next_batch` callers. `drain=True`:
+        queued requests still run, returns []. `drain=False`: returns the tokens of every queued
+        request (fail them with UNAVAILABLE); also after an earlier `close(True)`.
+        """
+
+    def record_execution(
+        self,
+        batch_size: int,
+        compute_input_ns: int,
+        compute_infer_ns: int,
+        compute_output_ns: int,
+    ) -> None:
+        """Records one executed batch of `batch_size` rows and the time of its three phases."""
+
+    def record_request(self, success: bool, duration_ns: int) -> None:
+        """Records one finished request and its end-to-end duration."""
+
+    def statistics(self) -> dict[str, Any]:
+        """Triton ModelStatistics counters, read lock-free. Keys:
+
+        - "model": str
+        - "inference_count": int, rows executed (sum of recorded batch sizes)
+        - "execution_count": int, batches executed
+        - "last_inference_ms": int, ms since the Unix epoch of the last execution (0: never)
+        - "pending": int, requests queued now
+        - "success", "fail": tuple[int, int], (count, total ns) of `record_request`
+        - "queue": tuple[int, int], requests that left the queue in a batch, total ns queued
+        - "compute_input", "compute_infer", "compute_output": tuple[int, int], (executions,
+          total ns) of `record_execution`
+        - "batch_stats": dict[int, dict[str, tuple[int, int]]], per executed batch size:
+          {"compute_input": (executions, ns), "compute_infer": ..., "compute_output": ...}
+        """
+
+    @property
+    def pending(self) -> int:
+        """Requests waiting in the queue."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+
+    @property
+    def model(self) -> str:
+        """The model name."""

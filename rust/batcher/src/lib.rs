@@ -1,0 +1,17 @@
+//! Triton's dynamic batcher in pure Rust: a per-model queue that executor threads (one per model
+//! instance) drain with `next_batch`, batch forming (size, delay, preferred sizes, priorities,
+//! queue policies and deadlines), concatenation of the batch's inputs and splitting of outputs,
+//! and Triton `ModelStatistics` counters. The Python bindings wrap it; it knows nothing of Python.
+
+mod batch;
+mod config;
+mod error;
+mod forming;
+mod queue;
+mod stats;
+
+pub use batch::{Batch, BatchData, BatchInput, OutputSplitter, row_ranges};
+pub use config::{BatcherConfig, QueuePolicy, TimeoutAction};
+pub use error::{BatchError, ErrorKind};
+pub use queue::{BatchQueue, NextBatch, Request};
+pub use stats::{BatchSizeSnapshot, DurationSnapshot, Statistics, StatisticsSnapshot};

@@ -1,0 +1,401 @@
+//! `BatchQueue`: the per-model request queue. Transport threads `submit`; executor threads (one
+//! per model instance) block in `next_batch`. All queue state sits behind one mutex, held only
+//! to pick requests, never while copying buffers or dropping caller tokens (dropping a token may
+//! run caller code, e.g. a Python finalizer, that calls back into the queue).
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::forming::{self, Decision, Entry, Rules};
+use crate::{Batch, BatchError, BatcherConfig, Statistics, TimeoutAction};
+
+/// A request as the caller submits it.
+#[derive(Debug)]
+pub struct Request<B, T> {
+    /// One buffer per model input, C-contiguous, in the model's input order.
+    pub inputs: Vec<B>,
+    /// The shape of each input; with max_batch_size > 0, dim 0 is the batch dim.
+    pub shapes: Vec<Vec<i64>>,
+    /// The caller's handle for the answer, handed back in the batch (or when rejected).
+    pub token: T,
+    /// Priority level: 1 is highest, 0 means the configured default.
+    pub priority: u32,
+    /// The request's own queue timeout in microseconds (used if the policy allows it); 0: none.
+    pub timeout_us: u64,
+    /// The caller's absolute deadline (the client's gRPC deadline), if any.
+    pub deadline: Option<Instant>,
+}
+
+/// What `next_batch` found.
+#[derive(Debug)]
+pub enum NextBatch<B, T> {
+    /// A batch to execute (possibly holding only rejected tokens to fail).
+    Batch(Batch<B, T>),
+    /// Nothing to do before the wait ran out.
+    Timeout,
+    /// The queue is closed and empty: the executor should stop.
+    Closed,
+}
+
+/// How the queue was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Queued requests still run.
+    Drain,
+    /// Queued requests were handed back.
+    Now,
+}
+
+/// Everything the queue lock protects.
+struct State<B, T> {
+    /// One FIFO per priority level; index 0 is level 1, the highest.
+    levels: Vec<VecDeque<Entry<B, T>>>,
+    /// Id of the next request.
+    next_id: u64,
+    /// Set once by `close`.
+    closing: Option<Closing>,
+}
+
+impl<B, T> State<B, T> {
+    /// Requests queued at all levels.
+    fn len(&self) -> usize {
+        self.levels.iter().map(VecDeque::len).sum()
+    }
+}
+
+/// A model's dynamic-batching queue, shared by the transport and the executor threads.
+pub struct BatchQueue<B, T> {
+    /// Model name, for error messages.
+    model: String,
+    /// Validated settings.
+    config: BatcherConfig,
+    /// Queued requests; see `State`.
+    state: Mutex<State<B, T>>,
+    /// Signalled when a request arrives, a batch leaves requests behind, or the queue closes.
+    ready: Condvar,
+    /// ModelStatistics counters, updated without the lock.
+    stats: Statistics,
+}
+
+impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
+    /// A queue for `model` with `config`; InvalidConfig if Triton would refuse the config.
+    pub fn new(model: impl Into<String>, config: BatcherConfig) -> Result<Self, BatchError> {
+        let model = model.into();
+        config.validate(&model)?;
+        let levels = (0..config.levels()).map(|_| VecDeque::new()).collect();
+        Ok(BatchQueue {
+            stats: Statistics::new(config.max_batch_size),
+            model,
+            config,
+            state: Mutex::new(State {
+                levels,
+                next_id: 1,
+                closing: None,
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    /// The model name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The settings in effect.
+    pub fn config(&self) -> &BatcherConfig {
+        &self.config
+    }
+
+    /// The statistics counters.
+    pub fn statistics(&self) -> &Statistics {
+        &self.stats
+    }
+
+    /// Requests waiting in the queue.
+    pub fn pending(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closing.is_some()
+    }
+
+    /// Records one executed batch (see `Statistics::record_execution`).
+    pub fn record_execution(
+        &self,
+        batch_size: usize,
+        input_ns: u64,
+        infer_ns: u64,
+        output_ns: u64,
+    ) {
+        self.stats
+            .record_execution(batch_size, input_ns, infer_ns, output_ns);
+    }
+
+    /// Records one finished request, end to end (see `Statistics::record_request`).
+    pub fn record_request(&self, success: bool, duration_ns: u64) {
+        self.stats.record_request(success, duration_ns);
+    }
+
+    /// The queue state. A panic while it was held cannot leave it half-updated (each critical
+    /// section only moves whole entries), so a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, State<B, T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Validates `request`'s shapes and returns its row count (1 for a model that does not batch).
+    fn rows_of(&self, request: &Request<B, T>) -> Result<usize, BatchError> {
+        let model = || self.model.clone();
+        if request.inputs.len() != request.shapes.len() {
+            return Err(BatchError::InputCount {
+                model: model(),
+                inputs: request.inputs.len(),
+                shapes: request.shapes.len(),
+            });
+        }
+        for (input, shape) in request.shapes.iter().enumerate() {
+            if let Some((index, &dim)) = shape.iter().enumerate().find(|(_, dim)| **dim < 0) {
+                return Err(BatchError::NegativeDim {
+                    model: model(),
+                    input,
+                    index,
+                    dim,
+                });
+            }
+        }
+        let max_batch_size = self.config.max_batch_size;
+        if max_batch_size == 0 {
+            return Ok(1);
+        }
+        let mut first = None;
+        for (input, shape) in request.shapes.iter().enumerate() {
+            let &dim = shape.first().ok_or_else(|| BatchError::MissingBatchDim {
+                model: model(),
+                input,
+            })?;
+            match first {
+                None => first = Some(dim),
+                Some(first) if first != dim => {
+                    return Err(BatchError::BatchDimMismatch {
+                        model: model(),
+                        input,
+                        dim,
+                        first,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        // A request with no inputs has nothing to batch: it counts as one row.
+        let rows = first.unwrap_or(1);
+        usize::try_from(rows)
+            .ok()
+            .filter(|&rows| (1..=max_batch_size).contains(&rows))
+            .ok_or_else(|| BatchError::BatchSize {
+                model: model(),
+                rows,
+                max_batch_size,
+            })
+    }
+
+    /// Queues `request` and returns its id. InvalidInput for a malformed request,
+    /// ResourceExhausted when its level is full, Unavailable once closed.
+    pub fn submit(&self, request: Request<B, T>) -> Result<u64, BatchError> {
+        let rows = self.rows_of(&request)?;
+        let levels = self.config.levels();
+        let level = match request.priority {
+            0 => self.config.default_priority_level.max(1),
+            level if level <= levels => level,
+            priority => {
+                return Err(BatchError::InvalidPriority {
+                    model: self.model.clone(),
+                    priority,
+                    levels,
+                });
+            }
+        };
+        let policy = self.config.policy(level);
+        let timeout_us = if policy.allow_timeout_override && request.timeout_us != 0 {
+            request.timeout_us
+        } else {
+            policy.default_timeout_us
+        };
+        let enqueued = Instant::now();
+        let timeout_deadline = (timeout_us != 0)
+            .then(|| enqueued.checked_add(Duration::from_micros(timeout_us)))
+            .flatten();
+        let deadline = match (timeout_deadline, request.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let index = (level - 1) as usize;
+        let mut state = self.lock();
+        if state.closing.is_some() {
+            return Err(BatchError::Closed {
+                model: self.model.clone(),
+            });
+        }
+        let queue = &mut state.levels[index];
+        if policy.max_queue_size > 0 && queue.len() >= policy.max_queue_size as usize {
+            return Err(BatchError::QueueFull {
+                model: self.model.clone(),
+                level,
+                max_queue_size: policy.max_queue_size,
+            });
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.levels[index].push_back(Entry {
+            id,
+            inputs: request.inputs,
+            shapes: request.shapes,
+            token: request.token,
+            rows,
+            enqueued,
+            deadline,
+        });
+        self.stats.set_pending(state.len());
+        drop(state);
+        self.ready.notify_one();
+        Ok(id)
+    }
+
+    /// Removes a still-queued request; false if it is already in a batch or unknown.
+    pub fn cancel(&self, id: u64) -> bool {
+        let mut state = self.lock();
+        let found = state.levels.iter_mut().find_map(|queue| {
+            let index = queue.iter().position(|entry| entry.id == id)?;
+            queue.remove(index)
+        });
+        self.stats.set_pending(state.len());
+        drop(state);
+        // The entry (and its token) is dropped here, outside the lock.
+        found.is_some()
+    }
+
+    /// Stops accepting requests and wakes every waiting executor. With `drain`, queued requests
+    /// still run and `next_batch` reports Closed once the queue is empty; without, the queued
+    /// requests' tokens are returned for the caller to fail. A later `close(false)` after a
+    /// `close(true)` hands back what is still queued.
+    pub fn close(&self, drain: bool) -> Vec<T> {
+        let mut state = self.lock();
+        let removed = if drain && state.closing != Some(Closing::Now) {
+            state.closing = Some(Closing::Drain);
+            Vec::new()
+        } else {
+            state.closing = Some(Closing::Now);
+            let levels = state.levels.iter_mut();
+            levels.flat_map(std::mem::take).collect::<Vec<_>>()
+        };
+        self.stats.set_pending(state.len());
+        drop(state);
+        self.ready.notify_all();
+        removed.into_iter().map(|entry| entry.token).collect()
+    }
+
+    /// Removes the requests whose deadline passed at levels with the REJECT action.
+    fn reject_expired(
+        &self,
+        state: &mut State<B, T>,
+        now: Instant,
+        rejected: &mut Vec<Entry<B, T>>,
+    ) {
+        for (index, queue) in state.levels.iter_mut().enumerate() {
+            let level = index as u32 + 1;
+            if self.config.policy(level).timeout_action != TimeoutAction::Reject
+                || !queue.iter().any(|entry| entry.expired(now))
+            {
+                continue;
+            }
+            for entry in std::mem::take(queue) {
+                if entry.expired(now) {
+                    rejected.push(entry);
+                } else {
+                    queue.push_back(entry);
+                }
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the next batch. A batch is returned as soon as one is due (see
+    /// `forming::decide`); requests rejected for their deadline come back in `Batch::rejected`,
+    /// possibly in a batch without requests. Closed once the queue is closed and empty.
+    pub fn next_batch(&self, wait: Duration) -> NextBatch<B, T> {
+        let give_up = Instant::now().checked_add(wait);
+        let mut rejected = Vec::new();
+        let mut state = self.lock();
+        loop {
+            let now = Instant::now();
+            self.reject_expired(&mut state, now, &mut rejected);
+            let rules = Rules {
+                max_batch_size: self.config.max_batch_size,
+                preferred: &self.config.preferred_batch_sizes,
+                max_queue_delay: self.config.max_queue_delay,
+                draining: state.closing.is_some(),
+            };
+            let decision = forming::decide(&state.levels, &rules, now);
+            let wake_at = match decision {
+                Decision::Send(slots) => {
+                    let entries = forming::take(&mut state.levels, &slots);
+                    let left = state.len();
+                    self.stats.set_pending(left);
+                    drop(state);
+                    if left > 0 {
+                        // Another executor may be able to form a batch from what is left.
+                        self.ready.notify_one();
+                    }
+                    return NextBatch::Batch(self.assemble(entries, rejected, now));
+                }
+                _ if !rejected.is_empty() => {
+                    self.stats.set_pending(state.len());
+                    drop(state);
+                    return NextBatch::Batch(self.assemble(Vec::new(), rejected, now));
+                }
+                Decision::Empty if state.closing.is_some() => return NextBatch::Closed,
+                Decision::Empty => give_up,
+                Decision::Wait(send_by) => match (send_by, give_up) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+            };
+            if give_up.is_some_and(|give_up| give_up <= now) {
+                return NextBatch::Timeout;
+            }
+            state = match wake_at {
+                Some(wake_at) => {
+                    let timeout = wake_at.saturating_duration_since(now);
+                    self.ready
+                        .wait_timeout(state, timeout)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+        }
+    }
+
+    /// Builds the batch from the taken entries (outside the lock) and records queue times.
+    fn assemble(
+        &self,
+        entries: Vec<Entry<B, T>>,
+        rejected: Vec<Entry<B, T>>,
+        now: Instant,
+    ) -> Batch<B, T> {
+        let batch = Batch::from_entries(
+            &self.model,
+            self.config.max_batch_size > 0,
+            entries,
+            rejected.into_iter().map(|entry| entry.token).collect(),
+            now,
+        );
+        for duration in &batch.queue_durations {
+            self.stats.record_queue(duration);
+        }
+        batch
+    }
+}

@@ -1,0 +1,59 @@
+//! `ferroserve._core`, the Python extension: the only crate that knows Python. It converts
+//! types, maps the Rust error enums to one exception hierarchy, and releases the GIL for
+//! anything long (see `gil::without_gil`). The whole Python-facing surface is listed below.
+
+mod batch;
+mod exceptions;
+mod gil;
+mod queue;
+mod tensor;
+
+use pyo3::prelude::*;
+
+/// The extension module: every class, function and exception Python sees.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    // Not in `__all__`: a dunder, not an export.
+    m.setattr("__version__", env!("CARGO_PKG_VERSION"))?;
+
+    m.add(
+        "FerroserveError",
+        py.get_type::<exceptions::FerroserveError>(),
+    )?;
+    m.add(
+        "InvalidInputError",
+        py.get_type::<exceptions::InvalidInputError>(),
+    )?;
+    m.add(
+        "ModelNotFoundError",
+        py.get_type::<exceptions::ModelNotFoundError>(),
+    )?;
+    m.add(
+        "UnavailableError",
+        py.get_type::<exceptions::UnavailableError>(),
+    )?;
+    m.add(
+        "ResourceExhaustedError",
+        py.get_type::<exceptions::ResourceExhaustedError>(),
+    )?;
+    m.add(
+        "DeadlineExceededError",
+        py.get_type::<exceptions::DeadlineExceededError>(),
+    )?;
+    m.add(
+        "RequestCancelledError",
+        py.get_type::<exceptions::RequestCancelledError>(),
+    )?;
+    m.add("InternalError", py.get_type::<exceptions::InternalError>())?;
+
+    m.add_function(wrap_pyfunction!(tensor::decode_bytes_tensor, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor::encode_bytes_tensor, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor::validate_bytes_tensor, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor::expected_byte_size, m)?)?;
+
+    m.add_class::<queue::QueuePolicy>()?;
+    m.add_class::<queue::BatchQueue>()?;
+    m.add_class::<batch::Batch>()?;
+    Ok(())
+}
