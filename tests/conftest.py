@@ -38,9 +38,9 @@ def main_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(main_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    ServerProcess
-]:
+def server(
+    main_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """ferroserve serving the main repository, READY."""
     log = tmp_path_factory.mktemp("logs") / "main-server.log"
     with ServerProcess(main_repository, log) as process:

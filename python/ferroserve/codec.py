@@ -131,7 +131,9 @@ def _buffer(
         if tensor.HasField("contents"):
             raise InvalidInputError(f"{where}: has both raw_input_contents and typed contents")
         if datatype.is_bytes:
-            _core.decode_bytes_tensor(raw, count, spec.name)  # validates the length prefixes
+            # onnxruntime string tensors hold UTF-8 text: reject anything else here, not in a
+            # batch shared with other requests.
+            _core.validate_bytes_tensor(raw, count, spec.name, utf8=True)
         else:
             expected = _core.expected_byte_size(datatype.name, shape)
             if len(raw) != expected:
@@ -151,7 +153,9 @@ def _buffer(
             f"{where}: contents.{field} has {len(values)} elements but shape {shape} needs {count}"
         )
     if datatype.is_bytes:
-        return _core.encode_bytes_tensor(np.array(list(values), dtype=object))
+        encoded = _core.encode_bytes_tensor(np.array(list(values), dtype=object))
+        _core.validate_bytes_tensor(encoded, count, spec.name, utf8=True)
+        return encoded
     assert datatype.numpy is not None
     try:
         # list(): numpy wraps out-of-range values from a protobuf container silently but raises

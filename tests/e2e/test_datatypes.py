@@ -102,33 +102,49 @@ def test_typed_contents_unbatched(datatype: str, stub: Any, main_repository: Pat
     )
 
 
-@pytest.mark.parametrize(("datatype", "field", "values"), [
-    ("FP16", "fp32_contents", np.ones((1, 4), np.float32)),
-    ("BF16", "uint_contents", np.full((1, 4), 0x3F80, np.uint32)),
-])
+@pytest.mark.parametrize(
+    ("datatype", "field", "values"),
+    [
+        ("FP16", "fp32_contents", np.ones((1, 4), np.float32)),
+        ("BF16", "uint_contents", np.full((1, 4), 0x3F80, np.uint32)),
+    ],
+)
 def test_half_types_have_no_typed_contents(
     datatype: str, field: str, values: np.ndarray, stub: Any
 ) -> None:
     name = identity_batch_name(datatype)
     request = typed_request(name, "INPUT0", datatype, values, field=field)
-    message = assert_rpc_error(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT,
-                               "INPUT0", datatype)
+    message = assert_rpc_error(
+        lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT, "INPUT0", datatype
+    )
     assert "raw" in message
 
 
 def test_typed_contents_in_wrong_field(stub: Any) -> None:
     # INT32 data sent in int64_contents: the INT32 field (int_contents) is empty.
-    request = typed_request(identity_batch_name("INT32"), "INPUT0", "INT32",
-                            np.ones((1, 4), np.int64), field="int64_contents")
-    assert_rpc_error(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT,
-                     "INPUT0", "int_contents", "4")
+    request = typed_request(
+        identity_batch_name("INT32"),
+        "INPUT0",
+        "INT32",
+        np.ones((1, 4), np.int64),
+        field="int64_contents",
+    )
+    assert_rpc_error(
+        lambda: stub.ModelInfer(request),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INPUT0",
+        "int_contents",
+        "4",
+    )
 
 
 def test_typed_value_out_of_range(stub: Any) -> None:
-    request = typed_request(identity_batch_name("UINT8"), "INPUT0", "UINT8",
-                            np.full((1, 4), 300, np.int64))
-    assert_rpc_error(lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT,
-                     "INPUT0", "UINT8")
+    request = typed_request(
+        identity_batch_name("UINT8"), "INPUT0", "UINT8", np.full((1, 4), 300, np.int64)
+    )
+    assert_rpc_error(
+        lambda: stub.ModelInfer(request), grpc.StatusCode.INVALID_ARGUMENT, "INPUT0", "UINT8"
+    )
 
 
 def test_bf16_matches_float32_rounding(client: triton_grpc.InferenceServerClient) -> None:

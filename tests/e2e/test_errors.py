@@ -40,31 +40,47 @@ def _add_sub(client: triton_grpc.InferenceServerClient, *tensors: triton_grpc.In
 def test_unknown_model(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
         lambda: client.infer("no_such_model", [infer_input("A", _ones([1, 4]), "FP32")]),
-        grpc.StatusCode.NOT_FOUND, "no_such_model",
+        grpc.StatusCode.NOT_FOUND,
+        "no_such_model",
     )
 
 
 def test_unknown_version(client: triton_grpc.InferenceServerClient) -> None:
     a = infer_input("A", _ones([1, 4]), "FP32")
     b = infer_input("B", _ones([1, 4]), "FP32")
-    assert_triton_error(lambda: client.infer("add_sub", [a, b], model_version="9"),
-                        grpc.StatusCode.NOT_FOUND, "add_sub", "9")
+    assert_triton_error(
+        lambda: client.infer("add_sub", [a, b], model_version="9"),
+        grpc.StatusCode.NOT_FOUND,
+        "add_sub",
+        "9",
+    )
 
 
 def test_non_numeric_version(client: triton_grpc.InferenceServerClient) -> None:
     a = infer_input("A", _ones([1, 4]), "FP32")
     b = infer_input("B", _ones([1, 4]), "FP32")
-    assert_triton_error(lambda: client.infer("add_sub", [a, b], model_version="latest"),
-                        grpc.StatusCode.NOT_FOUND, "add_sub", "latest")
+    assert_triton_error(
+        lambda: client.infer("add_sub", [a, b], model_version="latest"),
+        grpc.StatusCode.NOT_FOUND,
+        "add_sub",
+        "latest",
+    )
 
 
 def test_unknown_model_metadata_and_config(client: triton_grpc.InferenceServerClient) -> None:
-    assert_triton_error(lambda: client.get_model_metadata("no_such_model"),
-                        grpc.StatusCode.NOT_FOUND, "no_such_model")
-    assert_triton_error(lambda: client.get_model_config("no_such_model"),
-                        grpc.StatusCode.NOT_FOUND, "no_such_model")
-    assert_triton_error(lambda: client.get_inference_statistics("no_such_model"),
-                        grpc.StatusCode.NOT_FOUND, "no_such_model")
+    assert_triton_error(
+        lambda: client.get_model_metadata("no_such_model"),
+        grpc.StatusCode.NOT_FOUND,
+        "no_such_model",
+    )
+    assert_triton_error(
+        lambda: client.get_model_config("no_such_model"), grpc.StatusCode.NOT_FOUND, "no_such_model"
+    )
+    assert_triton_error(
+        lambda: client.get_inference_statistics("no_such_model"),
+        grpc.StatusCode.NOT_FOUND,
+        "no_such_model",
+    )
 
 
 # -- INVALID_ARGUMENT: tensor names, types, shapes -----------------------------------------------
@@ -72,25 +88,41 @@ def test_unknown_model_metadata_and_config(client: triton_grpc.InferenceServerCl
 
 def test_wrong_datatype(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([1, 4], np.int32), "INT32"),
-                         infer_input("B", _ones([1, 4]), "FP32")),
-        INVALID, "'A'", "FP32", "INT32",
+        lambda: _add_sub(
+            client,
+            infer_input("A", _ones([1, 4], np.int32), "INT32"),
+            infer_input("B", _ones([1, 4]), "FP32"),
+        ),
+        INVALID,
+        "'A'",
+        "FP32",
+        "INT32",
     )
 
 
 def test_wrong_rank(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([1, 4, 1]), "FP32"),
-                         infer_input("B", _ones([1, 4]), "FP32")),
-        INVALID, "'A'", "[-1, 4]", "[1, 4, 1]",
+        lambda: _add_sub(
+            client,
+            infer_input("A", _ones([1, 4, 1]), "FP32"),
+            infer_input("B", _ones([1, 4]), "FP32"),
+        ),
+        INVALID,
+        "'A'",
+        "[-1, 4]",
+        "[1, 4, 1]",
     )
 
 
 def test_wrong_dim(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([1, 4]), "FP32"),
-                         infer_input("B", _ones([1, 5]), "FP32")),
-        INVALID, "'B'", "[-1, 4]", "[1, 5]",
+        lambda: _add_sub(
+            client, infer_input("A", _ones([1, 4]), "FP32"), infer_input("B", _ones([1, 5]), "FP32")
+        ),
+        INVALID,
+        "'B'",
+        "[-1, 4]",
+        "[1, 5]",
     )
 
 
@@ -98,23 +130,32 @@ def test_wrong_shape_unbatched(client: triton_grpc.InferenceServerClient) -> Non
     name = "identity_fp32_nobatch"
     assert_triton_error(
         lambda: client.infer(name, [infer_input("INPUT0", _ones([1, 2, 3]), "FP32")]),
-        INVALID, "INPUT0", "[2, 3]", "[1, 2, 3]",
+        INVALID,
+        "INPUT0",
+        "[2, 3]",
+        "[1, 2, 3]",
     )
 
 
 def test_missing_input(client: triton_grpc.InferenceServerClient) -> None:
     message = assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([1, 4]), "FP32")), INVALID, "'B'",
+        lambda: _add_sub(client, infer_input("A", _ones([1, 4]), "FP32")),
+        INVALID,
+        "'B'",
     )
     assert "missing" in message
 
 
 def test_extra_input(client: triton_grpc.InferenceServerClient) -> None:
     message = assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([1, 4]), "FP32"),
-                         infer_input("B", _ones([1, 4]), "FP32"),
-                         infer_input("C", _ones([1, 4]), "FP32")),
-        INVALID, "'C'",
+        lambda: _add_sub(
+            client,
+            infer_input("A", _ones([1, 4]), "FP32"),
+            infer_input("B", _ones([1, 4]), "FP32"),
+            infer_input("C", _ones([1, 4]), "FP32"),
+        ),
+        INVALID,
+        "'C'",
     )
     assert "unexpected" in message or "extra" in message
     assert "'A', 'B'" in message  # says what the model expects
@@ -122,24 +163,37 @@ def test_extra_input(client: triton_grpc.InferenceServerClient) -> None:
 
 def test_inputs_disagree_on_batch_size(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
-        lambda: _add_sub(client, infer_input("A", _ones([2, 4]), "FP32"),
-                         infer_input("B", _ones([3, 4]), "FP32")),
-        INVALID, "batch size", "2", "3",
+        lambda: _add_sub(
+            client, infer_input("A", _ones([2, 4]), "FP32"), infer_input("B", _ones([3, 4]), "FP32")
+        ),
+        INVALID,
+        "batch size",
+        "2",
+        "3",
     )
 
 
 def test_batch_larger_than_max_batch_size(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
         lambda: client.infer(FP32_BATCH, [infer_input("INPUT0", _ones([9, 4]), "FP32")]),
-        INVALID, "INPUT0", "9", "max_batch_size", str(m.IDENTITY_MAX_BATCH),
+        INVALID,
+        "INPUT0",
+        "9",
+        "max_batch_size",
+        str(m.IDENTITY_MAX_BATCH),
     )
 
 
 def test_unknown_requested_output(client: triton_grpc.InferenceServerClient) -> None:
     assert_triton_error(
-        lambda: client.infer(FP32_BATCH, [infer_input("INPUT0", _ones([1, 4]), "FP32")],
-                             outputs=[triton_grpc.InferRequestedOutput("NOPE")]),
-        INVALID, "NOPE", "OUTPUT0",
+        lambda: client.infer(
+            FP32_BATCH,
+            [infer_input("INPUT0", _ones([1, 4]), "FP32")],
+            outputs=[triton_grpc.InferRequestedOutput("NOPE")],
+        ),
+        INVALID,
+        "NOPE",
+        "OUTPUT0",
     )
 
 
@@ -172,8 +226,12 @@ ELEMENTS = [b"ab", b"", b"cde", b"f"]
         # Only 3 of the 4 elements the shape needs.
         (encode_bytes(ELEMENTS[:3]), ("4", "3")),
     ],
-    ids=["truncated-length-prefix", "length-larger-than-data", "trailing-bytes",
-         "too-few-elements"],
+    ids=[
+        "truncated-length-prefix",
+        "length-larger-than-data",
+        "trailing-bytes",
+        "too-few-elements",
+    ],
 )
 def test_malformed_bytes(raw: bytes, fragments: tuple[str, ...], stub: Any) -> None:
     request = raw_request(BYTES_BATCH, [("INPUT0", "BYTES", [1, 4], raw)])
@@ -193,8 +251,9 @@ def test_well_formed_bytes_control(stub: Any) -> None:
 def test_stream_errors_carry_the_request_id(stub: Any) -> None:
     """On ModelStreamInfer a failing request becomes an error_message on the stream (with its
     request id), and the requests after it are still answered."""
-    good = raw_request(FP32_BATCH, [("INPUT0", "FP32", [1, 4], _ones([1, 4]).tobytes())],
-                       request_id="good")
+    good = raw_request(
+        FP32_BATCH, [("INPUT0", "FP32", [1, 4], _ones([1, 4]).tobytes())], request_id="good"
+    )
     requests = [
         raw_request("no_such_model", [("INPUT0", "FP32", [1, 4], b"\x00" * 16)], request_id="r1"),
         raw_request(FP32_BATCH, [("INPUT0", "FP32", [1, 4], b"\x00" * 3)], request_id="r2"),
@@ -216,10 +275,15 @@ def test_unloaded_model_is_unavailable(client: triton_grpc.InferenceServerClient
     x = infer_input("INPUT0", _ones([1, 4]), "FP32")
     client.unload_model("unloadable")
     try:
-        assert_triton_error(lambda: client.infer("unloadable", [x]),
-                            grpc.StatusCode.UNAVAILABLE, "unloadable")
-        assert_triton_error(lambda: client.infer("unloadable", [x], model_version="1"),
-                            grpc.StatusCode.UNAVAILABLE, "unloadable", "1")
+        assert_triton_error(
+            lambda: client.infer("unloadable", [x]), grpc.StatusCode.UNAVAILABLE, "unloadable"
+        )
+        assert_triton_error(
+            lambda: client.infer("unloadable", [x], model_version="1"),
+            grpc.StatusCode.UNAVAILABLE,
+            "unloadable",
+            "1",
+        )
     finally:
         client.load_model("unloadable")
     client.infer("unloadable", [x])
@@ -239,18 +303,26 @@ def test_onnxruntime_failure_is_internal(
 ) -> None:
     data = np.arange(4, dtype=np.float32)
     shape = np.array([3], np.int64)  # 4 elements cannot become [3]
-    ours = _onnxruntime_error(model_file(main_repository, "runtime_fail"),
-                              {"DATA": data, "SHAPE": shape})
+    ours = _onnxruntime_error(
+        model_file(main_repository, "runtime_fail"), {"DATA": data, "SHAPE": shape}
+    )
     message = assert_triton_error(
-        lambda: client.infer("runtime_fail", [infer_input("DATA", data, "FP32"),
-                                              infer_input("SHAPE", shape, "INT64")]),
-        grpc.StatusCode.INTERNAL, "runtime_fail",
+        lambda: client.infer(
+            "runtime_fail",
+            [infer_input("DATA", data, "FP32"), infer_input("SHAPE", shape, "INT64")],
+        ),
+        grpc.StatusCode.INTERNAL,
+        "runtime_fail",
     )
     # onnxruntime's own explanation reaches the client (the node and the shapes involved).
-    detail = ours[ours.index("Reshape"):] if "Reshape" in ours else ours
+    detail = ours[ours.index("Reshape") :] if "Reshape" in ours else ours
     assert detail.splitlines()[0] in message, f"{detail!r} not in {message!r}"
     # The model keeps serving good requests afterwards.
-    ok = client.infer("runtime_fail", [infer_input("DATA", data, "FP32"),
-                                       infer_input("SHAPE", np.array([-1], np.int64), "INT64")])
+    ok = client.infer(
+        "runtime_fail",
+        [
+            infer_input("DATA", data, "FP32"),
+            infer_input("SHAPE", np.array([-1], np.int64), "INT64"),
+        ],
+    )
     np.testing.assert_array_equal(ok.as_numpy("OUTPUT0"), data)
-

@@ -102,7 +102,8 @@ def test_gpu_model_with_cpu_fallback_serves(
 
 @pytest.mark.gpu
 def test_gpu_model_runs_on_cuda(
-    cuda_missing: str | None, gpu_client: triton_grpc.InferenceServerClient,
+    cuda_missing: str | None,
+    gpu_client: triton_grpc.InferenceServerClient,
     gpu_server: ServerProcess,
 ) -> None:
     if cuda_missing is not None:

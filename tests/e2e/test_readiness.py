@@ -42,9 +42,9 @@ def broken_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def broken_server(broken_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    ServerProcess
-]:
+def broken_server(
+    broken_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "broken-server.log"
     with ServerProcess(broken_repository, log) as process:
         process.wait_settled(["good", "corrupt"])
@@ -93,8 +93,13 @@ def test_reflection_lists_the_inference_service(server: ServerProcess) -> None:
         # The descriptors behind the name are complete: a client can build the messages.
         service = DescriptorPool(database).FindServiceByName(SERVICE)
         methods = {method.name for method in service.methods}
-    assert {"ServerLive", "ServerReady", "ModelInfer", "ModelStreamInfer",
-            "RepositoryIndex"} <= methods
+    assert {
+        "ServerLive",
+        "ServerReady",
+        "ModelInfer",
+        "ModelStreamInfer",
+        "RepositoryIndex",
+    } <= methods
 
 
 # -- a repository with a corrupt model -----------------------------------------------------------
@@ -143,24 +148,25 @@ def test_corrupt_model_infer_is_unavailable(
     broken_client: triton_grpc.InferenceServerClient,
 ) -> None:
     x = infer_input("INPUT0", np.ones((1, 4), np.float32), "FP32")
-    assert_triton_error(lambda: broken_client.infer("corrupt", [x]),
-                        grpc.StatusCode.UNAVAILABLE, "corrupt")
+    assert_triton_error(
+        lambda: broken_client.infer("corrupt", [x]), grpc.StatusCode.UNAVAILABLE, "corrupt"
+    )
 
 
 def test_loading_corrupt_model_again_fails_with_reason(
     broken_client: triton_grpc.InferenceServerClient,
 ) -> None:
-    message = assert_triton_error(lambda: broken_client.load_model("corrupt"),
-                                  grpc.StatusCode.INVALID_ARGUMENT, "corrupt")
+    message = assert_triton_error(
+        lambda: broken_client.load_model("corrupt"), grpc.StatusCode.INVALID_ARGUMENT, "corrupt"
+    )
     assert "model.onnx" in message
     assert broken_client.is_model_ready("good")
 
 
-def test_only_selected_models_are_awaited(
-    broken_repository: Path, tmp_path: Path
-) -> None:
-    with ServerProcess(broken_repository, tmp_path / "server.log",
-                       ["--load-model", "good"]) as process:
+def test_only_selected_models_are_awaited(broken_repository: Path, tmp_path: Path) -> None:
+    with ServerProcess(
+        broken_repository, tmp_path / "server.log", ["--load-model", "good"]
+    ) as process:
         process.wait_ready()
         with triton_grpc.InferenceServerClient(process.url) as client:
             assert client.is_model_ready("good")
@@ -186,4 +192,3 @@ def test_empty_repository(flags: list[str], ready: bool, tmp_path: Path) -> None
             assert client.is_server_ready() is ready
             assert list(client.get_model_repository_index().models) == []
         assert health(process.url) == (SERVING if ready else NOT_SERVING)
-

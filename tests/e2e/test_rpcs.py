@@ -20,8 +20,10 @@ pytestmark = pytest.mark.timeout(60)
 
 def _add_sub_inputs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((2, 4)).astype(np.float32),
-            rng.standard_normal((2, 4)).astype(np.float32))
+    return (
+        rng.standard_normal((2, 4)).astype(np.float32),
+        rng.standard_normal((2, 4)).astype(np.float32),
+    )
 
 
 def _add_sub_tensors(a: np.ndarray, b: np.ndarray) -> list[triton_grpc.InferInput]:
@@ -57,10 +59,12 @@ def test_model_metadata(client: triton_grpc.InferenceServerClient) -> None:
     assert list(metadata.versions) == ["1"]
     assert metadata.platform == "onnxruntime_onnx"
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
-        ("A", "FP32", [-1, 4]), ("B", "FP32", [-1, 4])
+        ("A", "FP32", [-1, 4]),
+        ("B", "FP32", [-1, 4]),
     ]
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [
-        ("SUM", "FP32", [-1, 4]), ("DIFF", "FP32", [-1, 4])
+        ("SUM", "FP32", [-1, 4]),
+        ("DIFF", "FP32", [-1, 4]),
     ]
 
 
@@ -166,11 +170,13 @@ def test_unload_and_load(server: object, client: triton_grpc.InferenceServerClie
         assert client.is_server_ready()  # an explicitly unloaded model is not awaited
         message = assert_triton_error(
             lambda: client.infer("unloadable", [infer_input("INPUT0", x, "FP32")]),
-            grpc.StatusCode.UNAVAILABLE, "unloadable",
+            grpc.StatusCode.UNAVAILABLE,
+            "unloadable",
         )
         assert "unload" in message.lower() or "no ready version" in message
-        states = {m.state for m in client.get_model_repository_index().models
-                  if m.name == "unloadable"}
+        states = {
+            m.state for m in client.get_model_repository_index().models if m.name == "unloadable"
+        }
         assert states == {"UNAVAILABLE"}
     finally:
         client.load_model("unloadable")
@@ -189,13 +195,15 @@ def test_reloading_a_ready_model_keeps_serving(client: triton_grpc.InferenceServ
 
 
 def test_load_unknown_model_is_not_found(client: triton_grpc.InferenceServerClient) -> None:
-    assert_triton_error(lambda: client.load_model("no_such_model"), grpc.StatusCode.NOT_FOUND,
-                        "no_such_model")
+    assert_triton_error(
+        lambda: client.load_model("no_such_model"), grpc.StatusCode.NOT_FOUND, "no_such_model"
+    )
 
 
 def test_unload_unknown_model_is_not_found(client: triton_grpc.InferenceServerClient) -> None:
-    assert_triton_error(lambda: client.unload_model("no_such_model"),
-                        grpc.StatusCode.NOT_FOUND, "no_such_model")
+    assert_triton_error(
+        lambda: client.unload_model("no_such_model"), grpc.StatusCode.NOT_FOUND, "no_such_model"
+    )
 
 
 def test_large_message_goes_through(client: triton_grpc.InferenceServerClient) -> None:
@@ -216,8 +224,9 @@ def test_stream_infer_echoes_request_ids(server: object) -> None:
         for i in range(6):
             a, b = _add_sub_inputs(i)
             sent[f"stream-{i}"] = (a, b)
-            stream_client.async_stream_infer("add_sub", _add_sub_tensors(a, b),
-                                             request_id=f"stream-{i}")
+            stream_client.async_stream_infer(
+                "add_sub", _add_sub_tensors(a, b), request_id=f"stream-{i}"
+            )
         got = [results.get(timeout=20) for _ in sent]
         stream_client.stop_stream()
     for result, error in got:
@@ -232,8 +241,10 @@ def test_stream_error_does_not_end_stream(server: object) -> None:
     results: queue.Queue[tuple[object, object]] = queue.Queue()
     with triton_grpc.InferenceServerClient(server.url) as stream_client:  # type: ignore[attr-defined]
         stream_client.start_stream(callback=lambda result, error: results.put((result, error)))
-        bad = [infer_input("A", np.ones((1, 4), np.int32), "INT32"),
-               infer_input("B", np.ones((1, 4), np.float32), "FP32")]
+        bad = [
+            infer_input("A", np.ones((1, 4), np.int32), "INT32"),
+            infer_input("B", np.ones((1, 4), np.float32), "FP32"),
+        ]
         stream_client.async_stream_infer("add_sub", bad, request_id="bad")
         first = results.get(timeout=20)
         a, b = _add_sub_inputs()
@@ -265,10 +276,12 @@ def test_aio_infer_and_metadata(server: object, main_repository: Path) -> None:
             assert [t.name for t in metadata.inputs] == ["A", "B"]
             config = await aio.get_model_config("add_sub")
             assert config.config.max_batch_size == 8
-            results = await asyncio.gather(*(
-                aio.infer("add_sub", _add_sub_tensors(a, b), request_id=f"aio-{i}")
-                for i in range(4)
-            ))
+            results = await asyncio.gather(
+                *(
+                    aio.infer("add_sub", _add_sub_tensors(a, b), request_id=f"aio-{i}")
+                    for i in range(4)
+                )
+            )
             assert sorted(r.get_response().id for r in results) == [f"aio-{i}" for i in range(4)]
             expected_sum, _ = reference(model_file(main_repository, "add_sub"), {"A": a, "B": b})
             for result in results:
@@ -289,10 +302,12 @@ def test_concurrent_requests_are_batched_and_split(server: object) -> None:
 
     async def scenario() -> list[triton_grpc.InferResult]:
         async with triton_aio.InferenceServerClient(server.url) as aio:  # type: ignore[attr-defined]
-            return await asyncio.gather(*(
-                aio.infer("add_sub", _add_sub_tensors(a, b), request_id=str(i))
-                for i, (a, b) in enumerate(cases)
-            ))
+            return await asyncio.gather(
+                *(
+                    aio.infer("add_sub", _add_sub_tensors(a, b), request_id=str(i))
+                    for i, (a, b) in enumerate(cases)
+                )
+            )
 
     for result in asyncio.run(scenario()):
         a, b = cases[int(result.get_response().id)]
@@ -305,8 +320,11 @@ def test_aio_stream_infer(server: object) -> None:
 
     async def requests():  # type: ignore[no-untyped-def]
         for request_id, (a, b) in inputs.items():
-            yield {"model_name": "add_sub", "inputs": _add_sub_tensors(a, b),
-                   "request_id": request_id}
+            yield {
+                "model_name": "add_sub",
+                "inputs": _add_sub_tensors(a, b),
+                "request_id": request_id,
+            }
 
     async def scenario() -> dict[str, np.ndarray]:
         got = {}

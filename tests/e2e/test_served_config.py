@@ -86,8 +86,13 @@ def test_reshape_config(client: triton_grpc.InferenceServerClient) -> None:
 
 def test_reshape_rejects_the_graph_shape(client: triton_grpc.InferenceServerClient) -> None:
     x = np.zeros((1, 2, 3), np.float32)
-    assert_triton_error(lambda: client.infer("reshaped", [infer_input("INPUT0", x, "FP32")]),
-                        grpc.StatusCode.INVALID_ARGUMENT, "INPUT0", "[-1, 6]", "[1, 2, 3]")
+    assert_triton_error(
+        lambda: client.infer("reshaped", [infer_input("INPUT0", x, "FP32")]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INPUT0",
+        "[-1, 6]",
+        "[1, 2, 3]",
+    )
 
 
 # -- version policy: latest { num_versions: 2 } over versions 1, 2, 3 ----------------------------
@@ -113,11 +118,13 @@ def test_no_version_means_newest(client: triton_grpc.InferenceServerClient) -> N
 
 
 def test_version_outside_policy_is_not_found(client: triton_grpc.InferenceServerClient) -> None:
-    message = assert_triton_error(lambda: _plus(client, "1"), grpc.StatusCode.NOT_FOUND,
-                                  "versioned", "version 1")
+    message = assert_triton_error(
+        lambda: _plus(client, "1"), grpc.StatusCode.NOT_FOUND, "versioned", "version 1"
+    )
     assert "2" in message and "3" in message  # says which versions there are
-    assert_triton_error(lambda: client.get_model_metadata("versioned", "1"),
-                        grpc.StatusCode.NOT_FOUND, "versioned")
+    assert_triton_error(
+        lambda: client.get_model_metadata("versioned", "1"), grpc.StatusCode.NOT_FOUND, "versioned"
+    )
 
 
 def test_versioned_metadata_and_config(client: triton_grpc.InferenceServerClient) -> None:

@@ -68,12 +68,16 @@ def identity_model(datatype: str, shape: Sequence[int | str]) -> onnx.ModelProto
 def add_sub_model() -> onnx.ModelProto:
     """Two FP32 inputs [batch, 4] -> SUM = A + B and DIFF = A - B."""
     graph = helper.make_graph(
-        [helper.make_node("Add", ["A", "B"], ["SUM"]),
-         helper.make_node("Sub", ["A", "B"], ["DIFF"])],
+        [
+            helper.make_node("Add", ["A", "B"], ["SUM"]),
+            helper.make_node("Sub", ["A", "B"], ["DIFF"]),
+        ],
         "add_sub",
         [_info("A", TensorProto.FLOAT, ["batch", 4]), _info("B", TensorProto.FLOAT, ["batch", 4])],
-        [_info("SUM", TensorProto.FLOAT, ["batch", 4]),
-         _info("DIFF", TensorProto.FLOAT, ["batch", 4])],
+        [
+            _info("SUM", TensorProto.FLOAT, ["batch", 4]),
+            _info("DIFF", TensorProto.FLOAT, ["batch", 4]),
+        ],
     )
     return finish(graph)
 

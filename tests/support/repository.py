@@ -12,7 +12,10 @@ from support import models as m
 
 
 def add_model(
-    root: Path, name: str, model: onnx.ModelProto | bytes, config: str | None = None,
+    root: Path,
+    name: str,
+    model: onnx.ModelProto | bytes,
+    config: str | None = None,
     versions: tuple[int, ...] = (1,),
 ) -> Path:
     """Writes `model` (or raw bytes) as every version in `versions`, and config.pbtxt if given."""
@@ -104,11 +107,16 @@ def write_main_repository(root: Path) -> Path:
     """Every well-formed model the shared server serves (no failing model: it must be READY)."""
     for datatype in m.DATATYPES:
         batch = identity_batch_name(datatype)
-        add_model(root, batch, m.identity_model(datatype, ["batch", *m.BATCH_DIMS]),
-                  identity_batch_config(datatype, batch))
+        add_model(
+            root,
+            batch,
+            m.identity_model(datatype, ["batch", *m.BATCH_DIMS]),
+            identity_batch_config(datatype, batch),
+        )
         # No config.pbtxt: completed from the graph (fixed dim 0 -> max_batch_size 0).
-        add_model(root, identity_nobatch_name(datatype),
-                  m.identity_model(datatype, m.NOBATCH_SHAPE))
+        add_model(
+            root, identity_nobatch_name(datatype), m.identity_model(datatype, m.NOBATCH_SHAPE)
+        )
     add_model(root, "add_sub", m.add_sub_model(), ADD_SUB_CONFIG)
     add_model(root, "dynamic_dim", m.identity_model("FP32", ["batch", "n"]), DYNAMIC_DIM_CONFIG)
     add_model(root, "reshaped", m.identity_model("FP32", ["batch", 2, 3]), RESHAPE_CONFIG)
@@ -118,7 +126,6 @@ def write_main_repository(root: Path) -> Path:
         add_model(root, "versioned", m.plus_constant_model(float(version)), versions=(version,))
     (root / "versioned" / "config.pbtxt").write_text(VERSIONED_CONFIG, encoding="utf-8")
     add_model(root, "large", m.identity_model("FP32", ["n"]), LARGE_CONFIG)
-    add_model(root, "with_unsupported", m.identity_model("FP32", ["batch", 4]),
-              UNSUPPORTED_CONFIG)
+    add_model(root, "with_unsupported", m.identity_model("FP32", ["batch", 4]), UNSUPPORTED_CONFIG)
     add_model(root, "unloadable", m.identity_model("FP32", ["batch", 4]))
     return root

@@ -56,7 +56,9 @@ def decode_bytes(raw: bytes) -> list[bytes]:
 
 
 def raw_request(
-    model: str, inputs: Sequence[tuple[str, str, Sequence[int], bytes]], version: str = "",
+    model: str,
+    inputs: Sequence[tuple[str, str, Sequence[int], bytes]],
+    version: str = "",
     request_id: str = "",
 ) -> service_pb2.ModelInferRequest:
     """A request with raw contents: inputs are (name, datatype, shape, raw bytes)."""
@@ -70,12 +72,18 @@ def raw_request(
 # v2 datatype -> the typed `InferTensorContents` field carrying it (None: raw only).
 CONTENTS_FIELD = {
     "BOOL": "bool_contents",
-    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
     "UINT64": "uint64_contents",
-    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
     "INT64": "int64_contents",
-    "FP16": None, "BF16": None,
-    "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "FP16": None,
+    "BF16": None,
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
 
@@ -93,9 +101,7 @@ def typed_request(
     return request
 
 
-def output_array(
-    response: service_pb2.ModelInferResponse, index: int, dtype: Any
-) -> np.ndarray:
+def output_array(response: service_pb2.ModelInferResponse, index: int, dtype: Any) -> np.ndarray:
     tensor = response.outputs[index]
     raw = response.raw_output_contents[index]
     if dtype is np.object_:
@@ -112,9 +118,7 @@ def rpc_error(call: Callable[[], Any]) -> grpc.RpcError:
     return caught.value
 
 
-def assert_rpc_error(
-    call: Callable[[], Any], code: grpc.StatusCode, *fragments: str
-) -> str:
+def assert_rpc_error(call: Callable[[], Any], code: grpc.StatusCode, *fragments: str) -> str:
     """A raw-stub call fails with `code` and a message containing every fragment."""
     error = rpc_error(call)
     details = error.details() or ""
@@ -124,9 +128,7 @@ def assert_rpc_error(
     return details
 
 
-def assert_triton_error(
-    call: Callable[[], Any], code: grpc.StatusCode, *fragments: str
-) -> str:
+def assert_triton_error(call: Callable[[], Any], code: grpc.StatusCode, *fragments: str) -> str:
     """A tritonclient call fails with `code` and a message containing every fragment."""
     with pytest.raises(InferenceServerException) as caught:
         call()

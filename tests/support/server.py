@@ -57,10 +57,16 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "ferroserve", "serve",
-            "--model-repository", str(self.repository),
-            "--grpc-port", str(self.port),
-            "--host", "127.0.0.1",
+            sys.executable,
+            "-m",
+            "ferroserve",
+            "serve",
+            "--model-repository",
+            str(self.repository),
+            "--grpc-port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
             "--no-uvloop",
             *self.extra_args,
         ]
@@ -72,7 +78,10 @@ class ServerProcess:
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._process = subprocess.Popen(
-            self.command(), stdout=self._log_file, stderr=subprocess.STDOUT, env=env,
+            self.command(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,
         )
         RUNNING.append(self)
@@ -118,9 +127,9 @@ class ServerProcess:
             client.close()
         raise ServerError(f"ferroserve did not become ready in {timeout_s}s\n{self.log()}")
 
-    def wait_settled(self, models: Iterable[str], timeout_s: float = STARTUP_TIMEOUT_S) -> dict[
-        str, list[service_pb2.RepositoryIndexResponse.ModelIndex]
-    ]:
+    def wait_settled(
+        self, models: Iterable[str], timeout_s: float = STARTUP_TIMEOUT_S
+    ) -> dict[str, list[service_pb2.RepositoryIndexResponse.ModelIndex]]:
         """Polls RepositoryIndex until every model in `models` finished loading (READY or
         UNAVAILABLE with a reason); returns the index rows per model."""
         wanted = set(models)

@@ -22,8 +22,9 @@ BATCHED = ModelSignature(
     8, (spec("A", "FP32", (4,)), spec("B", "INT64", (-1,))), (spec("OUT", "FP32", (4,)),)
 )
 UNBATCHED = ModelSignature(0, (spec("S", "BYTES", (2,)),), (spec("T", "BYTES", (2,)),))
-TWO_OUTPUTS = ModelSignature(0, (spec("X", "FP32", (1,)),),
-                             (spec("P", "FP32", (1,)), spec("Q", "FP32", (1,))))
+TWO_OUTPUTS = ModelSignature(
+    0, (spec("X", "FP32", (1,)),), (spec("P", "FP32", (1,)), spec("Q", "FP32", (1,)))
+)
 
 
 def raw_request(*inputs: tuple[str, str, list[int], bytes]) -> pb.ModelInferRequest:
@@ -101,18 +102,25 @@ def test_zero_sized_dynamic_dim() -> None:
 
 
 def test_wrong_datatype() -> None:
-    invalid(raw_request(("A", "FP64", [2, 4], b"\x00" * 64), good_b()), BATCHED,
-            "'A'", "FP32", "FP64")
+    invalid(
+        raw_request(("A", "FP64", [2, 4], b"\x00" * 64), good_b()), BATCHED, "'A'", "FP32", "FP64"
+    )
 
 
 def test_wrong_rank() -> None:
-    invalid(raw_request(("A", "FP32", [8], b"\x00" * 32), good_b()), BATCHED,
-            "'A'", "[-1, 4]", "[8]")
+    invalid(
+        raw_request(("A", "FP32", [8], b"\x00" * 32), good_b()), BATCHED, "'A'", "[-1, 4]", "[8]"
+    )
 
 
 def test_wrong_dim() -> None:
-    invalid(raw_request(("A", "FP32", [2, 3], b"\x00" * 24), good_b()), BATCHED,
-            "'A'", "[-1, 4]", "[2, 3]")
+    invalid(
+        raw_request(("A", "FP32", [2, 3], b"\x00" * 24), good_b()),
+        BATCHED,
+        "'A'",
+        "[-1, 4]",
+        "[2, 3]",
+    )
 
 
 def test_negative_dim() -> None:
@@ -124,8 +132,12 @@ def test_missing_input() -> None:
 
 
 def test_extra_input() -> None:
-    invalid(raw_request(good_a(), good_b(), ("C", "FP32", [1], b"\x00" * 4)), BATCHED,
-            "unexpected", "'C'")
+    invalid(
+        raw_request(good_a(), good_b(), ("C", "FP32", [1], b"\x00" * 4)),
+        BATCHED,
+        "unexpected",
+        "'C'",
+    )
 
 
 def test_duplicate_input() -> None:
@@ -142,8 +154,7 @@ def test_inputs_disagree_on_batch_size() -> None:
 
 
 def test_raw_size_mismatch() -> None:
-    invalid(raw_request(("A", "FP32", [2, 4], b"\x00" * 31), good_b()), BATCHED,
-            "'A'", "31", "32")
+    invalid(raw_request(("A", "FP32", [2, 4], b"\x00" * 31), good_b()), BATCHED, "'A'", "31", "32")
 
 
 def test_raw_for_some_inputs_only() -> None:
@@ -175,8 +186,12 @@ def test_half_types_need_raw(datatype: str) -> None:
 
 @pytest.mark.parametrize(
     ("datatype", "field", "value"),
-    [("UINT8", "uint_contents", 256), ("INT8", "int_contents", -129),
-     ("UINT16", "uint_contents", 70000), ("INT16", "int_contents", 40000)],
+    [
+        ("UINT8", "uint_contents", 256),
+        ("INT8", "int_contents", -129),
+        ("UINT16", "uint_contents", 70000),
+        ("INT16", "int_contents", 40000),
+    ],
 )
 def test_typed_value_out_of_range(datatype: str, field: str, value: int) -> None:
     signature = ModelSignature(0, (spec("V", datatype, (1,)),), ())

@@ -178,7 +178,10 @@ optimization { cuda { graphs: true } }
 
 def test_unsupported_fields_are_listed() -> None:
     assert unsupported_fields(parse(UNSUPPORTED)) == [
-        "input.allow_ragged_batch", "optimization.cuda", "response_cache", "sequence_batching",
+        "input.allow_ragged_batch",
+        "optimization.cuda",
+        "response_cache",
+        "sequence_batching",
     ]
 
 
@@ -235,8 +238,9 @@ def test_completion_with_given_max_batch_size_keeps_it() -> None:
 
 
 def test_outputs_only_completed_when_missing() -> None:
-    config = parse('name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 '
-                   "dims: [ -1 ] } ]")
+    config = parse(
+        'name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 dims: [ -1 ] } ]'
+    )
     signature = complete_config(
         config, [OnnxTensor("x", F32, (None, None))], [OnnxTensor("y", F32, (None, 3))]
     )
@@ -246,10 +250,13 @@ def test_outputs_only_completed_when_missing() -> None:
 
 def test_reshape_as_documented() -> None:
     # Triton: "dims: [ 1 ] reshape: { shape: [ ] }" feeds a graph input with no dims after batch.
-    config = parse('name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_INT32 '
-                   "dims: [ 1 ] reshape: { shape: [ ] } } ]")
+    config = parse(
+        'name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_INT32 '
+        "dims: [ 1 ] reshape: { shape: [ ] } } ]"
+    )
     signature = complete_config(
-        config, [OnnxTensor("x", "tensor(int32)", (None,))],
+        config,
+        [OnnxTensor("x", "tensor(int32)", (None,))],
         [OnnxTensor("y", "tensor(int32)", (None,))],
     )
     (x,) = signature.inputs
@@ -259,8 +266,10 @@ def test_reshape_as_documented() -> None:
 
 
 def test_reshape_must_keep_the_element_count() -> None:
-    config = parse('name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_FP32 '
-                   "dims: [ 5 ] reshape: { shape: [ 2, 3 ] } } ]")
+    config = parse(
+        'name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_FP32 '
+        "dims: [ 5 ] reshape: { shape: [ 2, 3 ] } } ]"
+    )
     with pytest.raises(ConfigError, match=r"'x'.*reshape"):
         complete_config(config, [OnnxTensor("x", F32, (None, 2, 3))], [])
 
@@ -278,53 +287,84 @@ def _check_error(config_text: str, graph_in: list[OnnxTensor], *fragments: str) 
 
 
 def test_wrong_datatype() -> None:
-    _check_error('name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_INT32 '
-                 "dims: [ 4 ] } ]", [OnnxTensor("x", F32, (None, 4))],
-                 "'x'", "TYPE_INT32", "tensor(float)")
+    _check_error(
+        'name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_INT32 dims: [ 4 ] } ]',
+        [OnnxTensor("x", F32, (None, 4))],
+        "'x'",
+        "TYPE_INT32",
+        "tensor(float)",
+    )
 
 
 def test_wrong_rank() -> None:
-    _check_error('name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 '
-                 "dims: [ 4, 1 ] } ]", [OnnxTensor("x", F32, (None, 4))],
-                 "'x'", "rank 2", "rank 1")
+    _check_error(
+        'name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 dims: [ 4, 1 ] } ]',
+        [OnnxTensor("x", F32, (None, 4))],
+        "'x'",
+        "rank 2",
+        "rank 1",
+    )
 
 
 def test_wrong_dim() -> None:
-    _check_error('name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 '
-                 "dims: [ 5 ] } ]", [OnnxTensor("x", F32, (None, 4))], "'x'", "5", "4")
+    _check_error(
+        'name: "m" max_batch_size: 4 input [ { name: "x" data_type: TYPE_FP32 dims: [ 5 ] } ]',
+        [OnnxTensor("x", F32, (None, 4))],
+        "'x'",
+        "5",
+        "4",
+    )
 
 
 def test_fixed_first_dim_with_batching() -> None:
-    _check_error('name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_FP32 '
-                 "dims: [ 4 ] } ]", [OnnxTensor("x", F32, (1, 4))],
-                 "'x'", "max_batch_size", "8", "1")
+    _check_error(
+        'name: "m" max_batch_size: 8 input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]',
+        [OnnxTensor("x", F32, (1, 4))],
+        "'x'",
+        "max_batch_size",
+        "8",
+        "1",
+    )
 
 
 def test_unknown_input_name() -> None:
-    _check_error('name: "m" max_batch_size: 4 input [ { name: "nope" data_type: TYPE_FP32 '
-                 "dims: [ 4 ] } ]", [OnnxTensor("x", F32, (None, 4))], "'nope'", "'x'")
+    _check_error(
+        'name: "m" max_batch_size: 4 input [ { name: "nope" data_type: TYPE_FP32 dims: [ 4 ] } ]',
+        [OnnxTensor("x", F32, (None, 4))],
+        "'nope'",
+        "'x'",
+    )
 
 
 def test_unknown_output_name() -> None:
-    config = parse('name: "m" max_batch_size: 4 output [ { name: "nope" data_type: TYPE_FP32 '
-                   "dims: [ 4 ] } ]")
+    config = parse(
+        'name: "m" max_batch_size: 4 output [ { name: "nope" data_type: TYPE_FP32 dims: [ 4 ] } ]'
+    )
     with pytest.raises(ConfigError, match=r"output 'nope'.*'y'"):
-        complete_config(config, [OnnxTensor("x", F32, (None, 4))],
-                        [OnnxTensor("y", F32, (None, 4))])
+        complete_config(
+            config, [OnnxTensor("x", F32, (None, 4))], [OnnxTensor("y", F32, (None, 4))]
+        )
 
 
 def test_graph_input_missing_from_config() -> None:
-    config = parse('name: "m" max_batch_size: 4 input [ { name: "a" data_type: TYPE_FP32 '
-                   "dims: [ 4 ] } ]")
+    config = parse(
+        'name: "m" max_batch_size: 4 input [ { name: "a" data_type: TYPE_FP32 dims: [ 4 ] } ]'
+    )
     with pytest.raises(ConfigError, match="'b'"):
-        complete_config(config, [OnnxTensor("a", F32, (None, 4)), OnnxTensor("b", F32, (None, 4))],
-                        [OnnxTensor("y", F32, (None, 4))])
+        complete_config(
+            config,
+            [OnnxTensor("a", F32, (None, 4)), OnnxTensor("b", F32, (None, 4))],
+            [OnnxTensor("y", F32, (None, 4))],
+        )
 
 
 def test_graph_type_the_protocol_cannot_carry() -> None:
     with pytest.raises(ConfigError, match=r"'x'.*tensor\(complex64\)"):
-        complete_config(parse('name: "m"'), [OnnxTensor("x", "tensor(complex64)", (2,))],
-                        [OnnxTensor("y", F32, (2,))])
+        complete_config(
+            parse('name: "m"'),
+            [OnnxTensor("x", "tensor(complex64)", (2,))],
+            [OnnxTensor("y", F32, (2,))],
+        )
 
 
 def test_negative_max_batch_size() -> None:

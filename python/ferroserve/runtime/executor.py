@@ -144,7 +144,9 @@ class BatchExecutor:
             shape = (shape[0], *spec.model_dims) if self._signature.batches else spec.model_dims
         if spec.datatype.is_bytes:
             count = int(np.prod(shape))
-            return _core.decode_bytes_tensor(bytes(buffer), count, spec.name).reshape(shape)
+            return _core.decode_bytes_tensor(bytes(buffer), count, spec.name, utf8=True).reshape(
+                shape
+            )
         assert spec.datatype.numpy is not None
         array = np.frombuffer(buffer, dtype=spec.datatype.numpy).reshape(shape)
         return _bf16(array) if spec.datatype.name == "BF16" else array
