@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -92,12 +92,38 @@ class TensorSpec:
 
 
 @dataclass(slots=True, frozen=True)
+class InputLayout:
+    """One input as the request fast path checks it."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    """Full client shape, -1 for any size (the batch dim included)."""
+    itemsize: int
+    """Bytes per element; 0 for BYTES (variable size)."""
+
+
+@dataclass(slots=True, frozen=True)
 class ModelSignature:
     """The tensors a model version accepts and returns, and whether dim 0 is a batch dim."""
 
     max_batch_size: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    input_layouts: tuple[InputLayout, ...] = field(init=False)
+    """Per input, what the request fast path checks (precomputed once per model)."""
+
+    def __post_init__(self) -> None:
+        layouts = tuple(
+            InputLayout(
+                spec.name,
+                spec.datatype.name,
+                tuple(self.client_shape(spec)),
+                0 if spec.datatype.numpy is None else spec.datatype.numpy.itemsize,
+            )
+            for spec in self.inputs
+        )
+        object.__setattr__(self, "input_layouts", layouts)
 
     @property
     def batches(self) -> bool:

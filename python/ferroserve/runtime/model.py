@@ -112,7 +112,8 @@ class ServedModel:
         try:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
-            priority, timeout_us = _scheduling(request.parameters, self.name)
+            parameters = request.parameters
+            priority, timeout_us = _scheduling(parameters, self.name) if parameters else (0, 0)
             future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
             request_id = self.queue.submit(
                 decoded.buffers, decoded.shapes, future, priority, timeout_us, time_remaining
