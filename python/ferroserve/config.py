@@ -164,12 +164,12 @@ def unsupported_fields(config: Message) -> list[str]:
 
 
 def _walk_unsupported(message: Message, prefix: str) -> Iterator[str]:
-    for field, value in message.ListFields():
-        path = f"{prefix}.{field.name}" if prefix else field.name
+    for descriptor, value in message.ListFields():
+        path = f"{prefix}.{descriptor.name}" if prefix else descriptor.name
         if path in _SUPPORTED_SUBTREES:
             continue
-        if path in _CHECKED_CONTAINERS and field.message_type is not None:
-            children = value if _is_repeated(field) else [value]
+        if path in _CHECKED_CONTAINERS and descriptor.message_type is not None:
+            children = value if _is_repeated(descriptor) else [value]
             for child in children:
                 yield from _walk_unsupported(child, path)
         else:
