@@ -238,6 +238,13 @@ def test_malformed_bytes(raw: bytes, fragments: tuple[str, ...], stub: Any) -> N
     assert_rpc_error(lambda: stub.ModelInfer(request), INVALID, "'INPUT0'", *fragments)
 
 
+def test_bytes_that_are_not_utf8_text(stub: Any) -> None:
+    """onnxruntime string tensors hold text: invalid UTF-8 is rejected for this request alone."""
+    raw = encode_bytes([b"ok", b"\xff\xfe", b"c", b"d"])
+    request = raw_request(BYTES_BATCH, [("INPUT0", "BYTES", [1, 4], raw)])
+    assert_rpc_error(lambda: stub.ModelInfer(request), INVALID, "'INPUT0'", "element 1", "UTF-8")
+
+
 def test_well_formed_bytes_control(stub: Any) -> None:
     """The same request with a correct encoding succeeds (the cases above fail for their flaw)."""
     request = raw_request(BYTES_BATCH, [("INPUT0", "BYTES", [1, 4], encode_bytes(ELEMENTS))])
