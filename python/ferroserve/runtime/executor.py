@@ -135,8 +135,19 @@ class BatchExecutor:
             )
             return
         finished = time.perf_counter_ns()
-        self._queue.record_execution(batch.size, prepared - started, ran - prepared, finished - ran)
+        self._queue.record_execution(
+            self._rows(batch), prepared - started, ran - prepared, finished - ran
+        )
         self._hop(_settle, batch.tokens, results)
+
+    def _rows(self, batch: _core.Batch) -> int:
+        """Rows executed, as Triton counts inferences: dim 0 for a model that batches, also
+        when it runs without dynamic_batching (its queue then sees every request as 1)."""
+        if self._signature.batches and self._signature.inputs and len(batch.tokens) == 1:
+            shape = batch.input(0)[1]
+            if shape:
+                return int(shape[0])
+        return batch.size
 
     def _feed(self, batch: _core.Batch, index: int, spec: TensorSpec) -> Any:
         buffer, shape = batch.input(index)

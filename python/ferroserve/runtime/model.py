@@ -43,6 +43,83 @@ def _queue_policy(policy: Any) -> _core.QueuePolicy:
     )
 
 
+@dataclass(slots=True, frozen=True)
+class Scheduling:
+    """How Triton reads a request's `priority` and `timeout` parameters for one model: a
+    priority of 0 or above `priority_levels` means the default level, and a `timeout` counts
+    only where the level's policy has `allow_timeout_override` and only to shorten a non-zero
+    default timeout (core/src/scheduler_utils.cc, `PolicyQueue::Enqueue`)."""
+
+    levels: int
+    default_level: int
+    # level -> default_timeout_microseconds of levels whose policy allows an override
+    overridable: Mapping[int, int]
+
+    @classmethod
+    def of(cls, config: mc.ModelConfig) -> Scheduling:
+        if not config.HasField("dynamic_batching"):
+            return cls(0, 1, {})
+        dynamic = config.dynamic_batching
+        levels = int(dynamic.priority_levels)
+        overridable = {}
+        for level in range(1, max(levels, 1) + 1):
+            policy = dynamic.priority_queue_policy.get(level, dynamic.default_queue_policy)
+            if policy.allow_timeout_override and policy.default_timeout_microseconds > 0:
+                overridable[level] = int(policy.default_timeout_microseconds)
+        return cls(levels, max(int(dynamic.default_priority_level), 1), overridable)
+
+    def resolve(self, priority: int, timeout_us: int) -> tuple[int, int]:
+        """(priority for `BatchQueue.submit`, 0 for the default level; timeout_us to pass, 0
+        for the level's default)."""
+        if priority > self.levels:
+            priority = 0
+        default_timeout = self.overridable.get(priority or self.default_level, 0)
+        if not 0 < timeout_us < default_timeout:
+            timeout_us = 0
+        return priority, timeout_us
+
+
+class InOrder:
+    """`preserve_ordering`: hands responses out in the order their requests were queued.
+
+    Request ids from `BatchQueue.submit` grow by one per accepted request. Each request calls
+    `queued(id)` right after submit (on the event loop, so in id order), `await turn(id)` once
+    its answer (result or error) is there, and `done(id)` when it has responded or was
+    cancelled; a request whose client went away is done at once, so nobody waits for it."""
+
+    __slots__ = ("_finished", "_next", "_waiting")
+
+    def __init__(self) -> None:
+        self._next: int | None = None
+        self._finished: set[int] = set()
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    def queued(self, request_id: int) -> None:
+        if self._next is None:
+            self._next = request_id
+
+    async def turn(self, request_id: int) -> None:
+        if self._next is None or request_id <= self._next:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = waiter
+        try:
+            await waiter
+        finally:
+            self._waiting.pop(request_id, None)
+
+    def done(self, request_id: int) -> None:
+        if self._next is None or request_id < self._next:
+            return
+        self._finished.add(request_id)
+        while self._next in self._finished:
+            self._finished.discard(self._next)
+            self._next += 1
+        waiter = self._waiting.get(self._next)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
     """A batch queue with the config's dynamic_batching settings. Without `dynamic_batching`,
     requests still queue but each runs as its own batch (Triton's default scheduler), so the
@@ -82,6 +159,9 @@ class ServedModel:
         self.config = config
         self.provider = loaded.provider
         self.queue = build_queue(config)
+        self._scheduling = Scheduling.of(config)
+        ordered = config.HasField("dynamic_batching") and config.dynamic_batching.preserve_ordering
+        self._in_order = InOrder() if ordered else None
         self._executor = BatchExecutor(
             f"{self.name}:{version}",
             loaded.session,
@@ -113,16 +193,23 @@ class ServedModel:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
             parameters = request.parameters
-            priority, timeout_us = _scheduling(parameters, self.name) if parameters else (0, 0)
+            priority, timeout_us = (
+                self._scheduling.resolve(*_scheduling(parameters, self.name))
+                if parameters
+                else (0, 0)
+            )
             future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
             request_id = self.queue.submit(
                 decoded.buffers, decoded.shapes, future, priority, timeout_us, time_remaining
             )
-            try:
-                buffers, shapes = await future
-            except asyncio.CancelledError:
-                self.queue.cancel(request_id)
-                raise
+            if self._in_order is None:
+                try:
+                    buffers, shapes = await future
+                except asyncio.CancelledError:
+                    self.queue.cancel(request_id)
+                    raise
+            else:
+                buffers, shapes = await self._ordered(request_id, future)
             response = pb.ModelInferResponse(
                 model_name=self.name, model_version=self.version_label, id=request.id
             )
@@ -138,6 +225,26 @@ class ServedModel:
             return response
         finally:
             self.queue.record_request(success, time.perf_counter_ns() - started)
+
+    async def _ordered(
+        self, request_id: int, future: asyncio.Future[RequestResult]
+    ) -> RequestResult:
+        """Awaits the answer, then the turn of this request: every request queued before it
+        has responded, failed or gone. Errors keep their place in the order too."""
+        in_order = self._in_order
+        assert in_order is not None
+        in_order.queued(request_id)
+        try:
+            try:
+                await asyncio.wait((future,))
+            except asyncio.CancelledError:
+                self.queue.cancel(request_id)
+                future.cancel()
+                raise
+            await in_order.turn(request_id)
+            return future.result()
+        finally:
+            in_order.done(request_id)
 
     async def unload(self) -> None:
         """Stops taking requests, lets queued ones finish, then stops the executor threads."""
