@@ -250,6 +250,10 @@ class BatchQueue:
     ) -> None:
         """Records one executed batch of `batch_size` rows and the time of its three phases."""
 
+    def record_unqueued(self) -> None:
+        """Records a request the caller executed at once without queueing it (inline
+        execution): it counts as queued for 0 ns, so queue counts keep matching requests."""
+
     def record_request(self, success: bool, duration_ns: int) -> None:
         """Records one finished request and its end-to-end duration."""
 

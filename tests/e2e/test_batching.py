@@ -94,6 +94,20 @@ async def blocked(client: aio.InferenceServerClient, model: str, rows: int = 1) 
     return task
 
 
+async def gather_row(
+    client: aio.InferenceServerClient, model: str, data: np.ndarray, row: int, index: int
+) -> Outcome:
+    """GatherElements of data[row] at `index` (outside 0..3: onnxruntime fails the call)."""
+    index_input = aio.InferInput("INDEX", [1, 1], "INT64")
+    index_input.set_data_from_numpy(np.array([[index]], dtype=np.int64))
+    inputs = [*fp32_inputs("DATA", data[row : row + 1]), index_input]
+    try:
+        result = await client.infer(model, inputs)
+    except InferenceServerException as error:
+        return Outcome(None, error, time.monotonic())
+    return Outcome(result.as_numpy("OUTPUT0"), None, time.monotonic())
+
+
 # --------------------------------------------------------------------------------------
 # Batches form; outputs, statistics and multi-row requests
 # --------------------------------------------------------------------------------------
@@ -485,14 +499,7 @@ def test_failing_batch_fails_its_requests_only(
     data = np.arange(16, dtype=np.float32).reshape(4, 4)
 
     async def gather(client: aio.InferenceServerClient, row: int, index: int) -> Outcome:
-        index_input = aio.InferInput("INDEX", [1, 1], "INT64")
-        index_input.set_data_from_numpy(np.array([[index]], dtype=np.int64))
-        inputs = [*fp32_inputs("DATA", data[row : row + 1]), index_input]
-        try:
-            result = await client.infer(model, inputs)
-        except InferenceServerException as error:
-            return Outcome(None, error, time.monotonic())
-        return Outcome(result.as_numpy("OUTPUT0"), None, time.monotonic())
+        return await gather_row(client, model, data, row, index)
 
     async def scenario(client: aio.InferenceServerClient) -> None:
         before = counts(await statistics(client, model))
@@ -540,5 +547,107 @@ def test_unload_drains_the_queue(batching_server: ServerProcess) -> None:
         late = await infer(client, model, busy_input(1, 1))
         assert late.error is not None
         assert not await client.is_model_ready(model)
+
+    run(batching_server, scenario)
+
+
+# --------------------------------------------------------------------------------------
+# Inline execution (models without dynamic_batching, parameter inline_execution)
+# --------------------------------------------------------------------------------------
+
+
+def queue_ns(stats: dict[str, Any]) -> int:
+    return int(stats["inference_stats"].get("queue", {}).get("ns", 0))
+
+
+async def sequential_fast_requests(
+    client: aio.InferenceServerClient, model: str, requests: int = 5
+) -> tuple[int, int, int, int]:
+    """Sends one-row requests one after another (the executor is idle for each) and returns
+    the deltas of (inference_count, execution_count, queue count, queue ns)."""
+    before = await statistics(client, model)
+    for i in range(requests):
+        array = busy_input(1, 1 + i)
+        assert_doubled(await infer(client, model, array), array)
+    after = await statistics(client, model)
+    return (
+        counts(after)[0] - counts(before)[0],
+        counts(after)[1] - counts(before)[1],
+        queue_count(after) - queue_count(before),
+        queue_ns(after) - queue_ns(before),
+    )
+
+
+def test_cheap_model_runs_inline_and_statistics_still_count(
+    batching_server: ServerProcess,
+) -> None:
+    """auto: a model without dynamic_batching whose warm call is short serves requests on the
+    event loop (0 ns queued), while counts match a queued model's; inline_execution "false"
+    queues every request."""
+
+    async def scenario(client: aio.InferenceServerClient) -> None:
+        inline = await sequential_fast_requests(client, "busy_inline_auto")
+        queued = await sequential_fast_requests(client, "busy_unbatched_queue")
+        assert inline[:3] == queued[:3] == (5, 5, 5)
+        assert inline[3] == 0
+        assert queued[3] > 0
+
+    run(batching_server, scenario)
+
+
+def test_inline_results_under_concurrency_match(batching_server: ServerProcess) -> None:
+    """Concurrent requests to an inline model each get their own answer (some run inline,
+    the rest through the executor when it is busy)."""
+    model = "busy_inline_forced"
+
+    async def scenario(client: aio.InferenceServerClient) -> None:
+        before = counts(await statistics(client, model))
+        arrays = [busy_input(1 + i % 3, 1 + i) for i in range(12)]
+        outcomes = await asyncio.gather(*(infer(client, model, a) for a in arrays))
+        for outcome, sent in zip(outcomes, arrays, strict=True):
+            assert_doubled(outcome, sent)
+        after = counts(await statistics(client, model))
+        assert (after[0] - before[0], after[1] - before[1]) == (sum(len(a) for a in arrays), 12)
+
+    run(batching_server, scenario)
+
+
+def test_slow_call_revokes_auto_inline_but_not_forced(batching_server: ServerProcess) -> None:
+    """A real call over 1 ms (here ~20 ms of loop trips) ends inline execution for an auto
+    model, so a data-dependent model blocks the event loop at most once; "true" keeps it."""
+
+    async def scenario(client: aio.InferenceServerClient) -> None:
+        slow = busy_input(1, 2000)
+        for model in ("busy_inline_auto", "busy_inline_forced"):
+            assert (await sequential_fast_requests(client, model))[3] == 0
+            assert_doubled(await infer(client, model, slow), slow)
+        assert (await sequential_fast_requests(client, "busy_inline_auto"))[3] > 0
+        assert (await sequential_fast_requests(client, "busy_inline_forced"))[3] == 0
+
+    run(batching_server, scenario)
+
+
+def test_inline_onnxruntime_failure_is_internal(batching_server: ServerProcess) -> None:
+    """A failing inline call answers INTERNAL with onnxruntime's message; the model goes on."""
+    model = "gather_inline"
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+
+    async def scenario(client: aio.InferenceServerClient) -> None:
+        before = await statistics(client, model)
+        failed = await gather_row(client, model, data, 1, 9)
+        assert failed.status == INTERNAL, failed.error
+        assert failed.error is not None
+        assert "onnxruntime" in failed.error.message()
+        assert "GatherElements" in failed.error.message()
+        served = await gather_row(client, model, data, 2, 3)
+        assert served.error is None, served.error
+        np.testing.assert_array_equal(served.output, data[2:3, 3:4])
+        after = await statistics(client, model)
+        assert counts(after)[0] - counts(before)[0] == 1
+        failures = int(after["inference_stats"]["fail"]["count"]) - int(
+            before["inference_stats"].get("fail", {}).get("count", 0)
+        )
+        assert failures == 1
+        assert queue_ns(after) == queue_ns(before)
 
     run(batching_server, scenario)

@@ -99,9 +99,13 @@ def busy_config(
     dynamic_batching: str | None = "max_queue_delay_microseconds: 0",
     instances: int = 1,
     dims: str = "[ 4 ]",
+    inline: str | None = None,
 ) -> str:
-    """config.pbtxt of a busy model; `dynamic_batching` is the block's body (None: no block)."""
+    """config.pbtxt of a busy model; `dynamic_batching` is the block's body (None: no block),
+    `inline` the inline_execution parameter (None: not set)."""
     block = "" if dynamic_batching is None else f"dynamic_batching {{ {dynamic_batching} }}\n"
+    if inline is not None:
+        block += f'parameters {{ key: "inline_execution" value {{ string_value: "{inline}" }} }}\n'
     return f"""\
 name: "{name}"
 platform: "onnxruntime_onnx"
@@ -121,19 +125,21 @@ output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 200000 }
 """
 
-GATHER_CONFIG = """\
-name: "gather"
+
+def gather_config(name: str, dynamic_batching: bool = True) -> str:
+    block = "dynamic_batching { max_queue_delay_microseconds: 2000000 }\n"
+    return f"""\
+name: "{name}"
 platform: "onnxruntime_onnx"
 max_batch_size: 4
 input [
-  { name: "DATA" data_type: TYPE_FP32 dims: [ 4 ] },
-  { name: "INDEX" data_type: TYPE_INT64 dims: [ 1 ] }
+  {{ name: "DATA" data_type: TYPE_FP32 dims: [ 4 ] }},
+  {{ name: "INDEX" data_type: TYPE_INT64 dims: [ 1 ] }}
 ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 2000000 }
-"""
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+{block if dynamic_batching else ""}"""
 
-# Queue policy models. Level 1 is the highest priority; requests without one get level 2.
+
 PRIORITY_BATCHING = "priority_levels: 2 default_priority_level: 2"
 FULL_BATCHING = "default_queue_policy { max_queue_size: 2 }"
 REJECT_BATCHING = (
@@ -152,7 +158,6 @@ ORDERED_BATCHING = "max_queue_delay_microseconds: 0 preserve_ordering: true"
 # name -> (max_batch_size, dynamic_batching body or None, instance count, dims)
 BUSY_MODELS: dict[str, tuple[int, str | None, int, str]] = {
     "busy": (8, "max_queue_delay_microseconds: 0", 1, "[ 4 ]"),
-    "busy_unbatched_queue": (8, None, 1, "[ 4 ]"),
     "busy_mixed": (8, "max_queue_delay_microseconds: 500000", 1, "[ -1 ]"),
     "busy_priority": (4, PRIORITY_BATCHING, 1, "[ 4 ]"),
     "busy_full": (4, FULL_BATCHING, 1, "[ 4 ]"),
@@ -167,6 +172,13 @@ BUSY_MODELS: dict[str, tuple[int, str | None, int, str]] = {
     "busy_unload": (4, "max_queue_delay_microseconds: 0", 1, "[ 4 ]"),
 }
 
+# name -> inline_execution parameter, for models without dynamic_batching
+INLINE_MODELS: dict[str, str | None] = {
+    "busy_unbatched_queue": "false",
+    "busy_inline_auto": None,
+    "busy_inline_forced": "true",
+}
+
 
 def write_batching_repository(root: Path) -> Path:
     for name, (max_batch, dynamic, instances, dims) in BUSY_MODELS.items():
@@ -174,8 +186,13 @@ def write_batching_repository(root: Path) -> Path:
         add_model(
             root, name, busy_model(shape), busy_config(name, max_batch, dynamic, instances, dims)
         )
+    # No dynamic_batching: requests queue (inline execution off) or run inline (auto: the
+    # busy model's warm call, 0 loop trips, takes ~12 us).
+    for name, inline in INLINE_MODELS.items():
+        add_model(root, name, busy_model(), busy_config(name, 8, None, inline=inline))
     add_model(root, "mlp_batched", mlp_model(), MLP_CONFIG)
-    add_model(root, "gather", gather_model(), GATHER_CONFIG)
+    add_model(root, "gather", gather_model(), gather_config("gather"))
+    add_model(root, "gather_inline", gather_model(), gather_config("gather_inline", False))
     return root
 
 

@@ -64,6 +64,9 @@ class BatchExecutor:
         self._uses_bf16 = any(
             s.datatype.name == "BF16" for s in (*signature.inputs, *signature.outputs)
         )
+        # Set by the executor thread while it runs a batch; a plain bool (atomic under the GIL)
+        # read by the event loop to decide on inline execution.
+        self._executing = False
         self._threads = [
             threading.Thread(target=self._serve, name=f"ferroserve-{name}-{i}", daemon=True)
             for i in range(instances)
@@ -114,7 +117,42 @@ class BatchExecutor:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(callback, *args)
 
+    @property
+    def idle(self) -> bool:
+        """No executor thread is running a batch right now."""
+        return not self._executing
+
+    def execute_inline(
+        self, buffers: Sequence[bytes], shapes: Sequence[Sequence[int]]
+    ) -> tuple[RequestResult, int]:
+        """Runs one request on the calling thread (the event loop), bypassing the queue, and
+        returns its result and the onnxruntime time in ns. Raises InternalError on failure."""
+        self._queue.record_unqueued()  # it left the (empty) queue at once, as Triton counts it
+        started = time.perf_counter_ns()
+        try:
+            feeds = {
+                spec.name: self._feed_from(buffer, tuple(shape), spec)
+                for spec, buffer, shape in zip(self._signature.inputs, buffers, shapes, strict=True)
+            }
+            prepared = time.perf_counter_ns()
+            outputs = self.run(feeds)
+            ran = time.perf_counter_ns()
+            result = self._single_result([np.asarray(output) for output in outputs])
+        except Exception as error:
+            raise InternalError(f"model '{self._name}': onnxruntime failed: {error}") from None
+        finished = time.perf_counter_ns()
+        rows = int(shapes[0][0]) if self._signature.batches and shapes and shapes[0] else 1
+        self._queue.record_execution(rows, prepared - started, ran - prepared, finished - ran)
+        return result, ran - prepared
+
     def _execute(self, batch: _core.Batch) -> None:
+        self._executing = True
+        try:
+            self._execute_batch(batch)
+        finally:
+            self._executing = False
+
+    def _execute_batch(self, batch: _core.Batch) -> None:
         started = time.perf_counter_ns()
         try:
             feeds = {
@@ -151,6 +189,9 @@ class BatchExecutor:
 
     def _feed(self, batch: _core.Batch, index: int, spec: TensorSpec) -> Any:
         buffer, shape = batch.input(index)
+        return self._feed_from(buffer, shape, spec)
+
+    def _feed_from(self, buffer: Any, shape: tuple[int, ...], spec: TensorSpec) -> Any:
         if spec.model_dims != spec.dims:
             shape = (shape[0], *spec.model_dims) if self._signature.batches else spec.model_dims
         if spec.datatype.is_bytes:
@@ -183,11 +224,7 @@ class BatchExecutor:
     def _split(self, batch: _core.Batch, outputs: list[np.ndarray]) -> list[RequestResult]:
         arrays = [np.asarray(output) for output in outputs]
         if len(batch.tokens) == 1:  # nothing to split: the common case at low load
-            shapes = [
-                self._client_shape(spec, a, a.shape[0] if self._signature.batches else 0)
-                for spec, a in zip(self._signature.outputs, arrays, strict=True)
-            ]
-            return [([output_buffer(a) for a in arrays], shapes)]
+            return [self._single_result(arrays)]
         requests = len(batch.tokens)
         buffers: list[list[bytes]] = [[] for _ in range(requests)]
         shapes_per_request: list[list[list[int]]] = [[] for _ in range(requests)]
@@ -201,6 +238,13 @@ class BatchExecutor:
                 buffers[i].append(pieces[i])
                 shapes_per_request[i].append(self._client_shape(spec, array, rows[i]))
         return [(buffers[i], shapes_per_request[i]) for i in range(requests)]
+
+    def _single_result(self, arrays: list[np.ndarray]) -> RequestResult:
+        shapes = [
+            self._client_shape(spec, a, a.shape[0] if self._signature.batches else 0)
+            for spec, a in zip(self._signature.outputs, arrays, strict=True)
+        ]
+        return [output_buffer(a) for a in arrays], shapes
 
     def _client_shape(self, spec: TensorSpec, array: np.ndarray, rows: int) -> list[int]:
         tail = list(array.shape[1:]) if self._signature.batches else list(array.shape)

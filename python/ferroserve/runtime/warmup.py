@@ -21,7 +21,7 @@ def warmup_feeds(
 ) -> list[WarmupFeeds]:
     """The feeds to run, one dict per warm-up request (a sample with `count: N` appears N times)."""
     if not config.model_warmup:
-        return [{spec.name: _fill(spec, signature, 1, "zero") for spec in signature.inputs}]
+        return [default_feeds(signature)]
     rng = np.random.default_rng(0)
     requests = []
     for sample in config.model_warmup:
@@ -38,6 +38,11 @@ def warmup_feeds(
             )
         requests.extend([feeds] * max(int(sample.count), 1))
     return requests
+
+
+def default_feeds(signature: ModelSignature) -> WarmupFeeds:
+    """One zero-filled request of a single row (dynamic dims taken as 1)."""
+    return {spec.name: _fill(spec, signature, 1, "zero") for spec in signature.inputs}
 
 
 def _sample_input(

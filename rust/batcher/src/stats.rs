@@ -196,8 +196,9 @@ impl Statistics {
         stat.add(1, duration_ns);
     }
 
-    /// Records the time one request spent queued before joining a batch.
-    pub(crate) fn record_queue(&self, duration: &Duration) {
+    /// Records the time one request spent queued before joining a batch (zero for a request
+    /// the caller ran at once without queueing it).
+    pub fn record_queue(&self, duration: &Duration) {
         self.queue.add(1, nanos(duration));
     }
 

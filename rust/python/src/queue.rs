@@ -284,6 +284,14 @@ impl BatchQueue {
         );
     }
 
+    /// Records one request that ran at once on the caller's thread without queueing: it
+    /// counts as queued for 0 ns, so queue counts still match request counts (Triton).
+    fn record_unqueued(&self) {
+        self.queue
+            .statistics()
+            .record_queue(&std::time::Duration::ZERO);
+    }
+
     /// Records one finished request, end to end.
     fn record_request(&self, success: bool, duration_ns: u64) {
         self.queue.record_request(success, duration_ns);
