@@ -11,6 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "DURATION_BUCKETS_NS",
+    "REQUEST_OUTCOMES",
     "Batch",
     "BatchQueue",
     "DeadlineExceededError",
@@ -81,6 +83,14 @@ def expected_byte_size(datatype: str, shape: Sequence[int]) -> int:
     must have. InvalidInputError for an unknown datatype, a negative dimension, a size that
     overflows, or BYTES (variable size).
     """
+
+REQUEST_OUTCOMES: tuple[str, ...]
+"""How a request can end, in the order `BatchQueue.record_request` indexes: "success",
+"rejected", "timeout", "cancelled", "invalid", "unavailable", "internal"."""
+
+DURATION_BUCKETS_NS: tuple[int, ...]
+"""Upper bounds (inclusive) of the duration histogram buckets in ns, 50 µs to 10 s; each
+histogram has one more bucket, +Inf."""
 
 @final
 class QueuePolicy:
@@ -254,8 +264,9 @@ class BatchQueue:
         """Records a request the caller executed at once without queueing it (inline
         execution): it counts as queued for 0 ns, so queue counts keep matching requests."""
 
-    def record_request(self, success: bool, duration_ns: int) -> None:
-        """Records one finished request and its end-to-end duration."""
+    def record_request(self, outcome: int, duration_ns: int) -> None:
+        """Records one finished request: `outcome` is its index in REQUEST_OUTCOMES (ValueError
+        if out of range), `duration_ns` its end-to-end time."""
 
     def statistics(self) -> dict[str, Any]:
         """Triton ModelStatistics counters, read lock-free. Keys:
@@ -271,6 +282,10 @@ class BatchQueue:
           total ns) of `record_execution`
         - "batch_stats": dict[int, dict[str, tuple[int, int]]], per executed batch size:
           {"compute_input": (executions, ns), "compute_infer": ..., "compute_output": ...}
+        - "outcomes": dict[str, int], finished requests per REQUEST_OUTCOMES name
+        - "histograms": dict[str, tuple[list[int], int]], for "request", "queue",
+          "compute_input", "compute_infer", "compute_output": (events per bucket of
+          DURATION_BUCKETS_NS, not cumulative, with a last +Inf bucket; total ns)
         """
 
     @property

@@ -10,9 +10,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferroserve import __version__
-from ferroserve.server.app import DEFAULT_MAX_MESSAGE_BYTES, ServerOptions, serve_forever
+from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:
+    from ferroserve.server.app import MetricsOptions, ServerOptions
 
 log = logging.getLogger("ferroserve")
 
@@ -24,7 +28,33 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--metrics-port",
         type=int,
         default=8002,
-        help="Prometheus metrics port (reserved for the metrics sidecar; default 8002)",
+        help="port of the metrics sidecar: /metrics (Prometheus) and / (dashboard); default 8002",
+    )
+    parser.add_argument(
+        "--allow-metrics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record metrics and run the metrics sidecar (default on)",
+    )
+    parser.add_argument(
+        "--metrics-interval-ms",
+        type=int,
+        default=1000,
+        help="how often the metrics snapshot is written and sampled (default 1000)",
+    )
+    parser.add_argument(
+        "--metrics-dir",
+        type=Path,
+        default=None,
+        help="folder for the metrics snapshot shared with the sidecar (default: a temporary "
+        "folder; set it to run the sidecar yourself, e.g. as a Kubernetes sidecar container)",
+    )
+    parser.add_argument(
+        "--metrics-sidecar",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start the metrics sidecar as a child process (default on; off when it runs as "
+        "its own container with `ferroserve metrics-sidecar`)",
     )
     parser.add_argument(
         "--grpc-max-message-bytes",
@@ -74,10 +104,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the repository (default: a temporary folder)",
     )
     _add_server_flags(demo)
+    sidecar = commands.add_parser(
+        "metrics-sidecar",
+        help="serve /metrics and the dashboard from a serving process's metrics folder",
+    )
+    sidecar.add_argument(
+        "--metrics-dir", type=Path, required=True, help="the serving process's --metrics-dir"
+    )
+    sidecar.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sidecar.add_argument("--metrics-port", type=int, default=8002, help="HTTP port (default 8002)")
+    sidecar.add_argument(
+        "--metrics-interval-ms",
+        type=int,
+        default=1000,
+        help="the serving process's snapshot interval; the dashboard samples at this rate",
+    )
+    sidecar.add_argument(
+        "--history-minutes",
+        type=float,
+        default=15.0,
+        help="how much history the dashboard keeps (default 15)",
+    )
+    sidecar.add_argument(
+        "--exit-with-pid", type=int, default=None, help="exit when this process is gone"
+    )
+    sidecar.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     return parser
 
 
+def _metrics_options(args: argparse.Namespace) -> MetricsOptions | None:
+    from ferroserve.server.app import MetricsOptions
+
+    if not args.allow_metrics:
+        return None
+    if args.metrics_interval_ms <= 0:
+        raise SystemExit("ferroserve: --metrics-interval-ms must be positive")
+    return MetricsOptions(
+        directory=args.metrics_dir,
+        host=args.host,
+        port=args.metrics_port,
+        interval_s=args.metrics_interval_ms / 1000,
+        sidecar=args.metrics_sidecar,
+    )
+
+
+def _run_sidecar(args: argparse.Namespace) -> int:
+    from ferroserve.sidecar.main import SidecarConfig, run_sidecar
+
+    config = SidecarConfig(
+        directory=args.metrics_dir,
+        host=args.host,
+        port=args.metrics_port,
+        interval_s=max(args.metrics_interval_ms, 1) / 1000,
+        history_s=args.history_minutes * 60,
+        exit_with_pid=args.exit_with_pid,
+    )
+    try:
+        return run_sidecar(config)
+    except OSError as error:
+        print(
+            f"ferroserve metrics-sidecar: cannot serve on {args.host}:{args.metrics_port}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+
+
 def _run(options: ServerOptions, use_uvloop: bool) -> None:
+    from ferroserve.server.app import serve_forever
+
     if use_uvloop:
         try:
             import uvloop
@@ -94,6 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "metrics-sidecar":
+        return _run_sidecar(args)
+    from ferroserve.server.app import ServerOptions
+
+    metrics = _metrics_options(args)
     if args.command == "demo":
         from ferroserve.demo import usage, write_demo_repository
 
@@ -102,7 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote the demo model repository to {root}", flush=True)
         print(usage(args.host, args.grpc_port), flush=True)
         options = ServerOptions(
-            root, args.host, args.grpc_port, max_message_bytes=args.grpc_max_message_bytes
+            root,
+            args.host,
+            args.grpc_port,
+            max_message_bytes=args.grpc_max_message_bytes,
+            metrics=metrics,
         )
     else:
         options = ServerOptions(
@@ -112,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.allow_empty,
             args.grpc_max_message_bytes,
             tuple(args.load_model) if args.load_model else None,
+            metrics,
         )
     try:
         _run(options, args.uvloop)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,17 @@ import pytest
 from support.batching import (
     BUSY_SLOW,
     Outcome,
+    assert_doubled,
     batch_sizes,
+    blocked,
     busy_input,
     counts,
     fp32_inputs,
     infer,
     queue_count,
+    run,
     spawn,
     statistics,
-    wait_until_executing,
     write_batching_repository,
 )
 from support.models import reference
@@ -63,35 +65,6 @@ def batching_server(
     with ServerProcess(repository, log) as process:
         process.wait_ready()
         yield process
-
-
-Scenario = Callable[[aio.InferenceServerClient], Awaitable[None]]
-
-
-def run(server: ServerProcess, scenario: Scenario) -> None:
-    async def main() -> None:
-        client = aio.InferenceServerClient(server.url)
-        try:
-            await scenario(client)
-        finally:
-            await client.close()
-
-    asyncio.run(main())
-
-
-def assert_doubled(outcome: Outcome, sent: np.ndarray) -> None:
-    """The busy model's answer: exactly 2 * input, shape included."""
-    assert outcome.error is None, outcome.error
-    assert outcome.output is not None
-    np.testing.assert_array_equal(outcome.output, sent * 2)
-
-
-async def blocked(client: aio.InferenceServerClient, model: str, rows: int = 1) -> Any:
-    """Sends a blocking request and returns its task once it is executing."""
-    before = queue_count(await statistics(client, model))
-    task = spawn(infer(client, model, busy_input(rows, BUSY_SLOW)))
-    await wait_until_executing(client, model, before)
-    return task
 
 
 async def gather_row(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from tritonclient.utils import InferenceServerException
 
 from support import models as m
 from support.repository import add_model
+from support.server import ServerProcess
 
 # Loop trips of a blocking request: ~0.5 s alone on one core, longer when the cores are shared.
 BUSY_SLOW = 120_000.0
@@ -279,3 +280,32 @@ async def wait_until_executing(
 
 def queue_count(stats: dict[str, Any]) -> int:
     return int(stats["inference_stats"].get("queue", {}).get("count", 0))
+
+
+Scenario = Callable[[aio.InferenceServerClient], Awaitable[None]]
+
+
+def run(server: ServerProcess, scenario: Scenario) -> None:
+    async def main() -> None:
+        client = aio.InferenceServerClient(server.url)
+        try:
+            await scenario(client)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def assert_doubled(outcome: Outcome, sent: np.ndarray) -> None:
+    """The busy model's answer: exactly 2 * input, shape included."""
+    assert outcome.error is None, outcome.error
+    assert outcome.output is not None
+    np.testing.assert_array_equal(outcome.output, sent * 2)
+
+
+async def blocked(client: aio.InferenceServerClient, model: str, rows: int = 1) -> Any:
+    """Sends a blocking request and returns its task once it is executing."""
+    before = queue_count(await statistics(client, model))
+    task = spawn(infer(client, model, busy_input(rows, BUSY_SLOW)))
+    await wait_until_executing(client, model, before)
+    return task

@@ -48,12 +48,23 @@ class ServerProcess:
         self.extra_args = list(extra_args)
         self.env = env
         self.port = 0
+        self.metrics_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The metrics sidecar's base URL (http://host:port)."""
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
 
     def command(self) -> list[str]:
         return [
@@ -65,6 +76,8 @@ class ServerProcess:
             str(self.repository),
             "--grpc-port",
             str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
             "--host",
             "127.0.0.1",
             "--no-uvloop",
@@ -73,6 +86,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("wb")
         env = dict(os.environ if self.env is None else self.env)

@@ -70,13 +70,28 @@ def _unimplemented_sync(method: MethodDescriptor) -> Callable[..., Any]:
     return abort
 
 
-def add_inference_service(server: grpc.aio.Server | grpc.Server, servicer: object) -> None:
+# Wraps one handler: (service, method, rpc type, behaviour) -> behaviour.
+HandlerWrapper = Callable[[str, str, str, Callable[..., Any]], Callable[..., Any]]
+
+
+def _rpc_type(method: MethodDescriptor) -> str:
+    if method.client_streaming:
+        return "bidi_stream" if method.server_streaming else "client_stream"
+    return "server_stream" if method.server_streaming else "unary"
+
+
+def add_inference_service(
+    server: grpc.aio.Server | grpc.Server,
+    servicer: object,
+    wrap: HandlerWrapper | None = None,
+) -> None:
     """Register ``inference.GRPCInferenceService`` on ``server``.
 
     Each RPC is served by the ``servicer`` attribute of the same name (e.g.
     ``servicer.ModelInfer(request, context)``); RPCs the servicer lacks answer
     ``UNIMPLEMENTED``. Unary RPCs get ``(request, context)``, streaming ones
-    ``(request_iterator, context)``, as with generated gRPC servicers.
+    ``(request_iterator, context)``, as with generated gRPC servicers. ``wrap``, when given,
+    decorates every handler (metrics), with the RPC type named as go-grpc-prometheus does.
     """
     is_aio = isinstance(server, grpc.aio.Server)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
@@ -86,6 +101,8 @@ def add_inference_service(server: grpc.aio.Server | grpc.Server, servicer: objec
         behaviour = getattr(servicer, method.name, None)
         if behaviour is None:
             behaviour = _unimplemented(method) if is_aio else _unimplemented_sync(method)
+        if wrap is not None:
+            behaviour = wrap(SERVICE_NAME, method.name, _rpc_type(method), behaviour)
         if method.client_streaming and method.server_streaming:
             make = grpc.stream_stream_rpc_method_handler
         elif method.client_streaming:

@@ -200,6 +200,10 @@ class ModelRegistry:
         )
         raise UnavailableError(f"model '{name}' has no ready version ({states})")
 
+    def loaded(self, name: str, version: str) -> ServedModel | None:
+        """The ready model of one explicit version, or None (no error: for reporting)."""
+        return self._routes.get((name, version)) if version else None
+
     def ready_versions(self, name: str) -> list[ServedModel]:
         entry = self._entries.get(name)
         if entry is None:

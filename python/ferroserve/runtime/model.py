@@ -17,6 +17,7 @@ from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.codec import decode_inputs, requested_outputs
 from ferroserve.config import ModelSignature, complete_config, warn_unsupported
 from ferroserve.errors import InvalidInputError, ModelLoadError
+from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
 from ferroserve.registry.repository import ModelSource
 from ferroserve.runtime.executor import BatchExecutor, RequestResult
 from ferroserve.runtime.inline import InlinePolicy
@@ -202,7 +203,7 @@ class ServedModel:
     ) -> pb.ModelInferResponse:
         """Validates, queues and awaits one request; raises a FerroserveError subclass."""
         started = time.perf_counter_ns()
-        success = False
+        outcome = SUCCESS
         try:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
@@ -217,9 +218,7 @@ class ServedModel:
                     decoded.buffers, decoded.shapes
                 )
                 self._inline.observe(call_ns)
-                response = self._response(request, wanted, buffers, shapes)
-                success = True
-                return response
+                return self._response(request, wanted, buffers, shapes)
             future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
             request_id = self.queue.submit(
                 decoded.buffers, decoded.shapes, future, priority, timeout_us, time_remaining
@@ -232,11 +231,12 @@ class ServedModel:
                     raise
             else:
                 buffers, shapes = await self._ordered(request_id, future)
-            response = self._response(request, wanted, buffers, shapes)
-            success = True
-            return response
+            return self._response(request, wanted, buffers, shapes)
+        except BaseException as error:
+            outcome = failure_outcome(error)
+            raise
         finally:
-            self.queue.record_request(success, time.perf_counter_ns() - started)
+            self.queue.record_request(outcome, time.perf_counter_ns() - started)
 
     def _response(
         self,

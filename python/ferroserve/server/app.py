@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,29 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ferroserve._proto import POOL
 from ferroserve._proto.service import SERVICE_NAME, add_inference_service
+from ferroserve.metrics.recorder import MetricsRecorder
+from ferroserve.metrics.rpc import RpcCounter
+from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
 from ferroserve.server.health import HealthReporter
 from ferroserve.server.inference import InferenceService
+from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
-# Triton accepts messages up to 2 GiB; gRPC's own default (4 MiB) is too small for images.
-DEFAULT_MAX_MESSAGE_BYTES = 2**31 - 1
+
+@dataclass(slots=True, frozen=True)
+class MetricsOptions:
+    """The metrics snapshot and its sidecar."""
+
+    directory: Path | None = None
+    """Where the snapshot is written; None: a temporary folder removed at exit."""
+    host: str = "127.0.0.1"
+    port: int = 8002
+    interval_s: float = 1.0
+    sidecar: bool = True
+    """Start the sidecar as a child process (off when it runs as its own container)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,6 +53,8 @@ class ServerOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     models: tuple[str, ...] | None = None
     """Models to load at start; None loads every model in the repository."""
+    metrics: MetricsOptions | None = None
+    """None: no metrics snapshot and no sidecar."""
 
 
 class Server:
@@ -50,6 +67,7 @@ class Server:
             ModelRepository(options.model_repository), on_change=self.health.model_changed
         )
         self.service = InferenceService(self.registry, options.allow_empty)
+        self.rpcs = RpcCounter()
         self.grpc = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", options.max_message_bytes),
@@ -58,10 +76,29 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        add_inference_service(self.grpc, self.service)
+        add_inference_service(
+            self.grpc, self.service, self.rpcs.wrap if options.metrics is not None else None
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
         _enable_reflection(self.grpc)
         self.port = 0
+        self.recorder: MetricsRecorder | None = None
+        self.sidecar: SidecarSupervisor | None = None
+        self._metrics_tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def _start_metrics(self, metrics: MetricsOptions) -> None:
+        directory = metrics.directory
+        if directory is None:
+            self._metrics_tmp = tempfile.TemporaryDirectory(prefix="ferroserve-metrics-")
+            directory = Path(self._metrics_tmp.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.recorder = MetricsRecorder(self.registry, self.rpcs, directory, metrics.interval_s)
+        self.recorder.start()
+        if metrics.sidecar:
+            self.sidecar = SidecarSupervisor(
+                SidecarOptions(directory, metrics.host, metrics.port, metrics.interval_s)
+            )
+            self.sidecar.start()
 
     async def start(self) -> int:
         """Binds, starts answering (live, not yet ready), then loads the models."""
@@ -70,6 +107,8 @@ class Server:
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {address}")
         await self.grpc.start()
+        if self.options.metrics is not None:
+            self._start_metrics(self.options.metrics)
         await self.health.refresh()
         log.info("gRPC listening on %s:%d; loading models", self.options.host, self.port)
         models = None if self.options.models is None else list(self.options.models)
@@ -97,6 +136,12 @@ class Server:
         await self.health.shutdown()
         await self.grpc.stop(grace_s)
         await self.registry.unload_all()
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.sidecar is not None:
+            await self.sidecar.stop()
+        if self._metrics_tmp is not None:
+            self._metrics_tmp.cleanup()
 
 
 def _enable_reflection(server: grpc.aio.Server) -> None:

@@ -1,17 +1,22 @@
 //! Triton's dynamic batcher in pure Rust: a per-model queue that executor threads (one per model
 //! instance) drain with `next_batch`, batch forming (size, delay, preferred sizes, priorities,
 //! queue policies and deadlines), concatenation of the batch's inputs and splitting of outputs,
-//! and Triton `ModelStatistics` counters. The Python bindings wrap it; it knows nothing of Python.
+//! Triton `ModelStatistics` counters and the latency histograms the metrics sidecar exports. The Python bindings wrap it; it knows nothing of Python.
 
 mod batch;
 mod config;
 mod error;
 mod forming;
+mod histogram;
 mod queue;
 mod stats;
 
 pub use batch::{Batch, BatchData, BatchInput, OutputSplitter, row_ranges};
 pub use config::{BatcherConfig, QueuePolicy, TimeoutAction};
 pub use error::{BatchError, ErrorKind};
+pub use histogram::{DURATION_BOUNDS_NS, Histogram, HistogramSnapshot};
 pub use queue::{BatchQueue, NextBatch, Request};
-pub use stats::{BatchSizeSnapshot, DurationSnapshot, Statistics, StatisticsSnapshot};
+pub use stats::{
+    BatchSizeSnapshot, DurationSnapshot, HistogramsSnapshot, Outcome, Statistics,
+    StatisticsSnapshot,
+};

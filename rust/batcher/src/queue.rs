@@ -8,7 +8,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::forming::{self, Decision, Entry, Rules};
-use crate::{Batch, BatchError, BatcherConfig, Statistics, TimeoutAction};
+use crate::{Batch, BatchError, BatcherConfig, Outcome, Statistics, TimeoutAction};
 
 /// A request as the caller submits it.
 #[derive(Debug)]
@@ -135,8 +135,8 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
     }
 
     /// Records one finished request, end to end (see `Statistics::record_request`).
-    pub fn record_request(&self, success: bool, duration_ns: u64) {
-        self.stats.record_request(success, duration_ns);
+    pub fn record_request(&self, outcome: Outcome, duration_ns: u64) {
+        self.stats.record_request(outcome, duration_ns);
     }
 
     /// The queue state. A panic while it was held cannot leave it half-updated (each critical

@@ -1,13 +1,109 @@
 //! Triton `ModelStatistics` counters (grpc_service.proto: InferStatistics, InferBatchStatistics),
-//! plain atomics so that executors and the transport record without taking the queue lock.
+//! plus the histograms and failure reasons the metrics sidecar exports; plain atomics so that
+//! executors and the transport record without taking the queue lock.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::histogram::{Histogram, HistogramSnapshot};
+
 /// Batch sizes up to this get lock-free per-size slots; larger ones share a mutex-guarded map.
 const SLOTS: usize = 1024;
+
+/// How a request ended; the metrics sidecar exports failures by this reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered.
+    Success,
+    /// Refused at once: the queue was full.
+    Rejected,
+    /// Its queue timeout or client deadline passed before it ran.
+    Timeout,
+    /// The client went away first.
+    Cancelled,
+    /// Its inputs did not match the model.
+    Invalid,
+    /// The model was unloading or unavailable.
+    Unavailable,
+    /// onnxruntime or the server failed.
+    Internal,
+}
+
+impl Outcome {
+    /// Every outcome, in the order of `Outcome::index`.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Success,
+        Outcome::Rejected,
+        Outcome::Timeout,
+        Outcome::Cancelled,
+        Outcome::Invalid,
+        Outcome::Unavailable,
+        Outcome::Internal,
+    ];
+
+    /// The label value exported for this outcome.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Rejected => "rejected",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Invalid => "invalid",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Internal => "internal",
+        }
+    }
+
+    /// The position of this outcome in `Outcome::ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Latency histograms of one model queue, read at one moment (the metrics sidecar's data).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistogramsSnapshot {
+    /// Every finished request, end to end (failures included).
+    pub request: HistogramSnapshot,
+    /// Time queued, per request that left the queue to run.
+    pub queue: HistogramSnapshot,
+    /// Input preparation, per execution.
+    pub compute_input: HistogramSnapshot,
+    /// Model execution, per execution.
+    pub compute_infer: HistogramSnapshot,
+    /// Output extraction, per execution.
+    pub compute_output: HistogramSnapshot,
+}
+
+/// The live histograms behind `HistogramsSnapshot`.
+#[derive(Debug, Default)]
+struct Histograms {
+    /// See `HistogramsSnapshot::request`.
+    request: Histogram,
+    /// See `HistogramsSnapshot::queue`.
+    queue: Histogram,
+    /// See `HistogramsSnapshot::compute_input`.
+    compute_input: Histogram,
+    /// See `HistogramsSnapshot::compute_infer`.
+    compute_infer: Histogram,
+    /// See `HistogramsSnapshot::compute_output`.
+    compute_output: Histogram,
+}
+
+impl Histograms {
+    /// The current values.
+    fn snapshot(&self) -> HistogramsSnapshot {
+        HistogramsSnapshot {
+            request: self.request.snapshot(),
+            queue: self.queue.snapshot(),
+            compute_input: self.compute_input.snapshot(),
+            compute_infer: self.compute_infer.snapshot(),
+            compute_output: self.compute_output.snapshot(),
+        }
+    }
+}
 
 /// A count and a total duration (Triton `StatisticDuration`).
 #[derive(Debug, Default)]
@@ -98,6 +194,10 @@ pub struct StatisticsSnapshot {
     pub pending: u64,
     /// When a batch last finished executing, in milliseconds since the Unix epoch (0: never).
     pub last_inference_ms: u64,
+    /// Finished requests per `Outcome`, in the order of `Outcome::ALL`.
+    pub outcomes: [u64; 7],
+    /// Latency histograms.
+    pub histograms: HistogramsSnapshot,
 }
 
 /// The counters of one model queue.
@@ -127,6 +227,10 @@ pub struct Statistics {
     pending: AtomicU64,
     /// See `StatisticsSnapshot::last_inference_ms`.
     last_inference_ms: AtomicU64,
+    /// See `StatisticsSnapshot::outcomes`.
+    outcomes: [AtomicU64; 7],
+    /// See `StatisticsSnapshot::histograms`.
+    histograms: Histograms,
 }
 
 /// Nanoseconds in `duration`, saturating.
@@ -151,6 +255,8 @@ impl Statistics {
             batch_large: Mutex::new(BTreeMap::new()),
             pending: AtomicU64::new(0),
             last_inference_ms: AtomicU64::new(0),
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
+            histograms: Histograms::default(),
         }
     }
 
@@ -168,6 +274,9 @@ impl Statistics {
         self.compute_input.add(1, input_ns);
         self.compute_infer.add(1, infer_ns);
         self.compute_output.add(1, output_ns);
+        self.histograms.compute_input.record(input_ns);
+        self.histograms.compute_infer.record(infer_ns);
+        self.histograms.compute_output.record(output_ns);
         if let Some(slot) = self.batch_slots.get(batch_size) {
             slot.compute_input.add(1, input_ns);
             slot.compute_infer.add(1, infer_ns);
@@ -190,16 +299,24 @@ impl Statistics {
         self.last_inference_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// Records one finished request and its end-to-end duration.
-    pub fn record_request(&self, success: bool, duration_ns: u64) {
-        let stat = if success { &self.success } else { &self.fail };
+    /// Records one finished request, how it ended and its end-to-end duration.
+    pub fn record_request(&self, outcome: Outcome, duration_ns: u64) {
+        let stat = if outcome == Outcome::Success {
+            &self.success
+        } else {
+            &self.fail
+        };
         stat.add(1, duration_ns);
+        self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.histograms.request.record(duration_ns);
     }
 
     /// Records the time one request spent queued before joining a batch (zero for a request
     /// the caller ran at once without queueing it).
     pub fn record_queue(&self, duration: &Duration) {
-        self.queue.add(1, nanos(duration));
+        let ns = nanos(duration);
+        self.queue.add(1, ns);
+        self.histograms.queue.record(ns);
     }
 
     /// Sets the queued-requests gauge.
@@ -241,6 +358,8 @@ impl Statistics {
             batch_stats,
             pending: self.pending.load(Ordering::Relaxed),
             last_inference_ms: self.last_inference_ms.load(Ordering::Relaxed),
+            outcomes: std::array::from_fn(|i| self.outcomes[i].load(Ordering::Relaxed)),
+            histograms: self.histograms.snapshot(),
         }
     }
 }

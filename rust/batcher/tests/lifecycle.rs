@@ -9,7 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferroserve_batcher::{BatchError, BatcherConfig, NextBatch, QueuePolicy, TimeoutAction};
+use ferroserve_batcher::{
+    BatchError, BatcherConfig, NextBatch, Outcome, QueuePolicy, TimeoutAction,
+};
 
 /// A queue with one level whose policy is `policy`.
 fn with_policy(max_batch_size: usize, policy: QueuePolicy) -> Queue {
@@ -313,8 +315,8 @@ fn statistics_follow_triton_semantics() {
     let batch = batch(&queue, Duration::ZERO);
     queue.record_execution(batch.size(), 10, 20, 30);
     queue.record_execution(1, 1, 2, 3);
-    queue.record_request(true, 100);
-    queue.record_request(false, 7);
+    queue.record_request(Outcome::Success, 100);
+    queue.record_request(Outcome::Timeout, 7);
     let stats = queue.statistics().snapshot();
     assert_eq!(stats.pending, 0);
     assert_eq!(stats.inference_count, 3);
@@ -327,6 +329,12 @@ fn statistics_follow_triton_semantics() {
     assert_eq!(stats.batch_stats[&2].compute_output.ns, 30);
     assert_eq!(stats.batch_stats[&1].compute_input.count, 1);
     assert!(stats.last_inference_ms > 0);
+    assert_eq!(stats.outcomes, [1, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(stats.histograms.request.count(), 2);
+    assert_eq!(stats.histograms.request.sum_ns, 107);
+    assert_eq!(stats.histograms.queue.count(), 2);
+    assert_eq!(stats.histograms.compute_infer.count(), 2);
+    assert_eq!(stats.histograms.compute_infer.sum_ns, 22);
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod queue;
 mod tensor;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 /// The extension module: every class, function and exception Python sees.
 #[pymodule]
@@ -52,6 +53,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tensor::validate_bytes_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(tensor::expected_byte_size, m)?)?;
 
+    let outcomes = ferroserve_batcher::Outcome::ALL.map(ferroserve_batcher::Outcome::name);
+    m.add("REQUEST_OUTCOMES", PyTuple::new(py, outcomes)?)?;
+    let bounds = ferroserve_batcher::DURATION_BOUNDS_NS;
+    m.add("DURATION_BUCKETS_NS", PyTuple::new(py, bounds)?)?;
     m.add_class::<queue::QueuePolicy>()?;
     m.add_class::<queue::BatchQueue>()?;
     m.add_class::<batch::Batch>()?;

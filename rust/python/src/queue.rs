@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ferroserve_batcher::{
-    self as batcher, BatcherConfig, DurationSnapshot, NextBatch, Request, TimeoutAction,
+    self as batcher, BatcherConfig, DurationSnapshot, HistogramSnapshot, NextBatch, Outcome,
+    Request, TimeoutAction,
 };
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMapping};
 
@@ -292,9 +294,16 @@ impl BatchQueue {
             .record_queue(&std::time::Duration::ZERO);
     }
 
-    /// Records one finished request, end to end.
-    fn record_request(&self, success: bool, duration_ns: u64) {
-        self.queue.record_request(success, duration_ns);
+    /// Records one finished request, end to end; `outcome` indexes `REQUEST_OUTCOMES`.
+    fn record_request(&self, outcome: usize, duration_ns: u64) -> PyResult<()> {
+        let outcome = Outcome::ALL.get(outcome).copied().ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "outcome {outcome} is not an index of REQUEST_OUTCOMES (0..{})",
+                Outcome::ALL.len()
+            ))
+        })?;
+        self.queue.record_request(outcome, duration_ns);
+        Ok(())
     }
 
     /// Triton ModelStatistics counters (keys documented in _core.pyi).
@@ -322,6 +331,20 @@ impl BatchQueue {
             batches.set_item(size, per_size)?;
         }
         dict.set_item("batch_stats", batches)?;
+        let outcomes = PyDict::new(py);
+        for (outcome, count) in Outcome::ALL.iter().zip(stats.outcomes) {
+            outcomes.set_item(outcome.name(), count)?;
+        }
+        dict.set_item("outcomes", outcomes)?;
+        let histogram = |h: HistogramSnapshot| (h.counts, h.sum_ns);
+        let histograms = PyDict::new(py);
+        let all = stats.histograms;
+        histograms.set_item("request", histogram(all.request))?;
+        histograms.set_item("queue", histogram(all.queue))?;
+        histograms.set_item("compute_input", histogram(all.compute_input))?;
+        histograms.set_item("compute_infer", histogram(all.compute_infer))?;
+        histograms.set_item("compute_output", histogram(all.compute_output))?;
+        dict.set_item("histograms", histograms)?;
         Ok(dict)
     }
 

@@ -1,0 +1,77 @@
+"""gRPC calls handled, by method and status code (exported as Prometheus'
+`grpc_server_handled_total`, the name go-grpc-prometheus and py-grpc-prometheus use, so
+existing gRPC dashboards work). Counting is one dict update per call on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from ferroserve.errors import status_code_for
+
+# (service, method, type, code name) -> calls
+RpcKey = tuple[str, str, str, str]
+_OK = grpc.StatusCode.OK.name
+
+
+class RpcCounter:
+    """Counts finished RPCs; `wrap` decorates a servicer method to count it."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[RpcKey] = Counter()
+
+    def counts(self) -> dict[RpcKey, int]:
+        """A copy of the counts (taken on the event loop, which alone updates them)."""
+        return dict(self._counts)
+
+    def wrap(
+        self, service: str, method: str, rpc_type: str, behaviour: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """`behaviour` counted under (service, method, rpc_type). Streaming responses
+        (async generators) count once, when the stream ends."""
+        counts = self._counts
+        ok: RpcKey = (service, method, rpc_type, _OK)
+
+        def failed(error: BaseException, context: Any) -> RpcKey:
+            return (service, method, rpc_type, _failure_code(error, context))
+
+        if rpc_type in ("server_stream", "bidi_stream"):
+
+            @functools.wraps(behaviour)
+            async def counted_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                try:
+                    async for response in behaviour(request, context):
+                        yield response
+                except BaseException as error:
+                    counts[failed(error, context)] += 1
+                    raise
+                counts[ok] += 1
+
+            return counted_stream
+
+        @functools.wraps(behaviour)
+        async def counted(request: Any, context: Any) -> Any:
+            try:
+                response = await behaviour(request, context)
+            except BaseException as error:
+                counts[failed(error, context)] += 1
+                raise
+            counts[ok] += 1
+            return response
+
+        return counted
+
+
+def _failure_code(error: BaseException, context: Any) -> str:
+    """The status the client sees: the one `context.abort` set, else what the error maps to."""
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED.name
+    code = context.code()
+    if isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK:
+        return code.name
+    return status_code_for(error).name

@@ -1,0 +1,5 @@
+"""Server limits shared by the CLI and the server (a module of its own so that the CLI's
+parser, and the metrics sidecar that shares it, import nothing heavy)."""
+
+# Triton accepts messages up to 2 GiB; gRPC's own default (4 MiB) is too small for images.
+DEFAULT_MAX_MESSAGE_BYTES = 2**31 - 1
