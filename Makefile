@@ -1,7 +1,8 @@
 # ferroserve developer entry points. `make help` lists them.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-# Debian packages the test suite needs (none yet beyond the toolchain); keep CI self-installing.
+# Debian packages the test suite needs: chromium (the dashboard test) and prometheus (promtool
+# and a real Prometheus for the Grafana/alert-rule test). Keep CI self-installing.
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -42,8 +43,22 @@ test-rust: ## cargo tests of the pure Rust crates
 test-python: ## the pytest suite (unit and end-to-end with tritonclient)
 	$(PYTHON) -m pytest
 
+.PHONY: system-deps
+system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: install$$missing yourself (no apt-get here); their tests skip until then"; \
+	  exit 0; fi; \
+	sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "system-deps: apt-get install$$missing"; \
+	$$sudo apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
+
 .PHONY: test
-test: install-dev test-rust test-python ## install everything, then run the whole test suite
+test: system-deps install-dev test-rust test-python ## install everything, then run the whole test suite
 
 .PHONY: bench
 bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md

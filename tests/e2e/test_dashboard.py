@@ -1,0 +1,177 @@
+"""The sidecar's built-in dashboard in real headless Chromium (Debian's `chromium`, installed by
+`make test`): after traffic, the page's JavaScript has drawn every chart with data points and
+shows the model's live figures. The screenshot is kept in test-artifacts/ (or
+$FERROSERVE_TEST_ARTIFACTS) for a human to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ferroserve.models import mlp_model
+from support.metrics import dashboard, wait_for
+from support.repository import add_model
+from support.server import ServerProcess
+from tritonclient.grpc import InferenceServerClient, InferInput
+from tritonclient.utils import InferenceServerException
+
+pytestmark = pytest.mark.timeout(180)
+
+CHARTS = ("throughput", "latency", "errors", "batch")
+ARTIFACTS = Path(
+    os.environ.get(
+        "FERROSERVE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
+    )
+)
+MLP_CONFIG = """\
+name: "mlp"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]
+dynamic_batching { }
+"""
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: `make test` installs Debian's chromium package")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    return found
+
+
+class PageReader(HTMLParser):
+    """Collects the chart canvases' data-points and the figures' texts of one model card."""
+
+    def __init__(self, card_id: str) -> None:
+        super().__init__()
+        self.card_id = card_id
+        self.depth = 0  # > 0 while inside the card's <section>
+        self.points: dict[str, int] = {}
+        self.figures: dict[str, str] = {}
+        self._figure: str | None = None
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "section" and attributes.get("id") == self.card_id:
+            self.depth = 1
+        elif self.depth:
+            if tag == "section":
+                self.depth += 1
+            if tag == "canvas":
+                self.points[attributes["data-chart"] or ""] = int(
+                    attributes.get("data-points") or 0
+                )
+            if tag == "div" and "data-figure" in attributes:
+                self._figure = attributes["data-figure"]
+            elif tag == "div" and attributes.get("class") == "value" and self._figure:
+                self.figures[self._figure] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.depth and tag == "section":
+            self.depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.depth:
+            return
+        self.text.append(data)
+        if self._figure is not None and self._figure in self.figures and data.strip():
+            self.figures[self._figure] = data.strip()
+            self._figure = None
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[ServerProcess]:
+    repository = tmp_path / "repository"
+    add_model(repository, "mlp", mlp_model(), MLP_CONFIG)
+    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
+    with process:
+        process.wait_ready()
+        yield process
+
+
+def run_chromium(url: str, *args: str, profile: Path) -> str:
+    result = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",  # tests run as root in CI containers
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1000",
+            # Virtual time lets the page's timers (its 2 s refresh) run without waiting.
+            "--virtual-time-budget=6000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_dashboard_shows_live_charts_after_traffic(served: ServerProcess, tmp_path: Path) -> None:
+    stop = threading.Event()
+    rng = np.random.default_rng(0)
+
+    def traffic() -> None:
+        with InferenceServerClient(served.url) as client:
+            while not stop.is_set():
+                tensor = InferInput("input", [1, 64], "FP32")
+                tensor.set_data_from_numpy(rng.standard_normal((1, 64)).astype(np.float32))
+                client.infer("mlp", [tensor])
+                bad = InferInput("input", [1, 3], "FP32")
+                bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
+                with pytest.raises(InferenceServerException):
+                    client.infer("mlp", [bad])
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+
+        def has_series() -> bool:
+            rows = dashboard(served.metrics_url)["models"]
+            return any(len(r.get("series", {}).get("t", [])) >= 3 for r in rows)
+
+        wait_for(has_series, "three dashboard samples with traffic")
+        page = run_chromium(served.metrics_url + "/", "--dump-dom", profile=tmp_path / "dom")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        screenshot = ARTIFACTS / "dashboard.png"
+        run_chromium(
+            served.metrics_url + "/", f"--screenshot={screenshot}", profile=tmp_path / "shot"
+        )
+    finally:
+        stop.set()
+        thread.join()
+
+    reader = PageReader("model-mlp-1")
+    reader.feed(page)
+    assert reader.points, f"no card for mlp version 1 in the page:\n{page[:3000]}"
+    for chart in CHARTS:
+        assert reader.points.get(chart, 0) > 0, (chart, reader.points)
+    assert "READY on CPUExecutionProvider" in "".join(reader.text)
+    assert number(reader.figures["throughput"]) > 0
+    assert number(reader.figures["requests"]) > 0
+    assert number(reader.figures["failures"]) > 0  # the invalid requests
+    assert number(reader.figures["errors"]) > 0
+    assert 0 < number(reader.figures["p50"]) <= number(reader.figures["p99"])
+    assert screenshot.stat().st_size > 10_000
+    print(f"dashboard screenshot: {screenshot}")
