@@ -129,9 +129,10 @@ def test_drain_lets_concurrent_executors_finish_every_request() -> None:
 def test_statistics_count_rows_batches_and_requests() -> None:
     queue = _core.BatchQueue("m", 8)
     queue.record_execution(4, 10, 20, 30)
-    queue.record_request(True, 100)
-    queue.record_request(False, 50)
+    queue.record_request(_core.REQUEST_OUTCOMES.index("success"), 100)
+    queue.record_request(_core.REQUEST_OUTCOMES.index("internal"), 50)
     stats = queue.statistics()
     assert stats["inference_count"] == 4 and stats["execution_count"] == 1
     assert stats["success"] == (1, 100) and stats["fail"] == (1, 50)
     assert stats["batch_stats"][4]["compute_infer"] == (1, 20)
+    assert stats["outcomes"]["success"] == 1 and stats["outcomes"]["internal"] == 1
