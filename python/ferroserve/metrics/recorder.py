@@ -24,7 +24,7 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
     """The snapshot as plain data. Runs on the event loop (the registry's owner); the Rust
     statistics are atomics read without locks."""
     models = []
-    for name, version, state, reason in registry.index():
+    for name, version, state, reason in registry.known():
         entry: dict[str, Any] = {"model": name, "version": version, "state": state}
         if reason:
             entry["reason"] = reason

@@ -239,9 +239,24 @@ class ModelRegistry:
             entry = self._entries.get(name)
             if entry is None:
                 rows.append((name, "", State.UNAVAILABLE.value, "not loaded"))
-                continue
-            if not entry.versions:
-                rows.append((name, "", State.UNAVAILABLE.value, entry.reason))
-            for version, status in sorted(entry.versions.items()):
-                rows.append((name, str(version), status.state.value, status.reason))
+            else:
+                rows.extend(self._entry_rows(name, entry))
         return rows
+
+    def known(self) -> list[tuple[str, str, str, str]]:
+        """Like `index`, for the models the registry was asked to load only: no repository
+        listing (no I/O), so the metrics recorder can call it on the event loop."""
+        return [
+            row
+            for name in sorted(self._entries)
+            for row in self._entry_rows(name, self._entries[name])
+        ]
+
+    @staticmethod
+    def _entry_rows(name: str, entry: ModelEntry) -> list[tuple[str, str, str, str]]:
+        if not entry.versions:
+            return [(name, "", State.UNAVAILABLE.value, entry.reason)]
+        return [
+            (name, str(version), status.state.value, status.reason)
+            for version, status in sorted(entry.versions.items())
+        ]

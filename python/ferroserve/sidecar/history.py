@@ -4,7 +4,6 @@ minutes in memory; rates and latency percentiles come from the differences betwe
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import deque
 from collections.abc import Sequence
@@ -28,12 +27,6 @@ class ModelSample:
     inferences: int
     executions: int
     pending: int
-
-
-@dataclass(slots=True, frozen=True)
-class Sample:
-    time: float
-    models: dict[ModelKey, ModelSample]
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float | None:
@@ -112,77 +105,35 @@ class Interval:
         }
 
 
-class History:
-    """Samples kept for `keep_s` seconds; `dashboard()` is what /api/dashboard returns."""
+SERIES = ("throughput", "errors_per_s", "p50_ms", "p99_ms", "batch_size")
 
-    def __init__(self, source: SnapshotSource, keep_s: float, interval_s: float) -> None:
-        self._source = source
-        self._samples: deque[Sample] = deque(maxlen=max(2, int(keep_s / interval_s) + 1))
-        self._lock = threading.Lock()
 
-    def sample(self) -> None:
-        """Takes one sample if the serving process wrote a new, fresh snapshot."""
-        data = self._source.current()
-        if data is None:
-            return
-        written = float(data["written_unix"])
-        models = {
-            (m["model"], m["version"]): _sample_of(m["stats"])
-            for m in data["models"]
-            if "stats" in m
-        }
-        with self._lock:
-            if self._samples and self._samples[-1].time >= written:
-                return
-            self._samples.append(Sample(written, models))
+class Track:
+    """One model version's history: the figures of each interval between samples (computed
+    once, when a sample arrives, so a dashboard request only copies them) and the last few raw
+    samples for the headline figures."""
 
-    def dashboard(self) -> dict[str, Any]:
-        data = self._source.current()
-        with self._lock:
-            samples = list(self._samples)
-        bounds_s = [] if data is None else [b / 1e9 for b in data["duration_buckets_ns"]]
-        models = []
-        for entry in [] if data is None else data["models"]:
-            key = (entry["model"], entry["version"])
-            row: dict[str, Any] = {
-                "model": entry["model"],
-                "version": entry["version"],
-                "state": entry["state"],
-                "provider": entry.get("provider", ""),
-            }
-            if key in {k for s in samples for k in s.models}:
-                row.update(self._series(key, samples, bounds_s))
-            models.append(row)
-        return {
-            "serving": data is not None,
-            "snapshot_age_s": None if data is None else self._source.age_s(data),
-            "samples": len(samples),
-            "models": models,
-        }
+    def __init__(self, keep: int) -> None:
+        self.points: deque[tuple[float, dict[str, float | None]]] = deque(maxlen=keep)
+        self.recent: deque[tuple[float, ModelSample]] = deque(maxlen=RECENT_SAMPLES + 1)
 
-    @staticmethod
-    def _series(key: ModelKey, samples: list[Sample], bounds_s: Sequence[float]) -> dict[str, Any]:
-        series: dict[str, list[Any]] = {
-            name: []
-            for name in ("t", "throughput", "errors_per_s", "p50_ms", "p99_ms", "batch_size")
-        }
-        present = [s for s in samples if key in s.models]
-        for before, after in itertools.pairwise(present):
-            interval = Interval.between(
-                before.models[key], after.models[key], after.time - before.time
-            )
-            series["t"].append(after.time)
-            for name, value in interval.figures(bounds_s).items():
-                series[name].append(value)
-        latest = present[-1].models[key]
-        recent = present[-RECENT_SAMPLES - 1 :]
+    def add(self, time: float, sample: ModelSample, bounds_s: Sequence[float]) -> None:
+        if self.recent:
+            before_time, before = self.recent[-1]
+            interval = Interval.between(before, sample, time - before_time)
+            self.points.append((time, interval.figures(bounds_s)))
+        self.recent.append((time, sample))
+
+    def view(self, bounds_s: Sequence[float]) -> dict[str, Any]:
+        (first_time, first), (last_time, latest) = self.recent[0], self.recent[-1]
         current = (
-            Interval.between(
-                recent[0].models[key], latest, recent[-1].time - recent[0].time
-            ).figures(bounds_s)
-            if len(recent) > 1
+            Interval.between(first, latest, last_time - first_time).figures(bounds_s)
+            if len(self.recent) > 1
             else {}
         )
+        series: dict[str, list[Any]] = {"t": [t for t, _ in self.points]}
+        for name in SERIES:
+            series[name] = [figures[name] for _, figures in self.points]
         return {
             "totals": {
                 "requests": latest.requests,
@@ -193,4 +144,64 @@ class History:
             },
             "current": current,
             "series": series,
+        }
+
+
+class History:
+    """Samples kept for `keep_s` seconds; `dashboard()` is what /api/dashboard returns."""
+
+    def __init__(self, source: SnapshotSource, keep_s: float, interval_s: float) -> None:
+        self._source = source
+        self._keep = max(2, int(keep_s / interval_s) + 1)
+        self._tracks: dict[ModelKey, Track] = {}
+        self._last_written = 0.0
+        self._samples = 0
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        """Takes one sample if the serving process wrote a new, fresh snapshot."""
+        data = self._source.current()
+        if data is None:
+            return
+        written = float(data["written_unix"])
+        bounds_s = [bound / 1e9 for bound in data["duration_buckets_ns"]]
+        with self._lock:
+            if written <= self._last_written:
+                return
+            self._last_written = written
+            self._samples += 1
+            present = set()
+            for model in data["models"]:
+                if "stats" not in model:
+                    continue
+                key = (model["model"], model["version"])
+                present.add(key)
+                track = self._tracks.setdefault(key, Track(self._keep))
+                track.add(written, _sample_of(model["stats"]), bounds_s)
+            for gone in self._tracks.keys() - present:  # unloaded versions
+                del self._tracks[gone]
+
+    def dashboard(self) -> dict[str, Any]:
+        data = self._source.current()
+        bounds_s = [] if data is None else [b / 1e9 for b in data["duration_buckets_ns"]]
+        models = []
+        with self._lock:
+            for entry in [] if data is None else data["models"]:
+                key = (entry["model"], entry["version"])
+                row: dict[str, Any] = {
+                    "model": entry["model"],
+                    "version": entry["version"],
+                    "state": entry["state"],
+                    "provider": entry.get("provider", ""),
+                }
+                track = self._tracks.get(key)
+                if track is not None:
+                    row.update(track.view(bounds_s))
+                models.append(row)
+            samples = min(self._samples, self._keep)
+        return {
+            "serving": data is not None,
+            "snapshot_age_s": None if data is None else self._source.age_s(data),
+            "samples": samples,
+            "models": models,
         }
