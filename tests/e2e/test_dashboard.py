@@ -8,19 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
-from ferroserve.models import mlp_model
-from support.metrics import dashboard, wait_for
-from support.repository import add_model
+from ferroserve.demo import write_demo_repository
+from support.metrics import background_traffic, dashboard, wait_for
 from support.server import ServerProcess
-from tritonclient.grpc import InferenceServerClient, InferInput
-from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,14 +25,6 @@ ARTIFACTS = Path(
         "FERROSERVE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
     )
 )
-MLP_CONFIG = """\
-name: "mlp"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
-output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]
-dynamic_batching { }
-"""
 
 
 def chromium() -> str:
@@ -96,8 +83,7 @@ def number(text: str) -> float:
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    repository = tmp_path / "repository"
-    add_model(repository, "mlp", mlp_model(), MLP_CONFIG)
+    repository = write_demo_repository(tmp_path / "repository")
     process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
     with process:
         process.wait_ready()
@@ -129,23 +115,7 @@ def run_chromium(url: str, *args: str, profile: Path) -> str:
 
 
 def test_dashboard_shows_live_charts_after_traffic(served: ServerProcess, tmp_path: Path) -> None:
-    stop = threading.Event()
-    rng = np.random.default_rng(0)
-
-    def traffic() -> None:
-        with InferenceServerClient(served.url) as client:
-            while not stop.is_set():
-                tensor = InferInput("input", [1, 64], "FP32")
-                tensor.set_data_from_numpy(rng.standard_normal((1, 64)).astype(np.float32))
-                client.infer("mlp", [tensor])
-                bad = InferInput("input", [1, 3], "FP32")
-                bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
-                with pytest.raises(InferenceServerException):
-                    client.infer("mlp", [bad])
-
-    thread = threading.Thread(target=traffic)
-    thread.start()
-    try:
+    with background_traffic(served, invalid=True):
 
         def has_series() -> bool:
             rows = dashboard(served.metrics_url)["models"]
@@ -158,9 +128,6 @@ def test_dashboard_shows_live_charts_after_traffic(served: ServerProcess, tmp_pa
         run_chromium(
             served.metrics_url + "/", f"--screenshot={screenshot}", profile=tmp_path / "shot"
         )
-    finally:
-        stop.set()
-        thread.join()
 
     reader = PageReader("model-mlp-1")
     reader.feed(page)

@@ -5,7 +5,6 @@ scraped with Prometheus' own text parser. Counts are asserted exactly."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -33,7 +32,17 @@ from support.batching import (
     run,
     spawn,
 )
-from support.metrics import Samples, dashboard, get, scrape, sidecar_pids, value, wait_for
+from support.metrics import (
+    Samples,
+    background_traffic,
+    dashboard,
+    get,
+    mlp_inputs,
+    scrape,
+    sidecar_pids,
+    value,
+    wait_for,
+)
 from support.repository import add_model
 from support.server import ServerProcess, free_port
 from tritonclient.grpc import InferenceServerClient, InferInput, aio
@@ -86,16 +95,6 @@ def metrics_server(
         yield process
     finally:
         process.stop()
-
-
-def mlp_inputs(rows: int, seed: int, width: int = 64, datatype: str = "FP32") -> list[InferInput]:
-    array = np.random.default_rng(seed).standard_normal((rows, width)).astype(np.float32)
-    tensor = InferInput("input", [rows, width], datatype)
-    if datatype == "FP32":
-        tensor.set_data_from_numpy(array)
-    else:
-        tensor.set_data_from_numpy(array.astype(np.float64))
-    return [tensor]
 
 
 def model_value(samples: Samples, name: str, model: str, **labels: str) -> float:
@@ -318,16 +317,21 @@ def test_scraping_under_load_changes_nothing(metrics_server: ServerProcess) -> N
     thread = threading.Thread(target=scraper)
     thread.start()
     reference = Reference()
+    sent = 0
     try:
         with InferenceServerClient(metrics_server.url) as client:
-            for i in range(200):
-                result = client.infer("mlp", [reference.inputs[i % 4]])
-                np.testing.assert_array_equal(result.as_numpy("output"), reference.outputs[i % 4])
+            # At least 200 requests, and on until 20 scrapes overlapped them.
+            deadline = time.monotonic() + 60
+            while sent < 200 or (scrapes[0] < 20 and time.monotonic() < deadline):
+                result = client.infer("mlp", [reference.inputs[sent % 4]])
+                expected = reference.outputs[sent % 4]
+                np.testing.assert_array_equal(result.as_numpy("output"), expected)
+                sent += 1
     finally:
         stop.set()
         thread.join()
-    assert scrapes[0] > 5
-    samples = settled(url, "mlp", int(start) + 200)
+    assert scrapes[0] >= 20
+    samples = settled(url, "mlp", int(start) + sent)
     assert model_value(samples, "ferroserve_request_failures_total", "mlp", reason="internal") == 0
 
 
@@ -518,24 +522,3 @@ def test_dashboard_api_reports_rates_and_latency(metrics_server: ServerProcess) 
     assert current["batch_size"] == pytest.approx(2.0)
     assert current["errors_per_s"] == 0
     assert row["totals"]["pending"] == 0
-
-
-@contextlib.contextmanager
-def background_traffic(server: ServerProcess, rows: int = 1) -> Iterator[list[int]]:
-    """One client sending MLP requests in a loop for the `with` block; yields [sent]."""
-    stop = threading.Event()
-    sent = [0]
-
-    def traffic() -> None:
-        with InferenceServerClient(server.url) as client:
-            while not stop.is_set():
-                client.infer("mlp", mlp_inputs(rows, sent[0]))
-                sent[0] += 1
-
-    thread = threading.Thread(target=traffic)
-    thread.start()
-    try:
-        yield sent
-    finally:
-        stop.set()
-        thread.join()

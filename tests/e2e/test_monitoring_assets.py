@@ -10,35 +10,22 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from ferroserve.models import mlp_model
-from support.metrics import get, scrape, wait_for
-from support.repository import add_model
+from ferroserve.demo import write_demo_repository
+from support.metrics import background_traffic, get, scrape, wait_for
 from support.server import ServerProcess, free_port
-from tritonclient.grpc import InferenceServerClient, InferInput
-from tritonclient.utils import InferenceServerException
 
 pytestmark = pytest.mark.timeout(240)
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ferroserve-dashboard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "ferroserve-alerts.yml"
-MLP_CONFIG = """\
-name: "mlp"
-platform: "onnxruntime_onnx"
-max_batch_size: 8
-input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
-output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]
-dynamic_batching { }
-"""
 # Panels that must show data after traffic on a CPU-only machine (GPU panels may be empty).
 MUST_HAVE_DATA = (
     "Throughput (requests/s)",
@@ -139,7 +126,10 @@ class Prometheus:
         assert status == 200 and answer["status"] == "success", answer
         return answer["data"]
 
-    def stop(self) -> None:
+    def __enter__(self) -> Prometheus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=20)
         self.log.close()
@@ -147,8 +137,7 @@ class Prometheus:
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    repository = tmp_path / "repository"
-    add_model(repository, "mlp", mlp_model(), MLP_CONFIG)
+    repository = write_demo_repository(tmp_path / "repository")
     process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
     with process:
         process.wait_ready()
@@ -157,25 +146,10 @@ def served(tmp_path: Path) -> Iterator[ServerProcess]:
 
 def test_panels_and_alerts_evaluate_in_prometheus(served: ServerProcess, tmp_path: Path) -> None:
     wait_for(lambda: scrape(served.metrics_url), "the sidecar")
-    prometheus = Prometheus(tmp_path, f"127.0.0.1:{served.metrics_port}")
-    stop = threading.Event()
-
-    def traffic() -> None:
-        rng = np.random.default_rng(0)
-        with InferenceServerClient(served.url) as client:
-            while not stop.is_set():
-                tensor = InferInput("input", [2, 64], "FP32")
-                tensor.set_data_from_numpy(rng.standard_normal((2, 64)).astype(np.float32))
-                client.infer("mlp", [tensor])
-                bad = InferInput("input", [1, 5], "FP32")
-                bad.set_data_from_numpy(np.zeros((1, 5), dtype=np.float32))
-                with pytest.raises(InferenceServerException):
-                    client.infer("mlp", [bad])
-                time.sleep(0.002)
-
-    thread = threading.Thread(target=traffic)
-    thread.start()
-    try:
+    with (
+        Prometheus(tmp_path, f"127.0.0.1:{served.metrics_port}") as prometheus,
+        background_traffic(served, rows=2, invalid=True, pause_s=0.002),
+    ):
 
         def throughput_visible() -> bool:
             result = prometheus.api("query", query="sum(rate(ferroserve_requests_total[10s])) > 0")[
@@ -205,7 +179,3 @@ def test_panels_and_alerts_evaluate_in_prometheus(served: ServerProcess, tmp_pat
         # Half of the requests are invalid on purpose: only that alert may be pending.
         active = {rule["name"] for rule in rules if rule["state"] != "inactive"}
         assert active <= {"FerroserveInvalidRequests"}
-    finally:
-        stop.set()
-        thread.join()
-        prometheus.stop()

@@ -3,15 +3,22 @@ sidecar process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.grpc import InferenceServerClient, InferInput
+from tritonclient.utils import InferenceServerException
+
+from support.server import ServerProcess
 
 # (sample name, sorted label pairs) -> value
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -81,3 +88,40 @@ def sidecar_pids(parent_pid: int) -> list[int]:
         if parent == parent_pid and b"metrics-sidecar" in command:
             pids.append(int(entry.name))
     return pids
+
+
+def mlp_inputs(rows: int, seed: int, width: int = 64, datatype: str = "FP32") -> list[InferInput]:
+    """Inputs for the MLP (`input` FP32 [rows, 64]); another width or datatype makes them
+    invalid on purpose."""
+    array = np.random.default_rng(seed).standard_normal((rows, width))
+    tensor = InferInput("input", [rows, width], datatype)
+    tensor.set_data_from_numpy(array.astype(np.float32 if datatype == "FP32" else np.float64))
+    return [tensor]
+
+
+@contextlib.contextmanager
+def background_traffic(
+    server: ServerProcess, rows: int = 1, invalid: bool = False, pause_s: float = 0.0
+) -> Iterator[list[int]]:
+    """One client sending MLP requests in a loop for the `with` block, each followed by an
+    invalid one (wrong width) when `invalid`; yields [valid requests answered]."""
+    stop = threading.Event()
+    sent = [0]
+
+    def traffic() -> None:
+        with InferenceServerClient(server.url) as client:
+            while not stop.is_set():
+                client.infer("mlp", mlp_inputs(rows, sent[0]))
+                sent[0] += 1
+                if invalid:
+                    with contextlib.suppress(InferenceServerException):
+                        client.infer("mlp", mlp_inputs(1, 0, width=5))
+                stop.wait(pause_s)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        thread.join()
