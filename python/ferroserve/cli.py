@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = args.dir or Path(tempfile.mkdtemp(prefix="ferroserve-demo-"))
         write_demo_repository(root)
         print(f"wrote the demo model repository to {root}", flush=True)
-        print(usage(args.host, args.grpc_port), flush=True)
+        metrics_port = None if metrics is None or not metrics.sidecar else metrics.port
+        print(usage(args.host, args.grpc_port, metrics_port), flush=True)
         options = ServerOptions(
             root,
             args.host,

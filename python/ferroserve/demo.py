@@ -26,7 +26,14 @@ def write_demo_repository(root: Path) -> Path:
     return root
 
 
-def usage(host: str, port: int) -> str:
+def usage(host: str, port: int, metrics_port: int | None = None) -> str:
+    metrics = (
+        ""
+        if metrics_port is None
+        else f"""
+Live dashboard: http://{host}:{metrics_port}/   Prometheus metrics: http://{host}:{metrics_port}/metrics
+"""
+    )
     return f"""\
 ferroserve demo: serving model 'mlp' (input FP32 [-1, 64] -> output FP32 [-1, 10]) on {host}:{port}
 
@@ -40,6 +47,6 @@ Call it with tritonclient (pip install 'tritonclient[grpc]'):
 or load it with Triton's perf_analyzer:
 
     perf_analyzer -m mlp -i grpc -u {host}:{port} --concurrency-range 16
-
+{metrics}
 Press Ctrl-C to stop.
 """
