@@ -56,7 +56,6 @@ class SidecarSupervisor:
     def __init__(self, options: SidecarOptions) -> None:
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
         self._started_at = 0.0
         self._backoff_s = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -93,7 +92,6 @@ class SidecarSupervisor:
                 self._backoff_s,
             )
             await asyncio.sleep(self._backoff_s)
-            self.restarts += 1
             self._spawn()
 
     async def stop(self) -> None:
@@ -108,3 +106,4 @@ class SidecarSupervisor:
                 await asyncio.to_thread(process.wait, 5.0)
             except subprocess.TimeoutExpired:
                 process.kill()
+                await asyncio.to_thread(process.wait)

@@ -64,9 +64,10 @@ class BatchExecutor:
         self._uses_bf16 = any(
             s.datatype.name == "BF16" for s in (*signature.inputs, *signature.outputs)
         )
-        # Set by the executor thread while it runs a batch; a plain bool (atomic under the GIL)
-        # read by the event loop to decide on inline execution.
-        self._executing = False
+        # Batches running now (instances may overlap); read by the event loop to decide on
+        # inline execution. Updated once per batch, under a lock.
+        self._executing = 0
+        self._executing_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._serve, name=f"ferroserve-{name}-{i}", daemon=True)
             for i in range(instances)
@@ -120,7 +121,7 @@ class BatchExecutor:
     @property
     def idle(self) -> bool:
         """No executor thread is running a batch right now."""
-        return not self._executing
+        return self._executing == 0
 
     def execute_inline(
         self, buffers: Sequence[bytes], shapes: Sequence[Sequence[int]]
@@ -146,11 +147,13 @@ class BatchExecutor:
         return result, ran - prepared
 
     def _execute(self, batch: _core.Batch) -> None:
-        self._executing = True
+        with self._executing_lock:
+            self._executing += 1
         try:
             self._execute_batch(batch)
         finally:
-            self._executing = False
+            with self._executing_lock:
+                self._executing -= 1
 
     def _execute_batch(self, batch: _core.Batch) -> None:
         started = time.perf_counter_ns()
