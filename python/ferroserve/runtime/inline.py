@@ -18,9 +18,10 @@ from ferroserve.runtime.session import parameter
 
 log = logging.getLogger(__name__)
 
-# A call this short blocks the event loop for less than the hand-off it saves costs in CPU.
+# A call using this little CPU blocks the event loop for less than the hand-off it saves costs.
 INLINE_MAX_CALL_NS = 100_000
-# A real call this slow (inputs larger or data-dependent) stops inline execution for good.
+# A real call using this much CPU (inputs larger or data-dependent) stops inline execution
+# for good. CPU time of the calling thread, not wall time: a busy core must not revoke it.
 INLINE_REVOKE_CALL_NS = 1_000_000
 _MODES = ("auto", "true", "false")
 
@@ -38,7 +39,7 @@ class InlinePolicy:
         """`inline_execution` parameter: "false" never, "true" whenever the executor is idle,
         "auto" (default) only for models without dynamic_batching (each request runs alone
         anyway), one instance (so inline runs never exceed the configured concurrency), and a
-        warm call shorter than INLINE_MAX_CALL_NS."""
+        warm call using less than INLINE_MAX_CALL_NS of CPU."""
         mode = (parameter(config, "inline_execution") or "auto").lower()
         if mode not in _MODES:
             raise ModelLoadError(
@@ -54,18 +55,19 @@ class InlinePolicy:
         )
         if enabled:
             log.info(
-                "model '%s': warm call %.0f us; requests run inline while the executor is idle",
+                "model '%s': warm call %.0f us of CPU; requests run inline while the executor is idle",
                 config.name,
                 warm_call_ns / 1e3,
             )
         return cls(enabled, False, config.name)
 
     def observe(self, call_ns: int) -> None:
-        """Revokes inline execution after a slow call (unless the config forced it)."""
+        """Revokes inline execution after a call that used more than INLINE_REVOKE_CALL_NS of
+        CPU (unless the config forced it)."""
         if call_ns > INLINE_REVOKE_CALL_NS and not self.forced:
             self.enabled = False
             log.warning(
-                "model '%s': an inline call took %.2f ms; running its requests on the executor "
+                "model '%s': an inline call used %.2f ms of CPU; running its requests on the executor "
                 "thread from now on",
                 self.model,
                 call_ns / 1e6,
