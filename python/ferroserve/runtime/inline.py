@@ -20,9 +20,13 @@ log = logging.getLogger(__name__)
 
 # A call using this little CPU blocks the event loop for less than the hand-off it saves costs.
 INLINE_MAX_CALL_NS = 100_000
-# A real call using this much CPU (inputs larger or data-dependent) stops inline execution
-# for good. CPU time of the calling thread, not wall time: a busy core must not revoke it.
+# When the moving average of real calls' CPU time passes this (inputs larger or data-dependent),
+# inline execution stops for good. CPU time of the calling thread, not wall time: a busy core
+# must not revoke it; an average, not one call: onnxruntime's first call with a new shape plans
+# its memory (measured: ~2 ms once for the MLP at 64 rows) and must not revoke it either.
 INLINE_REVOKE_CALL_NS = 1_000_000
+# Weight of the newest call in that average: one call of 8x the threshold revokes at once.
+INLINE_AVERAGE_WEIGHT = 1 / 8
 _MODES = ("auto", "true", "false")
 
 
@@ -33,6 +37,8 @@ class InlinePolicy:
     enabled: bool
     forced: bool
     model: str
+    average_ns: float = 0.0
+    """Exponential moving average of the CPU time of inline calls."""
 
     @classmethod
     def decide(cls, config: mc.ModelConfig, instance_count: int, warm_call_ns: int) -> InlinePolicy:
@@ -47,7 +53,7 @@ class InlinePolicy:
                 f"got '{mode}'"
             )
         if mode != "auto":
-            return cls(mode == "true", mode == "true", config.name)
+            return cls(mode == "true", mode == "true", config.name, warm_call_ns)
         enabled = (
             not config.HasField("dynamic_batching")
             and instance_count == 1
@@ -55,20 +61,23 @@ class InlinePolicy:
         )
         if enabled:
             log.info(
-                "model '%s': warm call %.0f us of CPU; requests run inline while the executor is idle",
+                "model '%s': warm call %.0f us of CPU; requests run inline while the executor "
+                "is idle",
                 config.name,
                 warm_call_ns / 1e3,
             )
-        return cls(enabled, False, config.name)
+        return cls(enabled, False, config.name, warm_call_ns)
 
     def observe(self, call_ns: int) -> None:
-        """Revokes inline execution after a call that used more than INLINE_REVOKE_CALL_NS of
-        CPU (unless the config forced it)."""
-        if call_ns > INLINE_REVOKE_CALL_NS and not self.forced:
+        """Adds one inline call's CPU time to the average and revokes inline execution when
+        the average passes INLINE_REVOKE_CALL_NS (unless the config forced it)."""
+        self.average_ns += (call_ns - self.average_ns) * INLINE_AVERAGE_WEIGHT
+        if self.average_ns > INLINE_REVOKE_CALL_NS and not self.forced:
             self.enabled = False
             log.warning(
-                "model '%s': an inline call used %.2f ms of CPU; running its requests on the executor "
-                "thread from now on",
+                "model '%s': inline calls now average %.2f ms of CPU (last %.2f ms); running "
+                "its requests on the executor thread from now on",
                 self.model,
+                self.average_ns / 1e6,
                 call_ns / 1e6,
             )
