@@ -62,3 +62,16 @@ def stub(server: ServerProcess) -> Iterator[object]:
 
     with raw_stub(server.url) as raw:
         yield raw
+
+
+@pytest.fixture()
+def demo_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """`ferroserve demo`'s repository (the MLP with dynamic batching) on its own server, with
+    the metrics snapshot written every 250 ms."""
+    from ferroserve.demo import write_demo_repository
+
+    repository = write_demo_repository(tmp_path / "repository")
+    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
+    with process:
+        process.wait_ready()
+        yield process

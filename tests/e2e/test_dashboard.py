@@ -8,12 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from ferroserve.demo import write_demo_repository
 from support.metrics import background_traffic, dashboard, wait_for
 from support.server import ServerProcess
 
@@ -81,15 +79,6 @@ def number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    repository = write_demo_repository(tmp_path / "repository")
-    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
-    with process:
-        process.wait_ready()
-        yield process
-
-
 def run_chromium(url: str, *args: str, profile: Path) -> str:
     result = subprocess.run(
         [
@@ -114,19 +103,21 @@ def run_chromium(url: str, *args: str, profile: Path) -> str:
     return result.stdout
 
 
-def test_dashboard_shows_live_charts_after_traffic(served: ServerProcess, tmp_path: Path) -> None:
-    with background_traffic(served, invalid=True):
+def test_dashboard_shows_live_charts_after_traffic(
+    demo_server: ServerProcess, tmp_path: Path
+) -> None:
+    with background_traffic(demo_server, invalid=True):
 
         def has_series() -> bool:
-            rows = dashboard(served.metrics_url)["models"]
+            rows = dashboard(demo_server.metrics_url)["models"]
             return any(len(r.get("series", {}).get("t", [])) >= 3 for r in rows)
 
         wait_for(has_series, "three dashboard samples with traffic")
-        page = run_chromium(served.metrics_url + "/", "--dump-dom", profile=tmp_path / "dom")
+        page = run_chromium(demo_server.metrics_url + "/", "--dump-dom", profile=tmp_path / "dom")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         screenshot = ARTIFACTS / "dashboard.png"
         run_chromium(
-            served.metrics_url + "/", f"--screenshot={screenshot}", profile=tmp_path / "shot"
+            demo_server.metrics_url + "/", f"--screenshot={screenshot}", profile=tmp_path / "shot"
         )
 
     reader = PageReader("model-mlp-1")

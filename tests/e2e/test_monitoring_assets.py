@@ -12,12 +12,10 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ferroserve.demo import write_demo_repository
 from support.metrics import background_traffic, get, scrape, wait_for
 from support.server import ServerProcess, free_port
 
@@ -135,20 +133,13 @@ class Prometheus:
         self.log.close()
 
 
-@pytest.fixture()
-def served(tmp_path: Path) -> Iterator[ServerProcess]:
-    repository = write_demo_repository(tmp_path / "repository")
-    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
-    with process:
-        process.wait_ready()
-        yield process
-
-
-def test_panels_and_alerts_evaluate_in_prometheus(served: ServerProcess, tmp_path: Path) -> None:
-    wait_for(lambda: scrape(served.metrics_url), "the sidecar")
+def test_panels_and_alerts_evaluate_in_prometheus(
+    demo_server: ServerProcess, tmp_path: Path
+) -> None:
+    wait_for(lambda: scrape(demo_server.metrics_url), "the sidecar")
     with (
-        Prometheus(tmp_path, f"127.0.0.1:{served.metrics_port}") as prometheus,
-        background_traffic(served, rows=2, invalid=True, pause_s=0.002),
+        Prometheus(tmp_path, f"127.0.0.1:{demo_server.metrics_port}") as prometheus,
+        background_traffic(demo_server, rows=2, invalid=True, pause_s=0.002),
     ):
 
         def throughput_visible() -> bool:
