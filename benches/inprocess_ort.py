@@ -3,6 +3,7 @@ no transport, `concurrency` threads calling one session in a closed loop."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -25,17 +26,26 @@ def cpu_session(model_path: Path) -> ort.InferenceSession:
 
 
 def measure_session(
-    session: ort.InferenceSession, batch: int, concurrency: int, window_s: float, warmup_s: float
+    session: ort.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    concurrency: int,
+    window_s: float,
+    warmup_s: float,
+    rows_per_call: int = 1,
+    cores: set[int] | None = None,
 ) -> tuple[Measurement, float]:
-    """The figure for `batch`-row calls (rows/s) and the CPU µs this process spent per row."""
-    rows = np.random.default_rng(0).standard_normal((batch, 64)).astype(np.float32)
+    """The figure for `concurrency` threads calling `session.run(feeds)` in a closed loop
+    (counting `rows_per_call` inferences per call) and the CPU µs this process spent per
+    inference. `cores`: pin the calling threads (only they move, not the caller)."""
     stop = threading.Event()
     calls: list[list[Call]] = [[] for _ in range(concurrency)]
 
     def loop(done: list[Call]) -> None:
+        if cores is not None:
+            os.sched_setaffinity(0, cores)  # pid 0: this thread
         while not stop.is_set():
             sent_ns = time.time_ns()
-            session.run(None, {"input": rows})
+            session.run(None, feeds)
             now_ns = time.time_ns()
             done.append(Call(now_ns, now_ns - sent_ns))
 
@@ -51,5 +61,5 @@ def measure_session(
         stop.set()
         for thread in threads:
             thread.join()
-    measurement = summarize([c for done in calls for c in done], start_ns, end_ns, batch)
-    return measurement, (cpu_end - cpu_start) * 1e6 / measurement.inferences
+    measurement = summarize([c for done in calls for c in done], start_ns, end_ns, rows_per_call)
+    return measurement, (cpu_end - cpu_start) * 1e6 / max(1, measurement.inferences)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from inprocess_ort import cpu_session, measure_session
 from load_client import AioLoadGenerator, LoadClient, LoadSettings, PerfAnalyzer
 from measurement import MeasurementFailed
@@ -127,9 +128,11 @@ def inprocess_rows(model_path: Path, plan: Plan) -> list[Row]:
     rows = []
     for batch in (1, 64):
         for concurrency in plan.concurrencies:
+            inputs = np.random.default_rng(0).standard_normal((batch, 64)).astype(np.float32)
             measurement, cpu_us = measure_session(
-                session, batch, concurrency, plan.ort_window_s, plan.ort_warmup_s
-            )
+                session, {"input": inputs}, concurrency, plan.ort_window_s, plan.ort_warmup_s,
+                rows_per_call=batch,
+            )  # fmt: skip
             mode = f"session.run b{batch}" + (" (rows/s)" if batch > 1 else "")
             rows.append(Row("onnxruntime in-process", "", mode, concurrency, measurement, cpu_us))
             print(f"measured in-process b{batch} c={concurrency}", file=sys.stderr)

@@ -4,15 +4,12 @@ to the servers' cores. Also the reference answer every server's output is checke
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from inprocess_ort import cpu_session
-from measurement import Call, Measurement, summarize
+from inprocess_ort import cpu_session, measure_session
+from measurement import Measurement
 
 from .models import INPUT
 
@@ -43,31 +40,7 @@ class InProcess:
         warmup_s: float,
     ) -> tuple[Measurement, float]:
         """Calls (requests) per second and the CPU µs this process spent per call."""
-        session = self.session(model_path)
-        stop = threading.Event()
-        calls: list[list[Call]] = [[] for _ in range(concurrency)]
-
-        def loop(done: list[Call]) -> None:
-            if self._cores is not None:
-                # pid 0 is the calling thread on Linux: only the workers move.
-                os.sched_setaffinity(0, self._cores)
-            while not stop.is_set():
-                sent_ns = time.time_ns()
-                session.run(None, {INPUT: batch})
-                now_ns = time.time_ns()
-                done.append(Call(now_ns, now_ns - sent_ns))
-
-        threads = [threading.Thread(target=loop, args=(done,)) for done in calls]
-        for thread in threads:
-            thread.start()
-        try:
-            time.sleep(warmup_s)
-            start_ns, cpu_start = time.time_ns(), time.process_time()
-            time.sleep(window_s)
-            end_ns, cpu_end = time.time_ns(), time.process_time()
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        measurement = summarize([c for done in calls for c in done], start_ns, end_ns)
-        return measurement, (cpu_end - cpu_start) * 1e6 / max(1, measurement.inferences)
+        return measure_session(
+            self.session(model_path), {INPUT: batch}, concurrency, window_s, warmup_s,
+            cores=self._cores,
+        )  # fmt: skip
