@@ -17,6 +17,8 @@ __all__ = [
     "BatchQueue",
     "DeadlineExceededError",
     "FerroserveError",
+    "InferCodec",
+    "InferRequestView",
     "InternalError",
     "InvalidInputError",
     "ModelNotFoundError",
@@ -217,7 +219,7 @@ class BatchQueue:
 
     def submit(
         self,
-        inputs: Sequence[bytes],
+        inputs: Sequence[bytes] | InferRequestView,
         shapes: Sequence[Sequence[int]],
         token: object,
         priority: int = 0,
@@ -225,7 +227,8 @@ class BatchQueue:
         deadline_s: float | None = None,
     ) -> int:
         """Queues a request and returns its id. The bytes objects are kept (not copied) and read
-        later without the GIL. `priority`: 0 for the default level, else 1 (highest) to
+        later without the GIL; an `InferRequestView` gives its raw input contents, held in place
+        inside the message. `priority`: 0 for the default level, else 1 (highest) to
         `priority_levels`. `timeout_us`: the request's queue timeout, used when the level's
         policy allows overrides (0: use the policy's). `deadline_s`: seconds from now
         (the gRPC `time_remaining()`); the earliest of it and the timeout applies.
@@ -299,3 +302,56 @@ class BatchQueue:
     @property
     def model(self) -> str:
         """The model name."""
+
+@final
+class InferRequestView:
+    """A serialized `ModelInferRequest` and where its fields are in it (parsed in Rust)."""
+
+    @property
+    def data(self) -> bytes:
+        """The message as received."""
+
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @staticmethod
+    def parse(data: bytes) -> InferRequestView | None:
+        """None when `data` is not a well-formed message (parse it with protobuf for the error)."""
+
+@final
+class InferCodec:
+    """One model version's inference fast path: which requests it takes (`match`) and how it
+    writes their responses (`encode`)."""
+
+    def __new__(
+        cls,
+        model_name: str,
+        model_version: str,
+        inputs: Sequence[tuple[str, str, Sequence[int], int]],
+        max_batch_size: int,
+        outputs: Sequence[tuple[str, str]],
+    ) -> InferCodec:
+        """`inputs`: (name, datatype, client shape with -1 for any size, bytes per element or 0
+        to leave the input's requests to the general path); `outputs`: (name, datatype)."""
+
+    def match(
+        self, request: InferRequestView
+    ) -> tuple[list[tuple[int, int]], list[list[int]], int, list[int]] | None:
+        """(per input its (offset, length) in `request.data`, per input its shape, rows in dim
+        0, requested output indices) for the common request: no request parameters, numeric
+        raw inputs in signature order with valid shapes and sizes, known requested outputs
+        without parameters. None for anything else, errors included: the general path handles
+        and words those."""
+
+    def encode(
+        self,
+        request: InferRequestView,
+        wanted: Sequence[int],
+        buffers: Sequence[bytes],
+        shapes: Sequence[Sequence[int]],
+        stream: bool = False,
+    ) -> bytes:
+        """The serialized `ModelInferResponse` (`ModelStreamInferResponse` with `stream`) that
+        answers `request` with outputs `wanted` of `buffers`/`shapes` (one per output).
+        ValueError when the counts do not match the signature."""

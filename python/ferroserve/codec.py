@@ -4,6 +4,10 @@ model signature so errors name the input with expected vs received.
 
 Raw contents are passed on as the request's own `bytes` objects (no copy); typed `contents` are
 converted once. Element-wise work on BYTES (length prefixes) happens in the Rust extension.
+
+The common request never becomes a protobuf object at all: `infer_codec` builds a model's Rust
+codec, which matches a received message against the signature in place and writes the
+response bytes (`_core.InferCodec`); everything it declines comes here.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
@@ -27,6 +32,28 @@ class DecodedInputs:
     shapes: list[list[int]]
     rows: int
     """Rows in dim 0 (1 for a model without a batch dim)."""
+
+
+def infer_codec(name: str, version_label: str, signature: ModelSignature) -> _core.InferCodec:
+    """The model version's fast-path codec (see the module docstring)."""
+    return _core.InferCodec(
+        name,
+        version_label,
+        [
+            (layout.name, layout.datatype, list(layout.shape), layout.itemsize)
+            for layout in signature.input_layouts
+        ],
+        signature.max_batch_size,
+        [(spec.name, spec.datatype.name) for spec in signature.outputs],
+    )
+
+
+def parse_request(data: bytes) -> pb.ModelInferRequest:
+    """A received message as a protobuf object; InvalidInputError when it is malformed."""
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except DecodeError as error:
+        raise InvalidInputError(f"malformed ModelInferRequest message: {error}") from None
 
 
 def decode_inputs(

@@ -105,10 +105,11 @@ class Prometheus:
             "scrape_configs:\n  - job_name: ferroserve\n"
             f"    static_configs: [{{targets: ['{target}']}}]\n"
         )
+        binary = tool("prometheus")  # before opening the log: a skip must not leak the file
         self.log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
             [
-                tool("prometheus"),
+                binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",

@@ -90,9 +90,13 @@ def add_inference_service(
     Each RPC is served by the ``servicer`` attribute of the same name (e.g.
     ``servicer.ModelInfer(request, context)``); RPCs the servicer lacks answer
     ``UNIMPLEMENTED``. Unary RPCs get ``(request, context)``, streaming ones
-    ``(request_iterator, context)``, as with generated gRPC servicers. ``wrap``, when given,
-    decorates every handler (metrics), with the RPC type named as go-grpc-prometheus does.
+    ``(request_iterator, context)``, as with generated gRPC servicers. Methods named in the
+    servicer's ``raw_message_methods`` (a collection of names) get and return serialized
+    messages (``bytes``) instead, so that they can parse and write them themselves. ``wrap``,
+    when given, decorates every handler (metrics), with the RPC type named as
+    go-grpc-prometheus does.
     """
+    raw = frozenset(getattr(servicer, "raw_message_methods", ()))
     is_aio = isinstance(server, grpc.aio.Server)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in _SERVICE.methods:
@@ -111,9 +115,12 @@ def add_inference_service(
             make = grpc.unary_stream_rpc_method_handler
         else:
             make = grpc.unary_unary_rpc_method_handler
-        handlers[method.name] = make(
-            behaviour,
-            request_deserializer=request_cls.FromString,
-            response_serializer=response_cls.SerializeToString,
-        )
+        if method.name in raw:
+            handlers[method.name] = make(behaviour)
+        else:
+            handlers[method.name] = make(
+                behaviour,
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,15 +33,16 @@ class RpcCounter:
     def wrap(
         self, service: str, method: str, rpc_type: str, behaviour: Callable[..., Any]
     ) -> Callable[..., Any]:
-        """`behaviour` counted under (service, method, rpc_type). Streaming responses
-        (async generators) count once, when the stream ends."""
+        """`behaviour` counted under (service, method, rpc_type). Streaming responses count
+        once, when the stream ends (an async generator's, or a coroutine's that writes them
+        with `context.write`)."""
         counts = self._counts
         ok: RpcKey = (service, method, rpc_type, _OK)
 
         def failed(error: BaseException, context: Any) -> RpcKey:
             return (service, method, rpc_type, _failure_code(error, context))
 
-        if rpc_type in ("server_stream", "bidi_stream"):
+        if inspect.isasyncgenfunction(behaviour):
 
             @functools.wraps(behaviour)
             async def counted_stream(request: Any, context: Any) -> AsyncIterator[Any]:

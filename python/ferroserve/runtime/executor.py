@@ -124,7 +124,7 @@ class BatchExecutor:
         return self._executing == 0
 
     def execute_inline(
-        self, buffers: Sequence[bytes], shapes: Sequence[Sequence[int]]
+        self, buffers: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]]
     ) -> tuple[RequestResult, int]:
         """Runs one request on the calling thread (the event loop), bypassing the queue, and
         returns its result and the CPU time onnxruntime took on this thread in ns (CPU, so a

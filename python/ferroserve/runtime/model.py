@@ -14,7 +14,7 @@ from typing import Any
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve._proto import model_config_pb2 as mc
-from ferroserve.codec import decode_inputs, requested_outputs
+from ferroserve.codec import decode_inputs, infer_codec, parse_request, requested_outputs
 from ferroserve.config import ModelSignature, complete_config, warn_unsupported
 from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
@@ -161,6 +161,7 @@ class ServedModel:
         self.config = config
         self.provider = loaded.provider
         self.queue = build_queue(config)
+        self._codec = infer_codec(self.name, self.version_label, self.signature)
         self._scheduling = Scheduling.of(config)
         ordered = config.HasField("dynamic_batching") and config.dynamic_batching.preserve_ordering
         self._in_order = InOrder() if ordered else None
@@ -215,30 +216,109 @@ class ServedModel:
                 if parameters
                 else (0, 0)
             )
-            if self._inline.enabled and self.queue.pending == 0 and self._executor.idle:
-                (buffers, shapes), call_ns = self._executor.execute_inline(
-                    decoded.buffers, decoded.shapes
-                )
-                self._inline.observe(call_ns)
-                return self._response(request, wanted, buffers, shapes)
-            future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
-            request_id = self.queue.submit(
-                decoded.buffers, decoded.shapes, future, priority, timeout_us, time_remaining
+            buffers, shapes = await self._run(
+                decoded.buffers, decoded.shapes, priority, timeout_us, time_remaining
             )
-            if self._in_order is None:
-                try:
-                    buffers, shapes = await future
-                except asyncio.CancelledError:
-                    self.queue.cancel(request_id)
-                    raise
-            else:
-                buffers, shapes = await self._ordered(request_id, future)
             return self._response(request, wanted, buffers, shapes)
         except BaseException as error:
             outcome = failure_outcome(error)
             raise
         finally:
             self.queue.record_request(outcome, time.perf_counter_ns() - started)
+
+    async def infer_message(
+        self, message: _core.InferRequestView, time_remaining: float | None, stream: bool = False
+    ) -> bytes:
+        """`infer` for a received message, answered with a serialized `ModelInferResponse`
+        (`ModelStreamInferResponse` with `stream`). The common request is matched and answered
+        by the Rust codec without a protobuf object; the codec sends every other one, and so
+        every error, through `infer`."""
+        matched = self._codec.match(message)
+        if matched is None:
+            response = await self.infer(parse_request(message.data), time_remaining)
+            if stream:
+                return pb.ModelStreamInferResponse(infer_response=response).SerializeToString()
+            return response.SerializeToString()
+        if self._runs_inline():
+            return self._answer_inline(message, matched, stream)
+        started = time.perf_counter_ns()
+        outcome = SUCCESS
+        try:
+            _, shapes, _, wanted = matched
+            future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
+            request_id = self.queue.submit(message, shapes, future, 0, 0, time_remaining)
+            buffers, output_shapes = await self._await_result(request_id, future)
+            return self._codec.encode(message, wanted, buffers, output_shapes, stream)
+        except BaseException as error:
+            outcome = failure_outcome(error)
+            raise
+        finally:
+            self.queue.record_request(outcome, time.perf_counter_ns() - started)
+
+    def answer_now(self, message: _core.InferRequestView, stream: bool = False) -> bytes | None:
+        """The response, computed now on the calling thread, when the request takes the fast
+        path and may run inline; None when it must be awaited with `infer_message`."""
+        if not self._runs_inline():
+            return None
+        matched = self._codec.match(message)
+        if matched is None:
+            return None
+        return self._answer_inline(message, matched, stream)
+
+    def _runs_inline(self) -> bool:
+        return self._inline.enabled and self.queue.pending == 0 and self._executor.idle
+
+    def _answer_inline(
+        self,
+        message: _core.InferRequestView,
+        matched: tuple[list[tuple[int, int]], list[list[int]], int, list[int]],
+        stream: bool,
+    ) -> bytes:
+        started = time.perf_counter_ns()
+        outcome = SUCCESS
+        try:
+            offsets, shapes, _, wanted = matched
+            data = memoryview(message.data)
+            (buffers, output_shapes), call_ns = self._executor.execute_inline(
+                [data[start : start + length] for start, length in offsets], shapes
+            )
+            self._inline.observe(call_ns)
+            return self._codec.encode(message, wanted, buffers, output_shapes, stream)
+        except BaseException as error:
+            outcome = failure_outcome(error)
+            raise
+        finally:
+            self.queue.record_request(outcome, time.perf_counter_ns() - started)
+
+    async def _run(
+        self,
+        buffers: list[bytes],
+        shapes: list[list[int]],
+        priority: int,
+        timeout_us: int,
+        time_remaining: float | None,
+    ) -> RequestResult:
+        """Runs one validated request inline or through the batch queue."""
+        if self._runs_inline():
+            result, call_ns = self._executor.execute_inline(buffers, shapes)
+            self._inline.observe(call_ns)
+            return result
+        future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
+        request_id = self.queue.submit(
+            buffers, shapes, future, priority, timeout_us, time_remaining
+        )
+        return await self._await_result(request_id, future)
+
+    async def _await_result(
+        self, request_id: int, future: asyncio.Future[RequestResult]
+    ) -> RequestResult:
+        if self._in_order is not None:
+            return await self._ordered(request_id, future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.queue.cancel(request_id)
+            raise
 
     def _response(
         self,

@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from ferroserve import __version__
+from ferroserve import __version__, _core
 from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve.codec import parse_request
 from ferroserve.errors import FerroserveError, status_code_for
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.runtime.model import ServedModel
@@ -31,6 +33,9 @@ async def _abort(context: Context, error: BaseException) -> None:
 
 class InferenceService:
     """Implements the v2 RPCs on top of a `ModelRegistry`."""
+
+    # These get and return serialized messages: the hot path parses and writes them in Rust.
+    raw_message_methods = frozenset({"ModelInfer", "ModelStreamInfer"})
 
     def __init__(self, registry: ModelRegistry, allow_empty: bool = False) -> None:
         self._registry = registry
@@ -107,58 +112,72 @@ class InferenceService:
             raise
         return pb.ModelStatisticsResponse(model_stats=[model_statistics(m) for m in models])
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
+    async def ModelInfer(self, message: bytes, context: Context) -> bytes:
+        """Gets and returns serialized messages (see `raw_message_methods`)."""
         try:
-            model = self._registry.resolve(request.model_name, request.model_version)
-            return await model.infer(request, context.time_remaining())
+            return await self._infer(message, context, stream=False)
         except FerroserveError as error:
             await _abort(context, error)
             raise
 
-    async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
-    ) -> AsyncIterator[Any]:
+    async def _infer(self, message: bytes, context: Context, stream: bool) -> bytes:
+        view = _core.InferRequestView.parse(message)
+        if view is None:  # not well-formed for the Rust parser: protobuf words the error
+            request = parse_request(message)
+            model = self._registry.resolve(request.model_name, request.model_version)
+            response = await model.infer(request, context.time_remaining())
+            if stream:
+                return pb.ModelStreamInferResponse(infer_response=response).SerializeToString()
+            return response.SerializeToString()
+        model = self._registry.resolve(view.model_name, view.model_version)
+        return await model.infer_message(view, context.time_remaining(), stream)
+
+    async def ModelStreamInfer(self, messages: AsyncIterator[bytes], context: Context) -> None:
         """Requests on one stream run concurrently; each response carries its request's id.
-        A failing request becomes an `error_message` on the stream, never the end of it."""
-        responses: asyncio.Queue[Any] = asyncio.Queue()
+        A failing request becomes an `error_message` on the stream, never the end of it.
+        Responses are written with `context.write`, one at a time; a request that runs inline
+        (docs/configuration.md `inline_execution`) is answered before the next is read, with
+        no task of its own."""
+        write_lock = asyncio.Lock()
         pending: set[asyncio.Task[None]] = set()
-        finished = object()
 
-        async def answer(request: pb.ModelInferRequest) -> None:
+        async def write(response: bytes) -> None:
+            async with write_lock:
+                await context.write(response)
+
+        async def answer(message: bytes) -> None:
             try:
-                model = self._registry.resolve(request.model_name, request.model_version)
-                result = await model.infer(request, context.time_remaining())
-                responses.put_nowait(pb.ModelStreamInferResponse(infer_response=result))
+                response = await self._infer(message, context, stream=True)
             except FerroserveError as error:
-                responses.put_nowait(
-                    pb.ModelStreamInferResponse(
-                        error_message=str(error),
-                        infer_response=pb.ModelInferResponse(
-                            model_name=request.model_name,
-                            model_version=request.model_version,
-                            id=request.id,
-                        ),
-                    )
-                )
+                response = _stream_error(message, error)
+            await write(response)
 
-        async def read() -> None:
-            async for request in requests:
-                task = asyncio.create_task(answer(request))
+        try:
+            async for message in messages:
+                response = self._answer_now(message)
+                if response is not None:
+                    await write(response)
+                    continue
+                task = asyncio.create_task(answer(message))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*pending)
-            responses.put_nowait(finished)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (response := await responses.get()) is not finished:
-                yield response
-            await reader
         finally:
-            reader.cancel()
             for task in pending:
                 task.cancel()
+
+    def _answer_now(self, message: bytes) -> bytes | None:
+        """A streamed request's response when it can be given at once (it runs inline, or
+        fails before running), else None."""
+        view = _core.InferRequestView.parse(message)
+        if view is None:
+            return None
+        try:
+            model = self._registry.resolve(view.model_name, view.model_version)
+            return model.answer_now(view, stream=True)
+        except FerroserveError as error:
+            return _stream_error(message, error)
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         index = pb.RepositoryIndexResponse.ModelIndex
@@ -194,6 +213,20 @@ class InferenceService:
             await _abort(context, error)
             raise
         return pb.RepositoryModelUnloadResponse()
+
+
+def _stream_error(message: bytes, error: FerroserveError) -> bytes:
+    """A stream's answer to a failed request: the error and the request's model and id."""
+    try:
+        request = pb.ModelInferRequest.FromString(message)
+    except DecodeError:
+        request = pb.ModelInferRequest()
+    return pb.ModelStreamInferResponse(
+        error_message=str(error),
+        infer_response=pb.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        ),
+    ).SerializeToString()
 
 
 def served(model: ServedModel) -> str:

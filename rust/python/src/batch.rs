@@ -48,7 +48,7 @@ impl Batch {
             .into_iter()
             .map(|input| {
                 let buffer = match input.data {
-                    BatchData::Single(bytes) => bytes.into_object().into_any(),
+                    BatchData::Single(bytes) => bytes.into_object(py).into_any(),
                     BatchData::Owned(bytes) => PyArray1::from_vec(py, bytes).into_any().unbind(),
                 };
                 Ok((buffer, PyTuple::new(py, input.shape)?.unbind()))

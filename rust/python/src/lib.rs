@@ -7,6 +7,7 @@ mod exceptions;
 mod gil;
 mod queue;
 mod tensor;
+mod wire;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -60,5 +61,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::QueuePolicy>()?;
     m.add_class::<queue::BatchQueue>()?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<wire::InferRequestView>()?;
+    m.add_class::<wire::InferCodec>()?;
     Ok(())
 }

@@ -15,6 +15,16 @@ use pyo3::types::{PyBytes, PyDict, PyMapping};
 use crate::batch::Batch;
 use crate::exceptions::{InvalidInputError, OrRaise, UnavailableError};
 use crate::gil::{Work, without_gil};
+use crate::wire::InferRequestView;
+
+/// What `submit` accepts as a request's inputs.
+#[derive(FromPyObject)]
+pub(crate) enum SubmittedInputs<'py> {
+    /// A bytes object per input.
+    Buffers(Vec<Bound<'py, PyBytes>>),
+    /// A parsed request message: its raw input contents, in place.
+    Message(PyRef<'py, InferRequestView>),
+}
 
 /// A Python bytes object held by a queued request, readable without the GIL.
 pub(crate) struct HeldBytes {
@@ -44,9 +54,24 @@ impl HeldBytes {
         }
     }
 
-    /// The bytes object itself.
-    pub(crate) fn into_object(self) -> Py<PyBytes> {
-        self.object
+    /// Holds the part `range` of `bytes` (a raw input inside a whole request message).
+    pub(crate) fn slice(bytes: &Bound<'_, PyBytes>, range: std::ops::Range<usize>) -> Self {
+        let slice = &bytes.as_bytes()[range];
+        HeldBytes {
+            object: bytes.clone().unbind(),
+            data: slice.as_ptr(),
+            len: slice.len(),
+        }
+    }
+
+    /// A bytes object with exactly these bytes: the held object itself, or a copy of the part
+    /// of it that is held.
+    pub(crate) fn into_object(self, py: Python<'_>) -> Py<PyBytes> {
+        if self.object.bind(py).as_bytes().len() == self.len {
+            self.object
+        } else {
+            PyBytes::new(py, self.as_ref()).unbind()
+        }
     }
 }
 
@@ -216,10 +241,14 @@ impl BatchQueue {
     }
 
     /// Queues a request; returns its id.
+    /// `inputs`: one bytes object per input, or the request message whose raw input contents
+    /// they are (the fast path: held in place, no copy).
     #[pyo3(signature = (inputs, shapes, token, priority = 0, timeout_us = 0, deadline_s = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
-        inputs: Vec<Bound<'_, PyBytes>>,
+        py: Python<'_>,
+        inputs: SubmittedInputs<'_>,
         shapes: Vec<Vec<i64>>,
         token: Py<PyAny>,
         priority: i64,
@@ -232,7 +261,10 @@ impl BatchQueue {
             None => None,
         };
         let request = Request {
-            inputs: inputs.iter().map(HeldBytes::new).collect(),
+            inputs: match inputs {
+                SubmittedInputs::Buffers(buffers) => buffers.iter().map(HeldBytes::new).collect(),
+                SubmittedInputs::Message(view) => view.raw_inputs(py),
+            },
             shapes,
             token,
             priority: non_negative("priority", priority)?,

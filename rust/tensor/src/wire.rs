@@ -1,0 +1,747 @@
+//! The protobuf wire format of the two messages on the inference hot path, read and written
+//! directly: `ModelInferRequest` is parsed into byte ranges of the received message (no copy
+//! of any tensor), and `ModelInferResponse` (optionally wrapped in a
+//! `ModelStreamInferResponse`) is written in one buffer. Field numbers are those of
+//! `protos/grpc_service.proto` (Triton's). Everything else on the protocol goes through the
+//! generated protobuf classes; this module only exists because those cost more per request
+//! than the model call for small models.
+
+use std::ops::Range;
+
+use thiserror::Error;
+
+/// Why a message could not be read as a `ModelInferRequest`.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The message ends inside a field.
+    #[error("message truncated at byte {0}")]
+    Truncated(usize),
+    /// A varint longer than 10 bytes.
+    #[error("malformed varint at byte {0}")]
+    BadVarint(usize),
+    /// A wire type protobuf does not define (or a deprecated group).
+    #[error("unsupported wire type {wire_type} at byte {at}")]
+    BadWireType {
+        /// The wire type found.
+        wire_type: u64,
+        /// Where its tag starts.
+        at: usize,
+    },
+    /// A string field that is not UTF-8.
+    #[error("field {0} is not valid UTF-8")]
+    NotUtf8(u32),
+    /// A known field with the wrong wire type.
+    #[error("field {field} has wire type {wire_type}")]
+    WrongWireType {
+        /// The field number.
+        field: u32,
+        /// The wire type found.
+        wire_type: u64,
+    },
+}
+
+/// One `InferInputTensor`: ranges into the parsed message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InputTensorView {
+    /// `name` (field 1).
+    pub name: Range<usize>,
+    /// `datatype` (field 2).
+    pub datatype: Range<usize>,
+    /// `shape` (field 3), packed or not.
+    pub shape: Vec<i64>,
+    /// Whether `contents` (field 5) is present, even empty.
+    pub has_contents: bool,
+}
+
+/// One `InferRequestedOutputTensor`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestedOutputView {
+    /// `name` (field 1).
+    pub name: Range<usize>,
+    /// Whether it carries `parameters` (field 2), e.g. the classification extension.
+    pub has_parameters: bool,
+}
+
+/// A `ModelInferRequest` as ranges into the message it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InferRequestView {
+    /// `model_name` (1).
+    pub model_name: Range<usize>,
+    /// `model_version` (2).
+    pub model_version: Range<usize>,
+    /// `id` (3).
+    pub id: Range<usize>,
+    /// Whether request `parameters` (4) are present (priority, timeout, ...).
+    pub has_parameters: bool,
+    /// `inputs` (5), in message order.
+    pub inputs: Vec<InputTensorView>,
+    /// `outputs` (6): the outputs asked for; empty means all.
+    pub outputs: Vec<RequestedOutputView>,
+    /// `raw_input_contents` (7), in message order.
+    pub raw_input_contents: Vec<Range<usize>>,
+}
+
+const VARINT: u64 = 0;
+const FIXED64: u64 = 1;
+const LENGTH_DELIMITED: u64 = 2;
+const FIXED32: u64 = 5;
+
+/// Reads one message's fields: (field number, wire type, payload) where the payload of a
+/// length-delimited field is its range and that of a varint its value.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+    end: usize,
+}
+
+enum Payload {
+    Varint(u64),
+    Bytes(Range<usize>),
+    Fixed,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8], range: Range<usize>) -> Self {
+        Reader {
+            data,
+            at: range.start,
+            end: range.end,
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let start = self.at;
+        let mut value = 0u64;
+        for shift in (0..70).step_by(7) {
+            if self.at >= self.end {
+                return Err(WireError::Truncated(self.at));
+            }
+            let byte = self.data[self.at];
+            self.at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(WireError::BadVarint(start))
+    }
+
+    fn skip(&mut self, bytes: usize) -> Result<Range<usize>, WireError> {
+        let start = self.at;
+        let end = start
+            .checked_add(bytes)
+            .filter(|&end| end <= self.end)
+            .ok_or(WireError::Truncated(self.end))?;
+        self.at = end;
+        Ok(start..end)
+    }
+
+    /// The next field, or None at the end.
+    fn field(&mut self) -> Result<Option<(u32, u64, Payload)>, WireError> {
+        if self.at >= self.end {
+            return Ok(None);
+        }
+        let tag_at = self.at;
+        let key = self.varint()?;
+        let wire_type = key & 7;
+        // Field numbers are at most 2^29 - 1; larger ones are skipped like unknown fields.
+        let field = u32::try_from(key >> 3).unwrap_or(u32::MAX);
+        let payload = match wire_type {
+            VARINT => Payload::Varint(self.varint()?),
+            FIXED64 => {
+                self.skip(8)?;
+                Payload::Fixed
+            }
+            LENGTH_DELIMITED => {
+                let length = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
+                Payload::Bytes(self.skip(length)?)
+            }
+            FIXED32 => {
+                self.skip(4)?;
+                Payload::Fixed
+            }
+            _ => {
+                return Err(WireError::BadWireType {
+                    wire_type,
+                    at: tag_at,
+                });
+            }
+        };
+        Ok(Some((field, wire_type, payload)))
+    }
+}
+
+fn bytes_field(field: u32, wire_type: u64, payload: Payload) -> Result<Range<usize>, WireError> {
+    match payload {
+        Payload::Bytes(range) => Ok(range),
+        _ => Err(WireError::WrongWireType { field, wire_type }),
+    }
+}
+
+fn string_field(
+    data: &[u8],
+    field: u32,
+    wire_type: u64,
+    payload: Payload,
+) -> Result<Range<usize>, WireError> {
+    let range = bytes_field(field, wire_type, payload)?;
+    std::str::from_utf8(&data[range.clone()]).map_err(|_| WireError::NotUtf8(field))?;
+    Ok(range)
+}
+
+fn parse_input(data: &[u8], range: Range<usize>) -> Result<InputTensorView, WireError> {
+    let mut input = InputTensorView::default();
+    let mut reader = Reader::new(data, range);
+    while let Some((field, wire_type, payload)) = reader.field()? {
+        match field {
+            1 => input.name = string_field(data, field, wire_type, payload)?,
+            2 => input.datatype = string_field(data, field, wire_type, payload)?,
+            3 => match payload {
+                // int64 as a varint: negative values are 10-byte two's complement.
+                Payload::Varint(value) => input.shape.push(value as i64),
+                Payload::Bytes(packed) => {
+                    let mut values = Reader::new(data, packed);
+                    while values.at < values.end {
+                        input.shape.push(values.varint()? as i64);
+                    }
+                }
+                Payload::Fixed => return Err(WireError::WrongWireType { field, wire_type }),
+            },
+            5 => {
+                bytes_field(field, wire_type, payload)?;
+                input.has_contents = true;
+            }
+            _ => {} // parameters (4) and unknown fields: not needed on the hot path
+        }
+    }
+    Ok(input)
+}
+
+fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView, WireError> {
+    let mut output = RequestedOutputView::default();
+    let mut reader = Reader::new(data, range);
+    while let Some((field, wire_type, payload)) = reader.field()? {
+        match field {
+            1 => output.name = string_field(data, field, wire_type, payload)?,
+            2 => {
+                bytes_field(field, wire_type, payload)?;
+                output.has_parameters = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(output)
+}
+
+/// Parses a serialized `ModelInferRequest`. Repeated scalar fields are read packed or not;
+/// for a singular field given twice the last one wins, as in every protobuf parser.
+pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
+    let mut request = InferRequestView::default();
+    let mut reader = Reader::new(data, 0..data.len());
+    while let Some((field, wire_type, payload)) = reader.field()? {
+        match field {
+            1 => request.model_name = string_field(data, field, wire_type, payload)?,
+            2 => request.model_version = string_field(data, field, wire_type, payload)?,
+            3 => request.id = string_field(data, field, wire_type, payload)?,
+            4 => {
+                bytes_field(field, wire_type, payload)?;
+                request.has_parameters = true;
+            }
+            5 => {
+                let range = bytes_field(field, wire_type, payload)?;
+                request.inputs.push(parse_input(data, range)?);
+            }
+            6 => {
+                let range = bytes_field(field, wire_type, payload)?;
+                request.outputs.push(parse_output(data, range)?);
+            }
+            7 => {
+                let range = bytes_field(field, wire_type, payload)?;
+                request.raw_input_contents.push(range);
+            }
+            _ => {}
+        }
+    }
+    Ok(request)
+}
+
+/// What the fast path checks one input against (precomputed once per model version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputLayout {
+    /// Input name.
+    pub name: String,
+    /// v2 datatype name.
+    pub datatype: String,
+    /// Client-visible shape, -1 where any size is accepted (the batch dim among them).
+    pub shape: Vec<i64>,
+    /// Bytes per element; 0 for types the fast path leaves to the general one (BYTES, BF16).
+    pub itemsize: usize,
+}
+
+/// A model version's signature as the fast path sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FastSignature {
+    /// Inputs in signature order.
+    pub inputs: Vec<InputLayout>,
+    /// Triton's max_batch_size; 0 when the model has no batch dim.
+    pub max_batch_size: i64,
+    /// Output names in signature order.
+    pub outputs: Vec<String>,
+}
+
+/// A request the fast path accepted: per input (signature order) its shape, the rows in dim 0
+/// (1 without a batch dim), and the outputs wanted (indices into the signature's outputs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// Shapes of the inputs, in signature order (which is also their order in the request).
+    pub shapes: Vec<Vec<i64>>,
+    /// Rows in dim 0.
+    pub rows: i64,
+    /// Requested outputs, all of them by default.
+    pub wanted: Vec<usize>,
+}
+
+/// Accepts the common request: no request parameters, numeric raw inputs in signature order
+/// with valid shapes and byte sizes, no typed contents, requested outputs by known names
+/// without parameters. None sends the request to the general path, which handles every other
+/// case and words every error; the fast path never rejects anything itself.
+pub fn match_request(
+    data: &[u8],
+    view: &InferRequestView,
+    signature: &FastSignature,
+) -> Option<Matched> {
+    let layouts = &signature.inputs;
+    if view.has_parameters
+        || view.inputs.len() != layouts.len()
+        || view.raw_input_contents.len() != layouts.len()
+    {
+        return None;
+    }
+    let batches = signature.max_batch_size > 0;
+    let mut rows = -1;
+    let mut shapes = Vec::with_capacity(layouts.len());
+    for ((layout, input), raw) in layouts
+        .iter()
+        .zip(&view.inputs)
+        .zip(&view.raw_input_contents)
+    {
+        if input.has_contents
+            || layout.itemsize == 0
+            || data[input.name.clone()] != *layout.name.as_bytes()
+            || data[input.datatype.clone()] != *layout.datatype.as_bytes()
+            || input.shape.len() != layout.shape.len()
+        {
+            return None;
+        }
+        let mut bytes = layout.itemsize as u128;
+        for (&want, &got) in layout.shape.iter().zip(&input.shape) {
+            if got < 0 || (want != -1 && want != got) {
+                return None;
+            }
+            bytes = bytes.saturating_mul(got as u128);
+        }
+        if bytes != raw.len() as u128 {
+            return None;
+        }
+        if batches {
+            let first = *input.shape.first()?;
+            if !(1..=signature.max_batch_size).contains(&first) || (rows != -1 && rows != first) {
+                return None;
+            }
+            rows = first;
+        }
+        shapes.push(input.shape.clone());
+    }
+    let wanted = if view.outputs.is_empty() {
+        (0..signature.outputs.len()).collect()
+    } else {
+        let mut wanted = Vec::with_capacity(view.outputs.len());
+        for output in &view.outputs {
+            if output.has_parameters {
+                return None;
+            }
+            let name = &data[output.name.clone()];
+            wanted.push(
+                signature
+                    .outputs
+                    .iter()
+                    .position(|o| o.as_bytes() == name)?,
+            );
+        }
+        wanted
+    };
+    Some(Matched {
+        shapes,
+        rows: if batches { rows } else { 1 },
+        wanted,
+    })
+}
+
+/// One output of a `ModelInferResponse`: its metadata and raw little-endian contents.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputTensor<'a> {
+    /// Output name.
+    pub name: &'a str,
+    /// v2 datatype name.
+    pub datatype: &'a str,
+    /// Client-visible shape.
+    pub shape: &'a [i64],
+    /// `raw_output_contents` entry.
+    pub raw: &'a [u8],
+}
+
+fn varint_len(mut value: u64) -> usize {
+    let mut length = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        length += 1;
+    }
+    length
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn field_len(field: u32, payload: usize) -> usize {
+    varint_len(u64::from(field) << 3) + varint_len(payload as u64) + payload
+}
+
+fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    put_varint(out, (u64::from(field) << 3) | LENGTH_DELIMITED);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// `put_bytes` for proto3 singular strings: an empty one is not written.
+fn put_string(out: &mut Vec<u8>, field: u32, text: &[u8]) {
+    if !text.is_empty() {
+        put_bytes(out, field, text);
+    }
+}
+
+fn string_len(field: u32, text: &[u8]) -> usize {
+    if text.is_empty() {
+        0
+    } else {
+        field_len(field, text.len())
+    }
+}
+
+fn shape_payload_len(shape: &[i64]) -> usize {
+    shape.iter().map(|&d| varint_len(d as u64)).sum()
+}
+
+fn output_tensor_len(output: &OutputTensor<'_>) -> usize {
+    let shape = shape_payload_len(output.shape);
+    string_len(1, output.name.as_bytes())
+        + string_len(2, output.datatype.as_bytes())
+        + if shape == 0 { 0 } else { field_len(3, shape) }
+}
+
+/// Writes a serialized `ModelInferResponse` (or, with `stream`, a `ModelStreamInferResponse`
+/// whose `infer_response` it is) with raw output contents. Byte-for-byte what protobuf's own
+/// serializer writes for the same message (fields in number order, packed shapes).
+pub fn encode_infer_response(
+    model_name: &[u8],
+    model_version: &[u8],
+    id: &[u8],
+    outputs: &[OutputTensor<'_>],
+    stream: bool,
+) -> Vec<u8> {
+    let tensors: Vec<usize> = outputs.iter().map(output_tensor_len).collect();
+    let body = string_len(1, model_name)
+        + string_len(2, model_version)
+        + string_len(3, id)
+        + tensors.iter().map(|&len| field_len(5, len)).sum::<usize>()
+        + outputs
+            .iter()
+            .map(|o| field_len(6, o.raw.len()))
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(body + if stream { field_len(2, body) } else { 0 });
+    if stream {
+        put_varint(&mut out, (2 << 3) | LENGTH_DELIMITED);
+        put_varint(&mut out, body as u64);
+    }
+    put_string(&mut out, 1, model_name);
+    put_string(&mut out, 2, model_version);
+    put_string(&mut out, 3, id);
+    for (output, &length) in outputs.iter().zip(&tensors) {
+        put_varint(&mut out, (5 << 3) | LENGTH_DELIMITED);
+        put_varint(&mut out, length as u64);
+        put_string(&mut out, 1, output.name.as_bytes());
+        put_string(&mut out, 2, output.datatype.as_bytes());
+        let shape = shape_payload_len(output.shape);
+        if shape > 0 {
+            put_varint(&mut out, (3 << 3) | LENGTH_DELIMITED);
+            put_varint(&mut out, shape as u64);
+            for &dim in output.shape {
+                put_varint(&mut out, dim as u64);
+            }
+        }
+    }
+    for output in outputs {
+        put_bytes(&mut out, 6, output.raw);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(field: u32, wire_type: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, (u64::from(field) << 3) | wire_type);
+        out
+    }
+
+    fn bytes(field: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bytes(&mut out, field, payload);
+        out
+    }
+
+    fn input(name: &str, datatype: &str, shape: &[i64], packed: bool) -> Vec<u8> {
+        let mut tensor = [bytes(1, name.as_bytes()), bytes(2, datatype.as_bytes())].concat();
+        if packed {
+            let mut dims = Vec::new();
+            for &d in shape {
+                put_varint(&mut dims, d as u64);
+            }
+            tensor.extend(bytes(3, &dims));
+        } else {
+            for &d in shape {
+                tensor.extend(key(3, VARINT));
+                put_varint(&mut tensor, d as u64);
+            }
+        }
+        bytes(5, &tensor)
+    }
+
+    fn text(data: &[u8], range: &Range<usize>) -> String {
+        String::from_utf8(data[range.clone()].to_vec()).unwrap_or_default()
+    }
+
+    fn signature() -> FastSignature {
+        FastSignature {
+            inputs: vec![InputLayout {
+                name: "a".into(),
+                datatype: "FP32".into(),
+                shape: vec![-1, 4],
+                itemsize: 4,
+            }],
+            max_batch_size: 8,
+            outputs: vec!["y".into(), "z".into()],
+        }
+    }
+
+    fn request(shape: &[i64], raw_bytes: usize, extra: &[u8]) -> Vec<u8> {
+        [
+            bytes(1, b"m"),
+            input("a", "FP32", shape, true),
+            bytes(7, &vec![0; raw_bytes]),
+            extra.to_vec(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn matches_the_common_request() {
+        let message = request(&[2, 4], 32, &bytes(6, &bytes(1, b"z")));
+        let view = parse_infer_request(&message).expect("parses");
+        let matched = match_request(&message, &view, &signature()).expect("fast");
+        assert_eq!(matched.shapes, vec![vec![2, 4]]);
+        assert_eq!(matched.rows, 2);
+        assert_eq!(matched.wanted, vec![1]);
+        let all = request(&[1, 4], 16, &[]);
+        let view = parse_infer_request(&all).expect("parses");
+        assert_eq!(
+            match_request(&all, &view, &signature()).map(|m| m.wanted),
+            Some(vec![0, 1])
+        );
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_general_path() {
+        let cases = [
+            request(&[2, 4], 31, &[]),                        // byte size
+            request(&[2, 5], 40, &[]),                        // shape
+            request(&[9, 4], 144, &[]),                       // over max_batch_size
+            request(&[0, 4], 0, &[]),                         // zero rows
+            request(&[2, 4], 32, &bytes(4, &[1])),            // request parameters
+            request(&[2, 4], 32, &bytes(6, &bytes(1, b"q"))), // unknown output
+            request(
+                &[2, 4],
+                32,
+                &bytes(6, &[bytes(1, b"y"), bytes(2, &[1])].concat()),
+            ),
+            request(&[2, 4], 32, &bytes(7, &[])), // extra raw content
+            [
+                bytes(1, b"m"),
+                input("b", "FP32", &[1, 4], true),
+                bytes(7, &[0; 16]),
+            ]
+            .concat(),
+            [
+                bytes(1, b"m"),
+                input("a", "FP64", &[1, 4], true),
+                bytes(7, &[0; 16]),
+            ]
+            .concat(),
+        ];
+        for message in cases {
+            let view = parse_infer_request(&message).expect("parses");
+            assert_eq!(match_request(&message, &view, &signature()), None);
+        }
+    }
+
+    #[test]
+    fn parses_a_request_with_packed_and_unpacked_shapes() {
+        let message = [
+            bytes(1, b"mlp"),
+            bytes(2, b"1"),
+            bytes(3, b"req-7"),
+            input("a", "FP32", &[2, 64], true),
+            input("b", "INT64", &[-1, 3], false),
+            bytes(7, &[1, 2, 3]),
+            bytes(7, &[]),
+            // unknown fields of every wire type are skipped
+            [key(99, VARINT), vec![5]].concat(),
+            [key(98, FIXED64), vec![0; 8]].concat(),
+            [key(97, FIXED32), vec![0; 4]].concat(),
+        ]
+        .concat();
+        let view = parse_infer_request(&message).expect("parses");
+        assert_eq!(text(&message, &view.model_name), "mlp");
+        assert_eq!(text(&message, &view.model_version), "1");
+        assert_eq!(text(&message, &view.id), "req-7");
+        assert!(!view.has_parameters);
+        assert_eq!(view.inputs.len(), 2);
+        assert_eq!(text(&message, &view.inputs[0].name), "a");
+        assert_eq!(text(&message, &view.inputs[1].datatype), "INT64");
+        assert_eq!(view.inputs[0].shape, vec![2, 64]);
+        assert_eq!(view.inputs[1].shape, vec![-1, 3]);
+        assert!(view.outputs.is_empty());
+        assert_eq!(view.raw_input_contents.len(), 2);
+        assert_eq!(&message[view.raw_input_contents[0].clone()], &[1, 2, 3]);
+        assert!(view.raw_input_contents[1].is_empty());
+    }
+
+    #[test]
+    fn flags_parameters_contents_and_requested_outputs() {
+        let tensor = [bytes(1, b"x"), bytes(5, &[])].concat();
+        let output = [bytes(1, b"y"), bytes(2, &[1])].concat();
+        let message = [bytes(4, &[0]), bytes(5, &tensor), bytes(6, &output)].concat();
+        let view = parse_infer_request(&message).expect("parses");
+        assert!(view.has_parameters);
+        assert!(view.inputs[0].has_contents);
+        assert_eq!(text(&message, &view.outputs[0].name), "y");
+        assert!(view.outputs[0].has_parameters);
+    }
+
+    #[test]
+    fn rejects_malformed_messages() {
+        assert_eq!(
+            parse_infer_request(&[0x0a, 5, b'a']),
+            Err(WireError::Truncated(3))
+        );
+        assert_eq!(
+            parse_infer_request(&[0x08, 0x80]),
+            Err(WireError::Truncated(2))
+        );
+        assert_eq!(
+            parse_infer_request(&[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+            ]),
+            Err(WireError::BadVarint(1))
+        );
+        assert!(matches!(
+            parse_infer_request(&[0x0b]),
+            Err(WireError::BadWireType { wire_type: 3, .. })
+        ));
+        assert_eq!(
+            parse_infer_request(&bytes(1, &[0xff])),
+            Err(WireError::NotUtf8(1))
+        );
+        assert_eq!(
+            parse_infer_request(&[0x08, 1]),
+            Err(WireError::WrongWireType {
+                field: 1,
+                wire_type: 0
+            })
+        );
+        // a length that would overflow the cursor
+        let huge = [&[0x3a][..], &[0xff; 9], &[0x01]].concat();
+        assert!(matches!(
+            parse_infer_request(&huge),
+            Err(WireError::Truncated(_))
+        ));
+    }
+
+    #[test]
+    fn encodes_the_response_field_by_field() {
+        let raw = [1u8, 2, 3, 4];
+        let outputs = [OutputTensor {
+            name: "out",
+            datatype: "FP32",
+            shape: &[1, 300],
+            raw: &raw,
+        }];
+        let message = encode_infer_response(b"m", b"1", b"", &outputs, false);
+        let tensor = [
+            bytes(1, b"out"),
+            bytes(2, b"FP32"),
+            bytes(3, &[1, 0xac, 0x02]),
+        ]
+        .concat();
+        let expected = [
+            bytes(1, b"m"),
+            bytes(2, b"1"),
+            bytes(5, &tensor),
+            bytes(6, &raw),
+        ]
+        .concat();
+        assert_eq!(message, expected);
+        let streamed = encode_infer_response(b"m", b"1", b"", &outputs, true);
+        assert_eq!(streamed, bytes(2, &expected));
+    }
+
+    #[test]
+    fn encodes_negative_dims_and_empty_shapes() {
+        let outputs = [
+            OutputTensor {
+                name: "a",
+                datatype: "INT8",
+                shape: &[-1],
+                raw: &[],
+            },
+            OutputTensor {
+                name: "s",
+                datatype: "BYTES",
+                shape: &[],
+                raw: &[9],
+            },
+        ];
+        let message = encode_infer_response(b"m", b"", b"id", &outputs, false);
+        let mut minus_one = Vec::new();
+        put_varint(&mut minus_one, u64::MAX);
+        let expected = [
+            bytes(1, b"m"),
+            bytes(3, b"id"),
+            bytes(
+                5,
+                &[bytes(1, b"a"), bytes(2, b"INT8"), bytes(3, &minus_one)].concat(),
+            ),
+            bytes(5, &[bytes(1, b"s"), bytes(2, b"BYTES")].concat()),
+            bytes(6, &[]),
+            bytes(6, &[9]),
+        ]
+        .concat();
+        assert_eq!(message, expected);
+    }
+}
