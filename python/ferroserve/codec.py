@@ -56,6 +56,13 @@ def parse_request(data: bytes) -> pb.ModelInferRequest:
         raise InvalidInputError(f"malformed ModelInferRequest message: {error}") from None
 
 
+def serialize_response(response: pb.ModelInferResponse, stream: bool) -> bytes:
+    """The response's bytes, wrapped as a `ModelStreamInferResponse` for a stream."""
+    if stream:
+        return pb.ModelStreamInferResponse(infer_response=response).SerializeToString()
+    return response.SerializeToString()
+
+
 def decode_inputs(
     request: pb.ModelInferRequest, model: str, signature: ModelSignature
 ) -> DecodedInputs:

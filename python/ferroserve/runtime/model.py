@@ -14,7 +14,13 @@ from typing import Any
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve._proto import model_config_pb2 as mc
-from ferroserve.codec import decode_inputs, infer_codec, parse_request, requested_outputs
+from ferroserve.codec import (
+    decode_inputs,
+    infer_codec,
+    parse_request,
+    requested_outputs,
+    serialize_response,
+)
 from ferroserve.config import ModelSignature, complete_config, warn_unsupported
 from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
@@ -236,9 +242,7 @@ class ServedModel:
         matched = self._codec.match(message)
         if matched is None:
             response = await self.infer(parse_request(message.data), time_remaining)
-            if stream:
-                return pb.ModelStreamInferResponse(infer_response=response).SerializeToString()
-            return response.SerializeToString()
+            return serialize_response(response, stream)
         if self._runs_inline():
             return self._answer_inline(message, matched, stream)
         started = time.perf_counter_ns()

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from ferroserve import __version__, _core
 from ferroserve._proto import grpc_service_pb2 as pb
-from ferroserve.codec import parse_request
+from ferroserve.codec import parse_request, serialize_response
 from ferroserve.errors import FerroserveError, status_code_for
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.runtime.model import ServedModel
@@ -126,9 +126,7 @@ class InferenceService:
             request = parse_request(message)
             model = self._registry.resolve(request.model_name, request.model_version)
             response = await model.infer(request, context.time_remaining())
-            if stream:
-                return pb.ModelStreamInferResponse(infer_response=response).SerializeToString()
-            return response.SerializeToString()
+            return serialize_response(response, stream)
         model = self._registry.resolve(view.model_name, view.model_version)
         return await model.infer_message(view, context.time_remaining(), stream)
 
