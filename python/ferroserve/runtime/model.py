@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,9 +249,7 @@ class ServedModel:
         outcome = SUCCESS
         try:
             _, shapes, _, wanted = matched
-            future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
-            request_id = self.queue.submit(message, shapes, future, 0, 0, time_remaining)
-            buffers, output_shapes = await self._await_result(request_id, future)
+            buffers, output_shapes = await self._queued(message, shapes, 0, 0, time_remaining)
             return self._codec.encode(message, wanted, buffers, output_shapes, stream)
         except BaseException as error:
             outcome = failure_outcome(error)
@@ -283,10 +281,9 @@ class ServedModel:
         try:
             offsets, shapes, _, wanted = matched
             data = memoryview(message.data)
-            (buffers, output_shapes), call_ns = self._executor.execute_inline(
+            buffers, output_shapes = self._run_inline(
                 [data[start : start + length] for start, length in offsets], shapes
             )
-            self._inline.observe(call_ns)
             return self._codec.encode(message, wanted, buffers, output_shapes, stream)
         except BaseException as error:
             outcome = failure_outcome(error)
@@ -304,18 +301,28 @@ class ServedModel:
     ) -> RequestResult:
         """Runs one validated request inline or through the batch queue."""
         if self._runs_inline():
-            result, call_ns = self._executor.execute_inline(buffers, shapes)
-            self._inline.observe(call_ns)
-            return result
-        future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
-        request_id = self.queue.submit(
-            buffers, shapes, future, priority, timeout_us, time_remaining
-        )
-        return await self._await_result(request_id, future)
+            return self._run_inline(buffers, shapes)
+        return await self._queued(buffers, shapes, priority, timeout_us, time_remaining)
 
-    async def _await_result(
-        self, request_id: int, future: asyncio.Future[RequestResult]
+    def _run_inline(
+        self, buffers: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]]
     ) -> RequestResult:
+        result, call_ns = self._executor.execute_inline(buffers, shapes)
+        self._inline.observe(call_ns)
+        return result
+
+    async def _queued(
+        self,
+        inputs: list[bytes] | _core.InferRequestView,
+        shapes: list[list[int]],
+        priority: int,
+        timeout_us: int,
+        time_remaining: float | None,
+    ) -> RequestResult:
+        """Submits to the batch queue and awaits the answer. `inputs`: the buffers, or the
+        request message whose raw contents they are (queued in place)."""
+        future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
+        request_id = self.queue.submit(inputs, shapes, future, priority, timeout_us, time_remaining)
         if self._in_order is not None:
             return await self._ordered(request_id, future)
         try:
