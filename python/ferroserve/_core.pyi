@@ -4,6 +4,7 @@ It owns data movement: the BYTES wire format, tensor sizes, and the dynamic batc
 (Triton `dynamic_batching` semantics) that executor threads drain without the GIL.
 """
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, final
 
@@ -22,6 +23,8 @@ __all__ = [
     "InternalError",
     "InvalidInputError",
     "ModelNotFoundError",
+    "OrtExecutor",
+    "OrtModel",
     "QueuePolicy",
     "RequestCancelledError",
     "ResourceExhaustedError",
@@ -355,3 +358,89 @@ class InferCodec:
         """The serialized `ModelInferResponse` (`ModelStreamInferResponse` with `stream`) that
         answers `request` with outputs `wanted` of `buffers`/`shapes` (one per output).
         ValueError when the counts do not match the signature."""
+
+@final
+class OrtModel:
+    """An ONNX model version loaded through onnxruntime's C API (the native engine), one
+    session per instance."""
+
+    @staticmethod
+    def load(
+        library: str | os.PathLike[str],
+        path: str | os.PathLike[str],
+        *,
+        instances: int = 1,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        parallel_execution: bool = False,
+        allow_spinning: bool = False,
+        optimization: str = "all",
+        optimized_model_path: str | None = None,
+    ) -> OrtModel:
+        """Loads `path` with the onnxruntime library file `library` (without the GIL).
+        `optimization`: disable_all, basic, extended or all. Raises NotImplementedError where
+        the native engine cannot run the model here (the library cannot be loaded, or a tensor
+        is not of a fixed-size type), InternalError when onnxruntime refuses the file."""
+
+    @property
+    def inputs(self) -> list[tuple[str, str, tuple[int | None, ...]]]:
+        """Graph inputs: (name, ONNX type such as "tensor(float)", dims; None if dynamic)."""
+
+    @property
+    def outputs(self) -> list[tuple[str, str, tuple[int | None, ...]]]:
+        """Graph outputs, as `inputs`."""
+
+    @property
+    def instances(self) -> int:
+        """Sessions loaded."""
+
+@final
+class OrtExecutor:
+    """Runs one model version on the native engine: executor threads (started by `start`) take
+    batches from `queue` without the GIL and push the answers; the event loop watches
+    `fileno()` and calls `settle()`, which resolves each request's future with (buffers,
+    shapes) or DeadlineExceededError / InternalError."""
+
+    def __new__(
+        cls,
+        name: str,
+        model: OrtModel,
+        queue: BatchQueue,
+        *,
+        input_names: Sequence[str],
+        output_names: Sequence[str],
+        batches: bool,
+        input_reshapes: Sequence[Sequence[int] | None],
+        output_reshapes: Sequence[Sequence[int] | None],
+    ) -> OrtExecutor:
+        """`input_names`/`output_names`: graph tensors in the order requests carry them;
+        `input_reshapes`: per input the model's dims where config.pbtxt reshapes it;
+        `output_reshapes`: per output the client's dims (one -1 allowed) where reshaped."""
+
+    def start(self) -> None:
+        """Starts one executor thread per instance (idempotent)."""
+
+    def fileno(self) -> int:
+        """The pipe that is readable while answers wait for `settle`."""
+
+    def settle(self) -> int:
+        """Resolves every waiting request's future (skipping futures already done); returns
+        how many answers were waiting."""
+
+    def run(
+        self,
+        inputs: Sequence[bytes] | InferRequestView,
+        shapes: Sequence[Sequence[int]],
+        detach: bool = False,
+    ) -> tuple[list[bytes], list[list[int]]]:
+        """One call on instance 0 on this thread: (buffers, shapes) per output. `inputs`: a
+        bytes object per input, or a request message whose raw contents they are (read in
+        place). Keeps the GIL unless `detach`. InternalError when onnxruntime fails."""
+
+    @property
+    def idle(self) -> bool:
+        """No executor thread is running a batch now."""
+
+    def join(self, timeout_s: float) -> bool:
+        """Waits (without the GIL) for the executor threads to stop after the queue closed;
+        whether they all did."""

@@ -82,6 +82,16 @@ class BatchExecutor:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
+    def stop(self) -> None:
+        """After `join`: nothing to do, every answer was handed to the loop already."""
+
+    def message_inputs(
+        self, message: _core.InferRequestView, offsets: Sequence[tuple[int, int]]
+    ) -> list[memoryview]:
+        """The raw inputs of a matched request message, as `execute_inline` takes them."""
+        data = memoryview(message.data)
+        return [data[start : start + length] for start, length in offsets]
+
     def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Converts numpy feeds for `run` (BF16 bit patterns become bfloat16 OrtValues)."""
         return {

@@ -26,6 +26,7 @@ from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
 from ferroserve.registry.repository import ModelSource
 from ferroserve.runtime.executor import BatchExecutor, RequestResult
+from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.inline import InlinePolicy
 from ferroserve.runtime.session import create_session
 from ferroserve.runtime.warmup import default_feeds, warmup_feeds
@@ -171,14 +172,22 @@ class ServedModel:
         self._scheduling = Scheduling.of(config)
         ordered = config.HasField("dynamic_batching") and config.dynamic_batching.preserve_ordering
         self._in_order = InOrder() if ordered else None
-        self._executor = BatchExecutor(
-            f"{self.name}:{version}",
-            loaded.session,
-            self.signature,
-            self.queue,
-            loop,
-            loaded.instance_count,
-        )
+        self._executor: BatchExecutor | NativeExecutor
+        executor_name = f"{self.name}:{version}"
+        if loaded.native is not None:
+            self._executor = NativeExecutor(
+                executor_name, loaded.native, self.signature, self.queue, loop
+            )
+        else:
+            assert loaded.session is not None
+            self._executor = BatchExecutor(
+                executor_name,
+                loaded.session,
+                self.signature,
+                self.queue,
+                loop,
+                loaded.instance_count,
+            )
         self._warm_up(source.path)
         self._inline = InlinePolicy.decide(config, loaded.instance_count, self._time_warm_call())
         self._executor.start()
@@ -280,9 +289,8 @@ class ServedModel:
         outcome = SUCCESS
         try:
             offsets, shapes, _, wanted = matched
-            data = memoryview(message.data)
             buffers, output_shapes = self._run_inline(
-                [data[start : start + length] for start, length in offsets], shapes
+                self._executor.message_inputs(message, offsets), shapes
             )
             return self._codec.encode(message, wanted, buffers, output_shapes, stream)
         except BaseException as error:
@@ -305,7 +313,9 @@ class ServedModel:
         return await self._queued(buffers, shapes, priority, timeout_us, time_remaining)
 
     def _run_inline(
-        self, buffers: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]]
+        self,
+        buffers: Sequence[bytes | memoryview] | _core.InferRequestView,
+        shapes: Sequence[Sequence[int]],
     ) -> RequestResult:
         result, call_ns = self._executor.execute_inline(buffers, shapes)
         self._inline.observe(call_ns)
@@ -375,6 +385,7 @@ class ServedModel:
         """Stops taking requests, lets queued ones finish, then stops the executor threads."""
         self.queue.close(True)
         await asyncio.to_thread(self._executor.join, _DRAIN_TIMEOUT_S)
+        self._executor.stop()
         for future in self.queue.close(False):
             if not future.done():
                 future.set_exception(_core.UnavailableError(f"model '{self.name}' was unloaded"))

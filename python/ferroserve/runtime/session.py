@@ -1,5 +1,7 @@
-"""Creates one onnxruntime session per model version with the execution provider and session
-options its config asks for, and refuses a silent CPU fallback.
+"""Loads each model version with the execution provider and session options its config asks for,
+and refuses a silent CPU fallback. CPU models run on the native engine (onnxruntime's C API from
+Rust, see runtime/native.py) where it can run them; GPU models, models with string tensors, and
+models whose config sets `native_engine: "false"` get an onnxruntime Python session.
 
 onnxruntime-gpu quietly runs on CPU when CUDA or cuDNN cannot be loaded; `session.get_providers()`
 tells the truth, so the load fails unless config parameter `allow_cpu_fallback` says otherwise.
@@ -14,9 +16,11 @@ from typing import Any
 
 import onnxruntime as ort
 
+from ferroserve import _core
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import OnnxTensor
 from ferroserve.errors import ModelLoadError
+from ferroserve.runtime.native import load_native
 
 log = logging.getLogger(__name__)
 
@@ -32,26 +36,37 @@ DEFAULT_INTER_OP_THREADS = 1
 
 # Triton's onnxruntime backend: optimization { graph { level } }: -1 basic, 1 extended,
 # 0 (unset) all.
-_GRAPH_LEVELS = {
-    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    2: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-_NAMED_GRAPH_LEVELS = {
+_GRAPH_LEVELS = {-1: "basic", 0: "all", 1: "extended", 2: "all"}
+_ORT_GRAPH_LEVELS = {
     "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 _TRUE = {"1", "true", "yes", "on"}
+_NATIVE_MODES = ("auto", "false")
+
+
+@dataclass(slots=True, frozen=True)
+class SessionSettings:
+    """Session options from config parameters, for either engine."""
+
+    intra_op_threads: int
+    inter_op_threads: int
+    parallel_execution: bool
+    allow_spinning: bool
+    optimization: str
+    """One of disable_all, basic, extended, all."""
+    optimized_model_path: str | None
 
 
 @dataclass(slots=True)
 class LoadedSession:
-    """A ready onnxruntime session and the provider it really runs on."""
+    """A ready model version: an onnxruntime session (Python binding) or a native model, and
+    the provider it really runs on."""
 
-    session: ort.InferenceSession
+    session: ort.InferenceSession | None
+    native: _core.OrtModel | None
     provider: str
     inputs: list[OnnxTensor]
     outputs: list[OnnxTensor]
@@ -77,39 +92,46 @@ def _int_parameter(config: mc.ModelConfig, key: str, default: int) -> int:
         ) from None
 
 
-def session_options(config: mc.ModelConfig) -> ort.SessionOptions:
+def session_settings(config: mc.ModelConfig) -> SessionSettings:
     """Session options from config parameters (Triton's onnxruntime backend names where they
     exist) with defaults measured for a concurrent server on a small machine."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = _int_parameter(
-        config, "intra_op_thread_count", DEFAULT_INTRA_OP_THREADS
-    )
-    options.inter_op_num_threads = _int_parameter(
-        config, "inter_op_thread_count", DEFAULT_INTER_OP_THREADS
-    )
-    if _int_parameter(config, "execution_mode", 0) == 1:
-        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    spinning = (parameter(config, "allow_spinning") or "0").lower() in _TRUE
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
     named_level = parameter(config, "graph_optimization_level")
     if named_level is not None:
-        if named_level not in _NAMED_GRAPH_LEVELS:
+        if named_level not in _ORT_GRAPH_LEVELS:
             raise ModelLoadError(
                 f"model '{config.name}': graph_optimization_level must be one of "
-                f"{sorted(_NAMED_GRAPH_LEVELS)}, got '{named_level}'"
+                f"{sorted(_ORT_GRAPH_LEVELS)}, got '{named_level}'"
             )
-        options.graph_optimization_level = _NAMED_GRAPH_LEVELS[named_level]
+        level = named_level
     else:
-        level = config.optimization.graph.level
-        if level not in _GRAPH_LEVELS:
+        if config.optimization.graph.level not in _GRAPH_LEVELS:
             raise ModelLoadError(
                 f"model '{config.name}': optimization.graph.level must be -1, 0, 1 or 2"
             )
-        options.graph_optimization_level = _GRAPH_LEVELS[level]
-    cache = parameter(config, "optimized_model_filepath")
-    if cache:
-        options.optimized_model_filepath = cache
+        level = _GRAPH_LEVELS[config.optimization.graph.level]
+    return SessionSettings(
+        intra_op_threads=_int_parameter(config, "intra_op_thread_count", DEFAULT_INTRA_OP_THREADS),
+        inter_op_threads=_int_parameter(config, "inter_op_thread_count", DEFAULT_INTER_OP_THREADS),
+        parallel_execution=_int_parameter(config, "execution_mode", 0) == 1,
+        allow_spinning=(parameter(config, "allow_spinning") or "0").lower() in _TRUE,
+        optimization=level,
+        optimized_model_path=parameter(config, "optimized_model_filepath") or None,
+    )
+
+
+def session_options(settings: SessionSettings) -> ort.SessionOptions:
+    """The settings as options for onnxruntime's Python binding."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    if settings.parallel_execution:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    spinning = "1" if settings.allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    options.graph_optimization_level = _ORT_GRAPH_LEVELS[settings.optimization]
+    if settings.optimized_model_path:
+        options.optimized_model_filepath = settings.optimized_model_path
     return options
 
 
@@ -160,7 +182,21 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
     if not model_file.is_file():
         raise ModelLoadError(f"model '{config.name}': {model_file} does not exist")
     providers, count = requested_providers(config)
+    settings = session_settings(config)
     wanted = _provider_name(providers[0])
+    if wanted == CPU and _native_allowed(config):
+        native = load_native(config.name, model_file, settings, count)
+        if native is not None:
+            return LoadedSession(
+                session=None,
+                native=native,
+                provider=CPU,
+                inputs=[OnnxTensor(name, kind, tuple(dims)) for name, kind, dims in native.inputs],
+                outputs=[
+                    OnnxTensor(name, kind, tuple(dims)) for name, kind, dims in native.outputs
+                ],
+                instance_count=count,
+            )
     fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE
     available = ort.get_available_providers()
     if wanted != CPU and wanted not in available and not fallback_allowed:
@@ -172,10 +208,8 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
         )
     try:
         session = ort.InferenceSession(
-            str(model_file), sess_options=session_options(config), providers=providers
+            str(model_file), sess_options=session_options(settings), providers=providers
         )
-    except ModelLoadError:
-        raise
     except Exception as error:  # onnxruntime raises several unrelated types for bad files
         raise ModelLoadError(
             f"model '{config.name}': onnxruntime cannot load {model_file}: {error}"
@@ -197,11 +231,24 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
         )
     return LoadedSession(
         session=session,
+        native=None,
         provider=provider,
         inputs=[_describe(t) for t in session.get_inputs()],
         outputs=[_describe(t) for t in session.get_outputs()],
         instance_count=count,
     )
+
+
+def _native_allowed(config: mc.ModelConfig) -> bool:
+    """Config parameter `native_engine`: "auto" (default) runs CPU models through the native
+    engine where it can, "false" always through onnxruntime's Python binding."""
+    mode = (parameter(config, "native_engine") or "auto").lower()
+    if mode not in _NATIVE_MODES:
+        raise ModelLoadError(
+            f"model '{config.name}': parameter native_engine must be one of {_NATIVE_MODES}, "
+            f"got '{mode}'"
+        )
+    return mode == "auto"
 
 
 def _describe(node: Any) -> OnnxTensor:

@@ -6,6 +6,7 @@ mod batch;
 mod exceptions;
 mod gil;
 mod queue;
+mod runtime;
 mod tensor;
 mod wire;
 
@@ -63,5 +64,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<batch::Batch>()?;
     m.add_class::<wire::InferRequestView>()?;
     m.add_class::<wire::InferCodec>()?;
+    m.add_class::<runtime::OrtModel>()?;
+    m.add_class::<runtime::OrtExecutor>()?;
     Ok(())
 }

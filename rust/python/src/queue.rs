@@ -2,6 +2,7 @@
 //! and any Python object (an asyncio future, typically) as the request token.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_batcher::{
@@ -24,6 +25,16 @@ pub(crate) enum SubmittedInputs<'py> {
     Buffers(Vec<Bound<'py, PyBytes>>),
     /// A parsed request message: its raw input contents, in place.
     Message(PyRef<'py, InferRequestView>),
+}
+
+impl SubmittedInputs<'_> {
+    /// The inputs, held for use without the GIL.
+    pub(crate) fn hold(&self, py: Python<'_>) -> Vec<HeldBytes> {
+        match self {
+            SubmittedInputs::Buffers(buffers) => buffers.iter().map(HeldBytes::new).collect(),
+            SubmittedInputs::Message(view) => view.raw_inputs(py),
+        }
+    }
 }
 
 /// A Python bytes object held by a queued request, readable without the GIL.
@@ -186,8 +197,16 @@ fn seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
 /// One model's dynamic-batching queue (Triton `dynamic_batching`).
 #[pyclass(frozen, module = "ferroserve._core")]
 pub(crate) struct BatchQueue {
-    /// The Rust queue; its lock is never held while Python code runs.
-    queue: Queue,
+    /// The Rust queue; its lock is never held while Python code runs. Shared with native
+    /// executor threads.
+    queue: Arc<Queue>,
+}
+
+impl BatchQueue {
+    /// The Rust queue, for executor threads.
+    pub(crate) fn shared(&self) -> Arc<Queue> {
+        Arc::clone(&self.queue)
+    }
 }
 
 #[pymethods]
@@ -236,7 +255,7 @@ impl BatchQueue {
             priority_policies: policies,
         };
         Ok(BatchQueue {
-            queue: Queue::new(model, config).or_raise()?,
+            queue: Arc::new(Queue::new(model, config).or_raise()?),
         })
     }
 
@@ -261,10 +280,7 @@ impl BatchQueue {
             None => None,
         };
         let request = Request {
-            inputs: match inputs {
-                SubmittedInputs::Buffers(buffers) => buffers.iter().map(HeldBytes::new).collect(),
-                SubmittedInputs::Message(view) => view.raw_inputs(py),
-            },
+            inputs: inputs.hold(py),
             shapes,
             token,
             priority: non_negative("priority", priority)?,

@@ -1,0 +1,179 @@
+"""The native engine: onnxruntime's C API driven from Rust (`_core.OrtModel`, `_core.OrtExecutor`).
+
+Why: onnxruntime's Python binding releases the GIL on every `run`. On the event loop's thread
+that hands the GIL to another thread and the loop then waits to get it back; measured on 2 cores,
+one GIL release per request costs 20-25% of the transport's throughput at concurrency 16. The
+native engine keeps the GIL for inline calls (short by policy, see inline.py) and its executor
+threads never take it: they wait in the Rust batcher, run the batch, split the outputs and push
+the answers to a queue whose pipe the event loop watches (`loop.add_reader`), so one wake-up
+settles every answer of a batch.
+
+It runs CPU models whose tensors all have a fixed-size datatype, with the library the
+onnxruntime wheel ships (`onnxruntime/capi/libonnxruntime.so*`); anything else falls back to
+onnxruntime's Python binding (executor.py), with the reason logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnxruntime as ort
+
+from ferroserve import _core
+from ferroserve.config import ModelSignature
+from ferroserve.errors import InternalError, ModelLoadError
+
+if TYPE_CHECKING:
+    from ferroserve.runtime.executor import RequestResult
+    from ferroserve.runtime.session import SessionSettings
+
+log = logging.getLogger(__name__)
+
+_LIBRARY_PATTERNS = {
+    "linux": "libonnxruntime.so*",
+    "darwin": "libonnxruntime*.dylib",
+    "win32": "onnxruntime.dll",
+}
+
+
+@functools.cache
+def library_path() -> Path | None:
+    """The onnxruntime shared library inside the installed onnxruntime package, if it ships one
+    (the Linux and macOS wheels do)."""
+    pattern = _LIBRARY_PATTERNS.get(sys.platform)
+    if pattern is None:
+        return None
+    capi = Path(ort.__file__).parent / "capi"
+    found = sorted(capi.glob(pattern), key=lambda path: len(path.name), reverse=True)
+    return found[0] if found else None
+
+
+def load_native(
+    model: str, model_file: Path, settings: SessionSettings, instances: int
+) -> _core.OrtModel | None:
+    """The model loaded on the native engine, or None (logged) where that engine cannot run it:
+    no onnxruntime library file, or a tensor that is not of a fixed-size type. Raises
+    ModelLoadError when onnxruntime refuses the file."""
+    library = library_path()
+    if library is None:
+        log.info("model '%s': no onnxruntime library file; using the Python binding", model)
+        return None
+    try:
+        return _core.OrtModel.load(
+            library,
+            model_file,
+            instances=instances,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            parallel_execution=settings.parallel_execution,
+            allow_spinning=settings.allow_spinning,
+            optimization=settings.optimization,
+            optimized_model_path=settings.optimized_model_path,
+        )
+    except NotImplementedError as reason:
+        log.info("model '%s': %s; using onnxruntime's Python binding", model, reason)
+        return None
+    except _core.FerroserveError as error:
+        raise ModelLoadError(f"model '{model}': {error}") from error
+
+
+class NativeExecutor:
+    """Runs one model version on the native engine: executor threads fed by its queue, and
+    inline calls on the event loop. The same interface as `BatchExecutor`."""
+
+    def __init__(
+        self,
+        name: str,
+        model: _core.OrtModel,
+        signature: ModelSignature,
+        queue: _core.BatchQueue,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._name = name
+        self._signature = signature
+        self._queue = queue
+        self._loop = loop
+        reshaped = [spec.model_dims != spec.dims for spec in signature.inputs]
+        self._core = _core.OrtExecutor(
+            name,
+            model,
+            queue,
+            input_names=[spec.name for spec in signature.inputs],
+            output_names=[spec.name for spec in signature.outputs],
+            batches=signature.batches,
+            input_reshapes=[
+                list(spec.model_dims) if changed else None
+                for spec, changed in zip(signature.inputs, reshaped, strict=True)
+            ],
+            output_reshapes=[
+                list(spec.dims) if spec.model_dims != spec.dims else None
+                for spec in signature.outputs
+            ],
+        )
+        self._watching = False
+
+    def start(self) -> None:
+        """Starts the executor threads and, from any thread, has the loop watch for answers."""
+        self._loop.call_soon_threadsafe(self._watch)
+        self._core.start()
+
+    def _watch(self) -> None:
+        self._loop.add_reader(self._core.fileno(), self._core.settle)
+        self._watching = True
+
+    def join(self, timeout_s: float) -> None:
+        self._core.join(timeout_s)
+
+    def stop(self) -> None:
+        """On the loop, after `join`: settles the last answers and stops watching."""
+        self._core.settle()
+        if self._watching:
+            self._loop.remove_reader(self._core.fileno())
+            self._watching = False
+
+    def message_inputs(
+        self, message: _core.InferRequestView, offsets: Sequence[tuple[int, int]]
+    ) -> _core.InferRequestView:
+        """A matched request message is its own inputs: Rust reads its raw contents in place."""
+        return message
+
+    @property
+    def idle(self) -> bool:
+        """No executor thread is running a batch right now."""
+        return self._core.idle
+
+    def prepare(self, feeds: dict[str, np.ndarray]) -> tuple[list[bytes], list[list[int]]]:
+        """Numpy feeds as raw inputs in signature order, for `run`."""
+        arrays = [np.ascontiguousarray(feeds[spec.name]) for spec in self._signature.inputs]
+        return [a.tobytes() for a in arrays], [list(a.shape) for a in arrays]
+
+    def run(self, prepared: tuple[list[bytes], list[list[int]]]) -> RequestResult:
+        """One call without the GIL (warm-up, from a loading thread)."""
+        buffers, shapes = prepared
+        return self._core.run(buffers, shapes, detach=True)
+
+    def execute_inline(
+        self, inputs: Sequence[bytes] | _core.InferRequestView, shapes: Sequence[Sequence[int]]
+    ) -> tuple[RequestResult, int]:
+        """Runs one request on the event loop with the GIL held; returns its result and the CPU
+        time the call took on this thread in ns. Raises InternalError on failure."""
+        self._queue.record_unqueued()  # it left the (empty) queue at once, as Triton counts it
+        started = time.perf_counter_ns()
+        cpu_started = time.thread_time_ns()
+        try:
+            result = self._core.run(inputs, [list(shape) for shape in shapes])
+        except Exception as error:
+            raise InternalError(f"model '{self._name}': onnxruntime failed: {error}") from None
+        cpu_ns = time.thread_time_ns() - cpu_started
+        rows = int(shapes[0][0]) if self._signature.batches and shapes and shapes[0] else 1
+        # Copies in and out are part of the one Rust call: counted as compute_infer.
+        self._queue.record_execution(rows, 0, time.perf_counter_ns() - started, 0)
+        return result, cpu_ns

@@ -1,0 +1,323 @@
+//! `OrtModel` and `OrtExecutor`: the native engine (onnxruntime's C API, `ferroserve-runtime`)
+//! as Python sees it. Executor threads run without the GIL; answers reach the event loop
+//! through `OrtExecutor.fileno()` and `settle()`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ferroserve_runtime::{
+    Answer, Completions, Engine, Executor, Failure, InputTensor, Layout, Model, OptimizationLevel,
+    RuntimeError, SessionSettings, TensorInfo,
+};
+use ort::value::DynTensor;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::exceptions::{DeadlineExceededError, InternalError, InvalidInputError};
+use crate::queue::{BatchQueue, HeldBytes, SubmittedInputs};
+
+/// Answers of one model version on their way to the event loop.
+type Answers = Completions<Py<PyAny>, DynTensor>;
+
+/// The exception for a runtime error: NotImplementedError where the native engine cannot run
+/// the model here (the caller then uses onnxruntime's Python binding).
+fn raise(error: RuntimeError) -> PyErr {
+    let message = error.to_string();
+    match error {
+        RuntimeError::Unsupported { .. } | RuntimeError::Library { .. } => {
+            PyNotImplementedError::new_err(message)
+        }
+        RuntimeError::Input(_) => InvalidInputError::new_err(message),
+        RuntimeError::Load { .. } | RuntimeError::Run(_) => InternalError::new_err(message),
+    }
+}
+
+/// A graph tensor as (name, ONNX type, dims with None for dynamic ones).
+fn describe<'py>(py: Python<'py>, tensors: &[TensorInfo]) -> PyResult<Bound<'py, PyList>> {
+    let items = tensors
+        .iter()
+        .map(|tensor| {
+            let dims = PyTuple::new(py, &tensor.shape)?;
+            PyTuple::new(
+                py,
+                [
+                    tensor.name.clone().into_pyobject(py)?.into_any(),
+                    tensor.onnx_type.into_pyobject(py)?.into_any(),
+                    dims.into_any(),
+                ],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// An ONNX model version loaded through onnxruntime's C API, one session per instance.
+#[pyclass(frozen, module = "ferroserve._core")]
+pub(crate) struct OrtModel {
+    model: Arc<Model>,
+}
+
+#[pymethods]
+impl OrtModel {
+    /// Loads `path` with the onnxruntime library file `library` (without the GIL).
+    #[staticmethod]
+    #[pyo3(signature = (library, path, *, instances = 1, intra_op_threads = 1, inter_op_threads = 1, parallel_execution = false, allow_spinning = false, optimization = "all", optimized_model_path = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        py: Python<'_>,
+        library: PathBuf,
+        path: PathBuf,
+        instances: usize,
+        intra_op_threads: usize,
+        inter_op_threads: usize,
+        parallel_execution: bool,
+        allow_spinning: bool,
+        optimization: &str,
+        optimized_model_path: Option<String>,
+    ) -> PyResult<Self> {
+        let optimization = match optimization {
+            "disable_all" => OptimizationLevel::Disable,
+            "basic" => OptimizationLevel::Basic,
+            "extended" => OptimizationLevel::Extended,
+            "all" => OptimizationLevel::All,
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "optimization must be 'disable_all', 'basic', 'extended' or 'all', got '{other}'"
+                )));
+            }
+        };
+        let settings = SessionSettings {
+            intra_op_threads,
+            inter_op_threads,
+            parallel_execution,
+            allow_spinning,
+            optimization,
+            optimized_model_path,
+        };
+        let model = py
+            .detach(|| Model::load(&library, &path, &settings, instances.max(1)))
+            .map_err(raise)?;
+        Ok(OrtModel {
+            model: Arc::new(model),
+        })
+    }
+
+    /// Graph inputs: (name, ONNX type, dims).
+    #[getter]
+    fn inputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        describe(py, self.model.inputs())
+    }
+
+    /// Graph outputs: (name, ONNX type, dims).
+    #[getter]
+    fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        describe(py, self.model.outputs())
+    }
+
+    /// Sessions loaded.
+    #[getter]
+    fn instances(&self) -> usize {
+        self.model.instances()
+    }
+}
+
+/// Runs one model version: executor threads fed by its `BatchQueue`, and direct calls.
+#[pyclass(frozen, module = "ferroserve._core")]
+pub(crate) struct OrtExecutor {
+    name: String,
+    model: Arc<Model>,
+    queue: Py<BatchQueue>,
+    layout: Layout,
+    completions: Arc<Answers>,
+    /// Set by `start`.
+    executor: OnceLock<Executor<HeldBytes, Py<PyAny>, Model>>,
+}
+
+#[pymethods]
+impl OrtExecutor {
+    #[new]
+    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: String,
+        model: &OrtModel,
+        queue: Py<BatchQueue>,
+        input_names: Vec<String>,
+        output_names: Vec<String>,
+        batches: bool,
+        input_reshapes: Vec<Option<Vec<i64>>>,
+        output_reshapes: Vec<Option<Vec<i64>>>,
+    ) -> PyResult<Self> {
+        let completions = Completions::new()
+            .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
+        Ok(OrtExecutor {
+            name,
+            model: Arc::clone(&model.model),
+            queue,
+            layout: Layout {
+                input_names,
+                output_names,
+                batches,
+                input_reshapes,
+                output_reshapes,
+            },
+            completions: Arc::new(completions),
+            executor: OnceLock::new(),
+        })
+    }
+
+    /// Starts one executor thread per instance (once).
+    fn start(&self) -> PyResult<()> {
+        if self.executor.get().is_some() {
+            return Ok(());
+        }
+        let executor = Executor::start(
+            &self.name,
+            self.queue.get().shared(),
+            Arc::clone(&self.model),
+            Arc::clone(&self.completions),
+            self.layout.clone(),
+        )
+        .map_err(|error| PyRuntimeError::new_err(format!("cannot start a thread: {error}")))?;
+        let _ = self.executor.set(executor);
+        Ok(())
+    }
+
+    /// The pipe to watch: readable while answers wait for `settle`.
+    fn fileno(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.completions.reader().as_raw_fd()
+    }
+
+    /// Hands every waiting answer to its future (set_result with (buffers, shapes), or
+    /// set_exception); futures already done are skipped. Returns how many were waiting.
+    fn settle(&self, py: Python<'_>) -> PyResult<usize> {
+        let answers = self.completions.take();
+        let count = answers.len();
+        for (future, answer) in answers {
+            let future = future.bind(py);
+            if future.call_method0("done")?.is_truthy()? {
+                continue;
+            }
+            match answer {
+                Ok(answer) => {
+                    future.call_method1("set_result", (result(py, &answer)?,))?;
+                }
+                Err(Failure::DeadlineExceeded(message)) => {
+                    let error = DeadlineExceededError::new_err(message).into_value(py);
+                    future.call_method1("set_exception", (error,))?;
+                }
+                Err(Failure::Internal(message)) => {
+                    let error = InternalError::new_err(message).into_value(py);
+                    future.call_method1("set_exception", (error,))?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Runs one call on instance 0 on this thread: (buffers, shapes) per output. `inputs`: a
+    /// bytes object per input, or the request message whose raw contents they are (no copy).
+    /// With the GIL held unless `detach`: for short calls, releasing it lets another thread
+    /// take it, and the event loop then waits to get it back.
+    #[pyo3(signature = (inputs, shapes, detach = false))]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: SubmittedInputs<'_>,
+        shapes: Vec<Vec<i64>>,
+        detach: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let held = inputs.hold(py);
+        if held.len() != shapes.len() {
+            return Err(InvalidInputError::new_err(format!(
+                "{} inputs but {} shapes",
+                held.len(),
+                shapes.len()
+            )));
+        }
+        let shapes: Vec<Vec<i64>> = shapes
+            .iter()
+            .enumerate()
+            .map(|(index, shape)| self.layout.model_input_shape(index, shape))
+            .collect();
+        let model = &self.model;
+        let call = || {
+            let inputs: Vec<InputTensor<'_>> = held
+                .iter()
+                .zip(&shapes)
+                .zip(&self.layout.input_names)
+                .map(|((data, shape), name)| InputTensor {
+                    name,
+                    data: data.as_ref(),
+                    shape,
+                })
+                .collect();
+            model.run(0, &inputs, &self.layout.output_names)
+        };
+        let outputs = if detach { py.detach(call) } else { call() }.map_err(raise)?;
+        let parts = outputs
+            .iter()
+            .enumerate()
+            .map(|(index, output)| {
+                let rows = output.shape().first().copied().unwrap_or(0);
+                let shape = self.layout.client_output_shape(index, output.shape(), rows);
+                (0..output.len(), shape)
+            })
+            .collect();
+        result(
+            py,
+            &Answer {
+                outputs: Arc::new(outputs),
+                parts,
+            },
+        )
+    }
+
+    /// Whether no batch is running on an executor thread now.
+    #[getter]
+    fn idle(&self) -> bool {
+        self.executor.get().is_none_or(Executor::idle)
+    }
+
+    /// Waits up to `timeout_s` (without the GIL) for the executor threads to stop; close the
+    /// queue first. Whether they all stopped.
+    fn join(&self, py: Python<'_>, timeout_s: f64) -> bool {
+        let timeout = Duration::try_from_secs_f64(timeout_s.max(0.0)).unwrap_or(Duration::MAX);
+        match self.executor.get() {
+            Some(executor) => py.detach(|| executor.join(timeout)),
+            None => true,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "OrtExecutor(name='{}', instances={})",
+            self.name,
+            self.model.instances()
+        )
+    }
+}
+
+/// (list of bytes per output, list of shapes) for one request's answer.
+fn result<'py>(py: Python<'py>, answer: &Answer<DynTensor>) -> PyResult<Bound<'py, PyTuple>> {
+    let buffers = PyList::new(
+        py,
+        answer
+            .parts
+            .iter()
+            .zip(answer.outputs.iter())
+            .map(|((range, _), output)| PyBytes::new(py, &output.as_ref()[range.clone()])),
+    )?;
+    let shapes = PyList::new(
+        py,
+        answer
+            .parts
+            .iter()
+            .map(|(_, shape)| PyList::new(py, shape))
+            .collect::<PyResult<Vec<_>>>()?,
+    )?;
+    PyTuple::new(py, [buffers.into_any(), shapes.into_any()])
+}

@@ -1,0 +1,334 @@
+//! Executor threads: one per model instance, each blocking in the batcher's `next_batch`,
+//! running the batch on its own engine instance, splitting the outputs per request, and
+//! pushing every answer to `Completions`. Nothing here touches Python.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use ferroserve_batcher::{Batch, BatchQueue, NextBatch};
+
+use crate::{Answer, Completions, Failure, Layout, RuntimeError};
+
+/// One input of a call: C-contiguous bytes and the shape to run with.
+#[derive(Debug, Clone, Copy)]
+pub struct InputTensor<'a> {
+    /// The graph input's name.
+    pub name: &'a str,
+    /// The bytes.
+    pub data: &'a [u8],
+    /// The shape.
+    pub shape: &'a [i64],
+}
+
+/// One output of a call: the engine's value, its shape and byte length.
+#[derive(Debug)]
+pub struct OutputTensor<V> {
+    /// Owns the bytes.
+    value: V,
+    /// The shape the model produced.
+    shape: Vec<i64>,
+    /// Byte length.
+    len: usize,
+}
+
+impl<V> OutputTensor<V> {
+    /// An output of `len` bytes held by `value`.
+    pub fn new(value: V, shape: Vec<i64>, len: usize) -> Self {
+        OutputTensor { value, shape, len }
+    }
+
+    /// The engine's value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// The shape the model produced.
+    pub fn shape(&self) -> &[i64] {
+        &self.shape
+    }
+
+    /// Byte length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl AsRef<[u8]> for OutputTensor<Vec<u8>> {
+    fn as_ref(&self) -> &[u8] {
+        &self.value[..self.len]
+    }
+}
+
+/// Something that runs a model: onnxruntime (`Model`), or a stand-in in tests.
+pub trait Engine: Send + Sync + 'static {
+    /// What holds an output's bytes.
+    type Output: Send + Sync + 'static;
+
+    /// Runs the model once on instance `instance` (< `instances()`); returns the outputs
+    /// named in `outputs`, in that order.
+    fn run(
+        &self,
+        instance: usize,
+        inputs: &[InputTensor<'_>],
+        outputs: &[String],
+    ) -> Result<Vec<OutputTensor<Self::Output>>, RuntimeError>;
+
+    /// Instances that can run at the same time.
+    fn instances(&self) -> usize;
+}
+
+/// What every executor thread of a model shares.
+struct Shared<B, T, E: Engine> {
+    /// Model name, for messages.
+    model: String,
+    queue: Arc<BatchQueue<B, T>>,
+    engine: Arc<E>,
+    completions: Arc<Completions<T, E::Output>>,
+    layout: Layout,
+    /// Batches running now.
+    busy: AtomicUsize,
+    /// Threads still running, and its condition for `join`.
+    running: Mutex<usize>,
+    stopped: Condvar,
+}
+
+/// The executor threads of one model version.
+pub struct Executor<B, T, E: Engine> {
+    shared: Arc<Shared<B, T, E>>,
+}
+
+impl<B, T, E> Executor<B, T, E>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+    T: Send + 'static,
+    E: Engine,
+    OutputTensor<E::Output>: AsRef<[u8]>,
+{
+    /// Starts one thread per engine instance, named `ferroserve-<model>-<i>`. They stop when
+    /// the queue is closed and empty.
+    pub fn start(
+        model: &str,
+        queue: Arc<BatchQueue<B, T>>,
+        engine: Arc<E>,
+        completions: Arc<Completions<T, E::Output>>,
+        layout: Layout,
+    ) -> std::io::Result<Self> {
+        let instances = engine.instances();
+        let shared = Arc::new(Shared {
+            model: model.to_owned(),
+            queue,
+            engine,
+            completions,
+            layout,
+            busy: AtomicUsize::new(0),
+            running: Mutex::new(instances),
+            stopped: Condvar::new(),
+        });
+        for instance in 0..instances {
+            let thread_shared = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("ferroserve-{model}-{instance}"))
+                .spawn(move || {
+                    serve(&thread_shared, instance);
+                    let mut running = thread_shared
+                        .running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    *running -= 1;
+                    thread_shared.stopped.notify_all();
+                });
+            if let Err(error) = spawned {
+                *shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) -= 1;
+                return Err(error);
+            }
+        }
+        Ok(Executor { shared })
+    }
+}
+
+impl<B, T, E: Engine> Executor<B, T, E> {
+    /// Whether no batch is running now.
+    pub fn idle(&self) -> bool {
+        self.shared.busy.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits up to `timeout` for every thread to stop (close the queue first); whether they
+    /// all did.
+    pub fn join(&self, timeout: Duration) -> bool {
+        let running = self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (running, _) = self
+            .shared
+            .stopped
+            .wait_timeout_while(running, timeout, |running| *running > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *running == 0
+    }
+}
+
+/// One thread's loop.
+fn serve<B, T, E>(shared: &Shared<B, T, E>, instance: usize)
+where
+    B: AsRef<[u8]>,
+    E: Engine,
+    OutputTensor<E::Output>: AsRef<[u8]>,
+{
+    loop {
+        match shared.queue.next_batch(Duration::MAX) {
+            NextBatch::Closed => return,
+            NextBatch::Timeout => {}
+            NextBatch::Batch(mut batch) => {
+                let timed_out = format!("model '{}': request timed out in the queue", shared.model);
+                let rejected = std::mem::take(&mut batch.rejected)
+                    .into_iter()
+                    .map(|token| (token, Err(Failure::DeadlineExceeded(timed_out.clone()))));
+                shared.completions.push(rejected);
+                if !batch.tokens.is_empty() {
+                    shared.busy.fetch_add(1, Ordering::AcqRel);
+                    let answers = execute(shared, instance, batch);
+                    shared.busy.fetch_sub(1, Ordering::AcqRel);
+                    shared.completions.push(answers);
+                }
+            }
+        }
+    }
+}
+
+/// Runs one batch and answers each of its requests.
+fn execute<B, T, E>(
+    shared: &Shared<B, T, E>,
+    instance: usize,
+    batch: Batch<B, T>,
+) -> Vec<(T, Result<Answer<E::Output>, Failure>)>
+where
+    B: AsRef<[u8]>,
+    E: Engine,
+    OutputTensor<E::Output>: AsRef<[u8]>,
+{
+    let started = Instant::now();
+    let shapes: Vec<Vec<i64>> = batch
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| shared.layout.model_input_shape(index, &input.shape))
+        .collect();
+    let inputs: Vec<InputTensor<'_>> = batch
+        .inputs
+        .iter()
+        .zip(&shapes)
+        .zip(&shared.layout.input_names)
+        .map(|((input, shape), name)| InputTensor {
+            name,
+            data: input.data.as_ref(),
+            shape,
+        })
+        .collect();
+    let prepared = Instant::now();
+    let result = shared
+        .engine
+        .run(instance, &inputs, &shared.layout.output_names);
+    let ran = Instant::now();
+    let answered = result
+        .map_err(|error| error.to_string())
+        .and_then(|outputs| {
+            split(&shared.layout, &batch, outputs).map_err(|error| error.to_string())
+        });
+    let parts = match answered {
+        Ok(parts) => parts,
+        Err(message) => {
+            let failure = Failure::Internal(format!(
+                "model '{}': onnxruntime failed: {message}",
+                shared.model
+            ));
+            return batch
+                .tokens
+                .into_iter()
+                .map(|token| (token, Err(failure.clone())))
+                .collect();
+        }
+    };
+    let rows = executed_rows(&shared.layout, &batch);
+    let finished = Instant::now();
+    shared.queue.record_execution(
+        rows,
+        nanos(prepared - started),
+        nanos(ran - prepared),
+        nanos(finished - ran),
+    );
+    batch
+        .tokens
+        .into_iter()
+        .zip(parts.into_iter().map(Ok))
+        .collect()
+}
+
+/// Rows executed, as Triton counts inferences: dim 0 of a batching model's input also when
+/// its queue sees the request as one (no dynamic_batching).
+fn executed_rows<B: AsRef<[u8]>, T>(layout: &Layout, batch: &Batch<B, T>) -> usize {
+    if layout.batches && batch.tokens.len() == 1 {
+        if let Some(&rows) = batch.inputs.first().and_then(|input| input.shape.first()) {
+            return usize::try_from(rows).unwrap_or(0);
+        }
+    }
+    batch.size()
+}
+
+/// Each request's part of every output.
+fn split<B, T, O>(
+    layout: &Layout,
+    batch: &Batch<B, T>,
+    outputs: Vec<OutputTensor<O>>,
+) -> Result<Vec<Answer<O>>, ferroserve_batcher::BatchError>
+where
+    B: AsRef<[u8]>,
+    OutputTensor<O>: AsRef<[u8]>,
+{
+    let requests = batch.tokens.len();
+    let mut parts: Vec<Vec<_>> = (0..requests)
+        .map(|_| Vec::with_capacity(outputs.len()))
+        .collect();
+    for (index, output) in outputs.iter().enumerate() {
+        let dim0 = output.shape().first().copied().unwrap_or(1);
+        if requests == 1 {
+            // Nothing to split (the common case at low load): the request gets all of it.
+            let shape = layout.client_output_shape(index, output.shape(), dim0);
+            parts[0].push((0..output.len(), shape));
+            continue;
+        }
+        let ranges = batch
+            .splitter
+            .split_ranges(output.len(), usize::try_from(dim0).unwrap_or(0))?;
+        for ((part, range), &rows) in parts.iter_mut().zip(ranges).zip(batch.rows()) {
+            let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+            part.push((
+                range,
+                layout.client_output_shape(index, output.shape(), rows),
+            ));
+        }
+    }
+    let outputs = Arc::new(outputs);
+    Ok(parts
+        .into_iter()
+        .map(|parts| Answer {
+            outputs: Arc::clone(&outputs),
+            parts,
+        })
+        .collect())
+}
+
+/// Nanoseconds, saturating.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}

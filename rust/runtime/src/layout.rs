@@ -1,0 +1,113 @@
+//! How request tensors map onto the model's: the batch dim and config.pbtxt `reshape`.
+
+/// The model version's tensor layout as its config declares it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// The graph inputs in the order requests carry them (config.pbtxt's order).
+    pub input_names: Vec<String>,
+    /// The graph outputs in the order requests get them.
+    pub output_names: Vec<String>,
+    /// Whether dim 0 of every tensor is the batch dim (max_batch_size > 0).
+    pub batches: bool,
+    /// Per input: the model's dims (without the batch dim) where `reshape` differs from the
+    /// dims the client sends.
+    pub input_reshapes: Vec<Option<Vec<i64>>>,
+    /// Per output: the client's dims (without the batch dim; one -1 allowed) where `reshape`
+    /// differs from the model's.
+    pub output_reshapes: Vec<Option<Vec<i64>>>,
+}
+
+impl Layout {
+    /// The shape to run input `index` with, given the shape the client sent.
+    pub fn model_input_shape(&self, index: usize, shape: &[i64]) -> Vec<i64> {
+        match self.input_reshapes.get(index) {
+            Some(Some(dims)) => {
+                let elements: i64 = shape.iter().product();
+                let (rows, per_row) = match (self.batches, shape.first()) {
+                    (true, Some(&rows)) if rows > 0 => (Some(rows), elements / rows),
+                    (true, _) => (Some(0), 0),
+                    (false, _) => (None, elements),
+                };
+                rows.into_iter().chain(resolve(dims, per_row)).collect()
+            }
+            _ => shape.to_vec(),
+        }
+    }
+
+    /// The shape the client gets for output `index` with `rows` rows (ignored without a batch
+    /// dim), given the output's shape from the model.
+    pub fn client_output_shape(&self, index: usize, model_shape: &[i64], rows: i64) -> Vec<i64> {
+        let tail = if self.batches {
+            model_shape.get(1..).unwrap_or_default()
+        } else {
+            model_shape
+        };
+        let tail = match self.output_reshapes.get(index) {
+            Some(Some(dims)) => resolve(dims, tail.iter().product()),
+            _ => tail.to_vec(),
+        };
+        if self.batches {
+            std::iter::once(rows).chain(tail).collect()
+        } else {
+            tail
+        }
+    }
+}
+
+/// `dims` with one -1 filled in so that they hold `elements` elements.
+fn resolve(dims: &[i64], elements: i64) -> Vec<i64> {
+    let known: i64 = dims.iter().filter(|&&dim| dim != -1).product();
+    dims.iter()
+        .map(|&dim| {
+            if dim == -1 && known != 0 {
+                elements / known
+            } else {
+                dim
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_pass_through_without_reshape() {
+        let layout = Layout {
+            input_names: vec!["x".into()],
+            output_names: vec!["y".into()],
+            batches: true,
+            input_reshapes: vec![None],
+            output_reshapes: vec![None],
+        };
+        assert_eq!(layout.model_input_shape(0, &[3, 4]), vec![3, 4]);
+        assert_eq!(layout.client_output_shape(0, &[5, 2], 2), vec![2, 2]);
+    }
+
+    #[test]
+    fn reshapes_keep_the_batch_dim() {
+        let layout = Layout {
+            input_names: vec!["x".into()],
+            output_names: vec!["y".into()],
+            batches: true,
+            input_reshapes: vec![Some(vec![2, 2])],
+            output_reshapes: vec![Some(vec![-1])],
+        };
+        assert_eq!(layout.model_input_shape(0, &[3, 4]), vec![3, 2, 2]);
+        assert_eq!(layout.client_output_shape(0, &[3, 2, 5], 3), vec![3, 10]);
+    }
+
+    #[test]
+    fn reshapes_without_a_batch_dim() {
+        let layout = Layout {
+            input_names: vec!["x".into()],
+            output_names: vec!["y".into()],
+            batches: false,
+            input_reshapes: vec![Some(vec![1, -1])],
+            output_reshapes: vec![Some(vec![2, 3])],
+        };
+        assert_eq!(layout.model_input_shape(0, &[6]), vec![1, 6]);
+        assert_eq!(layout.client_output_shape(0, &[6], 0), vec![2, 3]);
+    }
+}
