@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # One request's answer: a raw buffer and a shape per output of the signature.
 RequestResult = tuple[list[bytes], list[list[int]]]
+# What `execute_inline` runs on: the raw inputs, or a matched request message holding them.
+InlineInputs = Sequence[bytes | memoryview] | _core.InferRequestView
 # How long an idle executor sleeps in Rust before checking whether it should stop.
 _IDLE_WAIT_S = 0.5
 
@@ -92,12 +94,14 @@ class BatchExecutor:
         data = memoryview(message.data)
         return [data[start : start + length] for start, length in offsets]
 
-    def prepare(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Converts numpy feeds for `run` (BF16 bit patterns become bfloat16 OrtValues)."""
-        return {
+    def call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        """A call on `feeds` (numpy, by input name) prepared once and run each time it is
+        called (warm-up and its timing; BF16 bit patterns become bfloat16 OrtValues)."""
+        prepared = {
             spec.name: _bf16(feeds[spec.name]) if spec.datatype.name == "BF16" else feeds[spec.name]
             for spec in self._signature.inputs
         }
+        return lambda: self.run(prepared)
 
     def run(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         """One onnxruntime call; also used for warm-up."""
@@ -134,11 +138,12 @@ class BatchExecutor:
         return self._executing == 0
 
     def execute_inline(
-        self, buffers: Sequence[bytes | memoryview], shapes: Sequence[Sequence[int]]
+        self, buffers: InlineInputs, shapes: Sequence[Sequence[int]]
     ) -> tuple[RequestResult, int]:
         """Runs one request on the calling thread (the event loop), bypassing the queue, and
         returns its result and the CPU time onnxruntime took on this thread in ns (CPU, so a
         busy core does not make a cheap call look slow). Raises InternalError on failure."""
+        assert not isinstance(buffers, _core.InferRequestView), "see message_inputs"
         self._queue.record_unqueued()  # it left the (empty) queue at once, as Triton counts it
         started = time.perf_counter_ns()
         try:

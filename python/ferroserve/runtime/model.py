@@ -26,8 +26,8 @@ from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
 from ferroserve.registry.repository import ModelSource
 from ferroserve.runtime.executor import BatchExecutor, RequestResult
-from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.inline import InlinePolicy
+from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.session import create_session
 from ferroserve.runtime.warmup import default_feeds, warmup_feeds
 
@@ -196,7 +196,7 @@ class ServedModel:
     def _warm_up(self, model_dir: Path) -> None:
         for feeds in warmup_feeds(self.config, self.signature, model_dir):
             try:
-                self._executor.run(self._executor.prepare(feeds))
+                self._executor.call(feeds)()
             except Exception as error:
                 raise ModelLoadError(
                     f"model '{self.name}' version {self.version}: warm-up inference failed: {error}"
@@ -207,11 +207,11 @@ class ServedModel:
         calls on the warmed-up session, in ns. CPU time, not wall time, and the minimum: a core
         shared with other loading models or processes must not decide the policy (measured:
         servers pinned to one busy core saw ~100 µs wall for a 12 µs call)."""
-        prepared = self._executor.prepare(default_feeds(self.signature))
+        call = self._executor.call(default_feeds(self.signature))
 
         def timed() -> int:
             started = time.thread_time_ns()
-            self._executor.run(prepared)
+            call()
             return time.thread_time_ns() - started
 
         return min(timed() for _ in range(calls))

@@ -20,7 +20,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ from ferroserve.config import ModelSignature
 from ferroserve.errors import InternalError, ModelLoadError
 
 if TYPE_CHECKING:
-    from ferroserve.runtime.executor import RequestResult
+    from ferroserve.runtime.executor import InlineInputs, RequestResult
     from ferroserve.runtime.session import SessionSettings
 
 log = logging.getLogger(__name__)
@@ -150,26 +150,28 @@ class NativeExecutor:
         """No executor thread is running a batch right now."""
         return self._core.idle
 
-    def prepare(self, feeds: dict[str, np.ndarray]) -> tuple[list[bytes], list[list[int]]]:
-        """Numpy feeds as raw inputs in signature order, for `run`."""
+    def call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        """A call on `feeds` (numpy, by input name) prepared once and run without the GIL each
+        time it is called (warm-up and its timing, from a loading thread)."""
         arrays = [np.ascontiguousarray(feeds[spec.name]) for spec in self._signature.inputs]
-        return [a.tobytes() for a in arrays], [list(a.shape) for a in arrays]
-
-    def run(self, prepared: tuple[list[bytes], list[list[int]]]) -> RequestResult:
-        """One call without the GIL (warm-up, from a loading thread)."""
-        buffers, shapes = prepared
-        return self._core.run(buffers, shapes, detach=True)
+        buffers, shapes = [a.tobytes() for a in arrays], [list(a.shape) for a in arrays]
+        return lambda: self._core.run(buffers, shapes, detach=True)
 
     def execute_inline(
-        self, inputs: Sequence[bytes] | _core.InferRequestView, shapes: Sequence[Sequence[int]]
+        self, inputs: InlineInputs, shapes: Sequence[Sequence[int]]
     ) -> tuple[RequestResult, int]:
         """Runs one request on the event loop with the GIL held; returns its result and the CPU
         time the call took on this thread in ns. Raises InternalError on failure."""
+        held: Sequence[bytes] | _core.InferRequestView = (
+            inputs
+            if isinstance(inputs, _core.InferRequestView)
+            else [bytes(buffer) for buffer in inputs]  # bytes already on this path: no copy
+        )
         self._queue.record_unqueued()  # it left the (empty) queue at once, as Triton counts it
         started = time.perf_counter_ns()
         cpu_started = time.thread_time_ns()
         try:
-            result = self._core.run(inputs, [list(shape) for shape in shapes])
+            result = self._core.run(held, [list(shape) for shape in shapes])
         except Exception as error:
             raise InternalError(f"model '{self._name}': onnxruntime failed: {error}") from None
         cpu_ns = time.thread_time_ns() - cpu_started

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ferroserve_batcher::{Batch, BatchQueue, NextBatch};
 
+use crate::completions::Completed;
 use crate::{Answer, Completions, Failure, Layout, RuntimeError};
 
 /// One input of a call: C-contiguous bytes and the shape to run with.
@@ -211,7 +212,7 @@ fn execute<B, T, E>(
     shared: &Shared<B, T, E>,
     instance: usize,
     batch: Batch<B, T>,
-) -> Vec<(T, Result<Answer<E::Output>, Failure>)>
+) -> Vec<Completed<T, E::Output>>
 where
     B: AsRef<[u8]>,
     E: Engine,
@@ -277,10 +278,11 @@ where
 /// Rows executed, as Triton counts inferences: dim 0 of a batching model's input also when
 /// its queue sees the request as one (no dynamic_batching).
 fn executed_rows<B: AsRef<[u8]>, T>(layout: &Layout, batch: &Batch<B, T>) -> usize {
-    if layout.batches && batch.tokens.len() == 1 {
-        if let Some(&rows) = batch.inputs.first().and_then(|input| input.shape.first()) {
-            return usize::try_from(rows).unwrap_or(0);
-        }
+    if layout.batches
+        && batch.tokens.len() == 1
+        && let Some(&rows) = batch.inputs.first().and_then(|input| input.shape.first())
+    {
+        return usize::try_from(rows).unwrap_or(0);
     }
     batch.size()
 }

@@ -10,7 +10,7 @@ mod executor;
 mod layout;
 mod model;
 
-pub use completions::{Answer, Completions, Failure};
+pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
 pub use layout::Layout;

@@ -325,7 +325,7 @@ fn tensor_bytes(datatype: DataType, shape: &[i64]) -> Option<usize> {
 /// Reads the bytes of an output tensor onnxruntime allocated on the CPU.
 impl AsRef<[u8]> for OutputTensor<DynTensor> {
     fn as_ref(&self) -> &[u8] {
-        if self.len() == 0 {
+        if self.is_empty() {
             return &[];
         }
         // SAFETY: the tensor is a CPU tensor (the native engine only runs the CPU provider)
