@@ -25,7 +25,7 @@ from ferroserve.config import ModelSignature, complete_config, warn_unsupported
 from ferroserve.errors import InvalidInputError, ModelLoadError
 from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
 from ferroserve.registry.repository import ModelSource
-from ferroserve.runtime.executor import BatchExecutor, RequestResult
+from ferroserve.runtime.executor import BatchExecutor, InlineInputs, RequestResult
 from ferroserve.runtime.inline import InlinePolicy
 from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.session import create_session
@@ -312,11 +312,7 @@ class ServedModel:
             return self._run_inline(buffers, shapes)
         return await self._queued(buffers, shapes, priority, timeout_us, time_remaining)
 
-    def _run_inline(
-        self,
-        buffers: Sequence[bytes | memoryview] | _core.InferRequestView,
-        shapes: Sequence[Sequence[int]],
-    ) -> RequestResult:
+    def _run_inline(self, buffers: InlineInputs, shapes: Sequence[Sequence[int]]) -> RequestResult:
         result, call_ns = self._executor.execute_inline(buffers, shapes)
         self._inline.observe(call_ns)
         return result

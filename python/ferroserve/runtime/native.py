@@ -101,7 +101,6 @@ class NativeExecutor:
         self._signature = signature
         self._queue = queue
         self._loop = loop
-        reshaped = [spec.model_dims != spec.dims for spec in signature.inputs]
         self._core = _core.OrtExecutor(
             name,
             model,
@@ -110,8 +109,8 @@ class NativeExecutor:
             output_names=[spec.name for spec in signature.outputs],
             batches=signature.batches,
             input_reshapes=[
-                list(spec.model_dims) if changed else None
-                for spec, changed in zip(signature.inputs, reshaped, strict=True)
+                list(spec.model_dims) if spec.model_dims != spec.dims else None
+                for spec in signature.inputs
             ],
             output_reshapes=[
                 list(spec.dims) if spec.model_dims != spec.dims else None
@@ -171,7 +170,7 @@ class NativeExecutor:
         started = time.perf_counter_ns()
         cpu_started = time.thread_time_ns()
         try:
-            result = self._core.run(held, [list(shape) for shape in shapes])
+            result = self._core.run(held, shapes)
         except Exception as error:
             raise InternalError(f"model '{self._name}': onnxruntime failed: {error}") from None
         cpu_ns = time.thread_time_ns() - cpu_started

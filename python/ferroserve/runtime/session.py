@@ -191,10 +191,8 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
                 session=None,
                 native=native,
                 provider=CPU,
-                inputs=[OnnxTensor(name, kind, tuple(dims)) for name, kind, dims in native.inputs],
-                outputs=[
-                    OnnxTensor(name, kind, tuple(dims)) for name, kind, dims in native.outputs
-                ],
+                inputs=[OnnxTensor(*tensor) for tensor in native.inputs],
+                outputs=[OnnxTensor(*tensor) for tensor in native.outputs],
                 instance_count=count,
             )
     fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferroserve_runtime::{
-    Answer, Completions, Engine, Executor, Failure, InputTensor, Layout, Model, OptimizationLevel,
-    RuntimeError, SessionSettings, TensorInfo,
+    Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel, RuntimeError,
+    SessionSettings, TensorInfo,
 };
 use ort::value::DynTensor;
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
@@ -238,34 +238,18 @@ impl OrtExecutor {
                 shapes.len()
             )));
         }
-        let shapes: Vec<Vec<i64>> = shapes
-            .iter()
-            .enumerate()
-            .map(|(index, shape)| self.layout.model_input_shape(index, shape))
-            .collect();
+        let layout = &self.layout;
+        let shapes = layout.model_input_shapes(shapes.iter().map(Vec::as_slice));
         let model = &self.model;
         let call = || {
-            let inputs: Vec<InputTensor<'_>> = held
-                .iter()
-                .zip(&shapes)
-                .zip(&self.layout.input_names)
-                .map(|((data, shape), name)| InputTensor {
-                    name,
-                    data: data.as_ref(),
-                    shape,
-                })
-                .collect();
-            model.run(0, &inputs, &self.layout.output_names)
+            let inputs = layout.input_tensors(held.iter().map(AsRef::as_ref), &shapes);
+            model.run(0, &inputs, &layout.output_names)
         };
         let outputs = if detach { py.detach(call) } else { call() }.map_err(raise)?;
         let parts = outputs
             .iter()
             .enumerate()
-            .map(|(index, output)| {
-                let rows = output.shape().first().copied().unwrap_or(0);
-                let shape = self.layout.client_output_shape(index, output.shape(), rows);
-                (0..output.len(), shape)
-            })
+            .map(|(index, output)| layout.whole_output(index, output))
             .collect();
         result(
             py,

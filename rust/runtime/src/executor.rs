@@ -219,23 +219,12 @@ where
     OutputTensor<E::Output>: AsRef<[u8]>,
 {
     let started = Instant::now();
-    let shapes: Vec<Vec<i64>> = batch
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(index, input)| shared.layout.model_input_shape(index, &input.shape))
-        .collect();
-    let inputs: Vec<InputTensor<'_>> = batch
-        .inputs
-        .iter()
-        .zip(&shapes)
-        .zip(&shared.layout.input_names)
-        .map(|((input, shape), name)| InputTensor {
-            name,
-            data: input.data.as_ref(),
-            shape,
-        })
-        .collect();
+    let layout = &shared.layout;
+    let shapes = layout.model_input_shapes(batch.inputs.iter().map(|input| &input.shape[..]));
+    let inputs = layout.input_tensors(
+        batch.inputs.iter().map(|input| input.data.as_ref()),
+        &shapes,
+    );
     let prepared = Instant::now();
     let result = shared
         .engine
@@ -302,13 +291,12 @@ where
         .map(|_| Vec::with_capacity(outputs.len()))
         .collect();
     for (index, output) in outputs.iter().enumerate() {
-        let dim0 = output.shape().first().copied().unwrap_or(1);
         if requests == 1 {
             // Nothing to split (the common case at low load): the request gets all of it.
-            let shape = layout.client_output_shape(index, output.shape(), dim0);
-            parts[0].push((0..output.len(), shape));
+            parts[0].push(layout.whole_output(index, output));
             continue;
         }
+        let dim0 = output.shape().first().copied().unwrap_or(1);
         let ranges = batch
             .splitter
             .split_ranges(output.len(), usize::try_from(dim0).unwrap_or(0))?;

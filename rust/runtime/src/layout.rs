@@ -1,5 +1,9 @@
 //! How request tensors map onto the model's: the batch dim and config.pbtxt `reshape`.
 
+use std::ops::Range;
+
+use crate::{InputTensor, OutputTensor};
+
 /// The model version's tensor layout as its config declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layout {
@@ -32,6 +36,46 @@ impl Layout {
             }
             _ => shape.to_vec(),
         }
+    }
+
+    /// The model's shape of each input, from the shapes a request (or batch) carries.
+    pub fn model_input_shapes<'s>(
+        &self,
+        shapes: impl IntoIterator<Item = &'s [i64]>,
+    ) -> Vec<Vec<i64>> {
+        shapes
+            .into_iter()
+            .enumerate()
+            .map(|(index, shape)| self.model_input_shape(index, shape))
+            .collect()
+    }
+
+    /// The engine's inputs: each input's bytes with its graph name and model shape (from
+    /// `model_input_shapes`), in request order.
+    pub fn input_tensors<'a>(
+        &'a self,
+        data: impl IntoIterator<Item = &'a [u8]>,
+        model_shapes: &'a [Vec<i64>],
+    ) -> Vec<InputTensor<'a>> {
+        data.into_iter()
+            .zip(model_shapes)
+            .zip(&self.input_names)
+            .map(|((data, shape), name)| InputTensor { name, data, shape })
+            .collect()
+    }
+
+    /// All of output `index` for one request (nothing to split): its byte range and the
+    /// client's shape, with the rows the model produced.
+    pub fn whole_output<O>(
+        &self,
+        index: usize,
+        output: &OutputTensor<O>,
+    ) -> (Range<usize>, Vec<i64>) {
+        let rows = output.shape().first().copied().unwrap_or(1);
+        (
+            0..output.len(),
+            self.client_output_shape(index, output.shape(), rows),
+        )
     }
 
     /// The shape the client gets for output `index` with `rows` rows (ignored without a batch
