@@ -18,11 +18,13 @@ __all__ = [
     "BatchQueue",
     "DeadlineExceededError",
     "FerroserveError",
+    "Frontend",
     "InferCodec",
     "InferRequestView",
     "InternalError",
     "InvalidInputError",
     "ModelNotFoundError",
+    "NativeRoute",
     "OrtExecutor",
     "OrtModel",
     "QueuePolicy",
@@ -444,3 +446,34 @@ class OrtExecutor:
     def join(self, timeout_s: float) -> bool:
         """Waits (without the GIL) for the executor threads to stop after the queue closed;
         whether they all did."""
+
+@final
+class NativeRoute:
+    """A model version the native front end answers without Python: requests `codec` takes
+    are queued for `executor`'s threads, which answer them directly."""
+
+    def __new__(cls, codec: InferCodec, executor: OrtExecutor) -> NativeRoute: ...
+
+@final
+class Frontend:
+    """The native gRPC front end: HTTP/2 in Rust; answers ModelInfer / ModelStreamInfer for
+    routed model versions and forwards every other call to the gRPC server on a Unix socket."""
+
+    @staticmethod
+    def start(address: str, backend: str, *, max_message_bytes: int, threads: int = 1) -> Frontend:
+        """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
+        bind. `backend`: the Unix socket of the server that answers everything else."""
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+
+    def set_routes(self, routes: Sequence[tuple[str, str, NativeRoute]]) -> None:
+        """Replaces the routing table: (model name, version label or "" for the default
+        version, route)."""
+
+    def rpc_counts(self) -> list[tuple[str, str, str, int]]:
+        """Calls answered natively: (method, rpc type, status code name, calls)."""
+
+    def stop(self, grace_s: float) -> None:
+        """Stops accepting calls; waits up to `grace_s` for open connections to finish."""

@@ -63,6 +63,20 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         help="largest gRPC message accepted or sent (default 2 GiB - 1, as Triton)",
     )
     parser.add_argument(
+        "--frontend",
+        choices=["native", "python"],
+        default="native",
+        help="who listens for gRPC: 'native' (default): the Rust front end answers inference "
+        "for natively run models and forwards every other call to the Python server; "
+        "'python': grpc.aio answers everything",
+    )
+    parser.add_argument(
+        "--frontend-threads",
+        type=int,
+        default=1,
+        help="threads of the native front end (default 1; see docs/configuration.md)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument(
@@ -209,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.grpc_port,
             max_message_bytes=args.grpc_max_message_bytes,
             metrics=metrics,
+            frontend=args.frontend,
+            frontend_threads=args.frontend_threads,
         )
     else:
         options = ServerOptions(
@@ -219,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.grpc_max_message_bytes,
             tuple(args.load_model) if args.load_model else None,
             metrics,
+            args.frontend,
+            args.frontend_threads,
         )
     try:
         _run(options, args.uvloop)

@@ -58,6 +58,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def python_frontend_server(
+    repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The same repository served with `--frontend python` (grpc.aio answers every call), where
+    the Python inline-execution policy applies; the native front end never runs inline."""
+    log = tmp_path_factory.mktemp("logs") / "python-frontend-server.log"
+    with ServerProcess(repository, log, extra_args=["--frontend", "python"]) as process:
+        process.wait_ready()
+        yield process
+
+
+@pytest.fixture(scope="module")
 def batching_server(
     repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
@@ -552,7 +564,7 @@ async def sequential_fast_requests(
 
 
 def test_cheap_model_runs_inline_and_statistics_still_count(
-    batching_server: ServerProcess,
+    python_frontend_server: ServerProcess,
 ) -> None:
     """auto: a model without dynamic_batching whose warm call is short serves requests on the
     event loop (0 ns queued), while counts match a queued model's; inline_execution "false"
@@ -565,7 +577,7 @@ def test_cheap_model_runs_inline_and_statistics_still_count(
         assert inline[3] == 0
         assert queued[3] > 0
 
-    run(batching_server, scenario)
+    run(python_frontend_server, scenario)
 
 
 def test_inline_results_under_concurrency_match(batching_server: ServerProcess) -> None:
@@ -585,7 +597,9 @@ def test_inline_results_under_concurrency_match(batching_server: ServerProcess) 
     run(batching_server, scenario)
 
 
-def test_slow_call_revokes_auto_inline_but_not_forced(batching_server: ServerProcess) -> None:
+def test_slow_call_revokes_auto_inline_but_not_forced(
+    python_frontend_server: ServerProcess,
+) -> None:
     """A call far over 1 ms of CPU (here ~100 ms of loop trips) ends inline execution for an auto
     model, so a data-dependent model blocks the event loop at most once; "true" keeps it."""
 
@@ -597,10 +611,10 @@ def test_slow_call_revokes_auto_inline_but_not_forced(batching_server: ServerPro
         assert (await sequential_fast_requests(client, "busy_inline_auto"))[3] > 0
         assert (await sequential_fast_requests(client, "busy_inline_forced"))[3] == 0
 
-    run(batching_server, scenario)
+    run(python_frontend_server, scenario)
 
 
-def test_inline_onnxruntime_failure_is_internal(batching_server: ServerProcess) -> None:
+def test_inline_onnxruntime_failure_is_internal(python_frontend_server: ServerProcess) -> None:
     """A failing inline call answers INTERNAL with onnxruntime's message; the model goes on."""
     model = "gather_inline"
     data = np.arange(16, dtype=np.float32).reshape(4, 4)
@@ -623,4 +637,4 @@ def test_inline_onnxruntime_failure_is_internal(batching_server: ServerProcess) 
         assert failures == 1
         assert queue_ns(after) == queue_ns(before)
 
-    run(batching_server, scenario)
+    run(python_frontend_server, scenario)

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from ferroserve._proto.service import SERVICE_NAME
 from ferroserve.errors import status_code_for
 
 # (service, method, type, code name) -> calls
@@ -25,10 +26,21 @@ class RpcCounter:
 
     def __init__(self) -> None:
         self._counts: Counter[RpcKey] = Counter()
+        self._sources: list[Callable[[], list[tuple[str, str, str, int]]]] = []
+
+    def add_source(self, source: Callable[[], list[tuple[str, str, str, int]]]) -> None:
+        """Adds calls counted elsewhere (the native front end's): `source()` returns
+        (method, rpc type, code name, calls) of the inference service."""
+        self._sources.append(source)
 
     def counts(self) -> dict[RpcKey, int]:
-        """A copy of the counts (taken on the event loop, which alone updates them)."""
-        return dict(self._counts)
+        """A copy of the counts (taken on the event loop, which alone updates them), with
+        every source's added."""
+        counts = Counter(self._counts)
+        for source in self._sources:
+            for method, rpc_type, code, calls in source():
+                counts[(SERVICE_NAME, method, rpc_type, code)] += calls
+        return dict(counts)
 
     def wrap(
         self, service: str, method: str, rpc_type: str, behaviour: Callable[..., Any]

@@ -200,6 +200,10 @@ class ModelRegistry:
         )
         raise UnavailableError(f"model '{name}' has no ready version ({states})")
 
+    def routes(self) -> dict[tuple[str, str], ServedModel]:
+        """(name, version label) -> the model answering it; label "" is the default version."""
+        return dict(self._routes)
+
     def loaded(self, name: str, version: str) -> ServedModel | None:
         """The ready model of one explicit version, or None (no error: for reporting)."""
         return self._routes.get((name, version)) if version else None

@@ -191,6 +191,13 @@ class ServedModel:
         self._warm_up(source.path)
         self._inline = InlinePolicy.decide(config, loaded.instance_count, self._time_warm_call())
         self._executor.start()
+        # Served by the native front end without Python when the native engine runs it and no
+        # per-request Python policy applies (preserve_ordering hands out answers in Python).
+        self.native_route: _core.NativeRoute | None = (
+            self._executor.route(self._codec)
+            if isinstance(self._executor, NativeExecutor) and self._in_order is None
+            else None
+        )
         self.report = LoadReport(self.provider, tuple(ignored), time.perf_counter() - started)
 
     def _warm_up(self, model_dir: Path) -> None:

@@ -149,6 +149,11 @@ class NativeExecutor:
         """No executor thread is running a batch right now."""
         return self._core.idle
 
+    def route(self, codec: _core.InferCodec) -> _core.NativeRoute:
+        """A route for the native gRPC front end: requests `codec` takes, queued for these
+        executor threads and answered by them without Python."""
+        return _core.NativeRoute(codec, self._core)
+
     def call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         """A call on `feeds` (numpy, by input name) prepared once and run without the GIL each
         time it is called (warm-up and its timing, from a loading thread)."""

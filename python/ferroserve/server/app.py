@@ -15,6 +15,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
+from ferroserve import _core
 from ferroserve._proto import POOL
 from ferroserve._proto.service import SERVICE_NAME, add_inference_service
 from ferroserve.metrics.recorder import MetricsRecorder
@@ -55,6 +56,12 @@ class ServerOptions:
     """Models to load at start; None loads every model in the repository."""
     metrics: MetricsOptions | None = None
     """None: no metrics snapshot and no sidecar."""
+    frontend: str = "native"
+    """"native": the Rust front end listens and answers inference for natively run models,
+    forwarding every other call to the grpc.aio server on a Unix socket; "python": grpc.aio
+    listens itself (docs/architecture.md)."""
+    frontend_threads: int = 1
+    """Threads of the native front end."""
 
 
 class Server:
@@ -63,8 +70,10 @@ class Server:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.health = HealthReporter(lambda: self.service.server_ready())
+        if options.frontend not in ("native", "python"):
+            raise ValueError(f"frontend must be 'native' or 'python', got '{options.frontend}'")
         self.registry = ModelRegistry(
-            ModelRepository(options.model_repository), on_change=self.health.model_changed
+            ModelRepository(options.model_repository), on_change=self._model_changed
         )
         self.service = InferenceService(self.registry, options.allow_empty)
         self.rpcs = RpcCounter()
@@ -82,6 +91,8 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
         _enable_reflection(self.grpc)
         self.port = 0
+        self.frontend: _core.Frontend | None = None
+        self._socket_dir: tempfile.TemporaryDirectory[str] | None = None
         self.recorder: MetricsRecorder | None = None
         self.sidecar: SidecarSupervisor | None = None
         self._metrics_tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -100,13 +111,52 @@ class Server:
             )
             self.sidecar.start()
 
+    def _model_changed(self, name: str, ready: bool) -> None:
+        self.health.model_changed(name, ready)
+        self._publish_routes()
+
+    def _publish_routes(self) -> None:
+        """Hands the native front end every ready version it can answer itself."""
+        if self.frontend is None:
+            return
+        self.frontend.set_routes(
+            [
+                (name, version, model.native_route)
+                for (name, version), model in self.registry.routes().items()
+                if model.native_route is not None
+            ]
+        )
+
+    async def _bind(self) -> None:
+        address = f"{self.options.host}:{self.options.grpc_port}"
+        if self.options.frontend == "python":
+            self.port = self.grpc.add_insecure_port(address)
+            if self.port == 0:
+                raise OSError(f"cannot bind gRPC to {address}")
+            await self.grpc.start()
+            return
+        self._socket_dir = tempfile.TemporaryDirectory(prefix="ferroserve-grpc-")
+        socket_path = Path(self._socket_dir.name) / "backend.sock"
+        if self.grpc.add_insecure_port(f"unix:{socket_path}") == 0:
+            raise OSError(f"cannot bind the gRPC backend socket {socket_path}")
+        await self.grpc.start()
+        try:
+            self.frontend = _core.Frontend.start(
+                address,
+                str(socket_path),
+                max_message_bytes=self.options.max_message_bytes,
+                threads=self.options.frontend_threads,
+            )
+        except OSError:
+            await self.grpc.stop(None)
+            raise
+        self.port = self.frontend.port
+        self.rpcs.add_source(self.frontend.rpc_counts)
+        self._publish_routes()
+
     async def start(self) -> int:
         """Binds, starts answering (live, not yet ready), then loads the models."""
-        address = f"{self.options.host}:{self.options.grpc_port}"
-        self.port = self.grpc.add_insecure_port(address)
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC to {address}")
-        await self.grpc.start()
+        await self._bind()
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
         await self.health.refresh()
@@ -134,6 +184,8 @@ class Server:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.health.shutdown()
+        if self.frontend is not None:
+            await asyncio.to_thread(self.frontend.stop, grace_s)
         await self.grpc.stop(grace_s)
         await self.registry.unload_all()
         if self.recorder is not None:
@@ -142,6 +194,8 @@ class Server:
             await self.sidecar.stop()
         if self._metrics_tmp is not None:
             self._metrics_tmp.cleanup()
+        if self._socket_dir is not None:
+            self._socket_dir.cleanup()
 
 
 def _enable_reflection(server: grpc.aio.Server) -> None:

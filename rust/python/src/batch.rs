@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::exceptions::{InternalError, OrRaise};
-use crate::queue::HeldBytes;
+use crate::queue::{HeldBytes, PyWaiter, host_tokens};
 
 /// Requests to execute together.
 #[pyclass(frozen, module = "ferroserve._core")]
@@ -41,7 +41,7 @@ impl Batch {
     /// inputs become uint8 arrays that own the Rust vectors (no copy).
     pub(crate) fn new(
         py: Python<'_>,
-        batch: batcher::Batch<HeldBytes, Py<PyAny>>,
+        batch: batcher::Batch<HeldBytes, PyWaiter>,
     ) -> PyResult<Self> {
         let inputs = batch
             .inputs
@@ -60,10 +60,10 @@ impl Batch {
             .map(|duration| u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
         Ok(Batch {
             size: batch.splitter.size(),
-            tokens: PyList::new(py, batch.tokens)?.unbind(),
+            tokens: PyList::new(py, host_tokens(batch.tokens))?.unbind(),
             request_ids: PyList::new(py, batch.ids)?.unbind(),
             request_rows: PyList::new(py, batch.splitter.rows())?.unbind(),
-            rejected: PyList::new(py, batch.rejected)?.unbind(),
+            rejected: PyList::new(py, host_tokens(batch.rejected))?.unbind(),
             queue_ns: PyList::new(py, queue_ns)?.unbind(),
             inputs,
             splitter: batch.splitter,

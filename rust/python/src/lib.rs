@@ -4,6 +4,7 @@
 
 mod batch;
 mod exceptions;
+mod frontend;
 mod gil;
 mod queue;
 mod runtime;
@@ -66,5 +67,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wire::InferCodec>()?;
     m.add_class::<runtime::OrtModel>()?;
     m.add_class::<runtime::OrtExecutor>()?;
+    m.add_class::<frontend::NativeRoute>()?;
+    m.add_class::<frontend::Frontend>()?;
     Ok(())
 }

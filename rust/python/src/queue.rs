@@ -17,6 +17,8 @@ use crate::batch::Batch;
 use crate::exceptions::{InvalidInputError, OrRaise, UnavailableError};
 use crate::gil::{Work, without_gil};
 use crate::wire::InferRequestView;
+use ferroserve_runtime::Waiter;
+use ort::value::DynTensor;
 
 /// What `submit` accepts as a request's inputs.
 #[derive(FromPyObject)]
@@ -37,19 +39,28 @@ impl SubmittedInputs<'_> {
     }
 }
 
-/// A Python bytes object held by a queued request, readable without the GIL.
+/// What keeps a queued input's bytes alive.
+enum Owner {
+    /// A Python bytes object (the Python path).
+    Python(Py<PyBytes>),
+    /// A received message (the native front end); only held, `data` points into it.
+    Native(#[allow(dead_code)] bytes::Bytes),
+}
+
+/// A queued request's input bytes, readable without the GIL: part of a Python bytes object or
+/// of a message the native front end received.
 pub(crate) struct HeldBytes {
-    /// Keeps the object (and so its buffer) alive.
-    object: Py<PyBytes>,
-    /// Start of the object's immutable buffer.
+    /// Keeps the buffer alive.
+    object: Owner,
+    /// Start of the held, immutable bytes.
     data: *const u8,
-    /// Its length.
+    /// Their length.
     len: usize,
 }
 
-// SAFETY: `data` points into the buffer of a bytes object that `object` keeps alive; bytes
-// objects are immutable and never move their buffer, so reading it from any thread, with or
-// without the GIL, is sound. `Py<PyBytes>` itself is Send and Sync.
+// SAFETY: `data` points into the buffer of a bytes object or of a `bytes::Bytes` that `object`
+// keeps alive; both are immutable and never move their buffer, so reading it from any thread,
+// with or without the GIL, is sound. `Py<PyBytes>` and `Bytes` are Send and Sync.
 unsafe impl Send for HeldBytes {}
 // SAFETY: see `Send`: the buffer is only ever read.
 unsafe impl Sync for HeldBytes {}
@@ -59,7 +70,7 @@ impl HeldBytes {
     fn new(bytes: &Bound<'_, PyBytes>) -> Self {
         let slice = bytes.as_bytes();
         HeldBytes {
-            object: bytes.clone().unbind(),
+            object: Owner::Python(bytes.clone().unbind()),
             data: slice.as_ptr(),
             len: slice.len(),
         }
@@ -69,7 +80,7 @@ impl HeldBytes {
     pub(crate) fn slice(bytes: &Bound<'_, PyBytes>, range: std::ops::Range<usize>) -> Self {
         let slice = &bytes.as_bytes()[range];
         HeldBytes {
-            object: bytes.clone().unbind(),
+            object: Owner::Python(bytes.clone().unbind()),
             data: slice.as_ptr(),
             len: slice.len(),
         }
@@ -78,24 +89,38 @@ impl HeldBytes {
     /// A bytes object with exactly these bytes: the held object itself, or a copy of the part
     /// of it that is held.
     pub(crate) fn into_object(self, py: Python<'_>) -> Py<PyBytes> {
-        if self.object.bind(py).as_bytes().len() == self.len {
-            self.object
-        } else {
-            PyBytes::new(py, self.as_ref()).unbind()
+        match self.object {
+            Owner::Python(object) if object.bind(py).as_bytes().len() == self.len => object,
+            _ => PyBytes::new(py, self.as_ref()).unbind(),
+        }
+    }
+}
+
+impl ferroserve_frontend::MessageInput for HeldBytes {
+    fn from_message(message: &bytes::Bytes, range: std::ops::Range<usize>) -> Self {
+        let part = message.slice(range);
+        HeldBytes {
+            data: part.as_ptr(),
+            len: part.len(),
+            object: Owner::Native(part),
         }
     }
 }
 
 impl AsRef<[u8]> for HeldBytes {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: `data`/`len` describe the live, immutable buffer of `object` (see `Send`);
-        // CPython never gives a bytes object a null buffer, even an empty one.
+        // SAFETY: `data`/`len` describe the live, immutable buffer `object` keeps (see
+        // `Send`); neither CPython nor `Bytes` gives a null pointer, even for empty data.
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
 }
 
+/// Who waits for a queued request: a Python future (answered through the event loop's pipe)
+/// or the native front end (answered from the executor thread).
+pub(crate) type PyWaiter = Waiter<Py<PyAny>, DynTensor>;
+
 /// The Rust queue with Python types plugged in.
-pub(crate) type Queue = batcher::BatchQueue<HeldBytes, Py<PyAny>>;
+pub(crate) type Queue = batcher::BatchQueue<HeldBytes, PyWaiter>;
 
 /// Triton `ModelQueuePolicy` of one priority level.
 #[pyclass(frozen, module = "ferroserve._core")]
@@ -282,7 +307,7 @@ impl BatchQueue {
         let request = Request {
             inputs: inputs.hold(py),
             shapes,
-            token,
+            token: Waiter::Host(token),
             priority: non_negative("priority", priority)?,
             timeout_us: non_negative("timeout_us", timeout_us)?,
             deadline,
@@ -313,9 +338,10 @@ impl BatchQueue {
         self.queue.cancel(request_id)
     }
 
-    /// Stops accepting requests; returns the tokens of requests removed without running.
+    /// Stops accepting requests; returns the tokens of requests removed without running
+    /// (native front-end requests among them learn it from their dropped channel).
     fn close(&self, drain: bool) -> Vec<Py<PyAny>> {
-        self.queue.close(drain)
+        host_tokens(self.queue.close(drain))
     }
 
     /// Records one executed batch.
@@ -423,4 +449,16 @@ impl BatchQueue {
             self.queue.pending()
         )
     }
+}
+
+/// The Python tokens among `waiters`; native waiters are dropped, which tells their callers the
+/// request ended without an answer.
+pub(crate) fn host_tokens(waiters: Vec<PyWaiter>) -> Vec<Py<PyAny>> {
+    waiters
+        .into_iter()
+        .filter_map(|waiter| match waiter {
+            Waiter::Host(token) => Some(token),
+            Waiter::Native(_) => None,
+        })
+        .collect()
 }

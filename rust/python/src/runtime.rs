@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferroserve_runtime::{
-    Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel, RuntimeError,
-    SessionSettings, TensorInfo,
+    Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel, Routed,
+    RuntimeError, SessionSettings, TensorInfo,
 };
 use ort::value::DynTensor;
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
@@ -16,10 +16,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::exceptions::{DeadlineExceededError, InternalError, InvalidInputError};
-use crate::queue::{BatchQueue, HeldBytes, SubmittedInputs};
+use crate::queue::{BatchQueue, HeldBytes, PyWaiter, SubmittedInputs};
 
-/// Answers of one model version on their way to the event loop.
-type Answers = Completions<Py<PyAny>, DynTensor>;
+/// Answers of one model version: Python's on their way to the event loop, the native front
+/// end's handed over directly.
+type Answers = Routed<Py<PyAny>, DynTensor>;
 
 /// The exception for a runtime error: NotImplementedError where the native engine cannot run
 /// the model here (the caller then uses onnxruntime's Python binding).
@@ -132,7 +133,14 @@ pub(crate) struct OrtExecutor {
     layout: Layout,
     completions: Arc<Answers>,
     /// Set by `start`.
-    executor: OnceLock<Executor<HeldBytes, Py<PyAny>, Model>>,
+    executor: OnceLock<Executor<HeldBytes, PyWaiter, Model>>,
+}
+
+impl OrtExecutor {
+    /// The queue its executor threads serve.
+    pub(crate) fn shared_queue(&self) -> Arc<crate::queue::Queue> {
+        self.queue.get().shared()
+    }
 }
 
 #[pymethods]
@@ -163,7 +171,7 @@ impl OrtExecutor {
                 input_reshapes,
                 output_reshapes,
             },
-            completions: Arc::new(completions),
+            completions: Arc::new(Routed::new(completions)),
             executor: OnceLock::new(),
         })
     }
@@ -177,7 +185,7 @@ impl OrtExecutor {
             &self.name,
             self.queue.get().shared(),
             Arc::clone(&self.model),
-            Arc::clone(&self.completions),
+            Arc::clone(&self.completions) as _,
             self.layout.clone(),
         )
         .map_err(|error| PyRuntimeError::new_err(format!("cannot start a thread: {error}")))?;
@@ -188,13 +196,13 @@ impl OrtExecutor {
     /// The pipe to watch: readable while answers wait for `settle`.
     fn fileno(&self) -> i32 {
         use std::os::fd::AsRawFd;
-        self.completions.reader().as_raw_fd()
+        self.completions.host().reader().as_raw_fd()
     }
 
     /// Hands every waiting answer to its future (set_result with (buffers, shapes), or
     /// set_exception); futures already done are skipped. Returns how many were waiting.
     fn settle(&self, py: Python<'_>) -> PyResult<usize> {
-        let answers = self.completions.take();
+        let answers = self.completions.host().take();
         let count = answers.len();
         for (future, answer) in answers {
             let future = future.bind(py);

@@ -78,6 +78,18 @@ pub(crate) struct InferCodec {
     output_datatypes: Vec<String>,
 }
 
+impl InferCodec {
+    /// (model name, version label, signature, output datatypes), for a native route.
+    pub(crate) fn parts(&self) -> (String, String, FastSignature, Vec<String>) {
+        (
+            self.model_name.clone(),
+            self.model_version.clone(),
+            self.signature.clone(),
+            self.output_datatypes.clone(),
+        )
+    }
+}
+
 /// A request the fast path takes: per input (signature order) its byte offset and length in
 /// the message and its shape; the rows in dim 0; the requested outputs' indices.
 type MatchedRequest = (Vec<(usize, usize)>, Vec<Vec<i64>>, i64, Vec<usize>);

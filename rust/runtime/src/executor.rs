@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use ferroserve_batcher::{Batch, BatchQueue, NextBatch};
 
 use crate::completions::Completed;
-use crate::{Answer, Completions, Failure, Layout, RuntimeError};
+use crate::{Answer, Deliver, Failure, Layout, RuntimeError};
 
 /// One input of a call: C-contiguous bytes and the shape to run with.
 #[derive(Debug, Clone, Copy)]
@@ -90,7 +90,7 @@ struct Shared<B, T, E: Engine> {
     model: String,
     queue: Arc<BatchQueue<B, T>>,
     engine: Arc<E>,
-    completions: Arc<Completions<T, E::Output>>,
+    completions: Arc<dyn Deliver<T, E::Output>>,
     layout: Layout,
     /// Batches running now.
     busy: AtomicUsize,
@@ -117,7 +117,7 @@ where
         model: &str,
         queue: Arc<BatchQueue<B, T>>,
         engine: Arc<E>,
-        completions: Arc<Completions<T, E::Output>>,
+        completions: Arc<dyn Deliver<T, E::Output>>,
         layout: Layout,
     ) -> std::io::Result<Self> {
         let instances = engine.instances();
@@ -180,7 +180,7 @@ impl<B, T, E: Engine> Executor<B, T, E> {
 }
 
 /// One thread's loop.
-fn serve<B, T, E>(shared: &Shared<B, T, E>, instance: usize)
+fn serve<B, T: 'static, E>(shared: &Shared<B, T, E>, instance: usize)
 where
     B: AsRef<[u8]>,
     E: Engine,
@@ -195,12 +195,12 @@ where
                 let rejected = std::mem::take(&mut batch.rejected)
                     .into_iter()
                     .map(|token| (token, Err(Failure::DeadlineExceeded(timed_out.clone()))));
-                shared.completions.push(rejected);
+                shared.completions.deliver(rejected.collect());
                 if !batch.tokens.is_empty() {
                     shared.busy.fetch_add(1, Ordering::AcqRel);
                     let answers = execute(shared, instance, batch);
                     shared.busy.fetch_sub(1, Ordering::AcqRel);
-                    shared.completions.push(answers);
+                    shared.completions.deliver(answers);
                 }
             }
         }

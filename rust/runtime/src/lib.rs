@@ -9,9 +9,11 @@ mod error;
 mod executor;
 mod layout;
 mod model;
+mod waiter;
 
 pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
 pub use layout::Layout;
 pub use model::{Model, OptimizationLevel, SessionSettings, TensorInfo};
+pub use waiter::{Deliver, NativeAnswer, Routed, Waiter};

@@ -118,7 +118,7 @@ fn setup(config: BatcherConfig, gate: Option<Arc<Barrier>>) -> Setup {
         "m",
         Arc::clone(&queue),
         Arc::clone(&engine),
-        Arc::clone(&done),
+        Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         layout(),
     )
     .unwrap();
@@ -244,7 +244,7 @@ fn an_unbatched_model_gets_its_whole_output() {
         "m",
         Arc::clone(&queue),
         engine,
-        Arc::clone(&done),
+        Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         unbatched,
     )
     .unwrap();

@@ -233,6 +233,30 @@ fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView,
     Ok(output)
 }
 
+/// Request parameters that change nothing for a model that is not decoupled, so a request
+/// carrying only these still takes the fast path. perf_analyzer sends
+/// `triton_enable_empty_final_response` with every request; it only asks decoupled models for
+/// an empty final response, and the Python path ignores it too.
+const IGNORABLE_PARAMETERS: [&[u8]; 1] = [b"triton_enable_empty_final_response"];
+
+/// Whether the `parameters` map entry at `entry` has a key from `IGNORABLE_PARAMETERS`; false
+/// for a malformed entry (the general path's protobuf parser then words the error).
+fn ignorable_parameter(data: &[u8], entry: Range<usize>) -> bool {
+    let mut reader = Reader::new(data, entry);
+    let mut key = 0..0;
+    loop {
+        match reader.field() {
+            Ok(Some((1, wire_type, payload))) => match string_field(data, 1, wire_type, payload) {
+                Ok(range) => key = range,
+                Err(_) => return false,
+            },
+            Ok(Some(_)) => {}
+            Ok(None) => return IGNORABLE_PARAMETERS.contains(&&data[key]),
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Parses a serialized `ModelInferRequest`. Repeated scalar fields are read packed or not;
 /// for a singular field given twice the last one wins, as in every protobuf parser.
 pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
@@ -244,8 +268,10 @@ pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
             2 => request.model_version = string_field(data, field, wire_type, payload)?,
             3 => request.id = string_field(data, field, wire_type, payload)?,
             4 => {
-                bytes_field(field, wire_type, payload)?;
-                request.has_parameters = true;
+                let entry = bytes_field(field, wire_type, payload)?;
+                if !ignorable_parameter(data, entry) {
+                    request.has_parameters = true;
+                }
             }
             5 => {
                 let range = bytes_field(field, wire_type, payload)?;
@@ -490,6 +516,25 @@ pub fn encode_infer_response(
     out
 }
 
+/// Writes a `ModelStreamInferResponse` that reports a failed request: `error_message`, and an
+/// `infer_response` naming the request's model, version and id, as protobuf would write it.
+pub fn encode_stream_error(
+    model_name: &[u8],
+    model_version: &[u8],
+    id: &[u8],
+    message: &str,
+) -> Vec<u8> {
+    let body = string_len(1, model_name) + string_len(2, model_version) + string_len(3, id);
+    let mut out = Vec::with_capacity(string_len(1, message.as_bytes()) + field_len(2, body));
+    put_string(&mut out, 1, message.as_bytes());
+    put_varint(&mut out, (2 << 3) | LENGTH_DELIMITED);
+    put_varint(&mut out, body as u64);
+    put_string(&mut out, 1, model_name);
+    put_string(&mut out, 2, model_version);
+    put_string(&mut out, 3, id);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +687,26 @@ mod tests {
         assert!(view.inputs[0].has_contents);
         assert_eq!(text(&message, &view.outputs[0].name), "y");
         assert!(view.outputs[0].has_parameters);
+    }
+
+    #[test]
+    fn perf_analyzers_final_response_flag_is_not_a_parameter() {
+        let flag = bytes(1, b"triton_enable_empty_final_response");
+        let value = [key(8, VARINT), vec![1]].concat(); // InferParameter.bool_param = true
+        let entry = [flag, bytes(2, &value)].concat();
+        let message = [bytes(1, b"mlp"), bytes(4, &entry)].concat();
+        assert!(
+            !parse_infer_request(&message)
+                .expect("parses")
+                .has_parameters
+        );
+        let priority = [bytes(1, b"priority"), bytes(2, &value)].concat();
+        let message = [bytes(4, &entry), bytes(4, &priority)].concat();
+        assert!(
+            parse_infer_request(&message)
+                .expect("parses")
+                .has_parameters
+        );
     }
 
     #[test]

@@ -1,0 +1,301 @@
+//! gRPC over HTTP/2, the parts the front end needs: status codes and trailers, the 5-byte
+//! message framing, and the `grpc-timeout` header.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
+
+/// gRPC status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// 0.
+    Ok = 0,
+    /// 1: the client went away.
+    Cancelled = 1,
+    /// 2.
+    Unknown = 2,
+    /// 3.
+    InvalidArgument = 3,
+    /// 4.
+    DeadlineExceeded = 4,
+    /// 5.
+    NotFound = 5,
+    /// 6.
+    AlreadyExists = 6,
+    /// 7.
+    PermissionDenied = 7,
+    /// 8: a queue or message size limit.
+    ResourceExhausted = 8,
+    /// 9.
+    FailedPrecondition = 9,
+    /// 10.
+    Aborted = 10,
+    /// 11.
+    OutOfRange = 11,
+    /// 12.
+    Unimplemented = 12,
+    /// 13.
+    Internal = 13,
+    /// 14.
+    Unavailable = 14,
+    /// 15.
+    DataLoss = 15,
+    /// 16.
+    Unauthenticated = 16,
+}
+
+impl Code {
+    /// Every code, by number.
+    pub const ALL: [Code; 17] = [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
+    /// The code numbered `number` (UNKNOWN for a number gRPC does not define).
+    pub fn from_number(number: u16) -> Code {
+        Code::ALL
+            .get(usize::from(number))
+            .copied()
+            .unwrap_or(Code::Unknown)
+    }
+
+    /// The canonical name (`grpc.StatusCode` names), as metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+}
+
+/// A call's final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The code.
+    pub code: Code,
+    /// What happened and what to fix.
+    pub message: String,
+}
+
+impl Status {
+    /// A status with a message.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Status {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// OK.
+    pub fn ok() -> Self {
+        Status::new(Code::Ok, "")
+    }
+
+    /// `grpc-status` and `grpc-message` headers (trailers, or a trailers-only response's
+    /// headers).
+    pub fn to_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(2);
+        self.write_headers(&mut headers);
+        headers
+    }
+
+    /// Adds `grpc-status` and, when there is one, `grpc-message` to `headers`.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert("grpc-status", HeaderValue::from(self.code as u16));
+        if !self.message.is_empty()
+            && let Ok(value) = HeaderValue::from_maybe_shared(percent_encode(&self.message))
+        {
+            headers.insert("grpc-message", value);
+        }
+    }
+}
+
+/// gRPC's percent-encoding of `grpc-message`: printable ASCII except '%' stays, every other
+/// byte of the UTF-8 becomes %XX.
+pub fn percent_encode(message: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(message.len());
+    for &byte in message.as_bytes() {
+        if (0x20..=0x7E).contains(&byte) && byte != b'%' {
+            out.put_u8(byte);
+        } else {
+            out.extend_from_slice(format!("%{byte:02X}").as_bytes());
+        }
+    }
+    out.freeze()
+}
+
+/// A `grpc-timeout` value ("100m", "5S", ...: up to 8 digits and a unit), or None when it is
+/// not one.
+pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount.checked_mul(3600)?),
+        b'M' => Duration::from_secs(amount.checked_mul(60)?),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// One message with its length prefix (uncompressed).
+pub fn frame(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + message.len());
+    out.put_u8(0);
+    out.put_u32(u32::try_from(message.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(message);
+    out.freeze()
+}
+
+/// A framed message as read off a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Whether the sender compressed it (the native path leaves those to the backend).
+    pub compressed: bool,
+    /// The message bytes (without the prefix).
+    pub data: Bytes,
+}
+
+/// Splits a byte stream into length-prefixed messages.
+#[derive(Debug, Default)]
+pub struct Deframer {
+    buffer: BytesMut,
+}
+
+impl Deframer {
+    /// Adds received bytes.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole message, None until one is complete; an error when its declared length
+    /// is over `limit`.
+    pub fn next_message(&mut self, limit: usize) -> Result<Option<Message>, Status> {
+        if self.buffer.len() < 5 {
+            return Ok(None);
+        }
+        let compressed = self.buffer[0] != 0;
+        let len = u32::from_be_bytes([
+            self.buffer[1],
+            self.buffer[2],
+            self.buffer[3],
+            self.buffer[4],
+        ]) as usize;
+        if len > limit {
+            return Err(too_large(len, limit));
+        }
+        if self.buffer.len() < 5 + len {
+            self.buffer.reserve(5 + len - self.buffer.len());
+            return Ok(None);
+        }
+        self.buffer.advance(5);
+        let data = self.buffer.split_to(len).freeze();
+        Ok(Some(Message { compressed, data }))
+    }
+
+    /// Whether bytes of an unfinished message are left.
+    pub fn has_partial(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+}
+
+/// RESOURCE_EXHAUSTED for a message over the size limit, worded like gRPC's own.
+pub fn too_large(len: usize, limit: usize) -> Status {
+    Status::new(
+        Code::ResourceExhausted,
+        format!(
+            "Received message larger than max ({len} vs. {limit}); raise the server's \
+             --max-message-bytes or send smaller requests"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_in_every_unit() {
+        assert_eq!(parse_timeout(b"100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_timeout(b"5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_timeout(b"7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_timeout(b"9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(parse_timeout(b"m"), None);
+        assert_eq!(parse_timeout(b"123456789m"), None);
+        assert_eq!(parse_timeout(b"1x"), None);
+        assert_eq!(parse_timeout(b"-1m"), None);
+    }
+
+    #[test]
+    fn messages_split_across_chunks_come_out_whole() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&frame(b"hello"));
+        stream.extend_from_slice(&frame(b""));
+        stream.extend_from_slice(&frame(&[7; 300]));
+        let mut deframer = Deframer::default();
+        let mut out = Vec::new();
+        for chunk in stream.chunks(3) {
+            deframer.push(chunk);
+            while let Some(message) = deframer.next_message(1000).expect("within limit") {
+                out.push(message.data);
+            }
+        }
+        assert_eq!(out, vec![&b"hello"[..], &b""[..], &[7u8; 300][..]]);
+        assert!(!deframer.has_partial());
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_it_arrives() {
+        let mut deframer = Deframer::default();
+        deframer.push(&[0, 0, 0, 4, 0]);
+        let error = deframer.next_message(1000).expect_err("over the limit");
+        assert_eq!(error.code, Code::ResourceExhausted);
+        assert!(error.message.contains("1024 vs. 1000"), "{}", error.message);
+    }
+
+    #[test]
+    fn messages_are_percent_encoded() {
+        assert_eq!(&percent_encode("a b%c\né")[..], b"a b%25c%0A%C3%A9");
+        let headers = Status::new(Code::Internal, "boom").to_headers();
+        assert_eq!(headers["grpc-status"], "13");
+        assert_eq!(headers["grpc-message"], "boom");
+    }
+}

@@ -1,0 +1,222 @@
+//! `NativeRoute`: a model version run by native executor threads, answered without Python:
+//! match the request against the signature, queue its raw inputs in place (no copy), await the
+//! executor's answer on a channel, write the response.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferroserve_batcher::{BatchQueue, ErrorKind, Outcome, Request};
+use ferroserve_runtime::{Answer, Failure, NativeAnswer, OutputTensor, Waiter};
+use ferroserve_tensor::wire::{self, FastSignature, InferRequestView};
+use tokio::sync::oneshot;
+
+use crate::grpc::{Code, Status};
+use crate::routes::{InferRoute, PendingInfer};
+
+/// A queued input held from the received message.
+pub trait MessageInput: AsRef<[u8]> + Send + Sync + 'static {
+    /// The part `range` of `message`, without copying it.
+    fn from_message(message: &Bytes, range: Range<usize>) -> Self;
+}
+
+impl MessageInput for Bytes {
+    fn from_message(message: &Bytes, range: Range<usize>) -> Self {
+        message.slice(range)
+    }
+}
+
+/// One model version served natively.
+pub struct NativeRoute<B, P, O> {
+    /// `model_name` in responses.
+    model_name: String,
+    /// `model_version` in responses.
+    model_version: String,
+    /// What requests the native path takes.
+    signature: FastSignature,
+    /// Output datatypes, in signature order.
+    output_datatypes: Vec<String>,
+    /// The version's batch queue, served by its executor threads.
+    queue: Arc<BatchQueue<B, Waiter<P, O>>>,
+}
+
+impl<B, P, O> NativeRoute<B, P, O> {
+    /// A route to `queue`, whose executor threads answer `Waiter::Native` waiters; outputs are
+    /// in signature order.
+    pub fn new(
+        model_name: String,
+        model_version: String,
+        signature: FastSignature,
+        output_datatypes: Vec<String>,
+        queue: Arc<BatchQueue<B, Waiter<P, O>>>,
+    ) -> Self {
+        NativeRoute {
+            model_name,
+            model_version,
+            signature,
+            output_datatypes,
+            queue,
+        }
+    }
+}
+
+/// The gRPC status and statistics outcome of a refused submit.
+fn refused(kind: ErrorKind) -> (Code, Outcome) {
+    match kind {
+        ErrorKind::InvalidInput => (Code::InvalidArgument, Outcome::Invalid),
+        ErrorKind::ResourceExhausted => (Code::ResourceExhausted, Outcome::Rejected),
+        ErrorKind::Unavailable => (Code::Unavailable, Outcome::Unavailable),
+        ErrorKind::Internal => (Code::Internal, Outcome::Internal),
+    }
+}
+
+/// Records a request's end exactly once; a request dropped before it ended (the client went
+/// away) leaves the queue and counts as cancelled.
+struct InFlight<'a, B: AsRef<[u8]>, T> {
+    queue: &'a BatchQueue<B, T>,
+    id: u64,
+    started: Instant,
+    ended: bool,
+}
+
+impl<B: AsRef<[u8]>, T> InFlight<'_, B, T> {
+    fn end(&mut self, outcome: Outcome) {
+        self.ended = true;
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.queue.record_request(outcome, nanos);
+    }
+}
+
+impl<B: AsRef<[u8]>, T> Drop for InFlight<'_, B, T> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.queue.cancel(self.id);
+            self.end(Outcome::Cancelled);
+        }
+    }
+}
+
+impl<B, P, O> NativeRoute<B, P, O>
+where
+    OutputTensor<O>: AsRef<[u8]>,
+{
+    /// The serialized response for `message`'s outputs `wanted`.
+    fn encode(
+        &self,
+        message: &[u8],
+        view: &InferRequestView,
+        wanted: &[usize],
+        answer: &Answer<O>,
+        stream: bool,
+    ) -> Vec<u8> {
+        let outputs: Vec<wire::OutputTensor<'_>> = wanted
+            .iter()
+            .map(|&index| {
+                let (range, shape) = &answer.parts[index];
+                wire::OutputTensor {
+                    name: &self.signature.outputs[index],
+                    datatype: &self.output_datatypes[index],
+                    shape,
+                    raw: &answer.outputs[index].as_ref()[range.clone()],
+                }
+            })
+            .collect();
+        wire::encode_infer_response(
+            self.model_name.as_bytes(),
+            self.model_version.as_bytes(),
+            &message[view.id.clone()],
+            &outputs,
+            stream,
+        )
+    }
+}
+
+impl<B, P, O> InferRoute for NativeRoute<B, P, O>
+where
+    B: MessageInput,
+    P: Send + 'static,
+    O: Send + Sync + 'static,
+    OutputTensor<O>: AsRef<[u8]>,
+{
+    fn infer(
+        self: Arc<Self>,
+        message: Bytes,
+        view: InferRequestView,
+        deadline: Option<Instant>,
+        stream: bool,
+    ) -> Option<PendingInfer> {
+        let matched = wire::match_request(&message, &view, &self.signature)?;
+        let started = Instant::now();
+        let inputs = view
+            .raw_input_contents
+            .iter()
+            .map(|range| B::from_message(&message, range.clone()))
+            .collect();
+        let (sender, receiver) = oneshot::channel::<NativeAnswer<O>>();
+        let submitted = self.queue.submit(Request {
+            inputs,
+            shapes: matched.shapes,
+            token: Waiter::Native(sender),
+            priority: 0,
+            timeout_us: 0,
+            deadline,
+        });
+        let id = match submitted {
+            Ok(id) => id,
+            Err(error) => {
+                let (code, outcome) = refused(error.kind());
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.queue.record_request(outcome, nanos);
+                let status = Status::new(code, error.to_string());
+                return Some(Box::pin(async move { Err(status) }));
+            }
+        };
+        Some(Box::pin(async move {
+            let route = &*self;
+            let mut in_flight = InFlight {
+                queue: &route.queue,
+                id,
+                started,
+                ended: false,
+            };
+            let received = match deadline {
+                None => receiver.await,
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), receiver).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        route.queue.cancel(id);
+                        in_flight.end(Outcome::Timeout);
+                        return Err(Status::new(
+                            Code::DeadlineExceeded,
+                            format!("model '{}': deadline exceeded", route.model_name),
+                        ));
+                    }
+                },
+            };
+            match received {
+                Ok(Ok(answer)) => {
+                    let response = route.encode(&message, &view, &matched.wanted, &answer, stream);
+                    in_flight.end(Outcome::Success);
+                    Ok(response)
+                }
+                Ok(Err(Failure::DeadlineExceeded(message))) => {
+                    in_flight.end(Outcome::Timeout);
+                    Err(Status::new(Code::DeadlineExceeded, message))
+                }
+                Ok(Err(Failure::Internal(message))) => {
+                    in_flight.end(Outcome::Internal);
+                    Err(Status::new(Code::Internal, message))
+                }
+                // The waiter was dropped without an answer: the queue was closed under it.
+                Err(_) => {
+                    in_flight.end(Outcome::Unavailable);
+                    Err(Status::new(
+                        Code::Unavailable,
+                        format!("model '{}' was unloaded", route.model_name),
+                    ))
+                }
+            }
+        }))
+    }
+}
