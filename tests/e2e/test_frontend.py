@@ -1,0 +1,233 @@
+"""The native gRPC front end (`--frontend native`, the default): inference for natively run
+models is answered in Rust, every other call is forwarded to the grpc.aio server behind it.
+These tests run a server in-process so they can see which side answered each call
+(`Frontend.rpc_counts()` against the Python server's own counter)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from ferroserve.models import mlp_model
+from ferroserve.server.app import MetricsOptions, Server, ServerOptions
+from support.models import reference
+from support.repository import add_model, model_file
+from tritonclient.grpc import service_pb2 as pb
+
+pytestmark = pytest.mark.timeout(60)
+SERVICE = "/inference.GRPCInferenceService"
+ORDERED_CONFIG = """
+name: "mlp_ordered"
+max_batch_size: 8
+input [{ name: "input" data_type: TYPE_FP32 dims: [64] }]
+output [{ name: "output" data_type: TYPE_FP32 dims: [10] }]
+dynamic_batching { preserve_ordering: true }
+"""
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("frontend-repository")
+    add_model(root, "mlp", mlp_model())
+    add_model(root, "mlp_ordered", mlp_model(), ORDERED_CONFIG)
+    return root
+
+
+def rows(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 64)).astype(np.float32)
+
+
+def request(
+    model: str, data: np.ndarray, request_id: str, **parameters: Any
+) -> pb.ModelInferRequest:
+    message = pb.ModelInferRequest(model_name=model, id=request_id)
+    message.inputs.add(name="input", datatype="FP32", shape=list(data.shape))
+    message.raw_input_contents.append(data.tobytes())
+    for key, value in parameters.items():
+        if isinstance(value, bool):
+            message.parameters[key].bool_param = value
+        else:
+            message.parameters[key].int64_param = value
+    return message
+
+
+def native_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
+    assert server.frontend is not None
+    return {code: n for m, _, code, n in server.frontend.rpc_counts() if m == method}
+
+
+def python_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
+    native = native_calls(server, method)
+    merged = {key[3]: n for key, n in server.rpcs.counts().items() if key[1] == method}
+    return {code: n - native.get(code, 0) for code, n in merged.items() if n - native.get(code, 0)}
+
+
+def serve(
+    repository: Path, scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]]
+) -> None:
+    async def main() -> None:
+        # Metrics on (no sidecar): the Python server then counts the calls it answers.
+        options = ServerOptions(
+            repository,
+            grpc_port=0,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            metrics=MetricsOptions(sidecar=False),
+        )
+        server = Server(options)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                await scenario(server, channel)
+        finally:
+            await server.stop(1.0)
+
+    asyncio.run(main())
+
+
+def unary(channel: grpc.aio.Channel) -> Any:
+    return channel.unary_unary(
+        f"{SERVICE}/ModelInfer",
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=pb.ModelInferResponse.FromString,
+    )
+
+
+def test_inference_of_a_native_model_never_reaches_python(repository: Path) -> None:
+    """perf_analyzer's `triton_enable_empty_final_response` parameter keeps a request on the
+    native path; a `priority` parameter (a Python policy) sends it to the Python server.
+    Both answers equal onnxruntime's."""
+    data = rows(3, 1)
+    (expected,) = reference(model_file(repository, "mlp"), {"input": data})
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = unary(channel)
+        plain = await infer(request("mlp", data, "a"))
+        flagged = await infer(
+            request("mlp", data, "b", triton_enable_empty_final_response=True)
+        )
+        assert native_calls(server) == {"OK": 2}
+        assert python_calls(server) == {}
+        prioritised = await infer(request("mlp", data, "c", priority=1))
+        assert native_calls(server) == {"OK": 2}
+        assert python_calls(server) == {"OK": 1}
+        for response, request_id in ((plain, "a"), (flagged, "b"), (prioritised, "c")):
+            assert (response.model_name, response.model_version, response.id) == (
+                "mlp",
+                "1",
+                request_id,
+            )
+            assert list(response.outputs[0].shape) == [3, 10]
+            assert response.raw_output_contents[0] == expected.tobytes()
+
+    serve(repository, scenario)
+
+
+def test_python_policies_and_other_rpcs_are_forwarded(repository: Path) -> None:
+    """A preserve_ordering model, an unknown model and the metadata RPCs are answered by the
+    Python server through the front end, errors included, with their status codes."""
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = unary(channel)
+        ordered = await infer(request("mlp_ordered", rows(1, 2), "o"))
+        assert ordered.id == "o"
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await infer(request("nope", rows(1, 2), "x"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "nope" in (missing.value.details() or "")
+        metadata = channel.unary_unary(
+            f"{SERVICE}/ModelMetadata",
+            request_serializer=pb.ModelMetadataRequest.SerializeToString,
+            response_deserializer=pb.ModelMetadataResponse.FromString,
+        )
+        answer = await metadata(pb.ModelMetadataRequest(name="mlp"))
+        assert [i.name for i in answer.inputs] == ["input"]
+        assert native_calls(server) == {}
+        assert python_calls(server) == {"OK": 1, "NOT_FOUND": 1}
+
+    serve(repository, scenario)
+
+
+def test_one_stream_mixes_native_and_forwarded_requests(repository: Path) -> None:
+    """Requests for a natively run model and for a Python-run one on the same stream: each
+    gets its own answer (by id), failures come back on the stream, and the stream ends OK."""
+    sent = {f"n{i}": ("mlp", rows(1, 10 + i)) for i in range(6)}
+    sent |= {f"p{i}": ("mlp_ordered", rows(1, 20 + i)) for i in range(3)}
+
+    async def messages() -> AsyncIterator[pb.ModelInferRequest]:
+        for request_id, (model, data) in sent.items():
+            yield request(model, data, request_id)
+        yield request("nope", rows(1, 0), "missing")
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        stream = channel.stream_stream(
+            f"{SERVICE}/ModelStreamInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+        answers = {}
+        errors = {}
+        call = stream(messages())
+        async for response in call:
+            if response.error_message:
+                errors[response.infer_response.id] = response.error_message
+            else:
+                answers[response.infer_response.id] = response.infer_response
+        assert await call.code() == grpc.StatusCode.OK
+        assert set(answers) == set(sent)
+        assert list(errors) == ["missing"] and "nope" in errors["missing"]
+        for request_id, (model, data) in sent.items():
+            (expected,) = reference(model_file(repository, model), {"input": data})
+            assert answers[request_id].model_name == model
+            assert answers[request_id].raw_output_contents[0] == expected.tobytes()
+
+    serve(repository, scenario)
+
+
+def test_oversized_request_is_resource_exhausted(repository: Path) -> None:
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        too_big = rows(MAX_MESSAGE_BYTES // 256 + 1, 3)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await unary(channel)(request("mlp", too_big, "big"))
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert str(MAX_MESSAGE_BYTES) in (refused.value.details() or "")
+
+    serve(repository, scenario)
+
+
+def test_port_in_use_is_a_clear_error(repository: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def main() -> None:
+            server = Server(ServerOptions(repository, grpc_port=port, metrics=None))
+            with pytest.raises(OSError, match=f"cannot bind gRPC to 127.0.0.1:{port}"):
+                await server.start()
+            await server.stop(0.1)
+
+        asyncio.run(main())
+
+
+def test_python_frontend_still_serves_everything(repository: Path) -> None:
+    """`--frontend python`: grpc.aio listens itself; no native front end."""
+
+    async def main() -> None:
+        server = Server(ServerOptions(repository, grpc_port=0, metrics=None, frontend="python"))
+        await server.start()
+        try:
+            assert server.frontend is None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                response = await unary(channel)(request("mlp", rows(2, 5), "py"))
+                assert response.id == "py" and list(response.outputs[0].shape) == [2, 10]
+        finally:
+            await server.stop(0.5)
+
+    asyncio.run(main())
