@@ -70,7 +70,9 @@ def python_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
 
 
 def serve(
-    repository: Path, scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]]
+    repository: Path,
+    scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]],
+    threads: int = 1,
 ) -> None:
     async def main() -> None:
         # Metrics on (no sidecar): the Python server then counts the calls it answers.
@@ -79,6 +81,7 @@ def serve(
             grpc_port=0,
             max_message_bytes=MAX_MESSAGE_BYTES,
             metrics=MetricsOptions(sidecar=False),
+            frontend_threads=threads,
         )
         server = Server(options)
         await server.start()
@@ -99,7 +102,8 @@ def unary(channel: grpc.aio.Channel) -> Any:
     )
 
 
-def test_inference_of_a_native_model_never_reaches_python(repository: Path) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inference_of_a_native_model_never_reaches_python(repository: Path, threads: int) -> None:
     """perf_analyzer's `triton_enable_empty_final_response` parameter keeps a request on the
     native path; a `priority` parameter (a Python policy) sends it to the Python server.
     Both answers equal onnxruntime's."""
@@ -109,9 +113,7 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path) -> N
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
         infer = unary(channel)
         plain = await infer(request("mlp", data, "a"))
-        flagged = await infer(
-            request("mlp", data, "b", triton_enable_empty_final_response=True)
-        )
+        flagged = await infer(request("mlp", data, "b", triton_enable_empty_final_response=True))
         assert native_calls(server) == {"OK": 2}
         assert python_calls(server) == {}
         prioritised = await infer(request("mlp", data, "c", priority=1))
@@ -126,7 +128,7 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path) -> N
             assert list(response.outputs[0].shape) == [3, 10]
             assert response.raw_output_contents[0] == expected.tobytes()
 
-    serve(repository, scenario)
+    serve(repository, scenario, threads)
 
 
 def test_python_policies_and_other_rpcs_are_forwarded(repository: Path) -> None:

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use ferroserve_tensor::wire;
 use http::{HeaderMap, Request, Response};
 use http_body::Frame;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -36,6 +36,35 @@ pub struct Service {
 fn deadline(headers: &HeaderMap) -> Option<Instant> {
     let timeout = grpc::parse_timeout(headers.get("grpc-timeout")?.as_bytes())?;
     Instant::now().checked_add(timeout)
+}
+
+/// A unary call's whole body; RESOURCE_EXHAUSTED (with the declared size) as soon as the
+/// message prefix declares more than `limit` bytes, CANCELLED if the client goes away.
+async fn read_unary(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
+    let mut received = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            Status::new(
+                Code::Cancelled,
+                format!("reading the request failed: {error}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received.extend_from_slice(&data);
+        if received.len() >= 5 {
+            let declared =
+                u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
+            if declared > limit {
+                return Err(grpc::too_large(declared, limit));
+            }
+        }
+        if received.len() > limit.saturating_add(5) {
+            return Err(grpc::too_large(received.len() - 5, limit));
+        }
+    }
+    Ok(received.freeze())
 }
 
 /// The one uncompressed message of a unary request body, else None.
@@ -94,20 +123,9 @@ impl Service {
         let deadline = deadline(request.headers());
         let (parts, body) = request.into_parts();
         let count = CallCount::new(&self.counters, Method::ModelInfer);
-        let received = match Limited::new(body, self.max_message_bytes + 5)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) => {
-                let status = if error.is::<LengthLimitError>() {
-                    grpc::too_large(self.max_message_bytes + 1, self.max_message_bytes)
-                } else {
-                    Status::new(
-                        Code::Cancelled,
-                        format!("reading the request failed: {error}"),
-                    )
-                };
+        let received = match read_unary(body, self.max_message_bytes).await {
+            Ok(received) => received,
+            Err(status) => {
                 count.finish(status.code);
                 return status_response(&status);
             }
@@ -144,6 +162,8 @@ struct StreamEnd {
     out: UnboundedSender<Frame<Bytes>>,
     status: Mutex<Status>,
     forwarded: std::sync::atomic::AtomicBool,
+    /// Signalled by the first failure: the reader stops and the stream ends.
+    failed: tokio::sync::Notify,
 }
 
 impl StreamEnd {
@@ -156,6 +176,7 @@ impl StreamEnd {
         let mut current = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         if current.code == Code::Ok {
             *current = status;
+            self.failed.notify_one();
         }
     }
 }
@@ -192,17 +213,26 @@ async fn run_stream(
         out,
         status: Mutex::new(Status::ok()),
         forwarded: false.into(),
+        failed: tokio::sync::Notify::new(),
     });
-    let mut forward: Option<UnboundedSender<Frame<Bytes>>> = None;
+    let mut forward: Option<Forwarded> = None;
     let mut deframer = Deframer::default();
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
-            () = end.out.closed() => return,
+            () = end.failed.notified() => return,
+            () = end.out.closed() => {
+                cancel(forward);
+                return;
+            }
         };
         let data = match frame {
             None => break,
-            Some(Err(_)) => return, // the client reset the stream
+            Some(Err(_)) => {
+                // The client reset the stream: so does the forwarded part.
+                cancel(forward);
+                return;
+            }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
                 Err(_) => continue, // request trailers: nothing to do
@@ -228,14 +258,14 @@ async fn run_stream(
                     tokio::spawn(answer(Arc::clone(&end), message.data, pending));
                 }
                 None => {
-                    let sender = forward.get_or_insert_with(|| {
+                    let forwarded = forward.get_or_insert_with(|| {
                         end.forwarded
                             .store(true, std::sync::atomic::Ordering::Relaxed);
-                        open_forwarded(&service, &parts, Arc::clone(&end))
+                        open_forwarded(&service, &parts, deadline, Arc::clone(&end))
                     });
                     let mut framed = grpc::frame(&message.data).to_vec();
                     framed[0] = u8::from(message.compressed);
-                    let _ = sender.send(Frame::data(Bytes::from(framed)));
+                    let _ = forwarded.requests.send(Frame::data(Bytes::from(framed)));
                 }
             }
         }
@@ -272,21 +302,53 @@ async fn answer(end: Arc<StreamEnd>, message: Bytes, pending: PendingInfer) {
     }
 }
 
+/// The part of a stream forwarded to the Python server.
+struct Forwarded {
+    /// Where its requests go.
+    requests: UnboundedSender<Frame<Bytes>>,
+    /// The task passing its answers on; aborting it drops the forwarded call, which resets
+    /// that stream (the Python server sees a cancellation).
+    answers: tokio::task::AbortHandle,
+}
+
+/// Resets the forwarded part of a stream the client reset.
+fn cancel(forward: Option<Forwarded>) {
+    if let Some(forwarded) = forward {
+        forwarded.answers.abort();
+    }
+}
+
 /// Opens the forwarded stream: returns where to send its requests; its answers are passed into
 /// the client's stream, and a failure status of it ends the client's stream with that status.
+/// The client's deadline goes with it as the time left now.
 fn open_forwarded(
     service: &Arc<Service>,
     parts: &http::request::Parts,
+    deadline: Option<Instant>,
     end: Arc<StreamEnd>,
-) -> UnboundedSender<Frame<Bytes>> {
+) -> Forwarded {
     let (sender, body) = body::channel();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method.clone();
     *request.uri_mut() = parts.uri.clone();
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
+    if let Some(deadline) = deadline {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .as_micros();
+        // grpc-timeout allows 8 digits: microseconds up to ~100 s, milliseconds beyond.
+        let value = if left < 100_000_000 {
+            format!("{}u", left.max(1))
+        } else {
+            format!("{}m", (left / 1000).min(99_999_999))
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            request.headers_mut().insert("grpc-timeout", value);
+        }
+    }
     let service = Arc::clone(service);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let response = service.backend.forward(request).await;
         let (parts, mut body) = response.into_parts();
         if let Some(status) = failure(&parts.headers) {
@@ -314,7 +376,10 @@ fn open_forwarded(
             }
         }
     });
-    sender
+    Forwarded {
+        requests: sender,
+        answers: task.abort_handle(),
+    }
 }
 
 /// The non-OK status in headers or trailers, if any.
