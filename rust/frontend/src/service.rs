@@ -2,6 +2,7 @@
 //! natively served models are answered here; everything else is forwarded to the Python
 //! server unchanged.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -41,7 +42,10 @@ fn deadline(headers: &HeaderMap) -> Option<Instant> {
 /// A unary call's whole body; RESOURCE_EXHAUSTED (with the declared size) as soon as the
 /// message prefix declares more than `limit` bytes, CANCELLED if the client goes away.
 async fn read_unary(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
-    let mut received = BytesMut::new();
+    // A one-row request arrives in one DATA frame: keep that chunk as it is (no copy) and
+    // only gather into a buffer when the body comes in pieces.
+    let mut first: Option<Bytes> = None;
+    let mut gathered = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| {
             Status::new(
@@ -52,7 +56,16 @@ async fn read_unary(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        received.extend_from_slice(&data);
+        match first.take() {
+            None if gathered.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    gathered.extend_from_slice(&earlier);
+                }
+                gathered.extend_from_slice(&data);
+            }
+        }
+        let received = first.as_deref().unwrap_or(&gathered);
         if received.len() >= 5 {
             let declared =
                 u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
@@ -64,7 +77,7 @@ async fn read_unary(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
             return Err(grpc::too_large(received.len() - 5, limit));
         }
     }
-    Ok(received.freeze())
+    Ok(first.unwrap_or_else(|| gathered.freeze()))
 }
 
 /// The one uncompressed message of a unary request body, else None.
@@ -161,7 +174,7 @@ struct StreamEnd {
     service: Arc<Service>,
     out: UnboundedSender<Frame<Bytes>>,
     status: Mutex<Status>,
-    forwarded: std::sync::atomic::AtomicBool,
+    forwarded: AtomicBool,
     /// Signalled by the first failure: the reader stops and the stream ends.
     failed: tokio::sync::Notify,
 }
@@ -189,7 +202,7 @@ impl Drop for StreamEnd {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         let gone = self.out.is_closed();
-        if !self.forwarded.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.forwarded.load(Ordering::Relaxed) {
             let code = if gone { Code::Cancelled } else { status.code };
             self.service.counters.count(Method::ModelStreamInfer, code);
         }
@@ -259,8 +272,7 @@ async fn run_stream(
                 }
                 None => {
                     let forwarded = forward.get_or_insert_with(|| {
-                        end.forwarded
-                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        end.forwarded.store(true, Ordering::Relaxed);
                         open_forwarded(&service, &parts, deadline, Arc::clone(&end))
                     });
                     let mut framed = grpc::frame(&message.data).to_vec();
