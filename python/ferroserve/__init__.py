@@ -1,8 +1,10 @@
 """ferroserve: a high-performance KServe v2 / Triton-compatible model server for ONNX models.
 
-The serving hot path (batching, tensor concatenation and splitting, BYTES codec) lives in the
-Rust extension `ferroserve._core`; this package owns policy: configuration, the model registry,
-onnxruntime sessions and the gRPC services.
+The hot path is Rust, in the extension `ferroserve._core`: the native gRPC front end answers
+inference for models on the native engine (batching, onnxruntime's C API for CPU models) without
+Python. This package owns policy: configuration, the model registry, model loading, the metrics
+sidecar, and the grpc.aio server that answers every call the front end forwards (GPU and string
+models run there on onnxruntime's Python binding).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""One loaded model version: its session, signature, Rust batch queue and executor threads, and
-the async `infer` the gRPC layer awaits.
+"""One loaded model version: its engine (native or onnxruntime's Python binding), signature, Rust
+batch queue and executor threads, the async `infer` the Python gRPC service awaits, and the
+route the native front end answers it by (`native_route`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-//! Model execution without Python. `Model` runs an ONNX model through onnxruntime's C API (the
-//! library the onnxruntime wheel ships, loaded at run time); `serve` is an executor thread's
-//! loop: take a batch from the batcher, run it, split the outputs, and hand every answer to a
-//! `Completions` queue whose pipe wakes the event loop. No step needs the GIL, so executor
-//! threads never make the event loop wait for it.
+//! Model execution without Python (the native engine). `Model` runs an ONNX model through
+//! onnxruntime's C API (the library the onnxruntime wheel ships, loaded at run time), one session
+//! per instance; `Executor` starts one thread per instance that takes a batch from the batcher,
+//! runs it on an `Engine` (a `Model`, or a stand-in in tests), splits the outputs and hands each
+//! answer to its request's `Waiter`: a channel for a request the native gRPC front end queued,
+//! or a `Completions` queue whose pipe wakes the event loop for one Python queued. No step needs
+//! the GIL, so executor threads never make the event loop wait for it.
 
 mod completions;
 mod error;

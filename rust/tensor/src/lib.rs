@@ -1,7 +1,10 @@
-//! KServe v2 tensor basics shared by the batcher and the Python bindings: the datatype names,
-//! their element sizes, the expected byte size of a fixed-size tensor, and the BYTES wire format
-//! (`raw_input_contents`: per element a 4-byte little-endian length, then the bytes), and the
-//! wire format of the infer request and response (`wire`).
+//! KServe v2 tensor basics: the datatype names, their element sizes, the expected byte size of a
+//! fixed-size tensor, the BYTES wire format (`raw_input_contents`: per element a 4-byte
+//! little-endian length, then the bytes), and the protobuf wire format of `ModelInferRequest` and
+//! `ModelInferResponse` (`wire`: parse in place, match against a signature, write the response).
+//! Used by the native engine (`ferroserve-runtime`: datatypes and sizes), the native gRPC front
+//! end (`ferroserve-frontend`: the wire codec) and the Python bindings (BYTES codec, wire codec);
+//! the batcher does not depend on it.
 
 mod bytes;
 mod datatype;
