@@ -5,7 +5,7 @@ Writes into ``python/ferroserve/_proto/``:
 
 * ``inference.binpb``: a serialized ``FileDescriptorSet`` (with imports) that
   ``ferroserve._proto`` loads into a private descriptor pool at import time;
-* ``grpc_service_pb2.pyi`` / ``model_config_pb2.pyi``: type stubs for the
+* one ``<module>_pb2.pyi`` type stub per proto (``PROTOS`` maps each to its module) for the
   hand-written message modules next to them.
 
 No ``*_pb2.py`` is generated on purpose: generated modules register their
@@ -30,9 +30,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "protos"
 OUT_DIR = ROOT / "python" / "ferroserve" / "_proto"
-PROTOS = ("model_config.proto", "grpc_service.proto")
+# Each proto and the module of ferroserve._proto that holds its message classes. The standard
+# health and reflection protocols are ours to serve too: packages that ship them generated
+# (grpcio-health-checking, grpcio-reflection) pin the protobuf runtime, which breaks installing
+# ferroserve beside tritonclient.
+PROTOS = {
+    "model_config.proto": "model_config",
+    "grpc_service.proto": "grpc_service",
+    "grpc/health/v1/health.proto": "health",
+    "grpc/reflection/v1/reflection.proto": "reflection",
+    "grpc/reflection/v1alpha/reflection.proto": "reflection_v1alpha",
+}
 DESCRIPTOR_SET = "inference.binpb"
-STUBS = tuple(p.replace(".proto", "_pb2.pyi") for p in PROTOS)
+STUBS = tuple(f"{module}_pb2.pyi" for module in PROTOS.values())
 OUTPUTS = (DESCRIPTOR_SET, *STUBS)
 
 # protoc emits absolute imports between sibling stubs; make them package-relative.
@@ -71,7 +81,7 @@ def generate(dest: Path) -> None:
         ]
         subprocess.run(cmd, check=True, cwd=PROTO_DIR)
         for stub, proto in zip(STUBS, PROTOS, strict=True):
-            text = (Path(tmp) / stub).read_text(encoding="utf-8")
+            text = (Path(tmp) / proto.replace(".proto", "_pb2.pyi")).read_text(encoding="utf-8")
             (dest / stub).write_text(_fix_stub(proto, text), encoding="utf-8")
 
 

@@ -1,6 +1,7 @@
 """Liveness vs readiness: ServerReady and grpc.health.v1 say SERVING only when every model selected
 for loading is ready; a corrupt model fails alone; an empty repository needs --allow-empty.
-Also gRPC server reflection."""
+Also gRPC server reflection (v1alpha through grpcio-reflection's client, v1 by hand), both
+served by ferroserve's own implementations through the native front end."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+from ferroserve._proto import health_pb2, reflection_pb2
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pool import DescriptorPool
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -25,12 +27,28 @@ from tritonclient.grpc import service_pb2
 SERVICE = "inference.GRPCInferenceService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 
 def health(url: str, service: str = "") -> int:
     with grpc.insecure_channel(url) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status)
+        check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        return int(check(health_pb2.HealthCheckRequest(service=service), timeout=10).status)
+
+
+def health_list(url: str) -> dict[str, int]:
+    with grpc.insecure_channel(url) as channel:
+        list_ = channel.unary_unary(
+            "/grpc.health.v1.Health/List",
+            request_serializer=health_pb2.HealthListRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthListResponse.FromString,
+        )
+        answer = list_(health_pb2.HealthListRequest(), timeout=10)
+        return {name: int(entry.status) for name, entry in answer.statuses.items()}
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +90,46 @@ def test_health_of_unknown_service_is_not_found(server: ServerProcess) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_health_list_names_every_service(server: ServerProcess) -> None:
+    statuses = health_list(server.url)
+    assert statuses[""] == SERVING
+    assert statuses[SERVICE] == SERVING
+    assert statuses["add_sub"] == SERVING
+
+
 def test_model_health_follows_unload_and_load(
     server: ServerProcess, client: triton_grpc.InferenceServerClient
 ) -> None:
-    client.unload_model("unloadable")
-    try:
-        assert health(server.url, "unloadable") == NOT_SERVING
-        assert health(server.url) == SERVING  # an unloaded model is no longer awaited
-    finally:
-        client.load_model("unloadable")
+    with grpc.insecure_channel(server.url) as channel:
+        watch = channel.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        updates = watch(health_pb2.HealthCheckRequest(service="unloadable"), timeout=30)
+        assert next(updates).status == SERVING
+        client.unload_model("unloadable")
+        try:
+            assert health(server.url, "unloadable") == NOT_SERVING
+            assert health(server.url) == SERVING  # an unloaded model is no longer awaited
+            assert next(updates).status == NOT_SERVING  # the watcher heard it too
+        finally:
+            client.load_model("unloadable")
+        assert next(updates).status == SERVING
+        updates.cancel()
     assert health(server.url, "unloadable") == SERVING
+
+
+def test_health_watch_of_unknown_service_says_so(server: ServerProcess) -> None:
+    with grpc.insecure_channel(server.url) as channel:
+        watch = channel.unary_stream(
+            "/grpc.health.v1.Health/Watch",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        updates = watch(health_pb2.HealthCheckRequest(service="no_such_model"), timeout=30)
+        assert next(updates).status == SERVICE_UNKNOWN
+        updates.cancel()
 
 
 def test_reflection_lists_the_inference_service(server: ServerProcess) -> None:
@@ -100,6 +148,45 @@ def test_reflection_lists_the_inference_service(server: ServerProcess) -> None:
         "ModelStreamInfer",
         "RepositoryIndex",
     } <= methods
+
+
+def test_reflection_v1_answers_every_kind_of_request(server: ServerProcess) -> None:
+    # grpcurl asks v1 first; grpcio-reflection's client above only speaks v1alpha.
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=f"{SERVICE}.ModelInfer"),
+        reflection_pb2.ServerReflectionRequest(file_by_filename="grpc/health/v1/health.proto"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="no.such.Symbol"),
+        reflection_pb2.ServerReflectionRequest(
+            all_extension_numbers_of_type="inference.ModelConfig"
+        ),
+    ]
+    with grpc.insecure_channel(server.url) as channel:
+        info = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        services, infer, health_file, missing, extensions = list(info(iter(requests), timeout=10))
+    names = {service.name for service in services.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= names
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in infer.file_descriptor_response.file_descriptor_proto
+    ]
+    # The file asked for comes first, with what it imports, so a client can build its pool.
+    assert [f.name for f in files] == ["grpc_service.proto", "model_config.proto"]
+    pool = DescriptorPool()
+    for file in reversed(files):
+        pool.Add(file)
+    assert pool.FindMethodByName(f"{SERVICE}.ModelInfer").input_type.name == "ModelInferRequest"
+    (health_proto,) = health_file.file_descriptor_response.file_descriptor_proto
+    assert descriptor_pb2.FileDescriptorProto.FromString(health_proto).package == "grpc.health.v1"
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "no.such.Symbol" in missing.error_response.error_message
+    assert missing.original_request.file_containing_symbol == "no.such.Symbol"
+    assert extensions.all_extension_numbers_response.base_type_name == "inference.ModelConfig"
+    assert list(extensions.all_extension_numbers_response.extension_number) == []
 
 
 # -- a repository with a corrupt model -----------------------------------------------------------

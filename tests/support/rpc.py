@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import grpc
+import ml_dtypes
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
@@ -31,10 +32,10 @@ def raw_stub(url: str) -> Iterator[service_pb2_grpc.GRPCInferenceServiceStub]:
 def infer_input(name: str, array: np.ndarray, datatype: str) -> triton_grpc.InferInput:
     tensor = triton_grpc.InferInput(name, list(array.shape), datatype)
     if datatype == "BF16":
-        # tritonclient takes BF16 as float32 and sends its high 16 bits (truncation), so a
-        # float32 whose high half is the bit pattern travels as exactly those raw bytes.
-        bits = np.ascontiguousarray(array, dtype=np.uint16).astype(np.uint32) << 16
-        tensor.set_data_from_numpy(bits.view(np.float32))
+        # `array` holds BF16 bit patterns (uint16). tritonclient >= 2.59 (r26.06) takes BF16 as
+        # ml_dtypes.bfloat16, whose memory is exactly those two bytes per element.
+        bits = np.ascontiguousarray(array, dtype=np.uint16)
+        tensor.set_data_from_numpy(bits.view(ml_dtypes.bfloat16))
     else:
         tensor.set_data_from_numpy(array)
     return tensor

@@ -1,8 +1,9 @@
-"""Registration of ``inference.GRPCInferenceService`` on a gRPC server.
+"""Registration of the services in ``protos/`` (``inference.GRPCInferenceService``, health,
+reflection) on a gRPC server.
 
-Handlers are built from the service descriptor in the private pool (no
+Handlers are built from the service descriptors in the private pool (no
 generated ``*_pb2_grpc`` module and no tritonclient server stubs), so the
-method table always matches ``protos/grpc_service.proto``.
+method table always matches the ``.proto`` files.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from google.protobuf.descriptor import FileDescriptor, MethodDescriptor
 
 from . import POOL, grpc_service_pb2
 
-__all__ = ["SERVICE_NAME", "add_inference_service", "file_descriptors", "method_names"]
+__all__ = [
+    "SERVICE_NAME",
+    "add_inference_service",
+    "add_service",
+    "file_descriptors",
+    "method_names",
+]
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 _SERVICE = POOL.FindServiceByName(SERVICE_NAME)
 
 
 def file_descriptors() -> list[FileDescriptor]:
-    """The protocol's file descriptors (the service's file and its imports).
-
-    For server reflection: ``enable_server_reflection([SERVICE_NAME, ...],
-    server, pool=POOL)`` from grpcio-reflection.
-    """
+    """The inference protocol's file descriptors (the service's file and its imports), in
+    dependency order."""
     files: list[FileDescriptor] = []
 
     def visit(fd: FileDescriptor) -> None:
@@ -85,7 +89,17 @@ def add_inference_service(
     servicer: object,
     wrap: HandlerWrapper | None = None,
 ) -> None:
-    """Register ``inference.GRPCInferenceService`` on ``server``.
+    """Register ``inference.GRPCInferenceService`` on ``server`` (see :func:`add_service`)."""
+    add_service(server, SERVICE_NAME, servicer, wrap)
+
+
+def add_service(
+    server: grpc.aio.Server | grpc.Server,
+    service_name: str,
+    servicer: object,
+    wrap: HandlerWrapper | None = None,
+) -> None:
+    """Register the service ``service_name`` of :data:`POOL` on ``server``.
 
     Each RPC is served by the ``servicer`` attribute of the same name (e.g.
     ``servicer.ModelInfer(request, context)``); RPCs the servicer lacks answer
@@ -96,17 +110,18 @@ def add_inference_service(
     when given, decorates every handler (metrics), with the RPC type named as
     go-grpc-prometheus does.
     """
+    service = POOL.FindServiceByName(service_name)
     raw = frozenset(getattr(servicer, "raw_message_methods", ()))
     is_aio = isinstance(server, grpc.aio.Server)
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in _SERVICE.methods:
+    for method in service.methods:
         request_cls = message_factory.GetMessageClass(method.input_type)
         response_cls = message_factory.GetMessageClass(method.output_type)
         behaviour = getattr(servicer, method.name, None)
         if behaviour is None:
             behaviour = _unimplemented(method) if is_aio else _unimplemented_sync(method)
         if wrap is not None:
-            behaviour = wrap(SERVICE_NAME, method.name, _rpc_type(method), behaviour)
+            behaviour = wrap(service_name, method.name, _rpc_type(method), behaviour)
         if method.client_streaming and method.server_streaming:
             make = grpc.stream_stream_rpc_method_handler
         elif method.client_streaming:
@@ -123,4 +138,4 @@ def add_inference_service(
                 request_deserializer=request_cls.FromString,
                 response_serializer=response_cls.SerializeToString,
             )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))

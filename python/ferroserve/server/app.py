@@ -11,21 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.protobuf import descriptor_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from ferroserve import _core
-from ferroserve._proto import POOL
-from ferroserve._proto.service import SERVICE_NAME, add_inference_service
+from ferroserve._proto.service import SERVICE_NAME, add_inference_service, add_service
 from ferroserve.metrics.recorder import MetricsRecorder
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
-from ferroserve.server.health import HealthReporter
+from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
 from ferroserve.server.inference import InferenceService
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+from ferroserve.server.reflection import reflection_servicers
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +85,9 @@ class Server:
         add_inference_service(
             self.grpc, self.service, self.rpcs.wrap if options.metrics is not None else None
         )
-        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.grpc)
-        _enable_reflection(self.grpc)
+        add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
+        for name, servicer in reflection_servicers((SERVICE_NAME, HEALTH_SERVICE_NAME)).items():
+            add_service(self.grpc, name, servicer)
         self.port = 0
         self.frontend: _core.Frontend | None = None
         self._socket_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -159,13 +157,13 @@ class Server:
         await self._bind()
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
-        await self.health.refresh()
+        self.health.refresh()
         log.info("gRPC listening on %s:%d; loading models", self.options.host, self.port)
         models = None if self.options.models is None else list(self.options.models)
         results = await asyncio.gather(
             *(self._load(n) for n in (models or self.registry.repository.model_names())),
         )
-        await self.health.refresh()
+        self.health.refresh()
         ready = self.service.server_ready()
         log.info(
             "%d/%d models loaded; server %s",
@@ -183,7 +181,7 @@ class Server:
         return True
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        await self.health.shutdown()
+        self.health.shutdown()
         if self.frontend is not None:
             await asyncio.to_thread(self.frontend.stop, grace_s)
         await self.grpc.stop(grace_s)
@@ -196,25 +194,6 @@ class Server:
             self._metrics_tmp.cleanup()
         if self._socket_dir is not None:
             self._socket_dir.cleanup()
-
-
-def _enable_reflection(server: grpc.aio.Server) -> None:
-    # Our messages live in a private descriptor pool (tritonclient registers the same
-    # `inference.*` names in the default pool); reflection must read that pool, so the health
-    # and reflection services' own files are copied into it.
-    for module in (health_pb2, reflection_pb2):
-        proto = descriptor_pb2.FileDescriptorProto()
-        module.DESCRIPTOR.CopyToProto(proto)
-        try:
-            POOL.FindFileByName(proto.name)
-        except KeyError:
-            POOL.Add(proto)
-    names = (
-        SERVICE_NAME,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server, pool=POOL)
 
 
 async def serve_forever(options: ServerOptions) -> None:
