@@ -1,0 +1,253 @@
+//! The closed-loop client: `concurrency` workers over a few HTTP/2 connections, each with one
+//! request in flight (unary ModelInfer, or one ModelStreamInfer stream per worker: send a
+//! request, await its answer, repeat). The request is built and framed once; every answer's
+//! status is checked; each worker records its latencies in its own HDR histogram (no lock per
+//! request), merged when the run ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use http::Uri;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::call::{Prepared, RequestBody, stream_worker, unary_worker};
+use crate::grpc;
+use crate::proto::{self, TensorSpec};
+use crate::tally::{Failure, Tally, Window};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// host:port of the server.
+    pub target: String,
+    /// Model name in every request.
+    pub model: String,
+    /// Model version ("" = the server's choice).
+    pub model_version: String,
+    /// The request's inputs (dimensions of one row).
+    pub inputs: Vec<TensorSpec>,
+    /// Rows per request (the batch dimension put in front of every input's dimensions).
+    pub rows: u64,
+    /// Workers, each with one request in flight.
+    pub concurrency: usize,
+    /// HTTP/2 connections the workers share (worker i uses connection i % connections).
+    pub connections: usize,
+    /// ModelStreamInfer (one stream per worker) instead of unary ModelInfer.
+    pub stream: bool,
+    /// Load before the measured window; answers that end in it are not counted.
+    pub warmup: Duration,
+    /// The measured window.
+    pub window: Duration,
+    /// An answer slower than this counts as DEADLINE_EXCEEDED.
+    pub timeout: Duration,
+    /// tokio threads (1: the current-thread scheduler).
+    pub threads: usize,
+}
+
+/// Workers per HTTP/2 connection when the connection count is not given.
+pub const WORKERS_PER_CONNECTION: usize = 6;
+
+/// The connection count used when none is given: one per 6 workers, the layout of
+/// tritonclient's C++ gRPC client, which shares a channel among up to 6 clients, so
+/// perf_analyzer (the reference this client is validated against) opens 3 connections at
+/// concurrency 16 and 11 at 64 (counted with `ss`). The validation then compares clients, not
+/// connection layouts. On ferroserve (MLP, c=16) 1, 3 and 16 connections measured within
+/// noise of each other in infer/s; the server's CPU per request rose ~20% at 16 (one
+/// connection per worker: no request shares a read), so a connection per worker is not the
+/// default either.
+pub fn default_connections(concurrency: usize) -> usize {
+    concurrency.div_ceil(WORKERS_PER_CONNECTION).max(1)
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The target is not host:port.
+    #[error("target {0:?} is not host:port")]
+    Target(String),
+    /// A tensor could not be sized.
+    #[error(transparent)]
+    Wire(#[from] proto::WireError),
+    /// Connecting or starting the runtime failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The HTTP/2 handshake failed.
+    #[error("HTTP/2 handshake with {0} failed: {1}")]
+    Handshake(String, hyper::Error),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The run's settings.
+    pub config: RunConfig,
+    /// Bytes of one framed request.
+    pub request_bytes: usize,
+    /// Successful answers that ended inside the window.
+    pub requests: u64,
+    /// Failed answers by gRPC code name over warm-up and window (`error_message` for a
+    /// ModelStreamInferResponse that carries one).
+    pub errors: BTreeMap<String, u64>,
+    /// The first failure's description, if any.
+    pub first_error: Option<String>,
+    /// The window as Unix time, nanoseconds (to match server CPU samples to it).
+    pub window_unix_ns: (u128, u128),
+    /// Latencies (µs) of the counted answers.
+    pub latency_us: Histogram<u64>,
+    /// This process's CPU seconds per second of window (1.0 = one core busy).
+    pub client_cpu: Option<f64>,
+}
+
+impl Summary {
+    /// Requests per second over the window.
+    pub fn infer_per_s(&self) -> f64 {
+        self.requests as f64 / self.config.window.as_secs_f64()
+    }
+}
+
+/// Runs the load on a runtime of its own and returns what it measured.
+pub fn run(config: &RunConfig) -> Result<Summary, RunError> {
+    let runtime = if config.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(drive(config))
+}
+
+async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
+    let authority: http::uri::Authority = config
+        .target
+        .parse()
+        .map_err(|_| RunError::Target(config.target.clone()))?;
+    let path = if config.stream {
+        grpc::MODEL_STREAM_INFER
+    } else {
+        grpc::MODEL_INFER
+    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| RunError::Target(config.target.clone()))?;
+    let contents = config
+        .inputs
+        .iter()
+        .map(|spec| spec.contents(config.rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    let shapes: Vec<Vec<i64>> = config
+        .inputs
+        .iter()
+        .map(|spec| spec.shape(config.rows))
+        .collect();
+    let inputs: Vec<_> = config
+        .inputs
+        .iter()
+        .zip(&shapes)
+        .zip(&contents)
+        .map(|((spec, shape), bytes)| (spec, &shape[..], &bytes[..]))
+        .collect();
+    let message = proto::infer_request(&config.model, &config.model_version, "", &inputs);
+    let prepared = Arc::new(Prepared {
+        uri,
+        framed: grpc::frame(&message),
+    });
+
+    let mut senders = Vec::with_capacity(config.connections);
+    for _ in 0..config.connections.max(1) {
+        senders.push(connect(&config.target).await?);
+    }
+
+    let now = Instant::now();
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let window = Window {
+        start: now + config.warmup,
+        end: now + config.warmup + config.window,
+    };
+    let window_unix_ns = (
+        (unix_now + config.warmup).as_nanos(),
+        (unix_now + config.warmup + config.window).as_nanos(),
+    );
+    let cpu_probe = spawn_cpu_probe(window);
+
+    let mut workers = Vec::with_capacity(config.concurrency);
+    for index in 0..config.concurrency {
+        let sender = senders[index % senders.len()].clone();
+        let prepared = Arc::clone(&prepared);
+        let timeout = config.timeout;
+        workers.push(if config.stream {
+            tokio::spawn(stream_worker(sender, prepared, window, timeout))
+        } else {
+            tokio::spawn(unary_worker(sender, prepared, window, timeout))
+        });
+    }
+    let mut total = Tally::new();
+    for worker in workers {
+        match worker.await {
+            Ok(tally) => total.merge(tally),
+            Err(error) => total.fail(&Failure::new(2, format!("worker panicked: {error}"))),
+        }
+    }
+    Ok(Summary {
+        config: config.clone(),
+        request_bytes: prepared.framed.len(),
+        requests: total.requests,
+        errors: total.errors,
+        first_error: total.first_error,
+        window_unix_ns,
+        latency_us: total.latency_us,
+        client_cpu: cpu_probe.join().ok().flatten(),
+    })
+}
+
+async fn connect(target: &str) -> Result<http2::SendRequest<RequestBody>, RunError> {
+    let stream = TcpStream::connect(target).await?;
+    // One-row requests are a few hundred bytes: Nagle would hold them back.
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .adaptive_window(true)
+        .max_frame_size(1 << 20)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| RunError::Handshake(target.to_owned(), error))?;
+    tokio::spawn(async move {
+        // Ends when every sender is dropped or the server closes; a closed connection shows
+        // as an error on the next request, counted there.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// This process's CPU time over the window, read on a thread of its own at the window's
+/// start and end (so it works on the current-thread runtime too).
+fn spawn_cpu_probe(window: Window) -> std::thread::JoinHandle<Option<f64>> {
+    std::thread::spawn(move || {
+        std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
+        let before = process_cpu_s()?;
+        std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
+        let after = process_cpu_s()?;
+        Some((after - before) / (window.end - window.start).as_secs_f64())
+    })
+}
+
+/// utime + stime of this process from /proc/self/stat (Linux; None elsewhere). The kernel
+/// reports them in USER_HZ ticks, 100 per second on every Linux architecture.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // proc(5): fields after "(comm)" start at field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
