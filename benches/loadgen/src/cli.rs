@@ -17,8 +17,7 @@ ferroserve-loadgen run --target HOST:PORT --model NAME --input NAME:DATATYPE:DIM
     --rows N             rows per request, put in front of every input's DIMS [1]
     --model-version V    [\"\": the server's choice]
     --concurrency N      workers, each with one request in flight [1]
-    --connections N      HTTP/2 connections the workers share [one per 6 workers, as
-                         tritonclient and so perf_analyzer]
+    --connections N      HTTP/2 connections the workers share [one per worker]
     --stream             ModelStreamInfer, one stream per worker (send, await, repeat)
     --warmup-s S         load before the measured window [1]
     --window-s S         measured window [3]
@@ -282,7 +281,7 @@ mod tests {
         assert_eq!(config.target, "127.0.0.1:8001");
         assert_eq!(config.inputs[0].row_shape, vec![64]);
         assert_eq!((config.rows, config.concurrency), (64, 40));
-        assert_eq!(config.connections, 7);
+        assert_eq!(config.connections, 40);
         assert!(config.stream);
         assert_eq!(config.warmup, Duration::ZERO);
         assert_eq!(config.window, Duration::from_millis(1500));

@@ -16,4 +16,4 @@ mod tally;
 
 pub use echo::{Canned, Echo, EchoConfig};
 pub use proto::TensorSpec;
-pub use run::{RunConfig, RunError, Summary, WORKERS_PER_CONNECTION, default_connections, run};
+pub use run::{RunConfig, RunError, Summary, default_connections, run};
