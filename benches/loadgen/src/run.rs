@@ -166,18 +166,11 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
     }
 
     let now = Instant::now();
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     let window = Window {
         start: now + config.warmup,
         end: now + config.warmup + config.window,
     };
-    let window_unix_ns = (
-        (unix_now + config.warmup).as_nanos(),
-        (unix_now + config.warmup + config.window).as_nanos(),
-    );
-    let cpu_probe = spawn_cpu_probe(window);
+    let probe = spawn_window_probe(window);
 
     let mut workers = Vec::with_capacity(config.concurrency);
     for index in 0..config.concurrency {
@@ -197,15 +190,18 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
             Err(error) => total.fail(&Failure::new(2, format!("worker panicked: {error}"))),
         }
     }
+    let reading = probe
+        .join()
+        .expect("the window probe only sleeps and reads clocks. This is a bug.");
     Ok(Summary {
         config: config.clone(),
         request_bytes: prepared.framed.len(),
         requests: total.requests,
         errors: total.errors,
         first_error: total.first_error,
-        window_unix_ns,
+        window_unix_ns: reading.unix_ns,
         latency_us: total.latency_us,
-        client_cpu: cpu_probe.join().ok().flatten(),
+        client_cpu: reading.cpu,
     })
 }
 
@@ -227,16 +223,39 @@ async fn connect(target: &str) -> Result<http2::SendRequest<RequestBody>, RunErr
     Ok(sender)
 }
 
-/// This process's CPU time over the window, read on a thread of its own at the window's
-/// start and end (so it works on the current-thread runtime too).
-fn spawn_cpu_probe(window: Window) -> std::thread::JoinHandle<Option<f64>> {
+/// What the window probe read at the window's start and end.
+struct WindowReading {
+    /// Unix time (ns) when the window started and ended, read at those moments.
+    unix_ns: (u128, u128),
+    /// This process's CPU seconds per second of window, where /proc has them.
+    cpu: Option<f64>,
+}
+
+/// Reads the wall clock and this process's CPU time at the window's start and end, on a
+/// thread of its own (so it works on the current-thread runtime too). The wall clock is read
+/// at those moments rather than computed from the start, so the window it reports lies inside
+/// the process's lifetime even when the process was preempted between two clock reads.
+fn spawn_window_probe(window: Window) -> std::thread::JoinHandle<WindowReading> {
     std::thread::spawn(move || {
         std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
-        let before = process_cpu_s()?;
+        let (start, before) = (unix_ns(), process_cpu_s());
         std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
-        let after = process_cpu_s()?;
-        Some((after - before) / (window.end - window.start).as_secs_f64())
+        let (end, after) = (unix_ns(), process_cpu_s());
+        let cpu = before
+            .zip(after)
+            .map(|(before, after)| (after - before) / (window.end - window.start).as_secs_f64());
+        WindowReading {
+            unix_ns: (start, end),
+            cpu,
+        }
     })
+}
+
+fn unix_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos()
 }
 
 /// utime + stime of this process from /proc/self/stat (Linux; None elsewhere). The kernel
