@@ -49,10 +49,13 @@ class PerfAnalyzer:
     """Triton's perf_analyzer. Its CSV gives the rate and percentiles; its profile export gives
     the stable window's boundaries and the requests that completed in it."""
 
-    def __init__(self, binary: Path, settings: LoadSettings, workdir: Path) -> None:
+    def __init__(
+        self, binary: Path, settings: LoadSettings, workdir: Path, model: str = MODEL
+    ) -> None:
         self._binary = binary
         self._settings = settings
         self._workdir = workdir
+        self._model = model
         # perf_analyzer prints its version on stderr.
         probe = subprocess.run(
             [str(binary), "--version"], capture_output=True, text=True, check=True
@@ -60,13 +63,14 @@ class PerfAnalyzer:
         self.description = (probe.stdout + probe.stderr).strip()
 
     def measure(self, port: int, concurrency: int, streaming: bool) -> Measurement:
-        stem = self._workdir / f"pa-{port}-c{concurrency}-{'stream' if streaming else 'unary'}"
+        mode = "stream" if streaming else "unary"
+        stem = self._workdir / f"pa-{self._model}-{port}-c{concurrency}-{mode}"
         csv_path, export_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
         settings = self._settings
         # -x 1: without an explicit version perf_analyzer 2.41 looks for one in ModelStatistics.
         argv = [
-            str(self._binary), "-m", MODEL, "-x", VERSION, "-i", "grpc", "-u", f"{HOST}:{port}",
-            "-b", "1", "--concurrency-range", str(concurrency),
+            str(self._binary), "-m", self._model, "-x", VERSION, "-i", "grpc",
+            "-u", f"{HOST}:{port}", "-b", "1", "--concurrency-range", str(concurrency),
             "--measurement-interval", str(settings.window_ms),
             "--max-trials", str(settings.max_trials),
             "--stability-percentage", str(settings.stability_pct),

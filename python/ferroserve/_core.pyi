@@ -372,6 +372,12 @@ class OrtModel:
         path: str | os.PathLike[str],
         *,
         instances: int = 1,
+        accelerator: str = "cpu",
+        gpus: Sequence[int] | None = None,
+        allow_cpu_fallback: bool = False,
+        tensorrt_fp16: bool = False,
+        tensorrt_cache_path: str | None = None,
+        tensorrt_max_workspace_bytes: int | None = None,
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         parallel_execution: bool = False,
@@ -379,10 +385,13 @@ class OrtModel:
         optimization: str = "all",
         optimized_model_path: str | None = None,
     ) -> OrtModel:
-        """Loads `path` with the onnxruntime library file `library` (without the GIL).
-        `optimization`: disable_all, basic, extended or all. Raises NotImplementedError where
-        the native engine cannot run the model here (the library cannot be loaded, or a tensor
-        is not of a fixed-size type), InternalError when onnxruntime refuses the file."""
+        """Loads `path` with the onnxruntime library file `library` (without the GIL):
+        `instances` sessions on the CPU, or with `accelerator` "cuda" or "tensorrt" one session
+        per entry of `gpus` (the GPU id of each instance). `optimization`: disable_all, basic,
+        extended or all. Raises NotImplementedError where the native engine cannot run the
+        model here (the library cannot be loaded, or a tensor is not of a fixed-size type),
+        UnavailableError when a requested GPU provider cannot start (unless
+        `allow_cpu_fallback`), InternalError when onnxruntime refuses the file."""
 
     @property
     def inputs(self) -> list[tuple[str, str, tuple[int | None, ...]]]:
@@ -395,6 +404,14 @@ class OrtModel:
     @property
     def instances(self) -> int:
         """Sessions loaded."""
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution provider running each instance, as onnxruntime names it."""
+
+    @property
+    def pinned_io(self) -> bool:
+        """Whether every GPU instance moves its batches through pinned host memory."""
 
 @final
 class OrtExecutor:

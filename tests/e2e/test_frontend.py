@@ -15,7 +15,9 @@ import grpc
 import numpy as np
 import pytest
 from ferroserve.models import mlp_model
-from ferroserve.server.app import MetricsOptions, Server, ServerOptions
+from ferroserve.server.app import Server, ServerOptions
+from support.inprocess import native_calls, python_calls
+from support.inprocess import serve as serve_repository
 from support.models import reference
 from support.repository import add_model, model_file
 from tritonclient.grpc import service_pb2 as pb
@@ -40,6 +42,14 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def serve(
+    repository: Path,
+    scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]],
+    threads: int = 1,
+) -> None:
+    serve_repository(repository, scenario, threads, MAX_MESSAGE_BYTES)
+
+
 def rows(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((count, 64)).astype(np.float32)
 
@@ -56,42 +66,6 @@ def request(
         else:
             message.parameters[key].int64_param = value
     return message
-
-
-def native_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
-    assert server.frontend is not None
-    return {code: n for m, _, code, n in server.frontend.rpc_counts() if m == method}
-
-
-def python_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
-    native = native_calls(server, method)
-    merged = {key[3]: n for key, n in server.rpcs.counts().items() if key[1] == method}
-    return {code: n - native.get(code, 0) for code, n in merged.items() if n - native.get(code, 0)}
-
-
-def serve(
-    repository: Path,
-    scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]],
-    threads: int = 1,
-) -> None:
-    async def main() -> None:
-        # Metrics on (no sidecar): the Python server then counts the calls it answers.
-        options = ServerOptions(
-            repository,
-            grpc_port=0,
-            max_message_bytes=MAX_MESSAGE_BYTES,
-            metrics=MetricsOptions(sidecar=False),
-            frontend_threads=threads,
-        )
-        server = Server(options)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                await scenario(server, channel)
-        finally:
-            await server.stop(1.0)
-
-    asyncio.run(main())
 
 
 def unary(channel: grpc.aio.Channel) -> Any:

@@ -8,9 +8,10 @@ threads never take it: they wait in the Rust batcher, run the batch, split the o
 the answers to a queue whose pipe the event loop watches (`loop.add_reader`), so one wake-up
 settles every answer of a batch.
 
-It runs CPU models whose tensors all have a fixed-size datatype, with the library the
-onnxruntime wheel ships (`onnxruntime/capi/libonnxruntime.so*`); anything else falls back to
-onnxruntime's Python binding (executor.py), with the reason logged.
+It runs models whose tensors all have a fixed-size datatype, on the CPU or on GPUs (CUDA, TensorRT),
+with the library the onnxruntime wheel ships (`onnxruntime/capi/libonnxruntime.so*`, whose
+provider libraries sit beside it); anything else falls back to onnxruntime's Python binding
+(executor.py), with the reason logged.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ferroserve.errors import InternalError, ModelLoadError
 
 if TYPE_CHECKING:
     from ferroserve.runtime.executor import InlineInputs, RequestResult
+    from ferroserve.runtime.placement import Placement
     from ferroserve.runtime.session import SessionSettings
 
 log = logging.getLogger(__name__)
@@ -57,20 +59,32 @@ def library_path() -> Path | None:
 
 
 def load_native(
-    model: str, model_file: Path, settings: SessionSettings, instances: int
+    model: str,
+    model_file: Path,
+    settings: SessionSettings,
+    where: Placement,
+    allow_cpu_fallback: bool = False,
 ) -> _core.OrtModel | None:
     """The model loaded on the native engine, or None (logged) where that engine cannot run it:
     no onnxruntime library file, or a tensor that is not of a fixed-size type. Raises
-    ModelLoadError when onnxruntime refuses the file."""
+    ModelLoadError when onnxruntime refuses the file, or when a requested GPU provider cannot
+    start and `allow_cpu_fallback` is off."""
     library = library_path()
     if library is None:
         log.info("model '%s': no onnxruntime library file; using the Python binding", model)
         return None
+    trt = where.tensorrt
     try:
-        return _core.OrtModel.load(
+        loaded = _core.OrtModel.load(
             library,
             model_file,
-            instances=instances,
+            instances=where.instance_count,
+            accelerator=where.accelerator,
+            gpus=where.gpus,
+            allow_cpu_fallback=allow_cpu_fallback,
+            tensorrt_fp16=trt is not None and trt.fp16,
+            tensorrt_cache_path=trt.engine_cache_path if trt is not None else None,
+            tensorrt_max_workspace_bytes=trt.max_workspace_bytes if trt is not None else None,
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
             parallel_execution=settings.parallel_execution,
@@ -81,8 +95,24 @@ def load_native(
     except NotImplementedError as reason:
         log.info("model '%s': %s; using onnxruntime's Python binding", model, reason)
         return None
+    except _core.UnavailableError as error:
+        raise ModelLoadError(
+            f"model '{model}': instance_group asks for a GPU but {error}. Install "
+            "onnxruntime-gpu with the CUDA 12/13 and cuDNN 9 libraries it was built for (see "
+            "docs/configuration.md, GPUs), check the GPU ids, or set config parameter "
+            'allow_cpu_fallback to "true" to run on CPU'
+        ) from None
     except _core.FerroserveError as error:
         raise ModelLoadError(f"model '{model}': {error}") from error
+    if loaded.providers[0] != "CPUExecutionProvider":
+        log.info(
+            "model '%s': %d instance(s) on GPU(s) %s, %s host memory for batches",
+            model,
+            where.instance_count,
+            sorted(set(where.gpus)),
+            "pinned" if loaded.pinned_io else "pageable",
+        )
+    return loaded
 
 
 class NativeExecutor:

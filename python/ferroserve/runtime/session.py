@@ -1,10 +1,12 @@
 """Loads each model version with the execution provider and session options its config asks for,
-and refuses a silent CPU fallback. CPU models run on the native engine (onnxruntime's C API from
-Rust, see runtime/native.py) where it can run them; GPU models, models with string tensors, and
-models whose config sets `native_engine: "false"` get an onnxruntime Python session.
+and refuses a silent CPU fallback. CPU and GPU models run on the native engine (onnxruntime's C
+API from Rust, see runtime/native.py) where it can run them; models with string tensors, and
+models whose config sets `native_engine: "false"`, get an onnxruntime Python session.
 
-onnxruntime-gpu quietly runs on CPU when CUDA or cuDNN cannot be loaded; `session.get_providers()`
-tells the truth, so the load fails unless config parameter `allow_cpu_fallback` says otherwise.
+A GPU provider that cannot start (no GPU, CUDA or cuDNN missing) fails the load with
+onnxruntime's reason, unless config parameter `allow_cpu_fallback` says otherwise: the native
+engine registers each provider and stops at the first that fails; onnxruntime's Python binding
+quietly runs on CPU instead, so there `session.get_providers()` is checked.
 """
 
 from __future__ import annotations
@@ -21,12 +23,9 @@ from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import OnnxTensor
 from ferroserve.errors import ModelLoadError
 from ferroserve.runtime.native import load_native
+from ferroserve.runtime.placement import CPU, CUDA, TENSORRT, Placement, placement
 
 log = logging.getLogger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
-TENSORRT = "TensorrtExecutionProvider"
 
 # Measured on 2 cores: ORT's default intra-op pool (one spinning thread per core) burns 1.5
 # cores at concurrency 1 and triples p99 by fighting the gRPC threads. One thread without
@@ -135,45 +134,31 @@ def session_options(settings: SessionSettings) -> ort.SessionOptions:
     return options
 
 
-def requested_providers(config: mc.ModelConfig) -> tuple[list[Any], int]:
-    """The provider list for the session and the total instance count, from instance_group."""
-    groups = list(config.instance_group) or [
-        mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_AUTO)
-    ]
-    kinds = {g.kind for g in groups}
-    count = sum(max(g.count, 1) for g in groups)
-    gpu_groups = [g for g in groups if g.kind == mc.ModelInstanceGroup.KIND_GPU]
-    if len(kinds) > 1 and gpu_groups:
-        raise ModelLoadError(
-            f"model '{config.name}': mixing GPU and CPU instance groups is not supported yet"
-        )
-    if not gpu_groups:
-        return [CPU], count
-    devices = sorted({d for g in gpu_groups for d in g.gpus} or {0})
+def binding_providers(config: mc.ModelConfig, where: Placement) -> list[Any]:
+    """The provider list for onnxruntime's Python binding (one device for all instances)."""
+    if where.accelerator == "cpu":
+        return [CPU]
+    devices = sorted(set(where.gpus))
     if len(devices) > 1:
         raise ModelLoadError(
-            f"model '{config.name}': instance groups on several GPUs {devices} are not "
-            "supported yet; run one replica per GPU"
+            f"model '{config.name}': instance groups on several GPUs {devices} need the native "
+            "engine, which cannot run this model (see the log); run one replica per GPU"
         )
+    device = str(devices[0])
     providers: list[Any] = []
-    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
-    for accelerator in accelerators:
-        if accelerator.name != "tensorrt":
-            raise ModelLoadError(
-                f"model '{config.name}': gpu_execution_accelerator '{accelerator.name}' is not "
-                "supported (only 'tensorrt')"
-            )
-        trt_options: dict[str, str] = {"device_id": str(devices[0])}
-        if accelerator.parameters.get("precision_mode") == "FP16":
+    if where.tensorrt is not None:
+        trt_options: dict[str, str] = {"device_id": device}
+        if where.tensorrt.fp16:
             trt_options["trt_fp16_enable"] = "True"
+        if where.tensorrt.engine_cache_path:
+            trt_options["trt_engine_cache_enable"] = "True"
+            trt_options["trt_engine_cache_path"] = where.tensorrt.engine_cache_path
+        if where.tensorrt.max_workspace_bytes is not None:
+            trt_options["trt_max_workspace_size"] = str(where.tensorrt.max_workspace_bytes)
         providers.append((TENSORRT, trt_options))
-    providers.append((CUDA, {"device_id": str(devices[0])}))
+    providers.append((CUDA, {"device_id": device}))
     providers.append(CPU)
-    return providers, count
-
-
-def _provider_name(entry: Any) -> str:
-    return str(entry[0] if isinstance(entry, tuple) else entry)
+    return providers
 
 
 def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
@@ -181,21 +166,43 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
     file is unusable or a requested GPU provider is not really in use."""
     if not model_file.is_file():
         raise ModelLoadError(f"model '{config.name}': {model_file} does not exist")
-    providers, count = requested_providers(config)
+    where = placement(config, model_file)
     settings = session_settings(config)
-    wanted = _provider_name(providers[0])
-    if wanted == CPU and _native_allowed(config):
-        native = load_native(config.name, model_file, settings, count)
+    fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE
+    if where.tensorrt is not None and where.tensorrt.engine_cache_path:
+        Path(where.tensorrt.engine_cache_path).mkdir(parents=True, exist_ok=True)
+    if _native_allowed(config):
+        native = load_native(config.name, model_file, settings, where, fallback_allowed)
         if native is not None:
+            provider = native.providers[0]
+            if provider != where.provider:
+                log.warning(
+                    "model '%s': %s unavailable, running on %s as allowed by config",
+                    config.name,
+                    where.provider,
+                    provider,
+                )
             return LoadedSession(
                 session=None,
                 native=native,
-                provider=CPU,
+                provider=provider,
                 inputs=[OnnxTensor(*tensor) for tensor in native.inputs],
                 outputs=[OnnxTensor(*tensor) for tensor in native.outputs],
-                instance_count=count,
+                instance_count=where.instance_count,
             )
-    fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE
+    return _binding_session(config, model_file, settings, where, fallback_allowed)
+
+
+def _binding_session(
+    config: mc.ModelConfig,
+    model_file: Path,
+    settings: SessionSettings,
+    where: Placement,
+    fallback_allowed: bool,
+) -> LoadedSession:
+    """The version on onnxruntime's Python binding, checked to run where it was asked to."""
+    providers = binding_providers(config, where)
+    wanted = where.provider
     available = ort.get_available_providers()
     if wanted != CPU and wanted not in available and not fallback_allowed:
         raise ModelLoadError(
@@ -233,12 +240,12 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
         provider=provider,
         inputs=[_describe(t) for t in session.get_inputs()],
         outputs=[_describe(t) for t in session.get_outputs()],
-        instance_count=count,
+        instance_count=where.instance_count,
     )
 
 
 def _native_allowed(config: mc.ModelConfig) -> bool:
-    """Config parameter `native_engine`: "auto" (default) runs CPU models through the native
+    """Config parameter `native_engine`: "auto" (default) runs models through the native
     engine where it can, "false" always through onnxruntime's Python binding."""
     mode = (parameter(config, "native_engine") or "auto").lower()
     if mode not in _NATIVE_MODES:

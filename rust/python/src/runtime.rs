@@ -7,15 +7,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferroserve_runtime::{
-    Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel, Routed,
-    RuntimeError, SessionSettings, TensorInfo,
+    Accelerator, Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel,
+    Routed, RuntimeError, SessionSettings, TensorInfo, TensorRtOptions,
 };
 use ort::value::DynTensor;
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use crate::exceptions::{DeadlineExceededError, InternalError, InvalidInputError};
+use crate::exceptions::{
+    DeadlineExceededError, InternalError, InvalidInputError, UnavailableError,
+};
 use crate::queue::{BatchQueue, HeldBytes, PyWaiter, SubmittedInputs};
 
 /// Answers of one model version: Python's on their way to the event loop, the native front
@@ -31,6 +33,7 @@ fn raise(error: RuntimeError) -> PyErr {
             PyNotImplementedError::new_err(message)
         }
         RuntimeError::Input(_) => InvalidInputError::new_err(message),
+        RuntimeError::Provider { .. } => UnavailableError::new_err(message),
         RuntimeError::Load { .. } | RuntimeError::Run(_) => InternalError::new_err(message),
     }
 }
@@ -62,15 +65,24 @@ pub(crate) struct OrtModel {
 
 #[pymethods]
 impl OrtModel {
-    /// Loads `path` with the onnxruntime library file `library` (without the GIL).
+    /// Loads `path` with the onnxruntime library file `library` (without the GIL): `instances`
+    /// sessions on the CPU, or with `accelerator` "cuda" / "tensorrt" one session per entry of
+    /// `gpus` (a GPU id per instance). UnavailableError when a requested GPU provider cannot
+    /// start and `allow_cpu_fallback` is off.
     #[staticmethod]
-    #[pyo3(signature = (library, path, *, instances = 1, intra_op_threads = 1, inter_op_threads = 1, parallel_execution = false, allow_spinning = false, optimization = "all", optimized_model_path = None))]
+    #[pyo3(signature = (library, path, *, instances = 1, accelerator = "cpu", gpus = None, allow_cpu_fallback = false, tensorrt_fp16 = false, tensorrt_cache_path = None, tensorrt_max_workspace_bytes = None, intra_op_threads = 1, inter_op_threads = 1, parallel_execution = false, allow_spinning = false, optimization = "all", optimized_model_path = None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
         library: PathBuf,
         path: PathBuf,
         instances: usize,
+        accelerator: &str,
+        gpus: Option<Vec<i32>>,
+        allow_cpu_fallback: bool,
+        tensorrt_fp16: bool,
+        tensorrt_cache_path: Option<String>,
+        tensorrt_max_workspace_bytes: Option<usize>,
         intra_op_threads: usize,
         inter_op_threads: usize,
         parallel_execution: bool,
@@ -89,6 +101,37 @@ impl OrtModel {
                 )));
             }
         };
+        let gpus = gpus.unwrap_or_default();
+        let placements: Vec<Accelerator> = match accelerator {
+            "cpu" => vec![Accelerator::Cpu; instances.max(1)],
+            "cuda" => gpus
+                .iter()
+                .map(|&device| Accelerator::Cuda { device })
+                .collect(),
+            "tensorrt" => {
+                let options = TensorRtOptions {
+                    fp16: tensorrt_fp16,
+                    engine_cache_path: tensorrt_cache_path,
+                    max_workspace_bytes: tensorrt_max_workspace_bytes,
+                };
+                gpus.iter()
+                    .map(|&device| Accelerator::TensorRt {
+                        device,
+                        options: options.clone(),
+                    })
+                    .collect()
+            }
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "accelerator must be 'cpu', 'cuda' or 'tensorrt', got '{other}'"
+                )));
+            }
+        };
+        if placements.is_empty() {
+            return Err(InvalidInputError::new_err(format!(
+                "accelerator '{accelerator}' needs a GPU id per instance in `gpus`"
+            )));
+        }
         let settings = SessionSettings {
             intra_op_threads,
             inter_op_threads,
@@ -96,13 +139,30 @@ impl OrtModel {
             allow_spinning,
             optimization,
             optimized_model_path,
+            allow_cpu_fallback,
         };
         let model = py
-            .detach(|| Model::load(&library, &path, &settings, instances.max(1)))
+            .detach(|| Model::load(&library, &path, &settings, &placements))
             .map_err(raise)?;
         Ok(OrtModel {
             model: Arc::new(model),
         })
+    }
+
+    /// The execution provider running each instance (onnxruntime's names).
+    #[getter]
+    fn providers(&self) -> Vec<&'static str> {
+        self.model
+            .providers()
+            .iter()
+            .map(|provider| provider.name())
+            .collect()
+    }
+
+    /// Whether every GPU instance moves its batches through pinned host memory.
+    #[getter]
+    fn pinned_io(&self) -> bool {
+        self.model.pinned_io()
     }
 
     /// Graph inputs: (name, ONNX type, dims).

@@ -19,6 +19,15 @@ pub enum RuntimeError {
         /// onnxruntime's message.
         message: String,
     },
+    /// A requested execution provider (CUDA, TensorRT) could not start: no GPU, its libraries
+    /// missing, a device that does not exist.
+    #[error("{provider} could not start: {message}")]
+    Provider {
+        /// onnxruntime's name for the provider.
+        provider: &'static str,
+        /// onnxruntime's message.
+        message: String,
+    },
     /// The graph has a tensor this engine does not run (strings, sequences, maps, ...).
     #[error("{kind} '{name}' has type {onnx_type}, which the native engine does not run")]
     Unsupported {

@@ -6,16 +6,22 @@
 //! or a `Completions` queue whose pipe wakes the event loop for one Python queued. No step needs
 //! the GIL, so executor threads never make the event loop wait for it.
 
+mod accelerator;
 mod completions;
 mod error;
 mod executor;
 mod layout;
 mod model;
+mod session;
+mod tensor_info;
 mod waiter;
 
+pub use accelerator::{Accelerator, Provider, TensorRtOptions};
 pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
 pub use layout::Layout;
-pub use model::{Model, OptimizationLevel, SessionSettings, TensorInfo};
+pub use model::Model;
+pub use session::{OptimizationLevel, SessionSettings};
+pub use tensor_info::TensorInfo;
 pub use waiter::{Deliver, NativeAnswer, Routed, Waiter};

@@ -1,146 +1,35 @@
 //! `Model`: one ONNX model version loaded into onnxruntime sessions through its C API, one
-//! session per instance (as Triton's onnxruntime backend does), each behind its own lock.
+//! session per instance (as Triton's onnxruntime backend does), each behind its own lock and
+//! each on the provider and device its instance asks for (CPU, or CUDA / TensorRT on a GPU).
 
 use std::path::Path;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use ferroserve_tensor::DataType;
 use ort::environment::Environment;
 use ort::memory::Allocator;
-use ort::session::Session;
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::value::{DynTensor, DynTensorValueType, TensorElementType, ValueType};
+use ort::session::{Session, SessionOutputs};
+use ort::value::{DynTensor, DynTensorValueType};
 
 use crate::RuntimeError;
+use crate::accelerator::{self, Accelerator, PinnedIo, Provider};
 use crate::executor::{Engine, InputTensor, OutputTensor};
+use crate::session::{SessionSettings, builder, environment};
+use crate::tensor_info::{TensorInfo, describe, element_type, find, tensor_bytes};
 
-/// The process's one onnxruntime environment, created from the first library asked for.
-static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
-
-/// The environment, loading `library` the first time.
-fn environment(library: &Path) -> Result<&'static Environment, RuntimeError> {
-    ENVIRONMENT
-        .get_or_init(|| {
-            ort::init_from(library)
-                .map_err(|error| error.to_string())?
-                .with_name("ferroserve")
-                .with_telemetry(false)
-                .build()
-                .map_err(|error| error.to_string())
-        })
-        .as_ref()
-        .map_err(|message| RuntimeError::Library {
-            path: library.display().to_string(),
-            message: message.clone(),
-        })
-}
-
-/// Graph optimisation level (onnxruntime's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptimizationLevel {
-    /// No graph optimisation.
-    Disable,
-    /// Semantics-preserving rewrites.
-    Basic,
-    /// Plus complex node fusions.
-    Extended,
-    /// Everything, including layout optimisations.
-    All,
-}
-
-/// Session options (see docs/configuration.md for the config parameters behind them).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionSettings {
-    /// Threads of one operator (onnxruntime's intra-op pool; 1 = the calling thread only).
-    pub intra_op_threads: usize,
-    /// Threads running independent operators in parallel execution mode.
-    pub inter_op_threads: usize,
-    /// Run independent operators in parallel (ORT_PARALLEL).
-    pub parallel_execution: bool,
-    /// Let pool threads spin while waiting for work.
-    pub allow_spinning: bool,
-    /// Graph optimisation level.
-    pub optimization: OptimizationLevel,
-    /// Where to save the optimised graph, if anywhere.
-    pub optimized_model_path: Option<String>,
-}
-
-/// A graph input or output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorInfo {
-    /// The tensor's name.
-    pub name: String,
-    /// Its datatype.
-    pub datatype: DataType,
-    /// Its ONNX type name, e.g. "tensor(float)".
-    pub onnx_type: &'static str,
-    /// Its dims; `None` for a symbolic or unknown dim.
-    pub shape: Vec<Option<i64>>,
-}
-
-/// The v2 datatype and ONNX type name of an onnxruntime element type this engine runs.
-fn datatype(element: TensorElementType) -> Option<(DataType, &'static str)> {
-    Some(match element {
-        TensorElementType::Bool => (DataType::Bool, "tensor(bool)"),
-        TensorElementType::Uint8 => (DataType::Uint8, "tensor(uint8)"),
-        TensorElementType::Uint16 => (DataType::Uint16, "tensor(uint16)"),
-        TensorElementType::Uint32 => (DataType::Uint32, "tensor(uint32)"),
-        TensorElementType::Uint64 => (DataType::Uint64, "tensor(uint64)"),
-        TensorElementType::Int8 => (DataType::Int8, "tensor(int8)"),
-        TensorElementType::Int16 => (DataType::Int16, "tensor(int16)"),
-        TensorElementType::Int32 => (DataType::Int32, "tensor(int32)"),
-        TensorElementType::Int64 => (DataType::Int64, "tensor(int64)"),
-        TensorElementType::Float16 => (DataType::Fp16, "tensor(float16)"),
-        TensorElementType::Bfloat16 => (DataType::Bf16, "tensor(bfloat16)"),
-        TensorElementType::Float32 => (DataType::Fp32, "tensor(float)"),
-        TensorElementType::Float64 => (DataType::Fp64, "tensor(double)"),
-        _ => return None,
-    })
-}
-
-/// The onnxruntime element type of a fixed-size v2 datatype.
-fn element_type(datatype: DataType) -> Option<TensorElementType> {
-    Some(match datatype {
-        DataType::Bool => TensorElementType::Bool,
-        DataType::Uint8 => TensorElementType::Uint8,
-        DataType::Uint16 => TensorElementType::Uint16,
-        DataType::Uint32 => TensorElementType::Uint32,
-        DataType::Uint64 => TensorElementType::Uint64,
-        DataType::Int8 => TensorElementType::Int8,
-        DataType::Int16 => TensorElementType::Int16,
-        DataType::Int32 => TensorElementType::Int32,
-        DataType::Int64 => TensorElementType::Int64,
-        DataType::Fp16 => TensorElementType::Float16,
-        DataType::Bf16 => TensorElementType::Bfloat16,
-        DataType::Fp32 => TensorElementType::Float32,
-        DataType::Fp64 => TensorElementType::Float64,
-        DataType::Bytes => return None,
-    })
-}
-
-/// Describes one graph tensor, or says why this engine cannot run it.
-fn describe(kind: &'static str, name: &str, value: &ValueType) -> Result<TensorInfo, RuntimeError> {
-    let unsupported = || RuntimeError::Unsupported {
-        kind,
-        name: name.to_owned(),
-        onnx_type: value.to_string(),
-    };
-    let ValueType::Tensor { ty, shape, .. } = value else {
-        return Err(unsupported());
-    };
-    let (datatype, onnx_type) = datatype(*ty).ok_or_else(unsupported)?;
-    Ok(TensorInfo {
-        name: name.to_owned(),
-        datatype,
-        onnx_type,
-        shape: shape.iter().map(|&dim| (dim >= 0).then_some(dim)).collect(),
-    })
+/// One instance: its session and, on a GPU, the pinned memory its batches go through.
+struct Instance {
+    /// The session (`Run` is not safe to call concurrently on one session).
+    session: Session,
+    /// Pinned host buffers for a GPU session; `None` on the CPU.
+    pinned: Option<PinnedIo>,
 }
 
 /// A loaded model version.
 pub struct Model {
     /// One session per instance.
-    sessions: Vec<Mutex<Session>>,
+    instances: Vec<Mutex<Instance>>,
+    /// The provider that runs each instance's nodes first.
+    providers: Vec<Provider>,
     /// Graph inputs, in graph order.
     inputs: Vec<TensorInfo>,
     /// Graph outputs, in graph order.
@@ -148,39 +37,43 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads `path` into `instances` sessions (at least one) with `settings`, using the
-    /// onnxruntime library `library`. `Unsupported` when a graph tensor is not a fixed-size
-    /// tensor: the caller runs such models another way.
+    /// Loads `path` into one session per entry of `placements` (at least one), each on the
+    /// provider and device it names, with `settings`, using the onnxruntime library `library`.
+    /// `Unsupported` when a graph tensor is not a fixed-size tensor: the caller runs such models
+    /// another way. `Provider` when a requested GPU provider cannot start and
+    /// `settings.allow_cpu_fallback` is off.
     pub fn load(
         library: &Path,
         path: &Path,
         settings: &SessionSettings,
-        instances: usize,
+        placements: &[Accelerator],
     ) -> Result<Model, RuntimeError> {
         let environment = environment(library)?;
-        let load_error = |message: String| RuntimeError::Load {
-            path: path.display().to_string(),
-            message,
-        };
-        let first = open(environment, path, settings).map_err(load_error)?;
+        let (first_placement, others) =
+            placements.split_first().unwrap_or((&Accelerator::Cpu, &[]));
+        let (first, first_provider) = open(environment, path, settings, first_placement)?;
         let inputs = first
+            .session
             .inputs()
             .iter()
             .map(|input| describe("input", input.name(), input.dtype()))
             .collect::<Result<Vec<_>, _>>()?;
         let outputs = first
+            .session
             .outputs()
             .iter()
             .map(|output| describe("output", output.name(), output.dtype()))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut sessions = vec![Mutex::new(first)];
-        for _ in 1..instances {
-            sessions.push(Mutex::new(
-                open(environment, path, settings).map_err(load_error)?,
-            ));
+        let mut instances = vec![Mutex::new(first)];
+        let mut providers = vec![first_provider];
+        for placement in others {
+            let (instance, provider) = open(environment, path, settings, placement)?;
+            instances.push(Mutex::new(instance));
+            providers.push(provider);
         }
         Ok(Model {
-            sessions,
+            instances,
+            providers,
             inputs,
             outputs,
         })
@@ -195,48 +88,62 @@ impl Model {
     pub fn outputs(&self) -> &[TensorInfo] {
         &self.outputs
     }
+
+    /// The provider that runs each instance's nodes first (CPU for a GPU instance only where
+    /// `allow_cpu_fallback` let it fall back).
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// Whether every GPU instance moves its batches through pinned host memory (false if one
+    /// could not get the CUDA provider's pinned allocator and uses pageable memory).
+    pub fn pinned_io(&self) -> bool {
+        self.instances
+            .iter()
+            .zip(&self.providers)
+            .all(|(instance, provider)| {
+                *provider == Provider::Cpu
+                    || instance
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .pinned
+                        .is_some()
+            })
+    }
 }
 
-/// One session with `settings`; the error as onnxruntime words it.
+/// One session on `placement` with `settings`, and the provider that runs it.
 fn open(
     environment: &Environment,
     path: &Path,
     settings: &SessionSettings,
-) -> Result<Session, String> {
-    let text = |error: ort::Error<SessionBuilder>| error.to_string();
-    let level = match settings.optimization {
-        OptimizationLevel::Disable => GraphOptimizationLevel::Disable,
-        OptimizationLevel::Basic => GraphOptimizationLevel::Level1,
-        OptimizationLevel::Extended => GraphOptimizationLevel::Level2,
-        OptimizationLevel::All => GraphOptimizationLevel::All,
+    placement: &Accelerator,
+) -> Result<(Instance, Provider), RuntimeError> {
+    let load_error = |message: String| RuntimeError::Load {
+        path: path.display().to_string(),
+        message,
     };
-    let mut builder = Session::builder(environment)
-        .map_err(|error| error.to_string())?
-        .with_intra_threads(settings.intra_op_threads)
-        .map_err(text)?
-        .with_inter_threads(settings.inter_op_threads)
-        .map_err(text)?
-        .with_parallel_execution(settings.parallel_execution)
-        .map_err(text)?
-        .with_intra_op_spinning(settings.allow_spinning)
-        .map_err(text)?
-        .with_inter_op_spinning(settings.allow_spinning)
-        .map_err(text)?
-        .with_optimization_level(level)
-        .map_err(text)?;
-    if let Some(cache) = &settings.optimized_model_path {
-        builder = builder.with_optimized_model_path(cache).map_err(text)?;
-    }
-    builder
+    let mut builder = builder(environment, settings).map_err(load_error)?;
+    let provider = accelerator::register(&mut builder, placement, settings.allow_cpu_fallback)
+        .map_err(|failure| RuntimeError::Provider {
+            provider: failure.provider.name(),
+            message: failure.message.trim_end().to_owned(),
+        })?;
+    let session = builder
         .commit_from_file(path)
-        .map_err(|error| error.to_string())
+        .map_err(|error| load_error(error.to_string()))?;
+    // Without the pinned allocator a GPU session still works, copying from pageable memory.
+    let pinned = (provider != Provider::Cpu)
+        .then(|| PinnedIo::new(&session).ok())
+        .flatten();
+    Ok((Instance { session, pinned }, provider))
 }
 
 impl Engine for Model {
     type Output = DynTensor;
 
     fn instances(&self) -> usize {
-        self.sessions.len()
+        self.instances.len()
     }
 
     fn run(
@@ -252,9 +159,46 @@ impl Engine for Model {
                 inputs.len()
             )));
         }
-        // Inputs are copied into tensors onnxruntime allocates: aligned whatever the request's
-        // bytes are, and a batch is a few KiB where the call costs microseconds.
-        let allocator = Allocator::default();
+        let slot = self
+            .instances
+            .get(instance)
+            .ok_or_else(|| RuntimeError::Input(format!("no instance {instance}")))?;
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let Instance { session, pinned } = &mut *slot;
+        match pinned {
+            None => {
+                let values = self.input_values(&Allocator::default(), inputs)?;
+                let results = session.run(values)?;
+                self.take_outputs(results, outputs)
+            }
+            Some(pinned) => {
+                // One copy to the GPU per input and one back per output, both from and to pinned
+                // host memory; a new binding per batch, so no output buffer is shared between
+                // batches still being answered.
+                let values = self.input_values(&pinned.allocator, inputs)?;
+                let mut binding = session.create_binding()?;
+                for (name, value) in &values {
+                    binding.bind_input(*name, value)?;
+                }
+                for name in outputs {
+                    binding.bind_output_to_device(name.as_str(), &pinned.outputs)?;
+                }
+                let results = session.run_binding(&binding)?;
+                binding.synchronize_outputs()?;
+                self.take_outputs(results, outputs)
+            }
+        }
+    }
+}
+
+impl Model {
+    /// The inputs copied into tensors `allocator` allocates: aligned whatever the request's
+    /// bytes are (a batch is a few KiB where the call costs microseconds), and pinned for a GPU.
+    fn input_values<'a>(
+        &'a self,
+        allocator: &Allocator,
+        inputs: &[InputTensor<'_>],
+    ) -> Result<Vec<(&'a str, DynTensor)>, RuntimeError> {
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
             let info = find(&self.inputs, input.name)?;
@@ -270,11 +214,11 @@ impl Engine for Model {
             let element = element_type(info.datatype).ok_or_else(|| {
                 RuntimeError::Input(format!("input '{}' is not a fixed-size tensor", info.name))
             })?;
-            let mut tensor = DynTensor::new(&allocator, element, input.shape.to_vec())?;
+            let mut tensor = DynTensor::new(allocator, element, input.shape.to_vec())?;
             if !input.data.is_empty() {
-                // SAFETY: onnxruntime allocated exactly `input.data.len()` bytes on the CPU for
-                // this tensor (checked above against its element type and shape); nothing
-                // else references the new tensor yet.
+                // SAFETY: `allocator` allocated exactly `input.data.len()` bytes of host memory
+                // (onnxruntime's CPU allocator or CUDA pinned memory) for this tensor (checked
+                // above against its element type and shape); nothing else references it yet.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         input.data.as_ptr(),
@@ -285,13 +229,17 @@ impl Engine for Model {
             }
             values.push((info.name.as_str(), tensor));
         }
-        let session = self
-            .sessions
-            .get(instance)
-            .ok_or_else(|| RuntimeError::Input(format!("no instance {instance}")))?;
-        let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut results = session.run(values)?;
-        outputs
+        Ok(values)
+    }
+
+    /// The outputs named in `names`, in that order, checked to be host memory of the size
+    /// their shape says.
+    fn take_outputs(
+        &self,
+        mut results: SessionOutputs<'_>,
+        names: &[String],
+    ) -> Result<Vec<OutputTensor<DynTensor>>, RuntimeError> {
+        names
             .iter()
             .map(|name| {
                 let info = find(&self.outputs, name)?;
@@ -299,6 +247,13 @@ impl Engine for Model {
                     RuntimeError::Run(format!("onnxruntime returned no output '{name}'"))
                 })?;
                 let tensor = value.downcast::<DynTensorValueType>()?;
+                let device = tensor.memory_info().allocation_device();
+                if !accelerator::host_readable(&device) {
+                    return Err(RuntimeError::Run(format!(
+                        "output '{name}' is in {} memory, not host memory. This is a bug.",
+                        device.as_str()
+                    )));
+                }
                 let shape = tensor.shape().to_vec();
                 let len = tensor_bytes(info.datatype, &shape).ok_or_else(|| {
                     RuntimeError::Run(format!("output '{name}' has shape {shape:?}"))
@@ -309,28 +264,16 @@ impl Engine for Model {
     }
 }
 
-/// The graph tensor called `name`.
-fn find<'a>(tensors: &'a [TensorInfo], name: &str) -> Result<&'a TensorInfo, RuntimeError> {
-    tensors
-        .iter()
-        .find(|tensor| tensor.name == name)
-        .ok_or_else(|| RuntimeError::Input(format!("the model has no tensor '{name}'")))
-}
-
-/// Bytes of a fixed-size tensor of `datatype` and `shape`, if the shape is valid.
-fn tensor_bytes(datatype: DataType, shape: &[i64]) -> Option<usize> {
-    ferroserve_tensor::expected_raw_size(datatype, shape).ok()
-}
-
-/// Reads the bytes of an output tensor onnxruntime allocated on the CPU.
+/// Reads the bytes of an output tensor onnxruntime put in host memory.
 impl AsRef<[u8]> for OutputTensor<DynTensor> {
     fn as_ref(&self) -> &[u8] {
         if self.is_empty() {
             return &[];
         }
-        // SAFETY: the tensor is a CPU tensor (the native engine only runs the CPU provider)
-        // of `len` bytes, computed from its element type and shape; the value owns the buffer
-        // and lives as long as `self`.
+        // SAFETY: `take_outputs` checked that the tensor is in host memory (onnxruntime's CPU
+        // allocator, or CUDA pinned memory already synchronised after the run) of `len` bytes,
+        // computed from its element type and shape; the value owns the buffer and lives as
+        // long as `self`.
         unsafe { std::slice::from_raw_parts(self.value().data_ptr().cast::<u8>(), self.len()) }
     }
 }

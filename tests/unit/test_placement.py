@@ -1,0 +1,109 @@
+"""instance_group -> placement (Triton's semantics: `count` instances on each listed GPU, every
+visible GPU when none is listed) and TensorRT's settings, with a clear error for what cannot be
+served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ferroserve._proto import model_config_pb2 as mc
+from ferroserve.errors import ModelLoadError
+from ferroserve.runtime.placement import Placement, default_engine_cache, placement
+from google.protobuf import text_format
+
+MODEL_FILE = Path("/models/m/3/model.onnx")
+
+
+def where(text: str) -> Placement:
+    return placement(text_format.Parse(f'name: "m" {text}', mc.ModelConfig()), MODEL_FILE)
+
+
+def test_cpu_groups_add_up() -> None:
+    assert where("") == Placement("cpu", 1, ())
+    got = where("instance_group [ { count: 2 kind: KIND_CPU }, { count: 3 kind: KIND_CPU } ]")
+    assert got == Placement("cpu", 5, ())
+    assert got.provider == "CPUExecutionProvider"
+
+
+def test_count_instances_on_each_listed_gpu() -> None:
+    got = where("instance_group [ { count: 2 kind: KIND_GPU gpus: [ 0, 1 ] } ]")
+    assert got.accelerator == "cuda"
+    assert got.provider == "CUDAExecutionProvider"
+    assert got.gpus == (0, 0, 1, 1)
+    assert got.instance_count == 4
+
+
+def test_gpu_group_without_gpus_uses_every_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7")
+    assert where("instance_group [ { kind: KIND_GPU } ]").gpus == (0, 1, 2)
+
+
+def test_mixed_cpu_and_gpu_groups_are_refused() -> None:
+    with pytest.raises(ModelLoadError, match="mixing GPU and CPU instance groups"):
+        where("instance_group [ { kind: KIND_GPU gpus: [0] }, { kind: KIND_CPU } ]")
+
+
+TRT = """instance_group [ {{ kind: KIND_GPU gpus: [ 0 ] }} ]
+optimization {{ execution_accelerators {{ gpu_execution_accelerator: [
+  {{ name: "tensorrt" {parameters} }} ] }} }}"""
+
+
+def test_tensorrt_settings_and_default_engine_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FERROSERVE_CACHE_DIR", str(tmp_path))
+    got = where(
+        TRT.format(
+            parameters='parameters { key: "precision_mode" value: "FP16" } '
+            'parameters { key: "max_workspace_size_bytes" value: "1073741824" }'
+        )
+    )
+    assert got.accelerator == "tensorrt"
+    assert got.provider == "TensorrtExecutionProvider"
+    assert got.tensorrt is not None
+    assert got.tensorrt.fp16
+    assert got.tensorrt.max_workspace_bytes == 1 << 30
+    # Engines are kept per model version outside the (maybe read-only) repository.
+    assert got.tensorrt.engine_cache_path == str(tmp_path / "tensorrt" / "m" / "3")
+
+
+def test_tensorrt_cache_can_be_moved_or_turned_off() -> None:
+    moved = where(TRT.format(parameters='parameters { key: "trt_engine_cache_path" value: "/c" }'))
+    assert moved.tensorrt is not None and moved.tensorrt.engine_cache_path == "/c"
+    off = where(
+        TRT.format(parameters='parameters { key: "trt_engine_cache_enable" value: "false" }')
+    )
+    assert off.tensorrt is not None and off.tensorrt.engine_cache_path is None
+
+
+def test_default_engine_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERROSERVE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert default_engine_cache("m", MODEL_FILE) == Path("/xdg/ferroserve/tensorrt/m/3")
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        (
+            'parameters { key: "precision_mode" value: "INT4" }',
+            "precision_mode must be FP16 or FP32",
+        ),
+        ('parameters { key: "max_workspace_size_bytes" value: "lots" }', "must be an integer"),
+        ('parameters { key: "trt_engine_cache_enable" value: "maybe" }', "true or false"),
+        ('parameters { key: "trt_int8_enable" value: "1" }', "trt_int8_enable"),
+    ],
+)
+def test_bad_tensorrt_parameters_say_what_to_fix(parameters: str, message: str) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        where(TRT.format(parameters=parameters))
+
+
+def test_accelerators_other_than_tensorrt_are_refused() -> None:
+    text = """instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]
+    optimization { execution_accelerators {
+      gpu_execution_accelerator: [ { name: "openvino" } ]
+    } }"""
+    with pytest.raises(ModelLoadError, match="'openvino' is not supported"):
+        where(text)
