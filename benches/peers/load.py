@@ -1,45 +1,175 @@
-"""The one load client every server gets in this benchmark: a closed-loop grpc.aio generator
-(`concurrency` tasks, each sending its next request when the previous answer arrives) for any
-model, input shape and rows per request, unary ModelInfer or ModelStreamInfer (one stream per
-task). KServe's and MLServer's gRPC servers have no ModelConfig RPC, which Triton's
-perf_analyzer needs, so this client drives all servers alike.
+"""The one load client every server gets in this benchmark: `ferroserve-loadgen run`
+(benches/loadgen), a native closed-loop v2 gRPC client (hyper's HTTP/2, the request built and
+framed once, one request in flight per worker, unary or one ModelStreamInfer stream per
+worker, latencies in HDR histograms). It needs only ModelInfer, so it drives KServe and
+MLServer too, which perf_analyzer cannot (they have no ModelConfig RPC), and it is cheap
+enough that the servers, not the client, set the pace: it reports its own CPU use, and the
+report flags any row where the client's core was busy.
 
-The request is tritonclient's `ModelInferRequest` with the tensor in raw_input_contents,
-serialized once; answers are parsed only when checked. Per call the client costs grpc.aio's own
-work and nothing that grows with the server's answer, so its cost is the same for every server.
+Also the one-call answer check every server gets before it is measured (grpc's Python client:
+one call, so its speed does not matter).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import numpy as np
-from measurement import Call, Measurement, MeasurementFailed, summarize
+from measurement import Measurement, MeasurementFailed
 from server_process import HOST
 from tritonclient.grpc import service_pb2
 
-from .models import INPUT
+from .models import INPUT, REPO_ROOT, ModelSpec
 
+LOADGEN = REPO_ROOT / "target" / "release" / "ferroserve-loadgen"
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"
 # No answer within this long means the server is stuck; the run fails instead of hanging.
 ANSWER_TIMEOUT_S = 30.0
+BUILD_TIMEOUT_S = 1800
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
 # Servers sum in different orders (batched or not); outputs agree to float32 rounding.
 TOLERANCE = 1e-4
 
 
-def infer_request(model: str, batch: np.ndarray) -> bytes:
-    """A serialized ModelInferRequest for `model` (latest version) with `batch` as raw FP32."""
+def build_loadgen() -> Path:
+    """`cargo build --release -p ferroserve-loadgen` into the workspace's own target/ (a
+    CARGO_TARGET_DIR in the environment is ignored, so the binary is where the runner looks)."""
+    env = {key: value for key, value in os.environ.items() if key != "CARGO_TARGET_DIR"}
+    print("building ferroserve-loadgen (cargo build --release)", file=sys.stderr)
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "ferroserve-loadgen"],
+        cwd=REPO_ROOT, env=env, check=True, timeout=BUILD_TIMEOUT_S,
+    )  # fmt: skip
+    return LOADGEN
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRun:
+    """One measured row: the figure and how busy the client's cores were (1.0 = all of
+    them, the whole window)."""
+
+    measurement: Measurement
+    client_busy: float | None
+
+
+class NativeClient:
+    """`ferroserve-loadgen run` for one row at a time: warm-up, then a fixed window."""
+
+    def __init__(self, binary: Path, window_s: float, warmup_s: float) -> None:
+        self.binary = binary
+        self._window_s = window_s
+        self._warmup_s = warmup_s
+
+    @property
+    def description(self) -> str:
+        return (
+            "ferroserve-loadgen run (benches/loadgen: Rust, hyper HTTP/2, closed loop, one "
+            "request in flight per worker, one HTTP/2 connection per worker, the "
+            "ModelInferRequest built once with raw FP32 input, every answer's status checked), "
+            "the same for every server"
+        )
+
+    def measure(
+        self,
+        port: int,
+        served_as: str,
+        spec: ModelSpec,
+        rows: int,
+        concurrency: int,
+        streaming: bool,
+        window_s: float | None = None,
+    ) -> ClientRun:
+        """Requests (not rows) per second and their latency at `concurrency`; any failed
+        answer fails the row (with the counts by code and the first message)."""
+        argv = [
+            str(self.binary), "run", "--target", f"{HOST}:{port}", "--model", served_as,
+            "--input", f"{INPUT}:FP32:{','.join(map(str, spec.row_shape))}",
+            "--rows", str(rows), "--concurrency", str(concurrency),
+            "--warmup-s", str(self._warmup_s),
+            "--window-s", str(window_s or self._window_s),
+            "--timeout-s", str(ANSWER_TIMEOUT_S),
+            *(["--stream"] if streaming else []),
+        ]  # fmt: skip
+        limit_s = self._warmup_s + (window_s or self._window_s) + 2 * ANSWER_TIMEOUT_S
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=limit_s, check=False
+            )
+        except subprocess.TimeoutExpired as error:
+            raise MeasurementFailed(f"client ran past {limit_s:.0f} s") from error
+        if done.returncode != 0:
+            raise MeasurementFailed(f"client: {done.stderr.strip()[-300:]}")
+        return parse(done.stdout)
+
+
+def parse(output: str) -> ClientRun:
+    """The client's JSON line as a Measurement; errors fail the row."""
+    report = json.loads(output)
+    if report["errors"]:
+        counts = ", ".join(f"{code} x{count}" for code, count in report["errors"].items())
+        raise MeasurementFailed(f"{counts}; first: {report['first_error']}")
+    if report["requests"] == 0:
+        raise MeasurementFailed("no call completed inside the measurement window")
+    latency = report["latency_us"]
+    measurement = Measurement(
+        infer_per_s=report["infer_per_s"],
+        p50_ms=latency["p50"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        start_ns=report["window_start_unix_ns"],
+        end_ns=report["window_end_unix_ns"],
+        inferences=report["requests"],
+    )
+    cpu = report["client_cpu"]
+    return ClientRun(measurement, None if cpu is None else cpu / max(1, report["threads"]))
+
+
+def check_answer(
+    port: int, model: str, batch: np.ndarray, expected: np.ndarray, streaming: bool
+) -> None:
+    """One call whose answer must match `expected` (onnxruntime in-process on `batch`)."""
     request = service_pb2.ModelInferRequest(model_name=model)
     tensor = request.inputs.add(name=INPUT, datatype="FP32")
     tensor.shape.extend(batch.shape)
     request.raw_input_contents.append(batch.tobytes())
-    return bytes(request.SerializeToString())
+    with grpc.insecure_channel(f"{HOST}:{port}", options=CHANNEL_OPTIONS) as channel:
+        try:
+            if streaming:
+                call = channel.stream_stream(
+                    MODEL_STREAM_INFER,
+                    request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                    response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+                )
+                answers = call(iter([request]), timeout=ANSWER_TIMEOUT_S)
+                # grpc-stubs type the answers as an iterable only, and cancel() untyped.
+                answer = next(iter(answers))
+                answers.cancel()  # type: ignore[no-untyped-call]
+                if answer.error_message:
+                    raise MeasurementFailed(f"stream: {answer.error_message}")
+                response = answer.infer_response
+            else:
+                unary = channel.unary_unary(
+                    MODEL_INFER,
+                    request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                    response_deserializer=service_pb2.ModelInferResponse.FromString,
+                )
+                response = unary(request, timeout=ANSWER_TIMEOUT_S)
+        except grpc.RpcError as error:
+            raise MeasurementFailed(f"first call: {_describe(error)}") from error
+    got = output_array(response)
+    if got.shape != expected.shape:
+        raise MeasurementFailed(f"answer shape {got.shape}, expected {expected.shape}")
+    if not np.allclose(got, expected, atol=TOLERANCE):
+        raise MeasurementFailed(
+            "answer differs from onnxruntime in-process: max |diff| "
+            f"{np.max(np.abs(got - expected)):.3g}"
+        )
 
 
 def output_array(response: service_pb2.ModelInferResponse) -> np.ndarray:
@@ -52,125 +182,7 @@ def output_array(response: service_pb2.ModelInferResponse) -> np.ndarray:
     return values.reshape(tuple(output.shape))
 
 
-class LoadGenerator:
-    """Warm-up, then a fixed window; latencies of the calls that end inside it."""
-
-    description = (
-        "grpc.aio closed loop (one Python process, tritonclient's ModelInferRequest serialized "
-        "once, raw FP32 input), the same for every server"
-    )
-
-    def __init__(self, window_s: float, warmup_s: float) -> None:
-        self._window_s = window_s
-        self._warmup_s = warmup_s
-
-    def check(
-        self, port: int, model: str, batch: np.ndarray, expected: np.ndarray, streaming: bool
-    ) -> None:
-        """One call whose answer must match `expected` (onnxruntime in-process on `batch`)."""
-        asyncio.run(self._check(port, model, batch, expected, streaming))
-
-    def measure(
-        self, port: int, model: str, batch: np.ndarray, concurrency: int, streaming: bool
-    ) -> Measurement:
-        """Requests (not rows) per second and their latency at `concurrency`."""
-        try:
-            return asyncio.run(self._measure(port, model, batch, concurrency, streaming))
-        except (TimeoutError, grpc.RpcError) as error:
-            raise MeasurementFailed(f"client: {_describe(error)}") from error
-
-    async def _check(
-        self, port: int, model: str, batch: np.ndarray, expected: np.ndarray, streaming: bool
-    ) -> None:
-        async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=CHANNEL_OPTIONS) as channel:
-            request = infer_request(model, batch)
-            try:
-                if streaming:
-                    call = _stream(channel)
-                    await call.write(request)
-                    answer = service_pb2.ModelStreamInferResponse.FromString(
-                        await asyncio.wait_for(call.read(), ANSWER_TIMEOUT_S)
-                    )
-                    await call.done_writing()
-                    if answer.error_message:
-                        raise MeasurementFailed(f"stream: {answer.error_message}")
-                    response = answer.infer_response
-                else:
-                    unary = _unary(channel)
-                    response = service_pb2.ModelInferResponse.FromString(
-                        await unary(request, timeout=ANSWER_TIMEOUT_S)
-                    )
-            except grpc.RpcError as error:
-                raise MeasurementFailed(f"first call: {_describe(error)}") from error
-        got = output_array(response)
-        if got.shape != expected.shape or not np.allclose(got, expected, atol=TOLERANCE):
-            raise MeasurementFailed(
-                f"answer differs from onnxruntime in-process: shape {got.shape} vs "
-                f"{expected.shape}, max |diff| {np.max(np.abs(got - expected)):.3g}"
-                if got.shape == expected.shape
-                else f"answer shape {got.shape}, expected {expected.shape}"
-            )
-
-    async def _measure(
-        self, port: int, model: str, batch: np.ndarray, concurrency: int, streaming: bool
-    ) -> Measurement:
-        request = infer_request(model, batch)
-        async with grpc.aio.insecure_channel(f"{HOST}:{port}", options=CHANNEL_OPTIONS) as channel:
-            if streaming:
-                calls = [_stream(channel) for _ in range(concurrency)]
-                try:
-                    return await self._drive([_streamed(call, request) for call in calls])
-                finally:
-                    for call in calls:
-                        call.cancel()
-            unary = _unary(channel)
-
-            async def once() -> Any:
-                return await unary(request, timeout=ANSWER_TIMEOUT_S)
-
-            return await self._drive([once] * concurrency)
-
-    async def _drive(self, senders: list[Callable[[], Awaitable[Any]]]) -> Measurement:
-        start_ns = time.time_ns() + int(self._warmup_s * 1e9)
-        end_ns = start_ns + int(self._window_s * 1e9)
-        calls: list[Call] = []
-
-        async def worker(send: Callable[[], Awaitable[Any]]) -> None:
-            while (sent_ns := time.time_ns()) < end_ns:
-                await send()
-                now_ns = time.time_ns()
-                calls.append(Call(now_ns, now_ns - sent_ns))
-
-        await asyncio.gather(*(worker(send) for send in senders))
-        return summarize(calls, start_ns, end_ns)
-
-
-# grpc-stubs describe the sync API: grpc.aio's optional serializers, a stream call opened
-# without an iterator (then fed with write()) and grpc.aio.EOF are missing from them.
-def _unary(channel: grpc.aio.Channel) -> Any:
-    """ModelInfer taking and returning serialized bytes (no (de)serializer in the client)."""
-    return channel.unary_unary(MODEL_INFER)  # type: ignore[call-arg]
-
-
-def _stream(channel: grpc.aio.Channel) -> Any:
-    """A new ModelStreamInfer call, written and read one message at a time."""
-    return channel.stream_stream(MODEL_STREAM_INFER)()  # type: ignore[call-arg]
-
-
-def _streamed(call: Any, request: bytes) -> Callable[[], Awaitable[Any]]:
-    """One request at a time on its own stream, so each answer belongs to the last request."""
-
-    async def send() -> Any:
-        await call.write(request)
-        answer = await asyncio.wait_for(call.read(), ANSWER_TIMEOUT_S)
-        if answer is grpc.aio.EOF:  # type: ignore[attr-defined]
-            raise MeasurementFailed(f"stream ended: {await call.code()}")
-        return answer
-
-    return send
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, grpc.aio.AioRpcError):
+def _describe(error: grpc.RpcError) -> str:
+    if isinstance(error, grpc.Call):
         return f"{error.code().name}: {error.details()}"
     return str(error) or type(error).__name__

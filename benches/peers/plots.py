@@ -14,6 +14,16 @@ from .results import IN_PROCESS, Result
 from .servers import REFERENCE
 
 STYLE_BY_KIND = {"ours": "-", "peer": "-", REFERENCE: "--"}
+# The ceilings in greys (dark: native), so the servers keep matplotlib's ten distinct colors.
+CEILING_COLORS = {
+    "transport ceiling": "0.55",
+    "transport ceiling stream": "0.7",
+    "native transport ceiling": "0.0",
+    "native transport ceiling stream": "0.3",
+}
+LEGEND_COLUMNS = 4
+# Legend height per row of entries, inches (fontsize 9).
+LEGEND_ROW_IN = 0.24
 
 
 def write_all(
@@ -47,8 +57,10 @@ def write_all(
                 axis.set_ylabel(ylabel)
                 axis.grid(True, which="both", alpha=0.3)
         handles, labels = axes[0][0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
-        figure.tight_layout(rect=(0, 0.08 if len(models) > 1 else 0.15, 1, 1))
+        figure.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=9)
+        legend_rows = -(-len(labels) // LEGEND_COLUMNS)
+        bottom = (legend_rows * LEGEND_ROW_IN + 0.2) / figure.get_figheight()
+        figure.tight_layout(rect=(0, bottom, 1, 1))
         path = out_dir / f"peers-{name}.png"
         figure.savefig(path, dpi=110)
         plt.close(figure)
@@ -82,11 +94,14 @@ def _lines(
     values: Callable[[Result], list[float]],
     markers: list[str],
 ) -> None:
-    for index, (label, unordered) in enumerate(_series(results).items()):
+    servers = 0
+    for label, unordered in _series(results).items():
         series = sorted(unordered, key=lambda r: r.concurrency)
         x = [r.concurrency for r in series]
         kind = series[0].target.kind
-        color = f"C{index % 10}"
+        color = CEILING_COLORS.get(label)
+        if color is None:
+            color, servers = f"C{servers % 10}", servers + 1
         for k, marker in enumerate(markers):
             style = ":" if label == IN_PROCESS.label else STYLE_BY_KIND.get(kind, "-")
             if k > 0:

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 from measurement import MeasurementFailed
 from server_process import CLOCK_TICKS
 
-from .load import LoadGenerator
+from .load import NativeClient
 from .models import MODELS
 from .resources import tree_pids
 
 if TYPE_CHECKING:
-    from .report import Verdict
+    from .targets import Verdict
 
 DURATION_S = 6
 RATE_HZ = 200
@@ -82,7 +82,10 @@ class Profile:
 
 
 def missed_targets(
-    verdicts: Sequence[Verdict], server: tuple[int, int] | None, out_dir: Path
+    verdicts: Sequence[Verdict],
+    server: tuple[int, int] | None,
+    client: NativeClient,
+    out_dir: Path,
 ) -> list[Profile]:
     """One recording per distinct missed point (model, rows, concurrency, the ferroserve model
     the target was measured on), unary; `server` is ferroserve's (pid, port)."""
@@ -97,11 +100,15 @@ def missed_targets(
     if spy is None:
         missing = "py-spy is not installed (pip install py-spy)"
         return [Profile("py-spy", None, 0, 0, [], [], missing)]
-    return [record(spy, server, point, out_dir) for point in points if point is not None]
+    return [record(spy, server, client, point, out_dir) for point in points if point is not None]
 
 
 def record(
-    spy: str, server: tuple[int, int], point: tuple[str, int, int, str], out_dir: Path
+    spy: str,
+    server: tuple[int, int],
+    client: NativeClient,
+    point: tuple[str, int, int, str],
+    out_dir: Path,
 ) -> Profile:
     pid, port = server
     model, rows, concurrency, served = point
@@ -114,13 +121,14 @@ def record(
          str(RATE_HZ), "--format", "raw", "--output", str(raw_path), "--nonblocking"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    # Keep the load on for the whole recording (py-spy takes a moment to attach).
-    client = LoadGenerator(window_s=DURATION_S + 1.0, warmup_s=0.0)
     before, started = thread_cpu_s(pid), time.monotonic()
     infer_per_s = 0.0
     with contextlib.suppress(MeasurementFailed):
-        measured = client.measure(port, served, MODELS[model].sample(rows), concurrency, False)
-        infer_per_s = measured.infer_per_s
+        # Keep the load on for the whole recording (py-spy takes a moment to attach).
+        measured = client.measure(
+            port, served, MODELS[model], rows, concurrency, False, window_s=DURATION_S + 1.0
+        )
+        infer_per_s = measured.measurement.infer_per_s
     elapsed, after = time.monotonic() - started, thread_cpu_s(pid)
     requests = max(1.0, infer_per_s * elapsed)
     threads = {group: (after[group] - before.get(group, 0.0)) * 1e6 / requests for group in after}

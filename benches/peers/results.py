@@ -25,6 +25,8 @@ class Result:
     cpu_us_per_request: float | None = None
     peak_rss_mib: float | None = None
     error: str = ""
+    # Share of the client's cores it kept busy over the window (1.0: all, the whole time).
+    client_busy: float | None = None
 
     @property
     def rows_per_s(self) -> float | None:

@@ -1,8 +1,10 @@
-"""Runs the peer benchmark: prepares the peers' environments, starts every server once (pinned
-to the server cores), then for each model, rows per request and concurrency measures every row
-back to back, so compared figures are seconds apart. Writes the report and plots.
+"""Runs the peer benchmark: builds the load generator, prepares the peers' environments, starts
+every server once (pinned to the server cores), then for each model, rows per request and
+concurrency measures every row back to back with the native client, so compared figures are
+seconds apart; perf_analyzer re-measures ferroserve to validate the client. Writes the report
+and plots.
 
-    python -m benches.peers [--quick] [--out-dir docs/benchmarks] [--no-pin] [--tools DIR]
+    python -m benches.peers [--quick] [--models mlp,...] [--out-dir docs/benchmarks] [--no-pin]
 """
 
 from __future__ import annotations
@@ -15,20 +17,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from measurement import MeasurementFailed
 from server_process import CpuSampler, ServerFailed, process_tree_cpu_s, serving
 
-from . import crosscheck, plots, profile, report
+from . import crosscheck, plots, profile, report, targets
 from .inprocess import InProcess
-from .load import LoadGenerator
+from .load import NativeClient, build_loadgen, check_answer
 from .models import MODELS, REPO_ROOT, write_models
 from .resources import PeakRss
 from .results import IN_PROCESS, Result
-from .servers import FERROSERVE, KSERVE, MLSERVER, Process, Target, processes, targets
+from .servers import (
+    FERROSERVE,
+    KSERVE,
+    MLSERVER,
+    Process,
+    Running,
+    Target,
+    processes,
+    table_rows,
+)
 from .venvs import KSERVE as KSERVE_ENV
 from .venvs import MLSERVER as MLSERVER_ENV
 from .venvs import prepare
@@ -49,24 +60,23 @@ class Plan:
     warmup_s: float
 
 
-FULL = Plan("full", ("gemm", "mlp", "cnn"), (1, 4, 16, 64), (1, 64), 3.0, 1.0)
+FULL = Plan("", ("gemm", "mlp", "cnn"), (1, 4, 16, 64), (1, 64), 3.0, 1.0)
 QUICK = Plan("--quick", ("gemm", "mlp", "cnn"), (1, 16), (1, 64), 1.5, 0.5)
-
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    pid: int
-    port: int
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benches.peers", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="c in {1, 16}, 1.5 s windows")
+    parser.add_argument(
+        "--models",
+        type=lambda text: tuple(text.split(",")),
+        help=f"comma-separated subset of {','.join(MODELS)} (default: all)",
+    )
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "docs" / "benchmarks")
     parser.add_argument("--no-pin", action="store_true", help="client and servers share cores")
     parser.add_argument("--no-profile", action="store_true", help="no py-spy on a missed target")
     parser.add_argument(
-        "--no-crosscheck", action="store_true", help="skip the perf_analyzer cross-check rows"
+        "--no-crosscheck", action="store_true", help="skip the perf_analyzer validation"
     )
     parser.add_argument(
         "--tools",
@@ -88,8 +98,13 @@ def choose_cores(no_pin: bool) -> tuple[set[int] | None, set[int] | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    plan = choose_plan(args)
+    if isinstance(plan, str):
+        print(plan, file=sys.stderr)
+        return 2
     started_at = time.time()
+    # Before anything is measured: without the client there is no run.
+    loadgen = build_loadgen()
     load_before = os.getloadavg()
     client_cores, server_cores = choose_cores(args.no_pin)
     if client_cores is not None:
@@ -100,32 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         onnx_files = write_models(workdir / "onnx")
         pin = ["taskset", "-c", ",".join(map(str, sorted(server_cores)))] if server_cores else []
-        specs = processes(workdir, onnx_files, peers, args.tools, pin, notes)
+        specs = processes(
+            workdir, onnx_files, peers, args.tools, loadgen, (plan.models, plan.rows), pin, notes
+        )
         with contextlib.ExitStack() as stack:
             running, start_errors = start_all(specs, stack, workdir)
             notes.append(idle_note(running))
-            rows = targets({name for name, ready in peers.items() if ready.python is not None})
-            client = LoadGenerator(plan.window_s, plan.warmup_s)
+            rows = table_rows({name for name, ready in peers.items() if ready.python is not None})
+            client = NativeClient(loadgen, plan.window_s, plan.warmup_s)
             session = Session(plan, client, running, start_errors)
             results = session.measure_all(rows, InProcess(server_cores), onnx_files)
-            checked: list[Result] = []
-            if not args.no_crosscheck:
-                analyzer = crosscheck.install(args.tools, args.quick, workdir)
-                if isinstance(analyzer, str):
-                    notes.append(analyzer)
-                else:
-                    ports = {name: server.port for name, server in running.items()}
-                    checked = crosscheck.measure(analyzer, ports)
-                    notes.append(f"Cross-check client: {analyzer.description}.")
-            verdicts = report.verdicts(results, checked)
+            checked = [] if args.no_crosscheck else validate(args, plan, workdir, session, notes)
+            verdicts = targets.verdicts(results, [pair.analyzer for pair in checked])
             profiles = []
             if not args.no_profile and any(not verdict.passed for verdict in verdicts):
                 ferroserve = running.get(FERROSERVE)
                 server = None if ferroserve is None else (ferroserve.pid, ferroserve.port)
-                profiles = profile.missed_targets(verdicts, server, args.out_dir)
+                profiles = profile.missed_targets(verdicts, server, client, args.out_dir)
         notes += keep_logs(workdir)
     context = report.Context(
         plan_name=plan.name,
+        quick=args.quick,
         window_s=plan.window_s,
         warmup_s=plan.warmup_s,
         client=client.description,
@@ -144,7 +154,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     (args.out_dir / "peers.md").write_text(text)
     print(text)
     print(f"wrote {args.out_dir / 'peers.md'} and {len(images)} plots", file=sys.stderr)
+    print(f"README headline: {targets.headline(results)}", file=sys.stderr)
     return 0
+
+
+def choose_plan(args: argparse.Namespace) -> Plan | str:
+    """The plan the flags ask for, or why there is none."""
+    plan = QUICK if args.quick else FULL
+    if not args.models:
+        return plan
+    unknown = set(args.models) - set(MODELS)
+    if unknown:
+        return f"unknown models: {', '.join(sorted(unknown))} (known: {', '.join(MODELS)})"
+    flags = f"{plan.name} --models {','.join(args.models)}".strip()
+    return replace(plan, name=flags, models=args.models)
+
+
+def validate(
+    args: argparse.Namespace,
+    plan: Plan,
+    workdir: Path,
+    session: Session,
+    notes: list[str],
+) -> list[crosscheck.Agreement]:
+    """perf_analyzer's rows for the client validation, each between two native-client runs
+    of the same row ([] with a note if perf_analyzer cannot run)."""
+    analyzer = crosscheck.install(args.tools, args.quick, workdir)
+    if isinstance(analyzer, str):
+        notes.append(analyzer)
+        return []
+    pairs = crosscheck.measure(analyzer, session.measure, session.running, plan.models)
+    notes.append(f"Validation client: {analyzer.description}.")
+    return pairs
 
 
 def start_all(
@@ -207,7 +248,7 @@ class Session:
     def __init__(
         self,
         plan: Plan,
-        client: LoadGenerator,
+        client: NativeClient,
         running: dict[str, Running],
         start_errors: dict[str, str],
     ) -> None:
@@ -238,7 +279,7 @@ class Session:
                         result = (
                             Result(target, *point, None, error=error)
                             if error
-                            else self._measure(target, model, batch, concurrency)
+                            else self.measure(target, model, rows_per_request, concurrency)
                         )
                         results.append(result)
                         _progress(result)
@@ -246,13 +287,13 @@ class Session:
 
     def _check(self, target: Target, model: str, batch: np.ndarray, expected: np.ndarray) -> str:
         """'' when the row can be measured, else why not (server down, wrong answer)."""
-        process = target.process_for(model)
+        process = target.process_for(model, batch.shape[0])
         if process not in self.running:
             return self.start_errors.get(process, f"{process} is not running")
         if not target.runs_model:
             return ""
         try:
-            self.client.check(
+            check_answer(
                 self.running[process].port,
                 target.model_for(model),
                 batch,
@@ -264,23 +305,33 @@ class Session:
             return str(error)
         return ""
 
-    def _measure(self, target: Target, model: str, batch: np.ndarray, concurrency: int) -> Result:
-        server = self.running[target.process_for(model)]
-        rows = batch.shape[0]
+    def measure(self, target: Target, model: str, rows: int, concurrency: int) -> Result:
+        """One row with the native client: its figure, the server tree's CPU per request over
+        the window and its peak RSS."""
+        server = self.running[target.process_for(model, rows)]
         try:
             with CpuSampler(server.pid) as cpu, PeakRss(server.pid) as rss:
-                measurement = self.client.measure(
+                run = self.client.measure(
                     server.port,
                     target.model_for(model),
-                    batch,
+                    MODELS[model],
+                    rows,
                     concurrency,
                     target.streaming,
                 )
         except MeasurementFailed as error:
             return Result(target, model, rows, concurrency, None, error=str(error))
-        cpu_s = cpu.cpu_s_between(measurement.start_ns, measurement.end_ns)
-        cpu_us = cpu_s * 1e6 / max(1, measurement.inferences)
-        return Result(target, model, rows, concurrency, measurement, cpu_us, rss.peak_mib)
+        measurement = run.measurement
+        cpu_us = None
+        # The client reads its window's wall-clock bounds inside its own lifetime, which the
+        # samples span; should a clock step break that, the row keeps its other figures.
+        with contextlib.suppress(ValueError):
+            cpu_s = cpu.cpu_s_between(measurement.start_ns, measurement.end_ns)
+            cpu_us = cpu_s * 1e6 / max(1, measurement.inferences)
+        return Result(
+            target, model, rows, concurrency, measurement, cpu_us, rss.peak_mib,
+            client_busy=run.client_busy,
+        )  # fmt: skip
 
 
 def _progress(result: Result) -> None:

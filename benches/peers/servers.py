@@ -1,19 +1,21 @@
 """The server processes of one run and the rows each serves: ferroserve (dynamic batching on and
-off, unary and ModelStreamInfer), KServe's ModelServer, MLServer (adaptive batching off and on)
-and one transport ceiling per model (its canned answer has that model's output size)."""
+off, unary and ModelStreamInfer), KServe's ModelServer, MLServer (adaptive batching off and on),
+one Python transport ceiling per model (its canned answer has that model's output size) and one
+native transport ceiling (`ferroserve-loadgen echo`) per model and rows per request."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from server_process import HOST, free_port
 from serving_core import ferroserve_launcher
 
-from .models import MODELS
+from .models import MODELS, OUTPUT
 from .repositories import ADAPTIVE, NO_BATCHING, ferroserve_repository, mlserver_repository
 from .venvs import Prepared
 
@@ -25,6 +27,7 @@ KSERVE = "kserve"
 KSERVE_DEFAULTS = "kserve-defaults"
 MLSERVER = "mlserver"
 CEILING = "ceiling"
+NATIVE_CEILING = "native-ceiling"
 # Row kinds: what a row is compared with.
 OURS, PEER, REFERENCE = "ours", "peer", "reference"
 
@@ -40,9 +43,18 @@ class Process:
 
 
 @dataclass(frozen=True, slots=True)
+class Running:
+    """A started server process: its pid (for CPU and memory samples) and gRPC port."""
+
+    pid: int
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
-    """One line of the table: a process (`{model}` in its name is the model measured), the name
-    the model has there (`{model}` again) and the call mode."""
+    """One line of the table: a process (`{model}` and `{rows}` in its name are the model and
+    the rows per request measured), the name the model has there (`{model}` again) and the call
+    mode."""
 
     label: str
     kind: str
@@ -53,14 +65,14 @@ class Target:
     # False for the transport ceiling: its canned answer is zeros, not the model's output.
     runs_model: bool = True
 
-    def process_for(self, model: str) -> str:
-        return self.process.format(model=model)
+    def process_for(self, model: str, rows: int) -> str:
+        return self.process.format(model=model, rows=rows)
 
     def model_for(self, model: str) -> str:
         return self.served_as.format(model=model)
 
 
-def targets(peers_up: set[str]) -> list[Target]:
+def table_rows(peers_up: set[str]) -> list[Target]:
     """Every row, in table order; peers only where their environment could be prepared."""
     rows = [
         Target("ferroserve (dynamic batching)", OURS, FERROSERVE),
@@ -82,6 +94,10 @@ def targets(peers_up: set[str]) -> list[Target]:
                runs_model=False),
         Target("transport ceiling stream", REFERENCE, CEILING + "-{model}", streaming=True,
                ort_threads="-", runs_model=False),
+        Target("native transport ceiling", REFERENCE, NATIVE_CEILING + "-{model}-r{rows}",
+               ort_threads="-", runs_model=False),
+        Target("native transport ceiling stream", REFERENCE, NATIVE_CEILING + "-{model}-r{rows}",
+               streaming=True, ort_threads="-", runs_model=False),
     ]  # fmt: skip
     return rows
 
@@ -91,10 +107,13 @@ def processes(
     onnx_files: dict[str, Path],
     peers: dict[str, Prepared],
     tools: Path,
+    loadgen: Path,
+    plan: tuple[Sequence[str], Sequence[int]],
     pin: list[str],
     notes: list[str],
 ) -> list[Process]:
-    """Writes each server's repository under `workdir` and says how to start it."""
+    """Writes each server's repository under `workdir` and says how to start it; ceilings
+    only for the (models, rows per request) of the `plan`."""
     started = [_ferroserve(workdir, onnx_files, pin, notes)]
     kserve, mlserver = peers.get(KSERVE), peers.get(MLSERVER)
     if kserve is not None and kserve.python is not None:
@@ -102,7 +121,9 @@ def processes(
         started.append(_kserve(kserve.python, onnx_files, pin, quiet=False))
     if mlserver is not None and mlserver.python is not None:
         started.append(_mlserver(mlserver.python, workdir, onnx_files, pin))
-    for name, spec in MODELS.items():
+    models, rows_per_request = plan
+    for name in models:
+        spec = MODELS[name]
         port = free_port()
         argv = [
             sys.executable, str(tools / "transport_ceiling.py"), "--port", str(port),
@@ -110,7 +131,21 @@ def processes(
             "--outputs", str(spec.output_width),
         ]  # fmt: skip
         started.append(Process(f"{CEILING}-{name}", [*pin, *argv], port))
+        for rows in rows_per_request:
+            started.append(_native_ceiling(loadgen, name, rows, pin))
     return started
+
+
+def _native_ceiling(loadgen: Path, model: str, rows: int, pin: list[str]) -> Process:
+    """`ferroserve-loadgen echo`: a canned answer of `rows` rows of the model's output, one
+    tokio thread like ferroserve's front end. It does not read the request's rows, so there is
+    one per rows-per-request."""
+    port = free_port()
+    argv = [
+        str(loadgen), "echo", "--host", HOST, "--port", str(port), "--model", model,
+        "--output", f"{OUTPUT}:FP32:{MODELS[model].output_width}", "--rows", str(rows),
+    ]  # fmt: skip
+    return Process(f"{NATIVE_CEILING}-{model}-r{rows}", [*pin, *argv], port)
 
 
 def _ferroserve(
