@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::echo::{Canned, EchoConfig};
-use crate::proto::TensorSpec;
+use crate::proto::{Parameter, TensorSpec};
 use crate::run::{RunConfig, default_connections};
 
 /// `--help`.
@@ -15,6 +15,9 @@ ferroserve-loadgen run --target HOST:PORT --model NAME --input NAME:DATATYPE:DIM
     --input NAME:DATATYPE:DIMS  one row's dimensions, comma-separated (repeat per input),
                                 e.g. input:FP32:64 or input:FP32:3,64,64
     --rows N             rows per request, put in front of every input's DIMS [1]
+    --parameter KEY=VALUE  a request parameter every request carries (repeat per key):
+                         true/false is a bool, an integer an int64, else a string,
+                         e.g. priority=1 or timeout=20000
     --model-version V    [\"\": the server's choice]
     --concurrency N      workers, each with one request in flight [1]
     --connections N      HTTP/2 connections the workers share [one per worker]
@@ -68,7 +71,7 @@ pub enum CliError {
     /// A required flag is missing.
     #[error("{0} is required")]
     Required(&'static str),
-    /// A tensor argument was refused.
+    /// A tensor or parameter argument was refused.
     #[error(transparent)]
     Tensor(#[from] crate::proto::WireError),
 }
@@ -179,11 +182,12 @@ impl Flags {
     }
 }
 
-const RUN_FLAGS: [&str; 12] = [
+const RUN_FLAGS: [&str; 13] = [
     "--target",
     "--model",
     "--model-version",
     "--input",
+    "--parameter",
     "--rows",
     "--concurrency",
     "--connections",
@@ -203,6 +207,10 @@ fn parse_run(flags: &Flags) -> Result<RunConfig, CliError> {
     if inputs.is_empty() {
         return Err(CliError::Required("--input"));
     }
+    let parameters = flags
+        .all("--parameter")
+        .map(Parameter::parse)
+        .collect::<Result<Vec<_>, _>>()?;
     let concurrency = flags.number("--concurrency", 1, "a positive integer")?;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     Ok(RunConfig {
@@ -216,6 +224,7 @@ fn parse_run(flags: &Flags) -> Result<RunConfig, CliError> {
             .to_owned(),
         model_version: flags.last("--model-version").unwrap_or_default().to_owned(),
         inputs,
+        parameters,
         rows: flags.number("--rows", 1, "a positive integer")?,
         concurrency,
         connections: flags.number(
@@ -286,6 +295,31 @@ mod tests {
         assert_eq!(config.warmup, Duration::ZERO);
         assert_eq!(config.window, Duration::from_millis(1500));
         assert_eq!(config.timeout, Duration::from_secs(30));
+        assert!(config.parameters.is_empty());
+    }
+
+    #[test]
+    fn a_run_takes_request_parameters() {
+        let Ok(Command::Run(config)) = parse(&args(
+            "run --target a:1 --model m --input x:FP32:1 --parameter priority=1 \
+             --parameter=timeout=20000 --parameter tag=fast",
+        )) else {
+            panic!("a valid run")
+        };
+        let keys: Vec<&str> = config.parameters.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["priority", "timeout", "tag"]);
+        assert_eq!(
+            config.parameters[1].value,
+            crate::proto::ParameterValue::Int64(20_000)
+        );
+        assert!(matches!(
+            parse(&args(
+                "run --target a:1 --model m --input x:FP32:1 --parameter priority"
+            )),
+            Err(CliError::Tensor(crate::proto::WireError::ParameterSyntax(
+                _
+            )))
+        ));
     }
 
     #[test]

@@ -27,6 +27,75 @@ pub enum WireError {
     /// A framed gRPC message marked compressed (the client never offers compression).
     #[error("compressed gRPC message, but no compression was offered")]
     Compressed,
+    /// A request parameter argument that is not `KEY=VALUE`.
+    #[error("parameter {0:?} is not KEY=VALUE (e.g. priority=1)")]
+    ParameterSyntax(String),
+}
+
+/// A request parameter's value: `InferParameter`'s oneof (bool_param = 1, int64_param = 2,
+/// string_param = 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParameterValue {
+    /// `bool_param`.
+    Bool(bool),
+    /// `int64_param`.
+    Int64(i64),
+    /// `string_param`.
+    String(String),
+}
+
+/// One entry of a request's `parameters` map (e.g. Triton's `priority` and `timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: ParameterValue,
+}
+
+impl Parameter {
+    /// Parses `KEY=VALUE`, typing the value as tritonclient types a Python value: `true` or
+    /// `false` is a bool, an integer an int64, anything else a string.
+    pub fn parse(text: &str) -> Result<Self, WireError> {
+        let (key, value) = text
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| WireError::ParameterSyntax(text.to_owned()))?;
+        let value = match value {
+            "true" => ParameterValue::Bool(true),
+            "false" => ParameterValue::Bool(false),
+            _ => match value.parse::<i64>() {
+                Ok(number) => ParameterValue::Int64(number),
+                Err(_) => ParameterValue::String(value.to_owned()),
+            },
+        };
+        Ok(Parameter {
+            key: key.to_owned(),
+            value,
+        })
+    }
+
+    /// The map entry as serialized: key = 1, value = 2 (an `InferParameter`). A oneof member
+    /// is written even when it holds its default value, as protobuf does.
+    fn entry(&self) -> BytesMut {
+        let mut value = BytesMut::new();
+        match &self.value {
+            ParameterValue::Bool(flag) => {
+                put_varint(&mut value, 1 << 3);
+                put_varint(&mut value, u64::from(*flag));
+            }
+            ParameterValue::Int64(number) => {
+                put_varint(&mut value, 2 << 3);
+                // int64 varints take negative values as their 64-bit two's complement.
+                put_varint(&mut value, *number as u64);
+            }
+            ParameterValue::String(text) => put_bytes(&mut value, 3, text.as_bytes()),
+        }
+        let mut entry = BytesMut::new();
+        put_string(&mut entry, 1, &self.key);
+        put_bytes(&mut entry, 2, &value);
+        entry
+    }
 }
 
 /// A tensor as the v2 protocol declares it: name, datatype and the dimensions of one row (the
@@ -184,18 +253,22 @@ fn tensor_message(name: &str, datatype: &str, shape: &[i64]) -> BytesMut {
     tensor
 }
 
-/// A serialized ModelInferRequest: model_name = 1, model_version = 2, id = 3, inputs = 5,
-/// raw_input_contents = 7 (one entry per input, in order).
+/// A serialized ModelInferRequest: model_name = 1, model_version = 2, id = 3, parameters = 4
+/// (in the order given), inputs = 5, raw_input_contents = 7 (one entry per input, in order).
 pub fn infer_request(
     model: &str,
     version: &str,
     id: &str,
+    parameters: &[Parameter],
     inputs: &[(&TensorSpec, &[i64], &[u8])],
 ) -> Bytes {
     let mut out = BytesMut::new();
     put_string(&mut out, 1, model);
     put_string(&mut out, 2, version);
     put_string(&mut out, 3, id);
+    for parameter in parameters {
+        put_bytes(&mut out, 4, &parameter.entry());
+    }
     for (spec, shape, _) in inputs {
         put_bytes(
             &mut out,
@@ -354,8 +427,51 @@ mod tests {
     fn a_request_has_the_bytes_python_protobuf_writes() {
         let spec = TensorSpec::parse("input:FP32:3").expect("valid");
         let contents: Vec<u8> = (0..24).collect();
-        let request = infer_request("mlp", "1", "r7", &[(&spec, &spec.shape(2), &contents)]);
+        let request = infer_request("mlp", "1", "r7", &[], &[(&spec, &spec.shape(2), &contents)]);
         assert_eq!(hex(&request), PYTHON_REQUEST.replace(' ', ""));
+    }
+
+    #[test]
+    fn parameters_have_the_bytes_python_protobuf_writes() {
+        // The request above with parameters["priority"].int64_param = 2, from Python.
+        let with_priority = "0a036d6c701201311a027237\
+            220e0a087072696f72697479120210022a110a05696e7075741204465033321a020203\
+            3a18000102030405060708090a0b0c0d0e0f1011121314151617";
+        let spec = TensorSpec::parse("input:FP32:3").expect("valid");
+        let contents: Vec<u8> = (0..24).collect();
+        let priority = Parameter::parse("priority=2").expect("valid");
+        assert_eq!(priority.value, ParameterValue::Int64(2));
+        let request = infer_request(
+            "mlp",
+            "1",
+            "r7",
+            &[priority],
+            &[(&spec, &spec.shape(2), &contents)],
+        );
+        assert_eq!(hex(&request), with_priority.replace(' ', ""));
+        // Each type alone in an otherwise empty request (Python: bool_param = True,
+        // int64_param = -5, string_param = "x y", bool_param = False).
+        for (argument, python) in [
+            ("a=true", "22070a016112020801"),
+            ("b=-5", "22100a0162120b10fbffffffffffffffff01"),
+            ("c=x y", "220a0a016312051a03782079"),
+            ("d=false", "22070a016412020800"),
+        ] {
+            let parameter = Parameter::parse(argument).expect("valid");
+            assert_eq!(hex(&infer_request("", "", "", &[parameter], &[])), python);
+        }
+    }
+
+    #[test]
+    fn a_parameter_argument_needs_a_key_and_an_equals_sign() {
+        for bad in ["priority", "=1", ""] {
+            assert_eq!(
+                Parameter::parse(bad),
+                Err(WireError::ParameterSyntax(bad.to_owned()))
+            );
+        }
+        let text = Parameter::parse("note=a=b").expect("valid");
+        assert_eq!(text.value, ParameterValue::String("a=b".into()));
     }
 
     #[test]
@@ -372,6 +488,7 @@ mod tests {
             "cnn",
             "",
             "",
+            &[],
             &[
                 (&first, &first.shape(4), &a),
                 (&second, &second.shape(4), &b),

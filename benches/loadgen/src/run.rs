@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub model_version: String,
     /// The request's inputs (dimensions of one row).
     pub inputs: Vec<TensorSpec>,
+    /// Request parameters every request carries (e.g. `priority`), in this order.
+    pub parameters: Vec<proto::Parameter>,
     /// Rows per request (the batch dimension put in front of every input's dimensions).
     pub rows: u64,
     /// Workers, each with one request in flight.
@@ -154,7 +156,13 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
         .zip(&contents)
         .map(|((spec, shape), bytes)| (spec, &shape[..], &bytes[..]))
         .collect();
-    let message = proto::infer_request(&config.model, &config.model_version, "", &inputs);
+    let message = proto::infer_request(
+        &config.model,
+        &config.model_version,
+        "",
+        &config.parameters,
+        &inputs,
+    );
     let prepared = Arc::new(Prepared {
         uri,
         framed: grpc::frame(&message),

@@ -25,6 +25,7 @@ fn config(target: String, stream: bool) -> RunConfig {
         model: "mlp".into(),
         model_version: String::new(),
         inputs: vec![TensorSpec::parse("input:FP32:64").expect("valid")],
+        parameters: Vec::new(),
         rows: 4,
         concurrency: 5,
         connections: 2,
