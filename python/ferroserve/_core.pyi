@@ -19,6 +19,7 @@ __all__ = [
     "DeadlineExceededError",
     "FerroserveError",
     "Frontend",
+    "InOrder",
     "InferCodec",
     "InferRequestView",
     "InternalError",
@@ -161,6 +162,10 @@ class Batch:
         deadline); fail them with DEADLINE_EXCEEDED."""
 
     @property
+    def rejected_ids(self) -> list[int]:
+        """Each rejected request's id."""
+
+    @property
     def queue_ns(self) -> list[int]:
         """Nanoseconds each request waited in the queue."""
 
@@ -208,6 +213,7 @@ class BatchQueue:
         default_priority_level: int = 0,
         default_policy: QueuePolicy | None = None,
         priority_policies: Mapping[int, QueuePolicy] | None = None,
+        preserve_ordering: bool = False,
     ) -> BatchQueue:
         """`max_batch_size` 0: the model does not batch, every request runs alone with its shape
         as given. Otherwise dim 0 of every input is the batch dim and a batch holds at most
@@ -215,7 +221,8 @@ class BatchQueue:
         `preferred_batch_sizes`; otherwise once its oldest request has waited
         `max_queue_delay_us` (0: at once). `priority_levels` 0 or 1 means one level; level 1
         is the highest, and requests with priority 0 get `default_priority_level`.
-        `priority_policies` overrides `default_policy` per level.
+        `priority_policies` overrides `default_policy` per level. `preserve_ordering`: answers
+        go back in the order requests were queued (kept by the executor that delivers them).
 
         InvalidInputError for a configuration Triton rejects: a preferred size outside
         1..max_batch_size, a default level or policy level outside 1..priority_levels, or a
@@ -231,17 +238,19 @@ class BatchQueue:
         timeout_us: int = 0,
         deadline_s: float | None = None,
     ) -> int:
-        """Queues a request and returns its id. The bytes objects are kept (not copied) and read
-        later without the GIL; an `InferRequestView` gives its raw input contents, held in place
-        inside the message. `priority`: 0 for the default level, else 1 (highest) to
-        `priority_levels`. `timeout_us`: the request's queue timeout, used when the level's
-        policy allows overrides (0: use the policy's). `deadline_s`: seconds from now
-        (the gRPC `time_remaining()`); the earliest of it and the timeout applies.
+        """Queues a request and returns its id; ids count accepted requests from 1, in the
+        order they were queued. The bytes objects are kept (not copied) and read later without
+        the GIL; an `InferRequestView` gives its raw input contents, held in place inside the
+        message. `priority` and `timeout_us` (µs) are the request's own parameters as sent
+        (0: none), read as Triton does: priority 0 or above `priority_levels` means the default
+        level, 1 is the highest; the timeout applies only where the level's policy allows an
+        override, and only to shorten a non-zero default timeout. `deadline_s`: seconds from
+        now (the gRPC `time_remaining()`); the earliest of it and the timeout applies.
 
         Raises InvalidInputError (inputs/shapes count mismatch, negative dims, a missing or
-        inconsistent batch dim, dim 0 outside 1..max_batch_size, an unknown priority level),
-        ResourceExhaustedError (the level's max_queue_size reached), UnavailableError (closed).
-        TypeError if an input is not `bytes`.
+        inconsistent batch dim, dim 0 outside 1..max_batch_size), ResourceExhaustedError (the
+        level's max_queue_size reached), UnavailableError (closed). TypeError if an input is
+        not `bytes`; OverflowError for a negative priority or timeout.
         """
 
     def next_batch(self, timeout_s: float) -> Batch | None:
@@ -305,8 +314,35 @@ class BatchQueue:
         """Whether `close` was called."""
 
     @property
+    def preserve_ordering(self) -> bool:
+        """Whether answers must go back in the order requests were queued (the executor that
+        delivers them keeps it)."""
+
+    @property
     def model(self) -> str:
         """The model name."""
+
+@final
+class InOrder:
+    """The preserve_ordering release gate (the native engine's, in Rust) for answers that are
+    Python objects: each goes only once every request queued before it (lower queue id) has
+    ended. Ids count from 1, as `BatchQueue.submit` gives them; each must end exactly once."""
+
+    def __new__(cls) -> InOrder: ...
+    def finish(self, ids: Sequence[int], answers: Sequence[Any]) -> list[Any]:
+        """Requests `ids` ended with `answers`: the answers that may go now, in queue order.
+        ValueError when the lengths differ."""
+
+    def withdraw(self, request_id: int) -> list[Any]:
+        """The request left the queue unanswered (cancelled): the answers that may go now."""
+
+    def open(self) -> list[Any]:
+        """Stops holding answers back: every held answer, in queue order; later ones go at
+        once."""
+
+    @property
+    def held(self) -> int:
+        """Answers waiting for their turn."""
 
 @final
 class InferRequestView:
@@ -320,6 +356,15 @@ class InferRequestView:
     def model_name(self) -> str: ...
     @property
     def model_version(self) -> str: ...
+    @property
+    def priority(self) -> int:
+        """The `priority` parameter the fast path read (0: none); meaningful when a codec
+        matches the request."""
+
+    @property
+    def timeout_us(self) -> int:
+        """The `timeout` parameter (µs) the fast path read (0: none)."""
+
     @staticmethod
     def parse(data: bytes) -> InferRequestView | None:
         """None when `data` is not a well-formed message (parse it with protobuf for the error)."""
@@ -344,8 +389,8 @@ class InferCodec:
         self, request: InferRequestView
     ) -> tuple[list[tuple[int, int]], list[list[int]], int, list[int]] | None:
         """(per input its (offset, length) in `request.data`, per input its shape, rows in dim
-        0, requested output indices) for the common request: no request parameters, numeric
-        raw inputs in signature order with valid shapes and sizes, known requested outputs
+        0, requested output indices) for the common request: no request parameters (`priority`
+        and `timeout` aside: `request.priority`, `request.timeout_us`), numeric raw inputs in signature order with valid shapes and sizes, known requested outputs
         without parameters. None for anything else, errors included: the general path handles
         and words those."""
 
@@ -445,6 +490,15 @@ class OrtExecutor:
     def settle(self) -> int:
         """Resolves every waiting request's future (skipping futures already done); returns
         how many answers were waiting."""
+
+    def cancel(self, request_id: int) -> bool:
+        """Takes a still-queued request out of the queue and, for a preserve_ordering model,
+        out of the answer order (no later answer waits for it). False if it already left the
+        queue: its answer comes as usual."""
+
+    def stop_ordering(self) -> None:
+        """Stops holding answers back for their turn (preserve_ordering): for unload, once
+        the queue is closed and nothing is left to wait for."""
 
     def run(
         self,

@@ -78,9 +78,9 @@ def unary(channel: grpc.aio.Channel) -> Any:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_inference_of_a_native_model_never_reaches_python(repository: Path, threads: int) -> None:
-    """perf_analyzer's `triton_enable_empty_final_response` parameter keeps a request on the
-    native path; a `priority` parameter (a Python policy) sends it to the Python server.
-    Both answers equal onnxruntime's."""
+    """perf_analyzer's `triton_enable_empty_final_response` and Triton's `priority` and
+    `timeout` parameters keep a request on the native path; a parameter the native path does
+    not read sends it to the Python server. Every answer equals onnxruntime's."""
     data = rows(3, 1)
     (expected,) = reference(model_file(repository, "mlp"), {"input": data})
 
@@ -88,12 +88,14 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path, thre
         infer = unary(channel)
         plain = await infer(request("mlp", data, "a"))
         flagged = await infer(request("mlp", data, "b", triton_enable_empty_final_response=True))
-        assert native_calls(server) == {"OK": 2}
+        scheduled = await infer(request("mlp", data, "c", priority=1, timeout=5_000_000))
+        assert native_calls(server) == {"OK": 3}
         assert python_calls(server) == {}
-        prioritised = await infer(request("mlp", data, "c", priority=1))
-        assert native_calls(server) == {"OK": 2}
+        unknown = await infer(request("mlp", data, "d", custom_setting=1))
+        assert native_calls(server) == {"OK": 3}
         assert python_calls(server) == {"OK": 1}
-        for response, request_id in ((plain, "a"), (flagged, "b"), (prioritised, "c")):
+        answers = ((plain, "a"), (flagged, "b"), (scheduled, "c"), (unknown, "d"))
+        for response, request_id in answers:
             assert (response.model_name, response.model_version, response.id) == (
                 "mlp",
                 "1",
@@ -105,14 +107,23 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path, thre
     serve(repository, scenario, threads)
 
 
-def test_python_policies_and_other_rpcs_are_forwarded(repository: Path) -> None:
-    """A preserve_ordering model, an unknown model and the metadata RPCs are answered by the
-    Python server through the front end, errors included, with their status codes."""
+def test_unread_parameters_unknown_models_and_other_rpcs_are_forwarded(repository: Path) -> None:
+    """A preserve_ordering model is answered natively; a request with a parameter the native
+    path does not read (negative `priority` included), an unknown model and the metadata RPCs
+    are answered by the Python server through the front end, errors included, with their
+    status codes."""
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
         infer = unary(channel)
         ordered = await infer(request("mlp_ordered", rows(1, 2), "o"))
         assert ordered.id == "o"
+        assert native_calls(server) == {"OK": 1}
+        forwarded = await infer(request("mlp_ordered", rows(1, 2), "f", custom_setting=True))
+        assert forwarded.id == "f"
+        with pytest.raises(grpc.aio.AioRpcError) as negative:
+            await infer(request("mlp", rows(1, 2), "n", priority=-1))
+        assert negative.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "priority" in (negative.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await infer(request("nope", rows(1, 2), "x"))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
@@ -124,21 +135,23 @@ def test_python_policies_and_other_rpcs_are_forwarded(repository: Path) -> None:
         )
         answer = await metadata(pb.ModelMetadataRequest(name="mlp"))
         assert [i.name for i in answer.inputs] == ["input"]
-        assert native_calls(server) == {}
-        assert python_calls(server) == {"OK": 1, "NOT_FOUND": 1}
+        assert native_calls(server) == {"OK": 1}
+        assert python_calls(server) == {"OK": 1, "INVALID_ARGUMENT": 1, "NOT_FOUND": 1}
 
     serve(repository, scenario)
 
 
 def test_one_stream_mixes_native_and_forwarded_requests(repository: Path) -> None:
-    """Requests for a natively run model and for a Python-run one on the same stream: each
-    gets its own answer (by id), failures come back on the stream, and the stream ends OK."""
+    """Requests the native path takes and requests it forwards (a parameter it does not read)
+    on the same stream: each gets its own answer (by id), failures come back on the stream,
+    and the stream ends OK."""
     sent = {f"n{i}": ("mlp", rows(1, 10 + i)) for i in range(6)}
     sent |= {f"p{i}": ("mlp_ordered", rows(1, 20 + i)) for i in range(3)}
 
     async def messages() -> AsyncIterator[pb.ModelInferRequest]:
         for request_id, (model, data) in sent.items():
-            yield request(model, data, request_id)
+            forwarded = {"custom_setting": 1} if request_id.startswith("p") else {}
+            yield request(model, data, request_id, **forwarded)
         yield request("nope", rows(1, 0), "missing")
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:

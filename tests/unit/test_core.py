@@ -4,6 +4,7 @@ queue's contract with the executor (zero-copy single requests, concat/split, pol
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +99,46 @@ def test_full_queue_and_closed_queue_raise_the_right_errors() -> None:
         queue.submit([_rows(2)], [[1, 3]], "c")
     with pytest.raises(_core.UnavailableError):
         queue.next_batch(0.01)
+
+
+def test_the_queue_reads_priority_and_timeout_as_triton_does() -> None:
+    """The Python path hands the parameters over as sent; the queue's rule (the one the native
+    path uses) maps priority 0 or beyond the levels to the default level, and lets a timeout
+    only shorten a non-zero default."""
+    policy = _core.QueuePolicy(default_timeout_us=60_000_000, allow_timeout_override=True)
+    queue = _core.BatchQueue(
+        "m",
+        4,  # the four requests that do not time out fill a batch: it goes at once
+        max_queue_delay_us=10_000_000,
+        priority_levels=2,
+        default_priority_level=2,
+        default_policy=policy,
+    )
+    for token, priority in (("beyond", 2**64 - 1), ("default", 0), ("high", 1)):
+        queue.submit([_rows(0)], [[1, 3]], token, priority=priority)
+    hasty = queue.submit([_rows(0)], [[1, 3]], "hasty", priority=1, timeout_us=1)
+    queue.submit([_rows(0)], [[1, 3]], "patient", priority=1, timeout_us=120_000_000)
+    time.sleep(0.01)
+    batch = queue.next_batch(0.0)
+    assert batch is not None
+    assert batch.rejected == ["hasty"] and batch.rejected_ids == [hasty]
+    assert batch.tokens == ["high", "patient", "beyond", "default"]
+    with pytest.raises(OverflowError):
+        queue.submit([_rows(0)], [[1, 3]], "negative", priority=-1)
+    assert not queue.preserve_ordering
+    assert _core.BatchQueue("m", 8, preserve_ordering=True).preserve_ordering
+
+
+def test_in_order_releases_answers_in_queue_order() -> None:
+    gate = _core.InOrder()
+    assert gate.finish([3, 2], ["c", "b"]) == []
+    assert gate.held == 2
+    assert gate.withdraw(1) == ["b", "c"]
+    assert gate.finish([5], ["e"]) == []
+    assert gate.open() == ["e"]
+    assert gate.finish([4], ["d"]) == ["d"]
+    with pytest.raises(ValueError, match="2 ids for 1 answers"):
+        gate.finish([6, 7], ["f"])
 
 
 def test_drain_lets_concurrent_executors_finish_every_request() -> None:

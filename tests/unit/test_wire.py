@@ -62,6 +62,18 @@ def test_requested_outputs_by_name() -> None:
     assert matched is not None and matched[3] == [1, 0]
 
 
+def test_priority_and_timeout_keep_the_fast_path() -> None:
+    """Triton's scheduling parameters, as tritonclient sends them (priority uint64, timeout
+    int64), are read by the parser and handed to the queue; without them both read 0."""
+    message = request()
+    assert (view(message).priority, view(message).timeout_us) == (0, 0)
+    message.parameters["priority"].uint64_param = 2
+    message.parameters["timeout"].int64_param = 20_000
+    parsed = view(message)
+    assert CODEC.match(parsed) is not None
+    assert (parsed.priority, parsed.timeout_us) == (2, 20_000)
+
+
 def test_not_a_message_is_left_to_protobuf() -> None:
     assert _core.InferRequestView.parse(b"\x0a\x05ab") is None  # truncated string
     assert _core.InferRequestView.parse(b"\x0a\x01\xff") is None  # not UTF-8
@@ -75,7 +87,9 @@ def declined_cases() -> list[tuple[str, pb.ModelInferRequest]]:
         cases.append((name, message))
         return message
 
-    case("parameters").parameters["priority"].int64_param = 1
+    case("parameters").parameters["sequence_id"].int64_param = 1
+    case("negative priority").parameters["priority"].int64_param = -1
+    case("string timeout").parameters["timeout"].string_param = "1000"
     case("typed contents").inputs[0].contents.fp32_contents.extend([0.0] * 8)
     case("too few bytes").raw_input_contents[0] = b"\0" * 31
     case("wrong datatype").inputs[1].datatype = "INT32"

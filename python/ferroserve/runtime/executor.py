@@ -35,16 +35,19 @@ InlineInputs = Sequence[bytes | memoryview] | _core.InferRequestView
 _IDLE_WAIT_S = 0.5
 
 
-def _settle(tokens: Sequence[Any], results: Sequence[RequestResult]) -> None:
-    for future, result in zip(tokens, results, strict=True):
-        if not future.done():
-            future.set_result(result)
+# A request's future and what it gets: its result, or the error to raise.
+Answer = tuple[Any, RequestResult | Exception]
 
 
-def _fail(tokens: Sequence[Any], error_type: type[Exception], message: str) -> None:
-    for future in tokens:
-        if not future.done():
-            future.set_exception(error_type(message))
+def _settle(answers: Sequence[Answer]) -> None:
+    """On the loop: hands each answer to its future; futures already done are skipped."""
+    for future, answer in answers:
+        if future.done():
+            continue
+        if isinstance(answer, Exception):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
 
 
 class BatchExecutor:
@@ -68,6 +71,9 @@ class BatchExecutor:
         self._uses_bf16 = any(
             s.datatype.name == "BF16" for s in (*signature.inputs, *signature.outputs)
         )
+        # preserve_ordering: the release gate, used on the event loop only (so answers hopped
+        # there by several threads keep the queue's order).
+        self._in_order = _core.InOrder() if queue.preserve_ordering else None
         # Batches running now (instances may overlap); read by the event loop to decide on
         # inline execution. Updated once per batch, under a lock.
         self._executing = 0
@@ -87,7 +93,16 @@ class BatchExecutor:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
-        """After `join`: nothing to do, every answer was handed to the loop already."""
+        """On the loop, after `join`: every answer was handed to the loop already; those a
+        preserve_ordering model still holds for their turn go now."""
+        if self._in_order is not None:
+            _settle(self._in_order.open())
+
+    def cancel(self, request_id: int) -> None:
+        """On the loop: takes a request whose caller gave up out of the queue (and out of the
+        answer order of a preserve_ordering model); one already running is answered as usual."""
+        if self._queue.cancel(request_id) and self._in_order is not None:
+            _settle(self._in_order.withdraw(request_id))
 
     def message_inputs(
         self, message: _core.InferRequestView, offsets: Sequence[tuple[int, int]]
@@ -120,14 +135,19 @@ class BatchExecutor:
             if batch is None:
                 continue
             if batch.rejected:
+                message = f"model '{self._name}': request timed out in the queue"
                 self._hop(
-                    _fail,
-                    batch.rejected,
-                    DeadlineExceededError,
-                    f"model '{self._name}': request timed out in the queue",
+                    self._answer,
+                    batch.rejected_ids,
+                    [(future, DeadlineExceededError(message)) for future in batch.rejected],
                 )
             if batch.tokens:
                 self._execute(batch)
+
+    def _answer(self, ids: Sequence[int], answers: list[Answer]) -> None:
+        """On the loop: resolves the futures of requests `ids`, in queue order for a
+        preserve_ordering model."""
+        _settle(answers if self._in_order is None else self._in_order.finish(ids, answers))
 
     def _hop(self, callback: Callable[..., None], *args: Any) -> None:
         # A closed loop means the server is shutting down: nobody waits for the answer.
@@ -188,18 +208,18 @@ class BatchExecutor:
             results = self._split(batch, outputs)
         except Exception as error:  # a failing batch fails its requests, never the executor
             log.warning("model '%s': batch of %d failed: %s", self._name, batch.size, error)
+            message = f"model '{self._name}': onnxruntime failed: {error}"
             self._hop(
-                _fail,
-                batch.tokens,
-                InternalError,
-                f"model '{self._name}': onnxruntime failed: {error}",
+                self._answer,
+                batch.request_ids,
+                [(future, InternalError(message)) for future in batch.tokens],
             )
             return
         finished = time.perf_counter_ns()
         self._queue.record_execution(
             self._rows(batch), prepared - started, ran - prepared, finished - ran
         )
-        self._hop(_settle, batch.tokens, results)
+        self._hop(self._answer, batch.request_ids, list(zip(batch.tokens, results, strict=True)))
 
     def _rows(self, batch: _core.Batch) -> int:
         """Rows executed, as Triton counts inferences: dim 0 for a model that batches, also

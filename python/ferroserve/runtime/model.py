@@ -53,83 +53,6 @@ def _queue_policy(policy: Any) -> _core.QueuePolicy:
     )
 
 
-@dataclass(slots=True, frozen=True)
-class Scheduling:
-    """How Triton reads a request's `priority` and `timeout` parameters for one model: a
-    priority of 0 or above `priority_levels` means the default level, and a `timeout` counts
-    only where the level's policy has `allow_timeout_override` and only to shorten a non-zero
-    default timeout (core/src/scheduler_utils.cc, `PolicyQueue::Enqueue`)."""
-
-    levels: int
-    default_level: int
-    # level -> default_timeout_microseconds of levels whose policy allows an override
-    overridable: Mapping[int, int]
-
-    @classmethod
-    def of(cls, config: mc.ModelConfig) -> Scheduling:
-        if not config.HasField("dynamic_batching"):
-            return cls(0, 1, {})
-        dynamic = config.dynamic_batching
-        levels = int(dynamic.priority_levels)
-        overridable = {}
-        for level in range(1, max(levels, 1) + 1):
-            policy = dynamic.priority_queue_policy.get(level, dynamic.default_queue_policy)
-            if policy.allow_timeout_override and policy.default_timeout_microseconds > 0:
-                overridable[level] = int(policy.default_timeout_microseconds)
-        return cls(levels, max(int(dynamic.default_priority_level), 1), overridable)
-
-    def resolve(self, priority: int, timeout_us: int) -> tuple[int, int]:
-        """(priority for `BatchQueue.submit`, 0 for the default level; timeout_us to pass, 0
-        for the level's default)."""
-        if priority > self.levels:
-            priority = 0
-        default_timeout = self.overridable.get(priority or self.default_level, 0)
-        if not 0 < timeout_us < default_timeout:
-            timeout_us = 0
-        return priority, timeout_us
-
-
-class InOrder:
-    """`preserve_ordering`: hands responses out in the order their requests were queued.
-
-    Request ids from `BatchQueue.submit` grow by one per accepted request. Each request calls
-    `queued(id)` right after submit (on the event loop, so in id order), `await turn(id)` once
-    its answer (result or error) is there, and `done(id)` when it has responded or was
-    cancelled; a request whose client went away is done at once, so nobody waits for it."""
-
-    __slots__ = ("_finished", "_next", "_waiting")
-
-    def __init__(self) -> None:
-        self._next: int | None = None
-        self._finished: set[int] = set()
-        self._waiting: dict[int, asyncio.Future[None]] = {}
-
-    def queued(self, request_id: int) -> None:
-        if self._next is None:
-            self._next = request_id
-
-    async def turn(self, request_id: int) -> None:
-        if self._next is None or request_id <= self._next:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = waiter
-        try:
-            await waiter
-        finally:
-            self._waiting.pop(request_id, None)
-
-    def done(self, request_id: int) -> None:
-        if self._next is None or request_id < self._next:
-            return
-        self._finished.add(request_id)
-        while self._next in self._finished:
-            self._finished.discard(self._next)
-            self._next += 1
-        waiter = self._waiting.get(self._next)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
 def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
     """A batch queue with the config's dynamic_batching settings. Without `dynamic_batching`,
     requests still queue but each runs as its own batch (Triton's default scheduler), so the
@@ -149,6 +72,7 @@ def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
             int(level): _queue_policy(policy)
             for level, policy in dynamic.priority_queue_policy.items()
         },
+        preserve_ordering=bool(dynamic.preserve_ordering),
     )
 
 
@@ -170,9 +94,6 @@ class ServedModel:
         self.provider = loaded.provider
         self.queue = build_queue(config)
         self._codec = infer_codec(self.name, self.version_label, self.signature)
-        self._scheduling = Scheduling.of(config)
-        ordered = config.HasField("dynamic_batching") and config.dynamic_batching.preserve_ordering
-        self._in_order = InOrder() if ordered else None
         self._executor: BatchExecutor | NativeExecutor
         executor_name = f"{self.name}:{version}"
         if loaded.native is not None:
@@ -192,11 +113,11 @@ class ServedModel:
         self._warm_up(source.path)
         self._inline = InlinePolicy.decide(config, loaded.instance_count, self._time_warm_call())
         self._executor.start()
-        # Served by the native front end without Python when the native engine runs it and no
-        # per-request Python policy applies (preserve_ordering hands out answers in Python).
+        # Served by the native front end without Python when the native engine runs it
+        # (priorities, timeouts and preserve_ordering are Rust's: queue and executor).
         self.native_route: _core.NativeRoute | None = (
             self._executor.route(self._codec)
-            if isinstance(self._executor, NativeExecutor) and self._in_order is None
+            if isinstance(self._executor, NativeExecutor)
             else None
         )
         self.report = LoadReport(self.provider, tuple(ignored), time.perf_counter() - started)
@@ -234,11 +155,7 @@ class ServedModel:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
             parameters = request.parameters
-            priority, timeout_us = (
-                self._scheduling.resolve(*_scheduling(parameters, self.name))
-                if parameters
-                else (0, 0)
-            )
+            priority, timeout_us = _scheduling(parameters, self.name) if parameters else (0, 0)
             buffers, shapes = await self._run(
                 decoded.buffers, decoded.shapes, priority, timeout_us, time_remaining
             )
@@ -266,7 +183,9 @@ class ServedModel:
         outcome = SUCCESS
         try:
             _, shapes, _, wanted = matched
-            buffers, output_shapes = await self._queued(message, shapes, 0, 0, time_remaining)
+            buffers, output_shapes = await self._queued(
+                message, shapes, message.priority, message.timeout_us, time_remaining
+            )
             return self._codec.encode(message, wanted, buffers, output_shapes, stream)
         except BaseException as error:
             outcome = failure_outcome(error)
@@ -334,15 +253,15 @@ class ServedModel:
         time_remaining: float | None,
     ) -> RequestResult:
         """Submits to the batch queue and awaits the answer. `inputs`: the buffers, or the
-        request message whose raw contents they are (queued in place)."""
+        request message whose raw contents they are (queued in place). `priority`, `timeout_us`:
+        the request's parameters as sent (the queue applies Triton's rules). The executor
+        resolves the future, in queue order for a preserve_ordering model."""
         future: asyncio.Future[RequestResult] = asyncio.get_running_loop().create_future()
         request_id = self.queue.submit(inputs, shapes, future, priority, timeout_us, time_remaining)
-        if self._in_order is not None:
-            return await self._ordered(request_id, future)
         try:
             return await future
         except asyncio.CancelledError:
-            self.queue.cancel(request_id)
+            self._executor.cancel(request_id)
             raise
 
     def _response(
@@ -365,26 +284,6 @@ class ServedModel:
             response.raw_output_contents.append(buffers[index])
         return response
 
-    async def _ordered(
-        self, request_id: int, future: asyncio.Future[RequestResult]
-    ) -> RequestResult:
-        """Awaits the answer, then the turn of this request: every request queued before it
-        has responded, failed or gone. Errors keep their place in the order too."""
-        in_order = self._in_order
-        assert in_order is not None
-        in_order.queued(request_id)
-        try:
-            try:
-                await asyncio.wait((future,))
-            except asyncio.CancelledError:
-                self.queue.cancel(request_id)
-                future.cancel()
-                raise
-            await in_order.turn(request_id)
-            return future.result()
-        finally:
-            in_order.done(request_id)
-
     async def unload(self) -> None:
         """Stops taking requests, lets queued ones finish, then stops the executor threads."""
         self.queue.close(True)
@@ -396,7 +295,9 @@ class ServedModel:
 
 
 def _scheduling(parameters: Mapping[str, Any], model: str) -> tuple[int, int]:
-    """Triton's per-request `priority` and `timeout` (microseconds) parameters."""
+    """Triton's per-request `priority` and `timeout` (microseconds) parameters, as sent: what
+    they mean for the model (the level, whether the timeout applies) is the queue's rule
+    (`BatcherConfig::level`, `QueuePolicy::timeout_us` in rust/batcher)."""
     priority = timeout_us = 0
     if "priority" in parameters:
         priority = _int_parameter(parameters["priority"], "priority", model)

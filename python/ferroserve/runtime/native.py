@@ -162,7 +162,9 @@ class NativeExecutor:
         self._core.join(timeout_s)
 
     def stop(self) -> None:
-        """On the loop, after `join`: settles the last answers and stops watching."""
+        """On the loop, after `join`: settles the last answers (those a preserve_ordering
+        model still held for their turn included) and stops watching."""
+        self._core.stop_ordering()
         self._core.settle()
         if self._watching:
             self._loop.remove_reader(self._core.fileno())
@@ -178,6 +180,11 @@ class NativeExecutor:
     def idle(self) -> bool:
         """No executor thread is running a batch right now."""
         return self._core.idle
+
+    def cancel(self, request_id: int) -> None:
+        """Takes a request whose caller gave up out of the queue (and out of the answer order
+        of a preserve_ordering model); one already running is answered as usual."""
+        self._core.cancel(request_id)
 
     def route(self, codec: _core.InferCodec) -> _core.NativeRoute:
         """A route for the native gRPC front end: requests `codec` takes, queued for these

@@ -60,6 +60,8 @@ pub struct Batch<B, T> {
     pub inputs: Vec<BatchInput<B>>,
     /// Tokens of requests removed because their deadline passed (answer DEADLINE_EXCEEDED).
     pub rejected: Vec<T>,
+    /// Each rejected request's id.
+    pub rejected_ids: Vec<u64>,
     /// Splits the outputs per request.
     pub splitter: OutputSplitter,
 }
@@ -70,7 +72,7 @@ impl<B: AsRef<[u8]>, T> Batch<B, T> {
         model: &str,
         batching: bool,
         entries: Vec<Entry<B, T>>,
-        rejected: Vec<T>,
+        (rejected_ids, rejected): (Vec<u64>, Vec<T>),
         now: Instant,
     ) -> Self {
         let count = entries.len();
@@ -80,6 +82,7 @@ impl<B: AsRef<[u8]>, T> Batch<B, T> {
             queue_durations: Vec::with_capacity(count),
             inputs: Vec::new(),
             rejected,
+            rejected_ids,
             splitter: OutputSplitter {
                 model: model.to_owned(),
                 batching,

@@ -80,16 +80,6 @@ pub enum BatchError {
         /// The model's max_batch_size.
         max_batch_size: usize,
     },
-    /// The request's priority level does not exist.
-    #[error("model '{model}': priority {priority} is above priority_levels {levels}")]
-    InvalidPriority {
-        /// The model.
-        model: String,
-        /// The requested level.
-        priority: u32,
-        /// Levels configured (at least 1).
-        levels: u32,
-    },
     /// The priority level's queue holds max_queue_size requests already.
     #[error(
         "model '{model}': queue of priority level {level} is full ({max_queue_size} requests queued)"
@@ -141,8 +131,7 @@ impl BatchError {
             | BatchError::NegativeDim { .. }
             | BatchError::MissingBatchDim { .. }
             | BatchError::BatchDimMismatch { .. }
-            | BatchError::BatchSize { .. }
-            | BatchError::InvalidPriority { .. } => ErrorKind::InvalidInput,
+            | BatchError::BatchSize { .. } => ErrorKind::InvalidInput,
             BatchError::QueueFull { .. } => ErrorKind::ResourceExhausted,
             BatchError::Closed { .. } => ErrorKind::Unavailable,
             BatchError::OutputRows { .. } | BatchError::OutputNotRows { .. } => ErrorKind::Internal,

@@ -19,9 +19,11 @@ pub struct Request<B, T> {
     pub shapes: Vec<Vec<i64>>,
     /// The caller's handle for the answer, handed back in the batch (or when rejected).
     pub token: T,
-    /// Priority level: 1 is highest, 0 means the configured default.
-    pub priority: u32,
-    /// The request's own queue timeout in microseconds (used if the policy allows it); 0: none.
+    /// The request's `priority` parameter (0: none). Level 1 is the highest; 0 or a value
+    /// above the levels means the default level (`BatcherConfig::level`).
+    pub priority: u64,
+    /// The request's `timeout` parameter in microseconds (0: none); it may only shorten its
+    /// level's default (`QueuePolicy::timeout_us`).
     pub timeout_us: u64,
     /// The caller's absolute deadline (the client's gRPC deadline), if any.
     pub deadline: Option<Instant>,
@@ -29,6 +31,9 @@ pub struct Request<B, T> {
 
 /// What `next_batch` found.
 #[derive(Debug)]
+// Returned once per batch and matched at once: boxing the batch would add an allocation per
+// batch to save moving ~200 bytes.
+#[allow(clippy::large_enum_variant)]
 pub enum NextBatch<B, T> {
     /// A batch to execute (possibly holding only rejected tokens to fail).
     Batch(Batch<B, T>),
@@ -200,28 +205,15 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             })
     }
 
-    /// Queues `request` and returns its id. InvalidInput for a malformed request,
-    /// ResourceExhausted when its level is full, Unavailable once closed.
+    /// Queues `request` and returns its id: ids count accepted requests from 1, so they give
+    /// the order requests were queued in (`preserve_ordering` delivers answers in it).
+    /// InvalidInput for a malformed request, ResourceExhausted when its level is full,
+    /// Unavailable once closed.
     pub fn submit(&self, request: Request<B, T>) -> Result<u64, BatchError> {
         let rows = self.rows_of(&request)?;
-        let levels = self.config.levels();
-        let level = match request.priority {
-            0 => self.config.default_priority_level.max(1),
-            level if level <= levels => level,
-            priority => {
-                return Err(BatchError::InvalidPriority {
-                    model: self.model.clone(),
-                    priority,
-                    levels,
-                });
-            }
-        };
+        let level = self.config.level(request.priority);
         let policy = self.config.policy(level);
-        let timeout_us = if policy.allow_timeout_override && request.timeout_us != 0 {
-            request.timeout_us
-        } else {
-            policy.default_timeout_us
-        };
+        let timeout_us = policy.timeout_us(request.timeout_us);
         let enqueued = Instant::now();
         let timeout_deadline = (timeout_us != 0)
             .then(|| enqueued.checked_add(Duration::from_micros(timeout_us)))
@@ -390,7 +382,10 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             &self.model,
             self.config.max_batch_size > 0,
             entries,
-            rejected.into_iter().map(|entry| entry.token).collect(),
+            rejected
+                .into_iter()
+                .map(|entry| (entry.id, entry.token))
+                .unzip(),
             now,
         );
         for duration in &batch.queue_durations {

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferroserve_batcher::{BatchData, BatchError, BatcherConfig, NextBatch};
+use ferroserve_batcher::{BatchData, BatcherConfig, NextBatch};
 
 #[test]
 fn without_batching_every_request_is_its_own_batch() {
@@ -209,30 +209,23 @@ fn priorities_fill_from_the_highest_level() {
 }
 
 #[test]
-fn a_priority_above_the_levels_is_invalid() {
+fn a_priority_above_the_levels_means_the_default_level() {
+    // Triton: not an error; the request queues at default_priority_level.
     let queue = queue(BatcherConfig {
         priority_levels: 2,
-        default_priority_level: 1,
+        default_priority_level: 2,
         ..batching(3)
     });
-    let mut request = row(1);
-    request.priority = 3;
-    let error = queue.submit(request).expect_err("level 3 of 2");
-    assert!(matches!(
-        error,
-        BatchError::InvalidPriority {
-            priority: 3,
-            levels: 2,
-            ..
-        }
-    ));
-    let single_level = common::queue(batching(3));
-    let mut request = row(1);
-    request.priority = 1;
-    assert!(
-        single_level.submit(request).is_ok(),
-        "level 1 always exists"
-    );
+    let at = |token, priority| {
+        let mut request = row(token);
+        request.priority = priority;
+        request
+    };
+    submit(&queue, at(1, 3));
+    submit(&queue, at(2, u64::MAX));
+    submit(&queue, at(3, 1));
+    // Level 1 first, then level 2 in arrival order.
+    assert_eq!(tokens_now(&queue), [3, 1, 2]);
 }
 
 #[test]

@@ -61,10 +61,10 @@ fn a_full_level_is_resource_exhausted_and_other_levels_are_not() {
     assert_eq!(queue.pending(), 3);
 }
 
-/// A request that will not expire during a test, whatever the scheduler does.
-fn patient(token: u32) -> ferroserve_batcher::Request<Vec<u8>, u32> {
+/// A request whose own timeout (1 ms) shortens its level's 60 s default.
+fn hasty(token: u32) -> ferroserve_batcher::Request<Vec<u8>, u32> {
     let mut request = row(token);
-    request.timeout_us = 60_000_000;
+    request.timeout_us = 1_000;
     request
 }
 
@@ -73,16 +73,17 @@ fn expired_requests_are_rejected_under_reject() {
     let queue = with_policy(
         8,
         QueuePolicy {
-            default_timeout_us: 1_000,
+            default_timeout_us: 60_000_000,
             allow_timeout_override: true,
             ..QueuePolicy::default()
         },
     );
-    submit(&queue, row(1));
+    let first = submit(&queue, hasty(1));
     thread::sleep(Duration::from_millis(5));
-    submit(&queue, patient(2));
+    submit(&queue, row(2));
     let batch = batch(&queue, Duration::ZERO);
     assert_eq!(batch.rejected, [1]);
+    assert_eq!(batch.rejected_ids, [first]);
     assert_eq!(batch.tokens, [2]);
 }
 
@@ -110,14 +111,14 @@ fn expired_requests_run_last_under_delay() {
         0,
         QueuePolicy {
             timeout_action: TimeoutAction::Delay,
-            default_timeout_us: 1_000,
+            default_timeout_us: 60_000_000,
             allow_timeout_override: true,
             ..QueuePolicy::default()
         },
     );
-    submit(&queue, row(1));
+    submit(&queue, hasty(1));
     thread::sleep(Duration::from_millis(5));
-    submit(&queue, patient(2));
+    submit(&queue, row(2));
     let first = batch(&queue, Duration::ZERO);
     assert_eq!(first.tokens, [2]);
     assert!(first.rejected.is_empty());
@@ -125,20 +126,35 @@ fn expired_requests_run_last_under_delay() {
 }
 
 #[test]
-fn a_request_timeout_applies_only_when_overrides_are_allowed() {
-    for (allow, rejected) in [(true, vec![1]), (false, vec![])] {
+fn a_request_timeout_only_shortens_a_default_it_may_override() {
+    // (allow_timeout_override, default_timeout_us, the request's timeout, rejected?)
+    let cases = [
+        (true, 60_000_000, 1_000, true),
+        (false, 60_000_000, 1_000, false),
+        (true, 0, 1_000, false), // no default: nothing to shorten (Triton)
+        (true, 1_000, 60_000_000, true), // longer than the default: ignored
+    ];
+    for (allow, default_timeout_us, timeout_us, rejected) in cases {
         let queue = with_policy(
             8,
             QueuePolicy {
                 allow_timeout_override: allow,
+                default_timeout_us,
                 ..QueuePolicy::default()
             },
         );
         let mut request = row(1);
-        request.timeout_us = 1_000;
-        submit(&queue, request);
+        request.timeout_us = timeout_us;
+        let id = submit(&queue, request);
         thread::sleep(Duration::from_millis(5));
-        assert_eq!(batch(&queue, Duration::ZERO).rejected, rejected);
+        let batch = batch(&queue, Duration::ZERO);
+        let expected: &[u32] = if rejected { &[1] } else { &[] };
+        assert_eq!(
+            batch.rejected, expected,
+            "{allow} {default_timeout_us} {timeout_us}"
+        );
+        let ids: &[u64] = if rejected { &[id] } else { &[] };
+        assert_eq!(batch.rejected_ids, ids);
     }
 }
 

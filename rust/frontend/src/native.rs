@@ -1,6 +1,7 @@
 //! `NativeRoute`: a model version run by native executor threads, answered without Python:
-//! match the request against the signature, queue its raw inputs in place (no copy), await the
-//! executor's answer on a channel, write the response.
+//! match the request against the signature, queue its raw inputs in place (no copy) with its
+//! `priority` and `timeout` parameters, await the executor's answer on a channel (released in
+//! queue order for a `preserve_ordering` model), write the response.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, ErrorKind, Outcome, Request};
-use ferroserve_runtime::{Answer, Failure, NativeAnswer, OutputTensor, Waiter};
+use ferroserve_runtime::{Answer, Failure, NativeAnswer, OutputTensor, Routed, Waiter};
 use ferroserve_tensor::wire::{self, FastSignature, InferRequestView};
 use tokio::sync::oneshot;
 
@@ -39,17 +40,21 @@ pub struct NativeRoute<B, P, O> {
     output_datatypes: Vec<String>,
     /// The version's batch queue, served by its executor threads.
     queue: Arc<BatchQueue<B, Waiter<P, O>>>,
+    /// Where those threads deliver answers (in queue order with `preserve_ordering`): told when
+    /// a request leaves the queue unanswered, so no later answer waits for it.
+    answers: Arc<Routed<P, O>>,
 }
 
 impl<B, P, O> NativeRoute<B, P, O> {
-    /// A route to `queue`, whose executor threads answer `Waiter::Native` waiters; outputs are
-    /// in signature order.
+    /// A route to `queue`, whose executor threads answer `Waiter::Native` waiters through
+    /// `answers`; outputs are in signature order.
     pub fn new(
         model_name: String,
         model_version: String,
         signature: FastSignature,
         output_datatypes: Vec<String>,
         queue: Arc<BatchQueue<B, Waiter<P, O>>>,
+        answers: Arc<Routed<P, O>>,
     ) -> Self {
         NativeRoute {
             model_name,
@@ -57,6 +62,7 @@ impl<B, P, O> NativeRoute<B, P, O> {
             signature,
             output_datatypes,
             queue,
+            answers,
         }
     }
 }
@@ -73,25 +79,48 @@ fn refused(kind: ErrorKind) -> (Code, Outcome) {
 
 /// Records a request's end exactly once; a request dropped before it ended (the client went
 /// away) leaves the queue and counts as cancelled.
-struct InFlight<'a, B: AsRef<[u8]>, T> {
-    queue: &'a BatchQueue<B, T>,
+struct InFlight<'a, B, P, O>
+where
+    B: MessageInput,
+    P: Send + 'static,
+    O: Send + Sync + 'static,
+{
+    route: &'a NativeRoute<B, P, O>,
     id: u64,
     started: Instant,
     ended: bool,
 }
 
-impl<B: AsRef<[u8]>, T> InFlight<'_, B, T> {
+impl<B, P, O> InFlight<'_, B, P, O>
+where
+    B: MessageInput,
+    P: Send + 'static,
+    O: Send + Sync + 'static,
+{
     fn end(&mut self, outcome: Outcome) {
         self.ended = true;
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.queue.record_request(outcome, nanos);
+        self.route.queue.record_request(outcome, nanos);
+    }
+
+    /// Takes the request out of the queue if it is still there; then it leaves the answer
+    /// order too (a request already in a batch keeps its place until its answer comes).
+    fn withdraw(&self) {
+        if self.route.queue.cancel(self.id) {
+            self.route.answers.withdraw(self.id);
+        }
     }
 }
 
-impl<B: AsRef<[u8]>, T> Drop for InFlight<'_, B, T> {
+impl<B, P, O> Drop for InFlight<'_, B, P, O>
+where
+    B: MessageInput,
+    P: Send + 'static,
+    O: Send + Sync + 'static,
+{
     fn drop(&mut self) {
         if !self.ended {
-            self.queue.cancel(self.id);
+            self.withdraw();
             self.end(Outcome::Cancelled);
         }
     }
@@ -158,8 +187,8 @@ where
             inputs,
             shapes: matched.shapes,
             token: Waiter::Native(sender),
-            priority: 0,
-            timeout_us: 0,
+            priority: view.priority,
+            timeout_us: view.timeout_us,
             deadline,
         });
         let id = match submitted {
@@ -175,7 +204,7 @@ where
         Some(Box::pin(async move {
             let route = &*self;
             let mut in_flight = InFlight {
-                queue: &route.queue,
+                route,
                 id,
                 started,
                 ended: false,
@@ -185,7 +214,7 @@ where
                 Some(deadline) => match tokio::time::timeout_at(deadline.into(), receiver).await {
                     Ok(received) => received,
                     Err(_) => {
-                        route.queue.cancel(id);
+                        in_flight.withdraw();
                         in_flight.end(Outcome::Timeout);
                         return Err(Status::new(
                             Code::DeadlineExceeded,

@@ -348,7 +348,7 @@ impl Harness {
             "m",
             Arc::clone(&queue),
             Arc::clone(&engine),
-            routed as Arc<dyn Deliver<Waiter<(), Vec<u8>>, Vec<u8>>>,
+            Arc::clone(&routed) as Arc<dyn Deliver<Waiter<(), Vec<u8>>, Vec<u8>>>,
             Layout {
                 input_names: vec!["x".into()],
                 output_names: vec!["y".into()],
@@ -374,6 +374,7 @@ impl Harness {
             signature,
             vec!["FP32".into()],
             Arc::clone(&queue),
+            routed,
         ));
         let routes = Arc::new(RouteTable::new());
         routes.replace(vec![

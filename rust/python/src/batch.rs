@@ -24,6 +24,9 @@ pub(crate) struct Batch {
     /// Tokens of requests whose deadline passed in the queue.
     #[pyo3(get)]
     rejected: Py<PyList>,
+    /// Each rejected request's id.
+    #[pyo3(get)]
+    rejected_ids: Py<PyList>,
     /// Nanoseconds each request waited in the queue.
     #[pyo3(get)]
     queue_ns: Py<PyList>,
@@ -64,6 +67,7 @@ impl Batch {
             request_ids: PyList::new(py, batch.ids)?.unbind(),
             request_rows: PyList::new(py, batch.splitter.rows())?.unbind(),
             rejected: PyList::new(py, host_tokens(batch.rejected))?.unbind(),
+            rejected_ids: PyList::new(py, batch.rejected_ids)?.unbind(),
             queue_ns: PyList::new(py, queue_ns)?.unbind(),
             inputs,
             splitter: batch.splitter,

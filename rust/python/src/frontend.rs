@@ -34,6 +34,7 @@ impl NativeRoute {
                 signature,
                 output_datatypes,
                 executor.shared_queue(),
+                executor.answers(),
             )),
         }
     }

@@ -6,6 +6,7 @@ mod batch;
 mod exceptions;
 mod frontend;
 mod gil;
+mod order;
 mod queue;
 mod runtime;
 mod tensor;
@@ -63,6 +64,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::QueuePolicy>()?;
     m.add_class::<queue::BatchQueue>()?;
     m.add_class::<batch::Batch>()?;
+    m.add_class::<order::PyInOrder>()?;
     m.add_class::<wire::InferRequestView>()?;
     m.add_class::<wire::InferCodec>()?;
     m.add_class::<runtime::OrtModel>()?;

@@ -237,9 +237,9 @@ impl BatchQueue {
 #[pymethods]
 impl BatchQueue {
     #[new]
-    #[pyo3(signature = (model, max_batch_size, *, preferred_batch_sizes = Vec::new(), max_queue_delay_us = 0, priority_levels = 0, default_priority_level = 0, default_policy = None, priority_policies = None))]
+    #[pyo3(signature = (model, max_batch_size, *, preferred_batch_sizes = Vec::new(), max_queue_delay_us = 0, priority_levels = 0, default_priority_level = 0, default_policy = None, priority_policies = None, preserve_ordering = false))]
     #[pyo3(
-        text_signature = "(model, max_batch_size, *, preferred_batch_sizes=(), max_queue_delay_us=0, priority_levels=0, default_priority_level=0, default_policy=None, priority_policies=None)"
+        text_signature = "(model, max_batch_size, *, preferred_batch_sizes=(), max_queue_delay_us=0, priority_levels=0, default_priority_level=0, default_policy=None, priority_policies=None, preserve_ordering=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -251,6 +251,7 @@ impl BatchQueue {
         default_priority_level: i64,
         default_policy: Option<PyRef<'_, QueuePolicy>>,
         priority_policies: Option<&Bound<'_, PyMapping>>,
+        preserve_ordering: bool,
     ) -> PyResult<Self> {
         let mut policies = BTreeMap::new();
         if let Some(mapping) = priority_policies {
@@ -278,13 +279,15 @@ impl BatchQueue {
                 .map(|policy| policy.policy)
                 .unwrap_or_default(),
             priority_policies: policies,
+            preserve_ordering,
         };
         Ok(BatchQueue {
             queue: Arc::new(Queue::new(model, config).or_raise()?),
         })
     }
 
-    /// Queues a request; returns its id.
+    /// Queues a request; returns its id. `priority` and `timeout_us` are the request's own
+    /// parameters as sent (0: none); the queue applies Triton's rules to them.
     /// `inputs`: one bytes object per input, or the request message whose raw input contents
     /// they are (the fast path: held in place, no copy).
     #[pyo3(signature = (inputs, shapes, token, priority = 0, timeout_us = 0, deadline_s = None))]
@@ -295,8 +298,8 @@ impl BatchQueue {
         inputs: SubmittedInputs<'_>,
         shapes: Vec<Vec<i64>>,
         token: Py<PyAny>,
-        priority: i64,
-        timeout_us: i64,
+        priority: u64,
+        timeout_us: u64,
         deadline_s: Option<f64>,
     ) -> PyResult<u64> {
         let now = Instant::now();
@@ -308,8 +311,8 @@ impl BatchQueue {
             inputs: inputs.hold(py),
             shapes,
             token: Waiter::Host(token),
-            priority: non_negative("priority", priority)?,
-            timeout_us: non_negative("timeout_us", timeout_us)?,
+            priority,
+            timeout_us,
             deadline,
         };
         // Not detached: it only takes the queue lock, which no holder keeps while waiting.
@@ -432,6 +435,13 @@ impl BatchQueue {
     #[getter]
     fn closed(&self) -> bool {
         self.queue.is_closed()
+    }
+
+    /// Whether answers must go back in the order requests were queued (`preserve_ordering`;
+    /// the executor delivering them keeps it).
+    #[getter]
+    fn preserve_ordering(&self) -> bool {
+        self.queue.config().preserve_ordering
     }
 
     /// The model name.

@@ -21,7 +21,7 @@ use crate::exceptions::{
 use crate::queue::{BatchQueue, HeldBytes, PyWaiter, SubmittedInputs};
 
 /// Answers of one model version: Python's on their way to the event loop, the native front
-/// end's handed over directly.
+/// end's handed over directly; in queue order for a `preserve_ordering` model.
 type Answers = Routed<Py<PyAny>, DynTensor>;
 
 /// The exception for a runtime error: NotImplementedError where the native engine cannot run
@@ -201,6 +201,11 @@ impl OrtExecutor {
     pub(crate) fn shared_queue(&self) -> Arc<crate::queue::Queue> {
         self.queue.get().shared()
     }
+
+    /// Where its executor threads deliver answers.
+    pub(crate) fn answers(&self) -> Arc<Answers> {
+        Arc::clone(&self.completions)
+    }
 }
 
 #[pymethods]
@@ -220,6 +225,11 @@ impl OrtExecutor {
     ) -> PyResult<Self> {
         let completions = Completions::new()
             .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
+        let completions = if queue.get().shared().config().preserve_ordering {
+            Routed::in_order(completions)
+        } else {
+            Routed::new(completions)
+        };
         Ok(OrtExecutor {
             name,
             model: Arc::clone(&model.model),
@@ -231,7 +241,7 @@ impl OrtExecutor {
                 input_reshapes,
                 output_reshapes,
             },
-            completions: Arc::new(Routed::new(completions)),
+            completions: Arc::new(completions),
             executor: OnceLock::new(),
         })
     }
@@ -257,6 +267,23 @@ impl OrtExecutor {
     fn fileno(&self) -> i32 {
         use std::os::fd::AsRawFd;
         self.completions.host().reader().as_raw_fd()
+    }
+
+    /// Takes a still-queued request out of the queue (its caller gave up on it); it then
+    /// leaves the answer order too, so no later answer waits for it. False if it already left
+    /// the queue (it is running, or was answered): its answer then comes as usual.
+    fn cancel(&self, request_id: u64) -> bool {
+        let removed = self.queue.get().shared().cancel(request_id);
+        if removed {
+            self.completions.withdraw(request_id);
+        }
+        removed
+    }
+
+    /// Stops holding answers back for their turn (`preserve_ordering`): after the queue was
+    /// closed and its last requests handed back (unload), nothing is left to wait for.
+    fn stop_ordering(&self) {
+        self.completions.stop_ordering();
     }
 
     /// Hands every waiting answer to its future (set_result with (buffers, shapes), or

@@ -66,6 +66,19 @@ impl InferRequestView {
             ranges,
         }))
     }
+
+    /// The `priority` parameter the fast path read (0: none). Only meaningful when the codec
+    /// matches the request; otherwise the general path reads the parameters itself.
+    #[getter]
+    fn priority(&self) -> u64 {
+        self.ranges.priority
+    }
+
+    /// The `timeout` parameter (µs) the fast path read (0: none); see `priority`.
+    #[getter]
+    fn timeout_us(&self) -> u64 {
+        self.ranges.timeout_us
+    }
 }
 
 /// One model version's fast path: which requests it takes and how it writes responses.

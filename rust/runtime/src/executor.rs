@@ -195,12 +195,15 @@ where
                 let rejected = std::mem::take(&mut batch.rejected)
                     .into_iter()
                     .map(|token| (token, Err(Failure::DeadlineExceeded(timed_out.clone()))));
-                shared.completions.deliver(rejected.collect());
+                shared
+                    .completions
+                    .deliver(&batch.rejected_ids, rejected.collect());
                 if !batch.tokens.is_empty() {
+                    let ids = std::mem::take(&mut batch.ids);
                     shared.busy.fetch_add(1, Ordering::AcqRel);
                     let answers = execute(shared, instance, batch);
                     shared.busy.fetch_sub(1, Ordering::AcqRel);
-                    shared.completions.deliver(answers);
+                    shared.completions.deliver(&ids, answers);
                 }
             }
         }

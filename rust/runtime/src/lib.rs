@@ -3,13 +3,15 @@
 //! per instance; `Executor` starts one thread per instance that takes a batch from the batcher,
 //! runs it on an `Engine` (a `Model`, or a stand-in in tests), splits the outputs and hands each
 //! answer to its request's `Waiter`: a channel for a request the native gRPC front end queued,
-//! or a `Completions` queue whose pipe wakes the event loop for one Python queued. No step needs
-//! the GIL, so executor threads never make the event loop wait for it.
+//! or a `Completions` queue whose pipe wakes the event loop for one Python queued, in queue order
+//! for a `preserve_ordering` model (`InOrder`). No step needs the GIL, so executor threads never
+//! make the event loop wait for it.
 
 mod accelerator;
 mod completions;
 mod error;
 mod executor;
+mod in_order;
 mod layout;
 mod model;
 mod session;
@@ -20,6 +22,7 @@ pub use accelerator::{Accelerator, Provider, TensorRtOptions};
 pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
+pub use in_order::InOrder;
 pub use layout::Layout;
 pub use model::Model;
 pub use session::{OptimizationLevel, SessionSettings};

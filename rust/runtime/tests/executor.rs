@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ferroserve_batcher::{BatchQueue, BatcherConfig, QueuePolicy, Request};
 use ferroserve_runtime::{
-    Answer, Completed, Completions, Engine, Executor, Failure, InputTensor, Layout, OutputTensor,
-    RuntimeError,
+    Answer, Completed, Completions, Deliver, Engine, Executor, Failure, InputTensor, Layout,
+    OutputTensor, Routed, RuntimeError, Waiter,
 };
 use proptest::prelude::*;
 
@@ -255,6 +255,196 @@ fn an_unbatched_model_gets_its_whole_output() {
     assert_eq!(answer.parts[0].1, vec![6]); // reshaped to the client's dims: [-1] -> [6]
     queue.close(true);
     assert!(executor.join(Duration::from_secs(5)));
+}
+
+/// A gate slow calls wait at until the test opens it.
+#[derive(Default)]
+struct Latch {
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Latch {
+    fn wait(&self) {
+        let open = self.open.lock().unwrap();
+        drop(self.opened.wait_while(open, |open| !*open).unwrap());
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// Two instances; a call whose first input byte is `SLOW_FILL` waits for `latch` first.
+/// Counts the calls that returned.
+#[derive(Default)]
+struct TwoInstances {
+    latch: Latch,
+    returned: AtomicUsize,
+}
+
+const SLOW_FILL: u8 = 0xEE;
+
+impl Engine for TwoInstances {
+    type Output = Vec<u8>;
+
+    fn run(
+        &self,
+        _instance: usize,
+        inputs: &[InputTensor<'_>],
+        _outputs: &[String],
+    ) -> Result<Vec<OutputTensor<Vec<u8>>>, RuntimeError> {
+        let input = inputs[0];
+        if input.data.first() == Some(&SLOW_FILL) {
+            self.latch.wait();
+        }
+        let data = input.data.to_vec();
+        let len = data.len();
+        self.returned.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![OutputTensor::new(data, input.shape.to_vec(), len)])
+    }
+
+    fn instances(&self) -> usize {
+        2
+    }
+}
+
+type Ordered = Routed<u32, Vec<u8>>;
+type WaiterQueue = BatchQueue<Vec<u8>, Waiter<u32, Vec<u8>>>;
+
+struct OrderedSetup {
+    queue: Arc<WaiterQueue>,
+    engine: Arc<TwoInstances>,
+    routed: Arc<Ordered>,
+    executor: Executor<Vec<u8>, Waiter<u32, Vec<u8>>, TwoInstances>,
+}
+
+/// Two instances of `TwoInstances` delivering through `Routed::in_order`.
+fn ordered_setup(config: BatcherConfig) -> OrderedSetup {
+    let queue = Arc::new(BatchQueue::new("m", config).unwrap());
+    let engine = Arc::new(TwoInstances::default());
+    let routed: Arc<Ordered> = Arc::new(Routed::in_order(Completions::new().unwrap()));
+    let executor = Executor::start(
+        "m",
+        Arc::clone(&queue),
+        Arc::clone(&engine),
+        Arc::clone(&routed) as Arc<dyn Deliver<Waiter<u32, Vec<u8>>, Vec<u8>>>,
+        layout(),
+    )
+    .unwrap();
+    OrderedSetup {
+        queue,
+        engine,
+        routed,
+        executor,
+    }
+}
+
+impl OrderedSetup {
+    fn submit(&self, token: u32, rows: usize, fill: u8, timeout_us: u64) -> u64 {
+        self.queue
+            .submit(Request {
+                inputs: vec![vec![fill; rows * 2]],
+                shapes: vec![vec![rows as i64, 2]],
+                token: Waiter::Host(token),
+                priority: 0,
+                timeout_us,
+                deadline: None,
+            })
+            .unwrap()
+    }
+
+    fn stop(self) {
+        self.queue.close(true);
+        assert!(self.executor.join(Duration::from_secs(5)));
+    }
+}
+
+/// Host answers of `routed` until `count` arrived (or 5 s passed), in the order delivered.
+fn delivered(routed: &Ordered, count: usize) -> Vec<(u32, bool)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut all = Vec::new();
+    while all.len() < count && Instant::now() < deadline {
+        all.extend(
+            routed
+                .host()
+                .take()
+                .into_iter()
+                .map(|(token, answer)| (token, answer.is_ok())),
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    all
+}
+
+#[test]
+fn preserve_ordering_answers_in_queue_order_across_instances() {
+    // A full batch held running on one instance; a light request the other instance answers
+    // meanwhile waits for it.
+    let s = ordered_setup(BatcherConfig {
+        preserve_ordering: true,
+        ..batching(4)
+    });
+    s.submit(1, 4, SLOW_FILL, 0);
+    s.submit(2, 1, 1, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.engine.returned.load(Ordering::SeqCst) < 1 && Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20)); // time to deliver, were it not held
+    assert!(
+        s.routed.host().is_empty(),
+        "request 2 went before request 1"
+    );
+    s.engine.latch.open();
+    assert_eq!(delivered(&s.routed, 2), [(1, true), (2, true)]);
+    s.submit(3, 1, 1, 0);
+    assert_eq!(delivered(&s.routed, 1), [(3, true)], "its turn: at once");
+    s.stop();
+}
+
+#[test]
+fn preserve_ordering_keeps_the_place_of_a_request_that_timed_out() {
+    let s = ordered_setup(BatcherConfig {
+        preserve_ordering: true,
+        default_policy: QueuePolicy {
+            default_timeout_us: 60_000_000,
+            allow_timeout_override: true,
+            ..QueuePolicy::default()
+        },
+        ..batching(4)
+    });
+    // Both instances held; request 3 times out in the queue, request 4 runs after it.
+    s.submit(1, 4, SLOW_FILL, 0);
+    s.submit(2, 4, SLOW_FILL, 0);
+    s.submit(3, 1, 1, 1_000);
+    s.submit(4, 1, 1, 0);
+    std::thread::sleep(Duration::from_millis(20));
+    s.engine.latch.open();
+    assert_eq!(
+        delivered(&s.routed, 4),
+        [(1, true), (2, true), (3, false), (4, true)]
+    );
+    s.stop();
+}
+
+#[test]
+fn a_withdrawn_request_does_not_hold_up_later_answers() {
+    let s = ordered_setup(BatcherConfig {
+        preserve_ordering: true,
+        ..batching(4)
+    });
+    s.submit(1, 4, SLOW_FILL, 0);
+    s.submit(2, 4, SLOW_FILL, 0);
+    let gone = s.submit(3, 1, 1, 0);
+    s.submit(4, 1, 1, 0);
+    // Cancelled while both instances are held: it leaves the queue and the order.
+    assert!(s.queue.cancel(gone));
+    s.routed.withdraw(gone);
+    s.engine.latch.open();
+    assert_eq!(delivered(&s.routed, 3), [(1, true), (2, true), (4, true)]);
+    s.stop();
 }
 
 proptest! {

@@ -71,8 +71,16 @@ pub struct InferRequestView {
     pub model_version: Range<usize>,
     /// `id` (3).
     pub id: Range<usize>,
-    /// Whether request `parameters` (4) are present (priority, timeout, ...).
+    /// Whether request `parameters` (4) other than those the fast path reads are present:
+    /// any key but `priority`, `timeout` and perf_analyzer's
+    /// `triton_enable_empty_final_response`, or one of those with a value it cannot use.
     pub has_parameters: bool,
+    /// The `priority` parameter (Triton's scheduling level; uint64 or non-negative int64), 0
+    /// when absent.
+    pub priority: u64,
+    /// The `timeout` parameter, the request's own queue timeout in microseconds (uint64 or
+    /// non-negative int64), 0 when absent.
+    pub timeout_us: u64,
     /// `inputs` (5), in message order.
     pub inputs: Vec<InputTensorView>,
     /// `outputs` (6): the outputs asked for; empty means all.
@@ -239,22 +247,84 @@ fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView,
 /// an empty final response, and the Python path ignores it too.
 const IGNORABLE_PARAMETERS: [&[u8]; 1] = [b"triton_enable_empty_final_response"];
 
-/// Whether the `parameters` map entry at `entry` has a key from `IGNORABLE_PARAMETERS`; false
-/// for a malformed entry (the general path's protobuf parser then words the error).
-fn ignorable_parameter(data: &[u8], entry: Range<usize>) -> bool {
+/// `InferParameter.int64_param`: Triton reads `priority` and `timeout` from it or from
+/// `uint64_param`.
+const INT64_PARAM: u32 = 2;
+/// `InferParameter.uint64_param`.
+const UINT64_PARAM: u32 = 5;
+
+/// What one request parameter (a `parameters` map entry) means to the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parameter {
+    /// One of `IGNORABLE_PARAMETERS`.
+    Ignorable,
+    /// `priority` with a usable value.
+    Priority(u64),
+    /// `timeout` (µs) with a usable value.
+    Timeout(u64),
+    /// Any other key, a value of another type, a negative one, or a malformed entry: the
+    /// general path handles it, or words the error.
+    Other,
+}
+
+/// Reads the `parameters` map entry at `entry` (key = 1, value = 2, an `InferParameter`).
+fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
     let mut reader = Reader::new(data, entry);
     let mut key = 0..0;
+    // The value's oneof as last set (a message field given twice is merged, so a later choice
+    // wins): the field number, and its value when it is a varint.
+    let mut choice = None;
     loop {
         match reader.field() {
             Ok(Some((1, wire_type, payload))) => match string_field(data, 1, wire_type, payload) {
                 Ok(range) => key = range,
-                Err(_) => return false,
+                Err(_) => return Parameter::Other,
             },
+            Ok(Some((2, _, Payload::Bytes(value)))) => {
+                if parameter_choice(data, value, &mut choice).is_err() {
+                    return Parameter::Other;
+                }
+            }
+            Ok(Some((2, _, _))) | Err(_) => return Parameter::Other,
             Ok(Some(_)) => {}
-            Ok(None) => return IGNORABLE_PARAMETERS.contains(&&data[key]),
-            Err(_) => return false,
+            Ok(None) => break,
         }
     }
+    let key = &data[key];
+    if IGNORABLE_PARAMETERS.contains(&key) {
+        return Parameter::Ignorable;
+    }
+    let value = match choice {
+        // A negative int64 is an error the general path words.
+        Some((INT64_PARAM, Some(value))) if i64::try_from(value).is_ok() => value,
+        Some((UINT64_PARAM, Some(value))) => value,
+        _ => return Parameter::Other,
+    };
+    match key {
+        b"priority" => Parameter::Priority(value),
+        b"timeout" => Parameter::Timeout(value),
+        _ => Parameter::Other,
+    }
+}
+
+/// Reads an `InferParameter` at `range` into `choice`: its oneof field (1 to 5) as last set,
+/// with the value when it is a varint. Unknown fields are skipped, as protobuf does.
+fn parameter_choice(
+    data: &[u8],
+    range: Range<usize>,
+    choice: &mut Option<(u32, Option<u64>)>,
+) -> Result<(), WireError> {
+    let mut reader = Reader::new(data, range);
+    while let Some((field, _, payload)) = reader.field()? {
+        if (1..=5).contains(&field) {
+            let value = match payload {
+                Payload::Varint(value) => Some(value),
+                _ => None,
+            };
+            *choice = Some((field, value));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a serialized `ModelInferRequest`. Repeated scalar fields are read packed or not;
@@ -269,8 +339,11 @@ pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
             3 => request.id = string_field(data, field, wire_type, payload)?,
             4 => {
                 let entry = bytes_field(field, wire_type, payload)?;
-                if !ignorable_parameter(data, entry) {
-                    request.has_parameters = true;
+                match parameter(data, entry) {
+                    Parameter::Ignorable => {}
+                    Parameter::Priority(priority) => request.priority = priority,
+                    Parameter::Timeout(timeout_us) => request.timeout_us = timeout_us,
+                    Parameter::Other => request.has_parameters = true,
                 }
             }
             5 => {
@@ -327,10 +400,11 @@ pub struct Matched {
     pub wanted: Vec<usize>,
 }
 
-/// Accepts the common request: no request parameters, numeric raw inputs in signature order
-/// with valid shapes and byte sizes, no typed contents, requested outputs by known names
-/// without parameters. None sends the request to the general path, which handles every other
-/// case and words every error; the fast path never rejects anything itself.
+/// Accepts the common request: no request parameters (`priority` and `timeout` aside), numeric
+/// raw inputs in signature order with valid shapes and byte sizes, no typed contents,
+/// requested outputs by known names without parameters. None sends the request to the general
+/// path, which handles every other case and words every error; the fast path never rejects
+/// anything itself.
 pub fn match_request(
     data: &[u8],
     view: &InferRequestView,
@@ -774,6 +848,123 @@ mod tests {
         assert_eq!(message, expected);
         let streamed = encode_infer_response(b"m", b"1", b"", &outputs, true);
         assert_eq!(streamed, bytes(2, &expected));
+    }
+
+    /// A `parameters` map entry whose `InferParameter` is `value` (its fields, encoded).
+    fn parameter(name: &str, value: &[u8]) -> Vec<u8> {
+        bytes(4, &[bytes(1, name.as_bytes()), bytes(2, value)].concat())
+    }
+
+    /// An `InferParameter` with varint field `field` (1 bool, 2 int64, 5 uint64) = `value`.
+    fn varint_value(field: u32, value: u64) -> Vec<u8> {
+        let mut out = key(field, VARINT);
+        put_varint(&mut out, value);
+        out
+    }
+
+    #[test]
+    fn reads_priority_and_timeout_of_either_integer_type() {
+        for (priority_field, timeout_field) in [(5, 2), (2, 5), (2, 2), (5, 5)] {
+            let extra = [
+                parameter("priority", &varint_value(priority_field, 3)),
+                parameter("timeout", &varint_value(timeout_field, 20_000)),
+            ]
+            .concat();
+            let message = request(&[2, 4], 32, &extra);
+            let view = parse_infer_request(&message).expect("parses");
+            assert!(!view.has_parameters);
+            assert_eq!((view.priority, view.timeout_us), (3, 20_000));
+            assert!(match_request(&message, &view, &signature()).is_some());
+        }
+        let plain = parse_infer_request(&request(&[2, 4], 32, &[])).expect("parses");
+        assert_eq!((plain.priority, plain.timeout_us), (0, 0));
+        let huge = parameter("priority", &varint_value(5, u64::MAX));
+        let view = parse_infer_request(&huge).expect("parses");
+        assert_eq!((view.priority, view.has_parameters), (u64::MAX, false));
+    }
+
+    #[test]
+    fn other_parameters_and_unusable_values_go_to_the_general_path() {
+        let mut double = key(4, FIXED64);
+        double.extend(1.5f64.to_le_bytes());
+        let cases = [
+            parameter("sequence_id", &varint_value(2, 7)), // a key the fast path does not read
+            parameter("priority", &varint_value(2, (-1i64) as u64)), // negative int64
+            parameter("timeout", &varint_value(1, 1)),     // bool
+            parameter("priority", &bytes(3, b"1")),        // string
+            parameter("priority", &double),                // double
+            parameter("timeout", &[]),                     // no value set
+            parameter("priority", &bytes(2, &[1])),        // int64 with the wrong wire type
+            parameter("priority", &[0x10, 0x80]),          // truncated value
+            // oneof: the last choice wins, here a string
+            parameter("priority", &[varint_value(2, 1), bytes(3, b"x")].concat()),
+            bytes(4, &bytes(2, &varint_value(2, 1))), // no key
+            bytes(4, &[0xff]),                        // malformed entry
+        ];
+        for extra in cases {
+            let message = request(&[2, 4], 32, &extra);
+            let view = parse_infer_request(&message).expect("a parameter never fails the parse");
+            assert!(view.has_parameters, "{extra:?}");
+            assert_eq!(match_request(&message, &view, &signature()), None);
+        }
+        // The oneof's later choice wins the other way round too; the value message may come
+        // in two parts (protobuf merges them).
+        let merged = [
+            bytes(1, b"priority"),
+            bytes(2, &bytes(3, b"x")),
+            bytes(2, &varint_value(5, 2)),
+        ]
+        .concat();
+        let view = parse_infer_request(&bytes(4, &merged)).expect("parses");
+        assert_eq!((view.priority, view.has_parameters), (2, false));
+    }
+
+    proptest::proptest! {
+        /// Any integer value of either type: read when it is a valid one, else left to the
+        /// general path; never a parse error.
+        #[test]
+        fn integer_parameters_are_read_or_left_alone(
+            value: u64,
+            field in proptest::prop_oneof![proptest::strategy::Just(2u32), proptest::strategy::Just(5u32)],
+            timeout: bool,
+        ) {
+            let name = if timeout { "timeout" } else { "priority" };
+            let message = parameter(name, &varint_value(field, value));
+            let view = parse_infer_request(&message).expect("parses");
+            let usable = field == 5 || i64::try_from(value).is_ok();
+            proptest::prop_assert_eq!(view.has_parameters, !usable);
+            let read = if timeout { view.timeout_us } else { view.priority };
+            proptest::prop_assert_eq!(read, if usable { value } else { 0 });
+        }
+
+        /// Whatever bytes a parameter entry holds, parsing never fails or panics, and only an
+        /// entry keyed by a name the fast path reads keeps the request on it.
+        #[test]
+        fn any_parameter_entry_is_read_or_left_alone(
+            name in proptest::prop_oneof![
+                proptest::strategy::Just("priority"),
+                proptest::strategy::Just("timeout"),
+                proptest::strategy::Just("binary_data_output"),
+            ],
+            value: Vec<u8>,
+            noise: Vec<u8>,
+        ) {
+            let entry = [bytes(1, name.as_bytes()), bytes(2, &value)].concat();
+            let view = parse_infer_request(&[bytes(1, b"m"), bytes(4, &entry)].concat())
+                .expect("an entry is length-delimited");
+            if name == "binary_data_output" {
+                proptest::prop_assert!(view.has_parameters);
+            }
+            let view = parse_infer_request(&[bytes(1, b"m"), bytes(4, &noise)].concat())
+                .expect("an entry is length-delimited");
+            if !view.has_parameters {
+                let has = |needle: &[u8]| noise.windows(needle.len()).any(|w| w == needle);
+                proptest::prop_assert!(
+                    has(b"priority") || has(b"timeout") || has(b"triton_enable_empty_final_response"),
+                    "{noise:?}"
+                );
+            }
+        }
     }
 
     #[test]
