@@ -383,16 +383,17 @@ class InferCodec:
         outputs: Sequence[tuple[str, str]],
     ) -> InferCodec:
         """`inputs`: (name, datatype, client shape with -1 for any size, bytes per element or 0
-        to leave the input's requests to the general path); `outputs`: (name, datatype)."""
+        for BYTES); `outputs`: (name, datatype)."""
 
     def match(
         self, request: InferRequestView
     ) -> tuple[list[tuple[int, int]], list[list[int]], int, list[int]] | None:
         """(per input its (offset, length) in `request.data`, per input its shape, rows in dim
         0, requested output indices) for the common request: no request parameters (`priority`
-        and `timeout` aside: `request.priority`, `request.timeout_us`), numeric raw inputs in signature order with valid shapes and sizes, known requested outputs
-        without parameters. None for anything else, errors included: the general path handles
-        and words those."""
+        and `timeout` aside: `request.priority`, `request.timeout_us`), raw inputs in signature
+        order with valid shapes and sizes (BYTES: well-formed elements of UTF-8 text), known
+        requested outputs without parameters. None for anything else, errors included: the
+        general path handles and words those."""
 
     def encode(
         self,

@@ -100,7 +100,7 @@ class InputLayout:
     shape: tuple[int, ...]
     """Full client shape, -1 for any size (the batch dim included)."""
     itemsize: int
-    """Bytes per element; 0 for BYTES (variable size)."""
+    """Bytes per element; 0 for BYTES (length-prefixed elements, each checked by the fast path)."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -114,12 +114,37 @@ def test_everything_else_goes_to_the_general_path(why: str, message: pb.ModelInf
     assert CODEC.match(view(message)) is None, why
 
 
-def test_bytes_inputs_always_take_the_general_path() -> None:
-    # Their length prefixes and UTF-8 text are checked there (and in Rust, per element).
+@pytest.mark.parametrize(
+    ("raw", "fast"),
+    [
+        (b"\1\0\0\0a\0\0\0\0", True),  # "a" and ""
+        (b"\3\0\0\0a\0b\1\0\0\0\0", True),  # embedded NUL bytes are text
+        (b"\1\0\0\0a", False),  # one element where the shape needs two
+        (b"\1\0\0\0a\0\0", False),  # truncated length prefix
+        (b"\1\0\0\0a\x09\0\0\0b", False),  # the second element overruns
+        (b"\1\0\0\0a\0\0\0\0zz", False),  # trailing bytes
+        (b"\1\0\0\0\xff\0\0\0\0", False),  # not UTF-8 text
+    ],
+)
+def test_raw_bytes_inputs_take_the_fast_path_only_when_the_general_path_would(
+    raw: bytes, fast: bool
+) -> None:
+    """Raw BYTES inputs are matched element by element (length prefixes and UTF-8 text); any
+    flaw leaves the request to the general path, which words the error."""
+    signature = ModelSignature(0, (spec("S", "BYTES", (2,)),), (spec("T", "BYTES", (2,)),))
+    message = pb.ModelInferRequest(model_name="m")
+    message.inputs.add(name="S", datatype="BYTES", shape=[2])
+    message.raw_input_contents.append(raw)
+    matched = infer_codec("m", "1", signature).match(view(message))
+    assert (matched is not None) == fast
+    if matched is not None:
+        assert matched[1] == [[2]]
+
+
+def test_typed_bytes_contents_take_the_general_path() -> None:
     signature = ModelSignature(0, (spec("S", "BYTES", (1,)),), (spec("T", "BYTES", (1,)),))
     message = pb.ModelInferRequest(model_name="m")
-    message.inputs.add(name="S", datatype="BYTES", shape=[1])
-    message.raw_input_contents.append(b"\1\0\0\0a")
+    message.inputs.add(name="S", datatype="BYTES", shape=[1]).contents.bytes_contents.append(b"a")
     assert infer_codec("m", "1", signature).match(view(message)) is None
 
 

@@ -110,7 +110,7 @@ type MatchedRequest = (Vec<(usize, usize)>, Vec<Vec<i64>>, i64, Vec<usize>);
 #[pymethods]
 impl InferCodec {
     /// `inputs`: (name, datatype, client shape with -1 for any size, bytes per element or 0
-    /// to leave that input's requests to the general path); `outputs`: (name, datatype).
+    /// for BYTES); `outputs`: (name, datatype).
     #[new]
     fn new(
         model_name: String,

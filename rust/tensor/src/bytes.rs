@@ -43,29 +43,32 @@ fn count_whole_elements(raw: &[u8], mut pos: usize) -> Option<usize> {
     Some(count)
 }
 
-/// The data range (without its prefix) of each of the `expected_count` elements in `raw`.
+/// Walks the `expected_count` elements of `raw` in order, handing `visit` each one's index and
+/// data range (without its prefix), and allocates nothing: the fast-path matcher and the native
+/// engine's string tensors use it on every request. A huge claimed count costs nothing either:
+/// the walk ends where the buffer does.
 ///
 /// Errors name the first problem: a truncated length prefix or an element longer than what is
 /// left (with its index), too few whole elements or more whole elements than expected (count
-/// mismatch), or bytes after the last expected element that do not parse as elements.
-pub fn decode_bytes_offsets(
+/// mismatch), or bytes after the last expected element that do not parse as elements; or the
+/// first error `visit` returns (elements after it are not read).
+pub fn walk_bytes_elements<E: From<TensorError>>(
     raw: &[u8],
     expected_count: usize,
-) -> Result<Vec<Range<usize>>, TensorError> {
-    // Every element needs at least its prefix: cap the reservation by what the buffer can hold
-    // so that a huge claimed count cannot make us allocate.
-    let mut offsets = Vec::with_capacity(expected_count.min(raw.len() / PREFIX));
+    mut visit: impl FnMut(usize, Range<usize>) -> Result<(), E>,
+) -> Result<(), E> {
     let mut pos = 0;
     for index in 0..expected_count {
         if pos == raw.len() {
             return Err(TensorError::CountMismatch {
                 expected: expected_count,
                 actual: index,
-            });
+            }
+            .into());
         }
         let range = element_at(raw, pos, index)?;
         pos = range.end;
-        offsets.push(range);
+        visit(index, range)?;
     }
     if pos < raw.len() {
         return Err(match count_whole_elements(raw, pos) {
@@ -77,9 +80,39 @@ pub fn decode_bytes_offsets(
                 count: expected_count,
                 trailing: raw.len() - pos,
             },
-        });
+        }
+        .into());
     }
+    Ok(())
+}
+
+/// The data range (without its prefix) of each of the `expected_count` elements in `raw`, with
+/// the errors of [`walk_bytes_elements`].
+pub fn decode_bytes_offsets(
+    raw: &[u8],
+    expected_count: usize,
+) -> Result<Vec<Range<usize>>, TensorError> {
+    // Every element needs at least its prefix: cap the reservation by what the buffer can hold
+    // so that a huge claimed count cannot make us allocate.
+    let mut offsets = Vec::with_capacity(expected_count.min(raw.len() / PREFIX));
+    walk_bytes_elements(raw, expected_count, |_, range| {
+        offsets.push(range);
+        Ok::<_, TensorError>(())
+    })?;
     Ok(offsets)
+}
+
+/// Where the element after the next `count` whole elements from `pos` starts: how a batch's
+/// BYTES output is cut into its requests' rows, which have no fixed size. `None` when `raw`
+/// ends inside those elements.
+pub fn skip_bytes_elements(raw: &[u8], mut pos: usize, count: usize) -> Option<usize> {
+    for _ in 0..count {
+        let length = prefix_at(raw, pos)?;
+        pos = (pos + PREFIX)
+            .checked_add(length)
+            .filter(|&end| end <= raw.len())?;
+    }
+    Some(pos)
 }
 
 /// Serializes `elements` in the BYTES wire format.
@@ -239,9 +272,60 @@ mod tests {
         }
 
         #[test]
+        fn skipping_walks_the_same_elements_as_decoding(
+            elements in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..16), 0..12),
+        ) {
+            let raw = encode_bytes(elements.iter().map(Vec::as_slice)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let ranges = decode_bytes_offsets(&raw, elements.len()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut pos = 0;
+            for range in &ranges {
+                pos = skip_bytes_elements(&raw, pos, 1).ok_or_else(|| TestCaseError::fail("ended early"))?;
+                prop_assert_eq!(pos, range.end);
+            }
+            prop_assert_eq!(skip_bytes_elements(&raw, 0, elements.len()), Some(raw.len()));
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..64), count in 0usize..10) {
             let _ = decode_bytes_offsets(&raw, count);
         }
+    }
+
+    #[test]
+    fn the_walk_stops_at_the_first_error_of_visit() {
+        let raw = encode_bytes([b"a".as_slice(), b"\xff".as_slice(), b"c".as_slice()])
+            .expect("small elements");
+        let mut seen = Vec::new();
+        let walked = walk_bytes_elements(&raw, 3, |index, range| {
+            seen.push(index);
+            std::str::from_utf8(&raw[range])
+                .map(drop)
+                .map_err(|error| TensorError::NotUtf8 {
+                    index,
+                    valid_up_to: error.valid_up_to(),
+                })
+        });
+        assert_eq!(
+            walked,
+            Err(TensorError::NotUtf8 {
+                index: 1,
+                valid_up_to: 0
+            })
+        );
+        assert_eq!(seen, vec![0, 1]);
+    }
+
+    #[test]
+    fn skipping_elements_finds_the_next_one() {
+        let raw = encode_bytes([b"ab".as_slice(), b"".as_slice(), b"xyz".as_slice()])
+            .expect("small elements");
+        assert_eq!(skip_bytes_elements(&raw, 0, 0), Some(0));
+        assert_eq!(skip_bytes_elements(&raw, 0, 1), Some(6));
+        assert_eq!(skip_bytes_elements(&raw, 6, 1), Some(10));
+        assert_eq!(skip_bytes_elements(&raw, 0, 3), Some(raw.len()));
+        assert_eq!(skip_bytes_elements(&raw, 0, 4), None);
+        assert_eq!(skip_bytes_elements(&raw[..raw.len() - 1], 0, 3), None);
+        assert_eq!(skip_bytes_elements(&raw, 0, usize::MAX), None);
     }
 
     #[test]

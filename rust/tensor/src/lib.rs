@@ -3,14 +3,16 @@
 //! little-endian length, then the bytes), and the protobuf wire format of `ModelInferRequest` and
 //! `ModelInferResponse` (`wire`: parse in place, match against a signature, write the response).
 //! Used by the native engine (`ferroserve-runtime`: datatypes and sizes), the native gRPC front
-//! end (`ferroserve-frontend`: the wire codec) and the Python bindings (BYTES codec, wire codec);
-//! the batcher does not depend on it.
+//! end (`ferroserve-frontend`: the wire codec), the batcher (cutting a batch's BYTES outputs
+//! into its requests' rows) and the Python bindings (BYTES codec, wire codec).
 
 mod bytes;
 mod datatype;
 mod error;
 pub mod wire;
 
-pub use bytes::{check_utf8, decode_bytes_offsets, encode_bytes};
+pub use bytes::{
+    check_utf8, decode_bytes_offsets, encode_bytes, skip_bytes_elements, walk_bytes_elements,
+};
 pub use datatype::{DataType, expected_raw_size};
 pub use error::TensorError;

@@ -373,7 +373,8 @@ pub struct InputLayout {
     pub datatype: String,
     /// Client-visible shape, -1 where any size is accepted (the batch dim among them).
     pub shape: Vec<i64>,
-    /// Bytes per element; 0 for types the fast path leaves to the general one (BYTES, BF16).
+    /// Bytes per element; 0 for BYTES, whose elements each carry their length (every
+    /// element's prefix and text are checked; see `bytes_input_fits`).
     pub itemsize: usize,
 }
 
@@ -400,11 +401,29 @@ pub struct Matched {
     pub wanted: Vec<usize>,
 }
 
-/// Accepts the common request: no request parameters (`priority` and `timeout` aside), numeric
-/// raw inputs in signature order with valid shapes and byte sizes, no typed contents,
-/// requested outputs by known names without parameters. None sends the request to the general
-/// path, which handles every other case and words every error; the fast path never rejects
-/// anything itself.
+/// Whether `raw` holds exactly `elements` BYTES elements, each UTF-8 text: what the general path
+/// accepts (onnxruntime string tensors hold text), checked element by element without
+/// allocating, so every malformed input is left to the general path to word.
+fn bytes_input_fits(raw: &[u8], elements: u128) -> bool {
+    let Ok(elements) = usize::try_from(elements) else {
+        return false;
+    };
+    crate::walk_bytes_elements(raw, elements, |index, range| {
+        std::str::from_utf8(&raw[range])
+            .map(drop)
+            .map_err(|error| crate::TensorError::NotUtf8 {
+                index,
+                valid_up_to: error.valid_up_to(),
+            })
+    })
+    .is_ok()
+}
+
+/// Accepts the common request: no request parameters (`priority` and `timeout` aside), raw
+/// inputs in signature order with valid shapes and byte sizes (BYTES: well-formed elements of
+/// UTF-8 text), no typed contents, requested outputs by known names without parameters. None
+/// sends the request to the general path, which handles every other case and words every
+/// error; the fast path never rejects anything itself.
 pub fn match_request(
     data: &[u8],
     view: &InferRequestView,
@@ -426,21 +445,24 @@ pub fn match_request(
         .zip(&view.raw_input_contents)
     {
         if input.has_contents
-            || layout.itemsize == 0
             || data[input.name.clone()] != *layout.name.as_bytes()
             || data[input.datatype.clone()] != *layout.datatype.as_bytes()
             || input.shape.len() != layout.shape.len()
         {
             return None;
         }
-        let mut bytes = layout.itemsize as u128;
+        let mut elements = 1u128;
         for (&want, &got) in layout.shape.iter().zip(&input.shape) {
             if got < 0 || (want != -1 && want != got) {
                 return None;
             }
-            bytes = bytes.saturating_mul(got as u128);
+            elements = elements.saturating_mul(got as u128);
         }
-        if bytes != raw.len() as u128 {
+        let fits = match layout.itemsize {
+            0 => bytes_input_fits(&data[raw.clone()], elements),
+            itemsize => elements.saturating_mul(itemsize as u128) == raw.len() as u128,
+        };
+        if !fits {
             return None;
         }
         if batches {
@@ -761,6 +783,89 @@ mod tests {
         assert!(view.inputs[0].has_contents);
         assert_eq!(text(&message, &view.outputs[0].name), "y");
         assert!(view.outputs[0].has_parameters);
+    }
+
+    fn text_signature() -> FastSignature {
+        FastSignature {
+            inputs: vec![
+                InputLayout {
+                    name: "t".into(),
+                    datatype: "BYTES".into(),
+                    shape: vec![-1, 2],
+                    itemsize: 0,
+                },
+                InputLayout {
+                    name: "x".into(),
+                    datatype: "FP32".into(),
+                    shape: vec![-1, 1],
+                    itemsize: 4,
+                },
+            ],
+            max_batch_size: 8,
+            outputs: vec!["y".into()],
+        }
+    }
+
+    fn text_request(shape: &[i64], text: &[u8]) -> Vec<u8> {
+        let rows = shape[0];
+        [
+            bytes(1, b"m"),
+            input("t", "BYTES", shape, true),
+            input("x", "FP32", &[rows, 1], false),
+            bytes(7, text),
+            bytes(7, &vec![0; usize::try_from(rows).unwrap_or(0) * 4]),
+        ]
+        .concat()
+    }
+
+    fn encoded(elements: &[&[u8]]) -> Vec<u8> {
+        crate::encode_bytes(elements.iter().copied()).unwrap_or_default()
+    }
+
+    #[test]
+    fn matches_raw_bytes_inputs_beside_numeric_ones() {
+        let elements: [&[u8]; 4] = [b"", b"a\0b", "caf\u{e9}".as_bytes(), &[b'z'; 300]];
+        let message = text_request(&[2, 2], &encoded(&elements));
+        let view = parse_infer_request(&message).expect("parses");
+        let matched = match_request(&message, &view, &text_signature()).expect("fast");
+        assert_eq!(matched.shapes, vec![vec![2, 2], vec![2, 1]]);
+        assert_eq!(matched.rows, 2);
+    }
+
+    #[test]
+    fn leaves_malformed_bytes_to_the_general_path() {
+        let four: [&[u8]; 4] = [b"ab", b"", b"cde", b"f"];
+        let cases = [
+            // truncated length prefix of element 3
+            [encoded(&four[..3]), vec![1, 0]].concat(),
+            // element 3 claims 100 bytes, 1 follows
+            [encoded(&four[..3]), vec![100, 0, 0, 0, b'f']].concat(),
+            // trailing bytes after the 4 elements
+            [encoded(&four), b"xyz".to_vec()].concat(),
+            // 3 elements where the shape needs 4, and 5 where it needs 4
+            encoded(&four[..3]),
+            encoded(&[b"ab", b"", b"cde", b"f", b"g"]),
+            // not UTF-8 text
+            encoded(&[b"ok", b"\xff\xfe", b"c", b"d"]),
+        ];
+        for text in cases {
+            let message = text_request(&[2, 2], &text);
+            let view = parse_infer_request(&message).expect("parses");
+            assert_eq!(match_request(&message, &view, &text_signature()), None);
+        }
+        // A shape that claims more elements than any buffer holds costs one look at the buffer.
+        let huge = [
+            bytes(1, b"m"),
+            input("t", "BYTES", &[1, i64::MAX], true),
+            input("x", "FP32", &[1, 1], false),
+            bytes(7, &encoded(&four)),
+            bytes(7, &[0; 4]),
+        ]
+        .concat();
+        let view = parse_infer_request(&huge).expect("parses");
+        let mut signature = text_signature();
+        signature.inputs[0].shape = vec![-1, -1];
+        assert_eq!(match_request(&huge, &view, &signature), None);
     }
 
     #[test]
