@@ -1,5 +1,7 @@
 //! A formed batch: the requests' tokens, their inputs concatenated along dim 0, and the
-//! splitting of the model's outputs back into per-request rows.
+//! splitting of the model's outputs back into per-request rows. BYTES inputs concatenate like
+//! any other (the raw format is self-delimiting: a batch's elements are its requests' elements
+//! back to back); BYTES outputs are cut by walking their length prefixes.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -167,6 +169,17 @@ impl<B: AsRef<[u8]>, T> Batch<B, T> {
     pub fn split<'a>(&self, output: &'a [u8], dim0: usize) -> Result<Vec<&'a [u8]>, BatchError> {
         self.splitter.split(output, dim0)
     }
+
+    /// Each request's slice of a BYTES `output` of `elements` elements (see
+    /// `OutputSplitter::split_bytes_ranges`).
+    pub fn split_bytes<'a>(
+        &self,
+        output: &'a [u8],
+        dim0: usize,
+        elements: usize,
+    ) -> Result<Vec<&'a [u8]>, BatchError> {
+        self.splitter.split_bytes(output, dim0, elements)
+    }
 }
 
 impl OutputSplitter {
@@ -187,7 +200,7 @@ impl OutputSplitter {
 
     /// Byte ranges of each request's rows in an output of `output_len` bytes whose dim 0 is
     /// `dim0`. Without batching the one request gets everything. Only for fixed-size datatypes:
-    /// BYTES outputs have variable-length elements and must be split element-wise by the caller.
+    /// BYTES outputs go through `split_bytes_ranges`.
     pub fn split_ranges(
         &self,
         output_len: usize,
@@ -216,6 +229,65 @@ impl OutputSplitter {
     /// Each request's slice of `output` (see `split_ranges`).
     pub fn split<'a>(&self, output: &'a [u8], dim0: usize) -> Result<Vec<&'a [u8]>, BatchError> {
         let ranges = self.split_ranges(output.len(), dim0)?;
+        Ok(ranges.into_iter().map(|range| &output[range]).collect())
+    }
+
+    /// Byte ranges of each request's rows in a BYTES `output` (the v2 raw format: each element
+    /// its u32 length, then its bytes) whose dim 0 is `dim0` and which holds `elements`
+    /// elements. Its rows have no fixed size, so the length prefixes are walked: work in the
+    /// number of elements, nothing copied. Without batching the one request gets everything.
+    pub fn split_bytes_ranges(
+        &self,
+        output: &[u8],
+        dim0: usize,
+        elements: usize,
+    ) -> Result<Vec<Range<usize>>, BatchError> {
+        if !self.batching {
+            return Ok(vec![0..output.len(); self.rows.len().min(1)]);
+        }
+        if dim0 != self.size {
+            return Err(BatchError::OutputRows {
+                model: self.model.clone(),
+                expected: self.size,
+                actual: dim0,
+            });
+        }
+        let malformed = || BatchError::OutputElements {
+            model: self.model.clone(),
+            bytes: output.len(),
+            elements,
+            rows: self.size,
+        };
+        if self.size == 0 || elements % self.size != 0 {
+            return Err(malformed());
+        }
+        let per_row = elements / self.size;
+        let mut start = 0;
+        let ranges = self
+            .rows
+            .iter()
+            .map(|&rows| {
+                let end = ferroserve_tensor::skip_bytes_elements(output, start, rows * per_row)
+                    .ok_or_else(malformed)?;
+                let range = start..end;
+                start = end;
+                Ok(range)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if start != output.len() {
+            return Err(malformed());
+        }
+        Ok(ranges)
+    }
+
+    /// Each request's slice of a BYTES `output` (see `split_bytes_ranges`).
+    pub fn split_bytes<'a>(
+        &self,
+        output: &'a [u8],
+        dim0: usize,
+        elements: usize,
+    ) -> Result<Vec<&'a [u8]>, BatchError> {
+        let ranges = self.split_bytes_ranges(output, dim0, elements)?;
         Ok(ranges.into_iter().map(|range| &output[range]).collect())
     }
 }

@@ -120,6 +120,20 @@ pub enum BatchError {
         /// Rows it should hold.
         rows: usize,
     },
+    /// A BYTES output does not hold its elements in equal rows of whole elements.
+    #[error(
+        "model '{model}': BYTES output of {bytes} bytes does not hold {elements} elements in {rows} equal rows"
+    )]
+    OutputElements {
+        /// The model.
+        model: String,
+        /// Output length.
+        bytes: usize,
+        /// Elements its shape says it holds.
+        elements: usize,
+        /// Rows it should hold.
+        rows: usize,
+    },
 }
 
 impl BatchError {
@@ -134,7 +148,9 @@ impl BatchError {
             | BatchError::BatchSize { .. } => ErrorKind::InvalidInput,
             BatchError::QueueFull { .. } => ErrorKind::ResourceExhausted,
             BatchError::Closed { .. } => ErrorKind::Unavailable,
-            BatchError::OutputRows { .. } | BatchError::OutputNotRows { .. } => ErrorKind::Internal,
+            BatchError::OutputRows { .. }
+            | BatchError::OutputNotRows { .. }
+            | BatchError::OutputElements { .. } => ErrorKind::Internal,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Triton's dynamic batcher in pure Rust: a per-model queue that executor threads (one per model
 //! instance) drain with `next_batch`, batch forming (size, delay, preferred sizes, priorities,
-//! queue policies and deadlines), concatenation of the batch's inputs and splitting of outputs,
-//! Triton `ModelStatistics` counters and the latency histograms the metrics sidecar exports.
+//! queue policies and deadlines), concatenation of the batch's inputs and splitting of outputs
+//! (BYTES outputs by their length prefixes), Triton `ModelStatistics` counters and the latency
+//! histograms the metrics sidecar exports.
 //! Requests are submitted by the native gRPC front end (`ferroserve-frontend`) and by Python
 //! through the bindings; batches are taken by the native engine's executor threads
 //! (`ferroserve-runtime`) and by Python's. It knows nothing of Python.
