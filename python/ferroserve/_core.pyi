@@ -435,7 +435,8 @@ class OrtModel:
         `instances` sessions on the CPU, or with `accelerator` "cuda" or "tensorrt" one session
         per entry of `gpus` (the GPU id of each instance). `optimization`: disable_all, basic,
         extended or all. Raises NotImplementedError where the native engine cannot run the
-        model here (the library cannot be loaded, or a tensor is not of a fixed-size type),
+        model here (the library cannot be loaded, or a graph input or output is not a tensor of
+        a v2 datatype: string tensors are BYTES),
         UnavailableError when a requested GPU provider cannot start (unless
         `allow_cpu_fallback`), InternalError when onnxruntime refuses the file."""
 

@@ -4,10 +4,11 @@ reason naming CUDAExecutionProvider and what is missing (no silent CPU fallback)
 runs on the native engine through CUDA: answered by the Rust front end, batched, several
 instances per GPU, results equal to the CPU's within float tolerance, TensorRT refused with a
 reason where its libraries are missing, a GPU that does not exist refused by name, and string
-models still served on the GPU through onnxruntime's Python binding."""
+models on the native engine too (CUDA runs their numeric operators, the CPU their string ones)."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import ctypes.util
 import os
@@ -24,7 +25,7 @@ from support import models as m
 from support.gpu import CUDA, TENSORRT, cuda_unavailable_reason
 from support.inprocess import native_calls, python_calls, serve
 from support.repository import add_model, model_file
-from support.rpc import infer_input
+from support.rpc import decode_bytes, encode_bytes, infer_input
 from support.server import ServerProcess
 from tritonclient.grpc import service_pb2 as pb
 
@@ -50,6 +51,21 @@ max_batch_size: 8
 input [ { name: "INPUT0" data_type: TYPE_STRING dims: [ 2 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_STRING dims: [ 2 ] } ]
 instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]
+"""
+MIXED_CONFIG = """\
+name: "gpu_mixed"
+max_batch_size: 16
+input [
+  { name: "TEXT" data_type: TYPE_STRING dims: [ 2 ] },
+  { name: "X" data_type: TYPE_FP32 dims: [ 3 ] }
+]
+output [
+  { name: "ECHO" data_type: TYPE_STRING dims: [ 2 ] },
+  { name: "LABEL" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "DOUBLE" data_type: TYPE_FP32 dims: [ 3 ] }
+]
+instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 100000 }
 """
 FALLBACK = 'parameters { key: "allow_cpu_fallback" value: { string_value: "true" } }'
 TENSORRT_ACCELERATOR = """optimization { execution_accelerators {
@@ -228,7 +244,7 @@ def test_tensorrt_runs_or_says_what_is_missing(
 
 
 @needs_gpu
-def test_gpu_string_model_runs_on_the_python_binding(
+def test_gpu_string_model_runs_natively(
     gpu_client: triton_grpc.InferenceServerClient, gpu_server: ServerProcess
 ) -> None:
     skip_without_cuda()
@@ -236,7 +252,54 @@ def test_gpu_string_model_runs_on_the_python_binding(
     words = np.array([[b"gpu", "\u00e9t\u00e9".encode()]], dtype=np.object_)
     answer = gpu_client.infer("gpu_strings", [infer_input("INPUT0", words, "BYTES")])
     assert answer.as_numpy("OUTPUT0").tolist() == words.tolist()
-    assert "'gpu_strings' version 1 ready on CUDAExecutionProvider" in gpu_server.log()
+    log = gpu_server.log()
+    assert "'gpu_strings' version 1 ready on CUDAExecutionProvider" in log
+    assert "'gpu_strings': 1 instance(s) on GPU(s) [0]" in log  # the native engine's line
+
+
+@needs_gpu
+def test_gpu_mixed_string_model_is_answered_natively_and_batched(tmp_path: Path) -> None:
+    """String and numeric tensors in one GPU model, batched across requests: string outputs
+    stay in host memory, numeric ones come back through pinned memory; no call reaches
+    Python, and the answers equal onnxruntime's on the CPU."""
+    skip_without_cuda()
+    add_model(tmp_path, "gpu_mixed", m.mixed_text_model(), MIXED_CONFIG)
+    sent = [
+        (
+            [b"t" * (i * 13), b"\0" if i % 2 else b""] * rows,
+            np.random.default_rng(i).standard_normal((rows, 3)).astype(np.float32),
+        )
+        for i, rows in enumerate([1, 3, 2, 1, 2])
+    ]
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+
+        def message(text: list[bytes], x: np.ndarray) -> pb.ModelInferRequest:
+            request = pb.ModelInferRequest(model_name="gpu_mixed")
+            request.inputs.add(name="TEXT", datatype="BYTES", shape=[x.shape[0], 2])
+            request.inputs.add(name="X", datatype="FP32", shape=list(x.shape))
+            request.raw_input_contents.extend([encode_bytes(text), x.tobytes()])
+            return request
+
+        answers = await asyncio.gather(*(infer(message(t, x), timeout=30) for t, x in sent))
+        for answer, (text, x) in zip(answers, sent, strict=True):
+            feeds = {"TEXT": np.array(text, dtype=object).reshape(-1, 2), "X": x}
+            echo, label, double = m.reference_strings(model_file(tmp_path, "gpu_mixed"), feeds)
+            assert decode_bytes(answer.raw_output_contents[0]) == list(echo.reshape(-1))
+            assert decode_bytes(answer.raw_output_contents[1]) == list(label.reshape(-1))
+            np.testing.assert_allclose(
+                np.frombuffer(answer.raw_output_contents[2], np.float32).reshape(x.shape),
+                double,
+            )
+        assert native_calls(server) == {"OK": len(sent)}
+        assert python_calls(server) == {}
+
+    serve(tmp_path, scenario)
 
 
 @needs_gpu

@@ -106,6 +106,56 @@ def reshape_runtime_model() -> onnx.ModelProto:
     return finish(graph)
 
 
+# Labels of `mixed_text_model`: an empty string, an embedded NUL, non-ASCII UTF-8.
+MIXED_LABELS = [b"", b"nul\0inside", "caf\u00e9 \u65e5\u672c".encode()]
+
+
+def mixed_text_model() -> onnx.ModelProto:
+    """String and numeric tensors in one graph: TEXT [batch, 2] string and X [batch, 3] float
+    in; ECHO = TEXT, LABEL = MIXED_LABELS[argmax(X)] ([batch, 1] string, a string output that
+    depends on a numeric input) and DOUBLE = X + X out."""
+    labels = np.empty(len(MIXED_LABELS), dtype=object)
+    labels[:] = MIXED_LABELS
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["TEXT"], ["ECHO"]),
+            helper.make_node("ArgMax", ["X"], ["best"], axis=1, keepdims=1),
+            helper.make_node("Gather", ["labels", "best"], ["LABEL"], axis=0),
+            helper.make_node("Add", ["X", "X"], ["DOUBLE"]),
+        ],
+        "mixed_text",
+        [
+            _info("TEXT", TensorProto.STRING, ["batch", 2]),
+            _info("X", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [
+            _info("ECHO", TensorProto.STRING, ["batch", 2]),
+            _info("LABEL", TensorProto.STRING, ["batch", 1]),
+            _info("DOUBLE", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [numpy_helper.from_array(labels, "labels")],
+    )
+    return finish(graph)
+
+
+def reference_strings(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """`reference` for models with string tensors: BYTES inputs (object arrays of bytes) are
+    fed as str, as the Python path feeds them, and string outputs come back as UTF-8 bytes."""
+
+    def text(array: np.ndarray) -> np.ndarray:
+        if array.dtype != object:
+            return array
+        return np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(array)
+
+    outputs = reference(path, {name: text(array) for name, array in feeds.items()})
+    return [
+        np.vectorize(lambda s: s.encode("utf-8"), otypes=[object])(out)
+        if out.dtype == object
+        else out
+        for out in outputs
+    ]
+
+
 CORRUPT_BYTES = b"\x00this is not an onnx model\xff" * 8
 
 

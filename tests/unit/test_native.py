@@ -17,17 +17,23 @@ from ferroserve.errors import DeadlineExceededError, InternalError, ModelLoadErr
 from ferroserve.runtime.native import library_path
 from ferroserve.runtime.session import create_session
 from google.protobuf import text_format
+from onnx import TensorProto, helper
 
 from tests.support.models import (
     CORRUPT_BYTES,
     DATATYPES,
+    MIXED_LABELS,
     add_sub_model,
+    finish,
     identity_model,
+    mixed_text_model,
     reference,
     reference_bf16,
+    reference_strings,
     reshape_runtime_model,
     sample,
 )
+from tests.support.rpc import decode_bytes, encode_bytes
 
 FIXED_SIZE = [name for name in DATATYPES if name != "BYTES"]
 
@@ -84,14 +90,35 @@ def test_unknown_native_engine_value_fails_the_load(tmp_path: Path) -> None:
         create_session(config(text), path)
 
 
-def test_string_models_fall_back_to_the_python_binding_and_say_why(
+def test_string_models_load_on_the_native_engine(tmp_path: Path) -> None:
+    path = save(mixed_text_model(), tmp_path)
+    loaded = create_session(config(), path)
+    assert loaded.native is not None and loaded.session is None
+    assert [(t.name, t.onnx_type) for t in loaded.inputs] == [
+        ("TEXT", "tensor(string)"),
+        ("X", "tensor(float)"),
+    ]
+    assert [t.onnx_type for t in loaded.outputs] == [
+        "tensor(string)",
+        "tensor(string)",
+        "tensor(float)",
+    ]
+
+
+def test_graphs_with_non_tensor_outputs_fall_back_to_the_python_binding_and_say_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = save(identity_model("BYTES", ["batch", 4]), tmp_path)
+    graph = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["X"], ["S"])],
+        "sequence",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_sequence_value_info("S", TensorProto.FLOAT, [2])],
+    )
+    path = save(finish(graph), tmp_path)
     with caplog.at_level(logging.INFO, logger="ferroserve.runtime.native"):
         loaded = create_session(config(), path)
     assert loaded.native is None and loaded.session is not None
-    assert "input 'INPUT0' has type" in caplog.text
+    assert "output 'S' has type" in caplog.text
     with pytest.raises(NotImplementedError, match="native engine does not run"):
         load(path)
 
@@ -117,6 +144,84 @@ def test_outputs_equal_the_python_binding_bit_for_bit(datatype: str, tmp_path: P
     )
     assert buffers == [expected]
     assert shapes == [[3, 4]]
+
+
+def text(elements: list[bytes], shape: list[int]) -> np.ndarray:
+    array = np.empty(len(elements), dtype=object)
+    array[:] = elements
+    return array.reshape(shape)
+
+
+# Empty, NUL bytes (embedded, leading, trailing), non-ASCII UTF-8, long, and many elements.
+TRICKY_STRINGS = [
+    [b"", b"\0", b"a\0b", b"end\0", "\u00e9\u65e5\u672c\U0001f600".encode(), b"x" * 70_000],
+    [f"element {i}".encode() for i in range(3000)],
+]
+
+
+@pytest.mark.parametrize("elements", TRICKY_STRINGS, ids=["tricky", "many"])
+def test_string_outputs_equal_the_python_binding_bit_for_bit(
+    elements: list[bytes], tmp_path: Path
+) -> None:
+    path = save(identity_model("BYTES", ["batch", "n"]), tmp_path)
+    shape = [2, len(elements) // 2]
+    run = executor(load(path), _core.BatchQueue("m", 8), ("INPUT0", "OUTPUT0"))
+    buffers, shapes = run.run([encode_bytes(elements)], [shape])
+    (expected,) = reference_strings(path, {"INPUT0": text(elements, shape)})
+    assert buffers == [encode_bytes(list(expected.reshape(-1)))]
+    assert buffers == [encode_bytes(elements)]
+    assert shapes == [shape]
+
+
+def test_strings_that_are_not_utf8_pass_through_the_engine_unchanged(tmp_path: Path) -> None:
+    """The engine copies every element with its length: bytes that are not UTF-8 (which the
+    request path refuses before they get here) are not its business."""
+    path = save(identity_model("BYTES", ["n"]), tmp_path)
+    elements = [b"\xff\xfe", b"ok", b"\xc3", b"\x00\x80"]
+    run = _core.OrtExecutor(
+        "m",
+        load(path),
+        _core.BatchQueue("m", 0),
+        input_names=["INPUT0"],
+        output_names=["OUTPUT0"],
+        batches=False,
+        input_reshapes=[None],
+        output_reshapes=[None],
+    )
+    buffers, shapes = run.run([encode_bytes(elements)], [[4]])
+    assert buffers == [encode_bytes(elements)] and shapes == [[4]]
+
+
+def test_a_mixed_string_and_numeric_model_equals_the_python_binding(tmp_path: Path) -> None:
+    path = save(mixed_text_model(), tmp_path)
+    words = [b"", b"a\0", "\u00e9".encode(), b"xyz"]
+    x = np.array([[1, 0, 0], [0, 0, 1]], dtype=np.float32)
+    run = _core.OrtExecutor(
+        "m",
+        load(path),
+        _core.BatchQueue("m", 8),
+        input_names=["TEXT", "X"],
+        output_names=["ECHO", "LABEL", "DOUBLE"],
+        batches=True,
+        input_reshapes=[None, None],
+        output_reshapes=[None, None, None],
+    )
+    buffers, shapes = run.run([encode_bytes(words), x.tobytes()], [[2, 2], [2, 3]])
+    echo, label, double = reference_strings(path, {"TEXT": text(words, [2, 2]), "X": x})
+    assert buffers == [
+        encode_bytes(list(echo.reshape(-1))),
+        encode_bytes(list(label.reshape(-1))),
+        double.tobytes(),
+    ]
+    assert decode_bytes(buffers[1]) == [MIXED_LABELS[0], MIXED_LABELS[2]]
+    assert shapes == [[2, 2], [2, 1], [2, 3]]
+
+
+def test_malformed_bytes_reaching_the_engine_are_an_input_error(tmp_path: Path) -> None:
+    path = save(identity_model("BYTES", ["batch", 2]), tmp_path)
+    run = executor(load(path), _core.BatchQueue("m", 8), ("INPUT0", "OUTPUT0"))
+    with pytest.raises(_core.InvalidInputError, match="input 'INPUT0': BYTES contents: element 1"):
+        run.run([encode_bytes([b"a"]) + b"\x09\0\0\0x"], [[1, 2]])
 
 
 def test_a_runtime_failure_is_an_internal_error_with_onnxruntimes_message(tmp_path: Path) -> None:

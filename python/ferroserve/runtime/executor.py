@@ -1,8 +1,8 @@
-"""Executor threads for models on onnxruntime's Python binding (GPU models, string tensors,
-`native_engine: "false"`; CPU models run on the native engine, native.py): each blocks inside the
-Rust batcher (`next_batch`, GIL released), runs one onnxruntime call per batch, splits the
-outputs per request (in Rust for fixed-size tensors), and hands every result of the batch back
-to the event loop in a single hop.
+"""Executor threads for models on onnxruntime's Python binding (`native_engine: "false"`, and
+graphs the native engine cannot run; every other model runs there, native.py): each blocks
+inside the Rust batcher (`next_batch`, GIL released), runs one onnxruntime call per batch,
+splits the outputs per request (in Rust for fixed-size tensors), and hands every result of the
+batch back to the event loop in a single hop.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ threads never take it: they wait in the Rust batcher, run the batch, split the o
 the answers to a queue whose pipe the event loop watches (`loop.add_reader`), so one wake-up
 settles every answer of a batch.
 
-It runs models whose tensors all have a fixed-size datatype, on the CPU or on GPUs (CUDA, TensorRT),
-with the library the onnxruntime wheel ships (`onnxruntime/capi/libonnxruntime.so*`, whose
-provider libraries sit beside it); anything else falls back to onnxruntime's Python binding
-(executor.py), with the reason logged.
+It runs models whose tensors all have a v2 datatype (string tensors as BYTES), on the CPU or on
+GPUs (CUDA, TensorRT), with the library the onnxruntime wheel ships
+(`onnxruntime/capi/libonnxruntime.so*`, whose provider libraries sit beside it); anything else
+(a sequence or map tensor, an install without that library file) falls back to onnxruntime's
+Python binding (executor.py), with the reason logged.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ferroserve import _core
+from ferroserve.codec import output_buffer
 from ferroserve.config import ModelSignature
 from ferroserve.errors import InternalError, ModelLoadError
 
@@ -66,7 +68,8 @@ def load_native(
     allow_cpu_fallback: bool = False,
 ) -> _core.OrtModel | None:
     """The model loaded on the native engine, or None (logged) where that engine cannot run it:
-    no onnxruntime library file, or a tensor that is not of a fixed-size type. Raises
+    no onnxruntime library file, or a graph input or output that is not a tensor of a v2
+    datatype (a sequence, a map). Raises
     ModelLoadError when onnxruntime refuses the file, or when a requested GPU provider cannot
     start and `allow_cpu_fallback` is off."""
     library = library_path()
@@ -193,9 +196,10 @@ class NativeExecutor:
 
     def call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         """A call on `feeds` (numpy, by input name) prepared once and run without the GIL each
-        time it is called (warm-up and its timing, from a loading thread)."""
-        arrays = [np.ascontiguousarray(feeds[spec.name]) for spec in self._signature.inputs]
-        buffers, shapes = [a.tobytes() for a in arrays], [list(a.shape) for a in arrays]
+        time it is called (warm-up and its timing, from a loading thread). BYTES feeds (object
+        arrays) are sent length-prefixed, as requests carry them."""
+        arrays = [feeds[spec.name] for spec in self._signature.inputs]
+        buffers, shapes = [output_buffer(a) for a in arrays], [list(a.shape) for a in arrays]
         return lambda: self._core.run(buffers, shapes, detach=True)
 
     def execute_inline(

@@ -1,7 +1,8 @@
 """Loads each model version with the execution provider and session options its config asks for,
-and refuses a silent CPU fallback. CPU and GPU models run on the native engine (onnxruntime's C
-API from Rust, see runtime/native.py) where it can run them; models with string tensors, and
-models whose config sets `native_engine: "false"`, get an onnxruntime Python session.
+and refuses a silent CPU fallback. CPU and GPU models, string tensors included, run on the native
+engine (onnxruntime's C API from Rust, see runtime/native.py); models whose config sets
+`native_engine: "false"` (and the rare graph that engine cannot run, logged) get an onnxruntime
+Python session.
 
 A GPU provider that cannot start (no GPU, CUDA or cuDNN missing) fails the load with
 onnxruntime's reason, unless config parameter `allow_cpu_fallback` says otherwise: the native

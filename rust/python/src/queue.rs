@@ -17,8 +17,7 @@ use crate::batch::Batch;
 use crate::exceptions::{InvalidInputError, OrRaise, UnavailableError};
 use crate::gil::{Work, without_gil};
 use crate::wire::InferRequestView;
-use ferroserve_runtime::Waiter;
-use ort::value::DynTensor;
+use ferroserve_runtime::{ModelOutput, Waiter};
 
 /// What `submit` accepts as a request's inputs.
 #[derive(FromPyObject)]
@@ -117,7 +116,7 @@ impl AsRef<[u8]> for HeldBytes {
 
 /// Who waits for a queued request: a Python future (answered through the event loop's pipe)
 /// or the native front end (answered from the executor thread).
-pub(crate) type PyWaiter = Waiter<Py<PyAny>, DynTensor>;
+pub(crate) type PyWaiter = Waiter<Py<PyAny>, ModelOutput>;
 
 /// The Rust queue with Python types plugged in.
 pub(crate) type Queue = batcher::BatchQueue<HeldBytes, PyWaiter>;

@@ -7,10 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferroserve_runtime::{
-    Accelerator, Answer, Completions, Engine, Executor, Failure, Layout, Model, OptimizationLevel,
-    Routed, RuntimeError, SessionSettings, TensorInfo, TensorRtOptions,
+    Accelerator, Answer, Completions, Engine, Executor, Failure, Layout, Model, ModelOutput,
+    OptimizationLevel, Routed, RuntimeError, SessionSettings, TensorInfo, TensorRtOptions,
 };
-use ort::value::DynTensor;
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -22,7 +21,7 @@ use crate::queue::{BatchQueue, HeldBytes, PyWaiter, SubmittedInputs};
 
 /// Answers of one model version: Python's on their way to the event loop, the native front
 /// end's handed over directly; in queue order for a `preserve_ordering` model.
-type Answers = Routed<Py<PyAny>, DynTensor>;
+type Answers = Routed<Py<PyAny>, ModelOutput>;
 
 /// The exception for a runtime error: NotImplementedError where the native engine cannot run
 /// the model here (the caller then uses onnxruntime's Python binding).
@@ -381,7 +380,7 @@ impl OrtExecutor {
 }
 
 /// (list of bytes per output, list of shapes) for one request's answer.
-fn result<'py>(py: Python<'py>, answer: &Answer<DynTensor>) -> PyResult<Bound<'py, PyTuple>> {
+fn result<'py>(py: Python<'py>, answer: &Answer<ModelOutput>) -> PyResult<Bound<'py, PyTuple>> {
     let buffers = PyList::new(
         py,
         answer

@@ -28,7 +28,8 @@ pub enum RuntimeError {
         /// onnxruntime's message.
         message: String,
     },
-    /// The graph has a tensor this engine does not run (strings, sequences, maps, ...).
+    /// The graph has a tensor this engine does not run (sequences, maps, element types
+    /// without a v2 datatype, ...).
     #[error("{kind} '{name}' has type {onnx_type}, which the native engine does not run")]
     Unsupported {
         /// "input" or "output".
@@ -44,6 +45,12 @@ pub enum RuntimeError {
     /// onnxruntime failed while running.
     #[error("{0}")]
     Run(String),
+}
+
+impl From<ferroserve_tensor::TensorError> for RuntimeError {
+    fn from(error: ferroserve_tensor::TensorError) -> Self {
+        RuntimeError::Input(error.to_string())
+    }
 }
 
 impl From<ort::Error> for RuntimeError {

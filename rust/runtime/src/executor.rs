@@ -31,12 +31,35 @@ pub struct OutputTensor<V> {
     shape: Vec<i64>,
     /// Byte length.
     len: usize,
+    /// Whether the bytes are a BYTES tensor in the v2 raw format (each element its u32 length,
+    /// then its bytes): rows of no fixed size, split by walking the prefixes.
+    bytes: bool,
 }
 
 impl<V> OutputTensor<V> {
-    /// An output of `len` bytes held by `value`.
+    /// An output of a fixed-size datatype: `len` bytes held by `value`.
     pub fn new(value: V, shape: Vec<i64>, len: usize) -> Self {
-        OutputTensor { value, shape, len }
+        OutputTensor {
+            value,
+            shape,
+            len,
+            bytes: false,
+        }
+    }
+
+    /// A BYTES output: `len` bytes of length-prefixed elements held by `value`.
+    pub fn bytes(value: V, shape: Vec<i64>, len: usize) -> Self {
+        OutputTensor {
+            value,
+            shape,
+            len,
+            bytes: true,
+        }
+    }
+
+    /// Whether it is a BYTES output (length-prefixed elements).
+    pub fn is_bytes(&self) -> bool {
+        self.bytes
     }
 
     /// The engine's value.
@@ -299,10 +322,19 @@ where
             parts[0].push(layout.whole_output(index, output));
             continue;
         }
-        let dim0 = output.shape().first().copied().unwrap_or(1);
-        let ranges = batch
-            .splitter
-            .split_ranges(output.len(), usize::try_from(dim0).unwrap_or(0))?;
+        let dim0 = usize::try_from(output.shape().first().copied().unwrap_or(1)).unwrap_or(0);
+        let ranges = if output.is_bytes() {
+            let elements = output.shape().iter().try_fold(1usize, |count, &dim| {
+                count.checked_mul(usize::try_from(dim).ok()?)
+            });
+            batch.splitter.split_bytes_ranges(
+                output.as_ref(),
+                dim0,
+                elements.unwrap_or(usize::MAX),
+            )?
+        } else {
+            batch.splitter.split_ranges(output.len(), dim0)?
+        };
         for ((part, range), &rows) in parts.iter_mut().zip(ranges).zip(batch.rows()) {
             let rows = i64::try_from(rows).unwrap_or(i64::MAX);
             part.push((

@@ -1,12 +1,14 @@
 //! `Model`: one ONNX model version loaded into onnxruntime sessions through its C API, one
 //! session per instance (as Triton's onnxruntime backend does), each behind its own lock and
 //! each on the provider and device its instance asks for (CPU, or CUDA / TensorRT on a GPU).
+//! Every v2 datatype runs: fixed-size tensors are copied in and read in place, string tensors
+//! (BYTES) are converted by `strings`.
 
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
 use ort::environment::Environment;
-use ort::memory::Allocator;
+use ort::memory::{Allocator, MemoryInfo};
 use ort::session::{Session, SessionOutputs};
 use ort::value::{DynTensor, DynTensorValueType};
 
@@ -14,7 +16,9 @@ use crate::RuntimeError;
 use crate::accelerator::{self, Accelerator, PinnedIo, Provider};
 use crate::executor::{Engine, InputTensor, OutputTensor};
 use crate::session::{SessionSettings, builder, environment};
+use crate::strings::{bytes_of_strings, string_tensor};
 use crate::tensor_info::{TensorInfo, describe, element_type, find, tensor_bytes};
+use ferroserve_tensor::DataType;
 
 /// One instance: its session and, on a GPU, the pinned memory its batches go through.
 struct Instance {
@@ -22,6 +26,15 @@ struct Instance {
     session: Session,
     /// Pinned host buffers for a GPU session; `None` on the CPU.
     pinned: Option<PinnedIo>,
+}
+
+/// What holds one output of a `Model` call.
+#[derive(Debug)]
+pub enum ModelOutput {
+    /// A fixed-size tensor, read in place in host memory.
+    Tensor(DynTensor),
+    /// A string tensor's elements, read out in the v2 raw BYTES format.
+    Bytes(Vec<u8>),
 }
 
 /// A loaded model version.
@@ -39,8 +52,8 @@ pub struct Model {
 impl Model {
     /// Loads `path` into one session per entry of `placements` (at least one), each on the
     /// provider and device it names, with `settings`, using the onnxruntime library `library`.
-    /// `Unsupported` when a graph tensor is not a fixed-size tensor: the caller runs such models
-    /// another way. `Provider` when a requested GPU provider cannot start and
+    /// `Unsupported` when a graph input or output is not a tensor of a v2 datatype (a sequence,
+    /// a map, a complex number): the caller runs such models another way. `Provider` when a requested GPU provider cannot start and
     /// `settings.allow_cpu_fallback` is off.
     pub fn load(
         library: &Path,
@@ -140,7 +153,7 @@ fn open(
 }
 
 impl Engine for Model {
-    type Output = DynTensor;
+    type Output = ModelOutput;
 
     fn instances(&self) -> usize {
         self.instances.len()
@@ -151,7 +164,7 @@ impl Engine for Model {
         instance: usize,
         inputs: &[InputTensor<'_>],
         outputs: &[String],
-    ) -> Result<Vec<OutputTensor<DynTensor>>, RuntimeError> {
+    ) -> Result<Vec<OutputTensor<ModelOutput>>, RuntimeError> {
         if inputs.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!(
                 "the model has {} inputs, got {}",
@@ -180,8 +193,18 @@ impl Engine for Model {
                 for (name, value) in &values {
                     binding.bind_input(*name, value)?;
                 }
+                // String tensors live in host memory on every provider: their outputs stay there.
+                let mut host = None;
                 for name in outputs {
-                    binding.bind_output_to_device(name.as_str(), &pinned.outputs)?;
+                    if find(&self.outputs, name)?.datatype == DataType::Bytes {
+                        let host = match &mut host {
+                            Some(host) => host,
+                            None => host.insert(MemoryInfo::default()),
+                        };
+                        binding.bind_output_to_device(name.as_str(), host)?;
+                    } else {
+                        binding.bind_output_to_device(name.as_str(), &pinned.outputs)?;
+                    }
                 }
                 let results = session.run_binding(&binding)?;
                 binding.synchronize_outputs()?;
@@ -194,6 +217,7 @@ impl Engine for Model {
 impl Model {
     /// The inputs copied into tensors `allocator` allocates: aligned whatever the request's
     /// bytes are (a batch is a few KiB where the call costs microseconds), and pinned for a GPU.
+    /// BYTES inputs become string tensors in host memory.
     fn input_values<'a>(
         &'a self,
         allocator: &Allocator,
@@ -202,6 +226,13 @@ impl Model {
         let mut values = Vec::with_capacity(inputs.len());
         for input in inputs {
             let info = find(&self.inputs, input.name)?;
+            if info.datatype == DataType::Bytes {
+                values.push((
+                    info.name.as_str(),
+                    string_tensor(&info.name, input.data, input.shape)?,
+                ));
+                continue;
+            }
             let size = tensor_bytes(info.datatype, input.shape);
             if size != Some(input.data.len()) {
                 return Err(RuntimeError::Input(format!(
@@ -233,12 +264,12 @@ impl Model {
     }
 
     /// The outputs named in `names`, in that order, checked to be host memory of the size
-    /// their shape says.
+    /// their shape says; string outputs read out in the v2 raw BYTES format.
     fn take_outputs(
         &self,
         mut results: SessionOutputs<'_>,
         names: &[String],
-    ) -> Result<Vec<OutputTensor<DynTensor>>, RuntimeError> {
+    ) -> Result<Vec<OutputTensor<ModelOutput>>, RuntimeError> {
         names
             .iter()
             .map(|name| {
@@ -255,18 +286,28 @@ impl Model {
                     )));
                 }
                 let shape = tensor.shape().to_vec();
+                if info.datatype == DataType::Bytes {
+                    let bytes = bytes_of_strings(name, &tensor)?;
+                    let len = bytes.len();
+                    return Ok(OutputTensor::bytes(ModelOutput::Bytes(bytes), shape, len));
+                }
                 let len = tensor_bytes(info.datatype, &shape).ok_or_else(|| {
                     RuntimeError::Run(format!("output '{name}' has shape {shape:?}"))
                 })?;
-                Ok(OutputTensor::new(tensor, shape, len))
+                Ok(OutputTensor::new(ModelOutput::Tensor(tensor), shape, len))
             })
             .collect()
     }
 }
 
-/// Reads the bytes of an output tensor onnxruntime put in host memory.
-impl AsRef<[u8]> for OutputTensor<DynTensor> {
+/// Reads the bytes of an output: a tensor onnxruntime put in host memory, or a string tensor's
+/// elements already read out.
+impl AsRef<[u8]> for OutputTensor<ModelOutput> {
     fn as_ref(&self) -> &[u8] {
+        let tensor = match self.value() {
+            ModelOutput::Bytes(bytes) => return bytes,
+            ModelOutput::Tensor(tensor) => tensor,
+        };
         if self.is_empty() {
             return &[];
         }
@@ -274,6 +315,6 @@ impl AsRef<[u8]> for OutputTensor<DynTensor> {
         // allocator, or CUDA pinned memory already synchronised after the run) of `len` bytes,
         // computed from its element type and shape; the value owns the buffer and lives as
         // long as `self`.
-        unsafe { std::slice::from_raw_parts(self.value().data_ptr().cast::<u8>(), self.len()) }
+        unsafe { std::slice::from_raw_parts(tensor.data_ptr().cast::<u8>(), self.len()) }
     }
 }

@@ -1,5 +1,5 @@
-//! Graph tensors as the engine sees them: v2 datatypes of onnxruntime's element types, shapes,
-//! byte sizes.
+//! Graph tensors as the engine sees them: v2 datatypes of onnxruntime's element types (strings
+//! as BYTES), shapes, byte sizes.
 
 use ferroserve_tensor::DataType;
 use ort::value::{TensorElementType, ValueType};
@@ -35,11 +35,13 @@ pub(crate) fn datatype(element: TensorElementType) -> Option<(DataType, &'static
         TensorElementType::Bfloat16 => (DataType::Bf16, "tensor(bfloat16)"),
         TensorElementType::Float32 => (DataType::Fp32, "tensor(float)"),
         TensorElementType::Float64 => (DataType::Fp64, "tensor(double)"),
+        TensorElementType::String => (DataType::Bytes, "tensor(string)"),
         _ => return None,
     })
 }
 
-/// The onnxruntime element type of a fixed-size v2 datatype.
+/// The onnxruntime element type of a fixed-size v2 datatype (BYTES tensors are built by
+/// `strings::string_tensor`).
 pub(crate) fn element_type(datatype: DataType) -> Option<TensorElementType> {
     Some(match datatype {
         DataType::Bool => TensorElementType::Bool,
@@ -93,7 +95,28 @@ pub(crate) fn find<'a>(
         .ok_or_else(|| RuntimeError::Input(format!("the model has no tensor '{name}'")))
 }
 
-/// Bytes of a fixed-size tensor of `datatype` and `shape`, if the shape is valid.
+/// Bytes of a fixed-size tensor of `datatype` and `shape`, if the shape is valid (`None` for
+/// BYTES).
 pub(crate) fn tensor_bytes(datatype: DataType, shape: &[i64]) -> Option<usize> {
     ferroserve_tensor::expected_raw_size(datatype, shape).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_bytes_and_every_fixed_size_type_round_trips() {
+        assert_eq!(
+            datatype(TensorElementType::String),
+            Some((DataType::Bytes, "tensor(string)"))
+        );
+        assert_eq!(element_type(DataType::Bytes), None);
+        for datatype_ in DataType::ALL {
+            if let Some(element) = element_type(datatype_) {
+                assert_eq!(datatype(element).map(|(found, _)| found), Some(datatype_));
+            }
+        }
+        assert_eq!(datatype(TensorElementType::Complex64), None);
+    }
 }
