@@ -260,7 +260,9 @@ class BatchQueue:
         """
 
     def cancel(self, request_id: int) -> bool:
-        """Removes a still-queued request; False if it is already in a batch or unknown."""
+        """Removes a still-queued request; False if it is already in a batch or unknown. The
+        executor's `cancel` calls this and also takes the request out of a preserve_ordering
+        model's answer order: call that one, or later answers wait for this request forever."""
 
     def close(self, drain: bool) -> list[Any]:
         """Stops accepting requests and wakes blocked `next_batch` callers. `drain=True`:

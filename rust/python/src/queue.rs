@@ -335,7 +335,9 @@ impl BatchQueue {
         }
     }
 
-    /// Removes a queued request; False if it already left the queue or is unknown.
+    /// Removes a queued request; False if it already left the queue or is unknown. Callers go
+    /// through their executor's `cancel`, which also withdraws the request from a
+    /// `preserve_ordering` model's answer order (else later answers would wait for it).
     fn cancel(&self, request_id: u64) -> bool {
         self.queue.cancel(request_id)
     }
