@@ -139,11 +139,11 @@ where
         answer: &Answer<O>,
         stream: bool,
     ) -> Vec<u8> {
-        let outputs: Vec<wire::OutputTensor<'_>> = wanted
+        let outputs: Vec<wire::ResponseOutput<'_>> = wanted
             .iter()
             .map(|&index| {
                 let (range, shape) = &answer.parts[index];
-                wire::OutputTensor {
+                wire::ResponseOutput {
                     name: &self.signature.outputs[index],
                     datatype: &self.output_datatypes[index],
                     shape,

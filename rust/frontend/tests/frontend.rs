@@ -134,7 +134,7 @@ fn rows_of(rows: usize, first: u8) -> Vec<u8> {
 fn doubled_response(id: &str, raw: &[u8], stream: bool) -> Vec<u8> {
     let doubled: Vec<u8> = raw.iter().map(|b| b.wrapping_mul(2)).collect();
     let shape = [(raw.len() / 16) as i64, 4];
-    let output = wire::OutputTensor {
+    let output = wire::ResponseOutput {
         name: "y",
         datatype: "FP32",
         shape: &shape,

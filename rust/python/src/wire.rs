@@ -3,7 +3,7 @@
 //! written straight to bytes (`InferCodec`). Logic lives in `ferroserve_tensor::wire`.
 
 use ferroserve_tensor::wire::{
-    self, FastSignature, InferRequestView as RequestRanges, InputLayout, OutputTensor,
+    self, FastSignature, InferRequestView as RequestRanges, InputLayout, ResponseOutput,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -181,9 +181,9 @@ impl InferCodec {
             )));
         }
         let raws: Vec<&[u8]> = buffers.iter().map(|b| b.as_bytes()).collect();
-        let outputs: Vec<OutputTensor<'_>> = wanted
+        let outputs: Vec<ResponseOutput<'_>> = wanted
             .iter()
-            .map(|&index| OutputTensor {
+            .map(|&index| ResponseOutput {
                 name: &names[index],
                 datatype: &self.output_datatypes[index],
                 shape: &shapes[index],

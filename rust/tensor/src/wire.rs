@@ -501,7 +501,7 @@ pub fn match_request(
 
 /// One output of a `ModelInferResponse`: its metadata and raw little-endian contents.
 #[derive(Debug, Clone, Copy)]
-pub struct OutputTensor<'a> {
+pub struct ResponseOutput<'a> {
     /// Output name.
     pub name: &'a str,
     /// v2 datatype name.
@@ -558,7 +558,7 @@ fn shape_payload_len(shape: &[i64]) -> usize {
     shape.iter().map(|&d| varint_len(d as u64)).sum()
 }
 
-fn output_tensor_len(output: &OutputTensor<'_>) -> usize {
+fn response_output_len(output: &ResponseOutput<'_>) -> usize {
     let shape = shape_payload_len(output.shape);
     string_len(1, output.name.as_bytes())
         + string_len(2, output.datatype.as_bytes())
@@ -572,10 +572,10 @@ pub fn encode_infer_response(
     model_name: &[u8],
     model_version: &[u8],
     id: &[u8],
-    outputs: &[OutputTensor<'_>],
+    outputs: &[ResponseOutput<'_>],
     stream: bool,
 ) -> Vec<u8> {
-    let tensors: Vec<usize> = outputs.iter().map(output_tensor_len).collect();
+    let tensors: Vec<usize> = outputs.iter().map(response_output_len).collect();
     let body = string_len(1, model_name)
         + string_len(2, model_version)
         + string_len(3, id)
@@ -930,7 +930,7 @@ mod tests {
     #[test]
     fn encodes_the_response_field_by_field() {
         let raw = [1u8, 2, 3, 4];
-        let outputs = [OutputTensor {
+        let outputs = [ResponseOutput {
             name: "out",
             datatype: "FP32",
             shape: &[1, 300],
@@ -1075,13 +1075,13 @@ mod tests {
     #[test]
     fn encodes_negative_dims_and_empty_shapes() {
         let outputs = [
-            OutputTensor {
+            ResponseOutput {
                 name: "a",
                 datatype: "INT8",
                 shape: &[-1],
                 raw: &[],
             },
-            OutputTensor {
+            ResponseOutput {
                 name: "s",
                 datatype: "BYTES",
                 shape: &[],
