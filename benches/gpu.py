@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 import server_process
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 from load_client import LoadSettings, PerfAnalyzer
 from measurement import Measurement, MeasurementFailed
 from peers.models import cnn_model

@@ -128,7 +128,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def write_repository(root: Path) -> None:
     if importlib.util.find_spec("ferroserve") is None:
         sys.path.insert(0, str(SOURCE_TREE))
-    from ferroserve.models import mlp_model, save
+    from ferroserve.demo import mlp_model, save
 
     for name, tail in MODELS.items():
         (root / name).mkdir(parents=True)

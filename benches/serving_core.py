@@ -96,7 +96,7 @@ def write_repository(root: Path, dynamic_batching: bool) -> Path:
     """A Triton-style repository with the MLP as `mlp` version 1; returns the model file."""
     if importlib.util.find_spec("ferroserve") is None:
         sys.path.insert(0, str(SOURCE_TREE))
-    from ferroserve.models import mlp_model, save
+    from ferroserve.demo import mlp_model, save
 
     config = CONFIG_PBTXT + ("dynamic_batching { }\n" if dynamic_batching else "")
     (root / "mlp").mkdir(parents=True)

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INPUT = "input"
 OUTPUT = "output"
-# The opset ferroserve.models uses; every onnxruntime from 1.14 on reads it.
+# The opset ferroserve.demo uses; every onnxruntime from 1.14 on reads it.
 OPSET = 17
 
 
@@ -104,7 +104,7 @@ def mlp() -> onnx.ModelProto:
     """The MLP [N, 64] -> 256 -> 256 -> 10 of the serving and batching benchmarks."""
     if importlib.util.find_spec("ferroserve") is None:
         sys.path.insert(0, str(REPO_ROOT / "python"))
-    from ferroserve.models import mlp_model
+    from ferroserve.demo import mlp_model
 
     return mlp_model(hidden=(256, 256))
 

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 from ferroserve.server.app import Server, ServerOptions
 from support.inprocess import native_calls, python_calls
 from support.inprocess import serve as serve_repository

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 from ferroserve.server.app import Server
 from support import models as m
 from support.gpu import CUDA, TENSORRT, cuda_unavailable_reason

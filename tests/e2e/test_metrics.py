@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 from support.batching import (
     FULL_BATCHING,
     REJECT_BATCHING,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import aio
 from tritonclient.utils import InferenceServerException

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
-from ferroserve.models import mlp_model
+from ferroserve.demo import mlp_model
 
 from support import models as m
 
