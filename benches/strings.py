@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Client: {analyzer.description}; `-x 1`, batch 1, its random strings (128 characters "
         f"each) and random FP32; {plan.load.window_ms} ms windows, stable within "
         f"{plan.load.stability_pct}%. Client and server share the cores.",
-        "One server (`--frontend native`, the default) serves every model twice: `<model>` on "
+        "One server serves every model twice: `<model>` on "
         'the native engine, `<model>_python` with `native_engine: "false"`, whose requests the '
         "front end forwards to the Python server (onnxruntime's Python binding).",
         "Models: `text` BYTES [N, 1] -> Identity; `mixed` TEXT BYTES [N, 2] and X FP32 [N, 3] -> "

@@ -1,7 +1,8 @@
 """Type stubs of `ferroserve._core`, the Rust extension (crate rust/python).
 
-It owns data movement: the BYTES wire format, tensor sizes, and the dynamic batching queue
-(Triton `dynamic_batching` semantics) that executor threads drain without the GIL.
+It owns the request path: the native gRPC front end, the dynamic batching queue (Triton
+`dynamic_batching` semantics) that executor threads drain without the GIL, the native engine
+(onnxruntime's C API), and the BYTES wire format and tensor sizes the Python general path uses.
 """
 
 import os
@@ -20,8 +21,6 @@ __all__ = [
     "FerroserveError",
     "Frontend",
     "InOrder",
-    "InferCodec",
-    "InferRequestView",
     "InternalError",
     "InvalidInputError",
     "ModelNotFoundError",
@@ -231,7 +230,7 @@ class BatchQueue:
 
     def submit(
         self,
-        inputs: Sequence[bytes] | InferRequestView,
+        inputs: Sequence[bytes],
         shapes: Sequence[Sequence[int]],
         token: object,
         priority: int = 0,
@@ -240,8 +239,7 @@ class BatchQueue:
     ) -> int:
         """Queues a request and returns its id; ids count accepted requests from 1, in the
         order they were queued. The bytes objects are kept (not copied) and read later without
-        the GIL; an `InferRequestView` gives its raw input contents, held in place inside the
-        message. `priority` and `timeout_us` (µs) are the request's own parameters as sent
+        the GIL. `priority` and `timeout_us` (µs) are the request's own parameters as sent
         (0: none), read as Triton does: priority 0 or above `priority_levels` means the default
         level, 1 is the highest; the timeout applies only where the level's policy allows an
         override, and only to shorten a non-zero default timeout. `deadline_s`: seconds from
@@ -278,10 +276,6 @@ class BatchQueue:
         compute_output_ns: int,
     ) -> None:
         """Records one executed batch of `batch_size` rows and the time of its three phases."""
-
-    def record_unqueued(self) -> None:
-        """Records a request the caller executed at once without queueing it (inline
-        execution): it counts as queued for 0 ns, so queue counts keep matching requests."""
 
     def record_request(self, outcome: int, duration_ns: int) -> None:
         """Records one finished request: `outcome` is its index in REQUEST_OUTCOMES (ValueError
@@ -345,69 +339,6 @@ class InOrder:
     @property
     def held(self) -> int:
         """Answers waiting for their turn."""
-
-@final
-class InferRequestView:
-    """A serialized `ModelInferRequest` and where its fields are in it (parsed in Rust)."""
-
-    @property
-    def data(self) -> bytes:
-        """The message as received."""
-
-    @property
-    def model_name(self) -> str: ...
-    @property
-    def model_version(self) -> str: ...
-    @property
-    def priority(self) -> int:
-        """The `priority` parameter the fast path read (0: none); meaningful when a codec
-        matches the request."""
-
-    @property
-    def timeout_us(self) -> int:
-        """The `timeout` parameter (µs) the fast path read (0: none)."""
-
-    @staticmethod
-    def parse(data: bytes) -> InferRequestView | None:
-        """None when `data` is not a well-formed message (parse it with protobuf for the error)."""
-
-@final
-class InferCodec:
-    """One model version's inference fast path: which requests it takes (`match`) and how it
-    writes their responses (`encode`)."""
-
-    def __new__(
-        cls,
-        model_name: str,
-        model_version: str,
-        inputs: Sequence[tuple[str, str, Sequence[int], int]],
-        max_batch_size: int,
-        outputs: Sequence[tuple[str, str]],
-    ) -> InferCodec:
-        """`inputs`: (name, datatype, client shape with -1 for any size, bytes per element or 0
-        for BYTES); `outputs`: (name, datatype)."""
-
-    def match(
-        self, request: InferRequestView
-    ) -> tuple[list[tuple[int, int]], list[list[int]], int, list[int]] | None:
-        """(per input its (offset, length) in `request.data`, per input its shape, rows in dim
-        0, requested output indices) for the common request: no request parameters (`priority`
-        and `timeout` aside: `request.priority`, `request.timeout_us`), raw inputs in signature
-        order with valid shapes and sizes (BYTES: well-formed elements of UTF-8 text), known
-        requested outputs without parameters. None for anything else, errors included: the
-        general path handles and words those."""
-
-    def encode(
-        self,
-        request: InferRequestView,
-        wanted: Sequence[int],
-        buffers: Sequence[bytes],
-        shapes: Sequence[Sequence[int]],
-        stream: bool = False,
-    ) -> bytes:
-        """The serialized `ModelInferResponse` (`ModelStreamInferResponse` with `stream`) that
-        answers `request` with outputs `wanted` of `buffers`/`shapes` (one per output).
-        ValueError when the counts do not match the signature."""
 
 @final
 class OrtModel:
@@ -505,18 +436,11 @@ class OrtExecutor:
         the queue is closed and nothing is left to wait for."""
 
     def run(
-        self,
-        inputs: Sequence[bytes] | InferRequestView,
-        shapes: Sequence[Sequence[int]],
-        detach: bool = False,
+        self, inputs: Sequence[bytes], shapes: Sequence[Sequence[int]]
     ) -> tuple[list[bytes], list[list[int]]]:
-        """One call on instance 0 on this thread: (buffers, shapes) per output. `inputs`: a
-        bytes object per input, or a request message whose raw contents they are (read in
-        place). Keeps the GIL unless `detach`. InternalError when onnxruntime fails."""
-
-    @property
-    def idle(self) -> bool:
-        """No executor thread is running a batch now."""
+        """One call on instance 0 on this thread without the GIL (warm-up, from a loading
+        thread): (buffers, shapes) per output; `inputs`: a bytes object per input.
+        InternalError when onnxruntime fails."""
 
     def join(self, timeout_s: float) -> bool:
         """Waits (without the GIL) for the executor threads to stop after the queue closed;
@@ -524,10 +448,27 @@ class OrtExecutor:
 
 @final
 class NativeRoute:
-    """A model version the native front end answers without Python: requests `codec` takes
-    are queued for `executor`'s threads, which answer them directly."""
+    """A model version the native front end answers without Python: the requests its fast path
+    takes are queued for `executor`'s threads, which answer them directly."""
 
-    def __new__(cls, codec: InferCodec, executor: OrtExecutor) -> NativeRoute: ...
+    def __new__(
+        cls,
+        executor: OrtExecutor,
+        model_name: str,
+        model_version: str,
+        *,
+        inputs: Sequence[tuple[str, str, Sequence[int], int]],
+        max_batch_size: int,
+        outputs: Sequence[tuple[str, str]],
+    ) -> NativeRoute:
+        """The route to version `model_version` (its label) of `model_name`. `inputs`: (name,
+        datatype, client shape with -1 for any size, bytes per element or 0 for BYTES) in
+        signature order; `outputs`: (name, datatype). The fast path takes a request with no
+        parameters but Triton's `priority` and `timeout` (integers) and perf_analyzer's
+        `triton_enable_empty_final_response`, raw inputs in signature order with valid shapes
+        and sizes (BYTES: well-formed elements of UTF-8 text), and known requested outputs
+        without parameters; it forwards anything else, errors included, to the Python server,
+        which words them."""
 
 @final
 class Frontend:

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ferroserve")
 
+FRONTEND_REMOVED = (
+    "--frontend was removed: the native (Rust) front end always listens on --grpc-port "
+    "and forwards every call it does not answer itself to the Python server, which answers "
+    "it as before; grpc.aio listening itself answered 3-5x fewer requests per second at 4-10x "
+    "the server CPU per request (docs/architecture.md, Decisions)"
+)
+
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -62,14 +69,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_MESSAGE_BYTES,
         help="largest gRPC message accepted or sent (default 2 GiB - 1, as Triton)",
     )
-    parser.add_argument(
-        "--frontend",
-        choices=["native", "python"],
-        default="native",
-        help="who listens for gRPC: 'native' (default): the Rust front end answers inference "
-        "for natively run models and forwards every other call to the Python server; "
-        "'python': grpc.aio answers everything",
-    )
+    # Removed (docs/configuration.md): "python" is refused with the reason, "native" (what
+    # always runs now) is accepted with a warning so scripts that spell it out keep working.
+    parser.add_argument("--frontend", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--frontend-threads",
         type=int,
@@ -185,6 +187,16 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         return 1
 
 
+def _check_frontend(frontend: str | None) -> None:
+    """The removed `--frontend` flag: exits with FRONTEND_REMOVED for anything but "native"."""
+    if frontend is None:
+        return
+    if frontend != "native":
+        print(f"ferroserve: --frontend {frontend}: {FRONTEND_REMOVED}", file=sys.stderr)
+        raise SystemExit(2)
+    log.warning("--frontend native has no effect (the native front end always listens); remove it")
+
+
 def _run(options: ServerOptions, use_uvloop: bool) -> None:
     from ferroserve.server.app import serve_forever
 
@@ -206,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "metrics-sidecar":
         return _run_sidecar(args)
+    _check_frontend(args.frontend)
     from ferroserve.server.app import ServerOptions
 
     metrics = _metrics_options(args)
@@ -223,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.grpc_port,
             max_message_bytes=args.grpc_max_message_bytes,
             metrics=metrics,
-            frontend=args.frontend,
             frontend_threads=args.frontend_threads,
         )
     else:
@@ -235,7 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.grpc_max_message_bytes,
             tuple(args.load_model) if args.load_model else None,
             metrics,
-            args.frontend,
             args.frontend_threads,
         )
     try:

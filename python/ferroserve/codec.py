@@ -1,19 +1,20 @@
-"""Turns v2 `ModelInferRequest` inputs into the raw little-endian buffers the batcher queues, and
-per-request output buffers back into a `ModelInferResponse`. Validates every input against the
-model signature so errors name the input with expected vs received.
+"""The general path's codec, for the requests the Python server answers (those the native front
+end forwards: typed contents, request parameters it does not read, malformed messages, invalid
+inputs, and every request of a model the native engine does not run). Turns a v2
+`ModelInferRequest` into the raw little-endian buffers the batcher queues, and per-request
+output buffers back into a `ModelInferResponse`. Validates every input against the model
+signature so errors name the input with expected vs received: the one place request errors are
+worded (the native front end's matcher never rejects, it forwards).
 
 Raw contents are passed on as the request's own `bytes` objects (no copy); typed `contents` are
 converted once. Element-wise work on BYTES (length prefixes) happens in the Rust extension.
-
-The common request never becomes a protobuf object at all: `infer_codec` builds a model's Rust
-codec, which matches a received message against the signature in place and writes the
-response bytes (`_core.InferCodec`); everything it declines comes here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -32,20 +33,6 @@ class DecodedInputs:
     shapes: list[list[int]]
     rows: int
     """Rows in dim 0 (1 for a model without a batch dim)."""
-
-
-def infer_codec(name: str, version_label: str, signature: ModelSignature) -> _core.InferCodec:
-    """The model version's fast-path codec (see the module docstring)."""
-    return _core.InferCodec(
-        name,
-        version_label,
-        [
-            (layout.name, layout.datatype, list(layout.shape), layout.itemsize)
-            for layout in signature.input_layouts
-        ],
-        signature.max_batch_size,
-        [(spec.name, spec.datatype.name) for spec in signature.outputs],
-    )
 
 
 def parse_request(data: bytes) -> pb.ModelInferRequest:
@@ -67,9 +54,6 @@ def decode_inputs(
     request: pb.ModelInferRequest, model: str, signature: ModelSignature
 ) -> DecodedInputs:
     """Validates the request's inputs and returns their raw buffers. InvalidInputError otherwise."""
-    fast = _decode_in_order(request, signature)
-    if fast is not None:
-        return fast
     specs = signature.inputs
     received = request.inputs
     raw = request.raw_input_contents
@@ -103,47 +87,6 @@ def decode_inputs(
         buffers.append(buffer)
         shapes.append(shape)
     return DecodedInputs(buffers, shapes, rows if signature.batches else 1)
-
-
-def _decode_in_order(
-    request: pb.ModelInferRequest, signature: ModelSignature
-) -> DecodedInputs | None:
-    """The common case, checked with precomputed layouts: numeric raw inputs in signature order
-    with valid shapes and sizes. None sends anything else (including every error) through the
-    general path, which words the error."""
-    received = request.inputs
-    raw = request.raw_input_contents
-    layouts = signature.input_layouts
-    if len(received) != len(layouts) or len(raw) != len(layouts):
-        return None
-    batches = signature.max_batch_size > 0
-    rows = -1
-    shapes: list[list[int]] = []
-    for layout, tensor, buffer in zip(layouts, received, raw, strict=True):
-        shape = list(tensor.shape)
-        expected = layout.shape
-        if (
-            tensor.name != layout.name
-            or tensor.datatype != layout.datatype
-            or not layout.itemsize
-            or len(shape) != len(expected)
-        ):
-            return None
-        count = layout.itemsize
-        for want, got in zip(expected, shape, strict=True):
-            if got < 0 or want not in (-1, got):
-                return None
-            count *= got
-        if count != len(buffer):
-            return None
-        if batches:
-            if not 1 <= shape[0] <= signature.max_batch_size or rows not in (-1, shape[0]):
-                return None
-            rows = shape[0]
-        shapes.append(shape)
-    if any(tensor.HasField("contents") for tensor in received):
-        return None
-    return DecodedInputs(list(raw), shapes, rows if batches else 1)
 
 
 def _raise_name_mismatch(model: str, specs: Sequence[TensorSpec], by_name: dict[str, int]) -> None:
@@ -272,3 +215,49 @@ def requested_outputs(
             )
         chosen.append(names.index(wanted.name))
     return chosen
+
+
+def scheduling_parameters(request: pb.ModelInferRequest, model: str) -> tuple[int, int]:
+    """Triton's per-request `priority` and `timeout` (microseconds) parameters, as sent (0: not
+    sent). What they mean for the model (the level, whether the timeout applies) is the queue's
+    rule (`BatcherConfig::level`, `QueuePolicy::timeout_us` in rust/batcher), the same for
+    requests the native front end queues."""
+    parameters = request.parameters
+    priority = timeout_us = 0
+    if "priority" in parameters:
+        priority = _int_parameter(parameters["priority"], "priority", model)
+    if "timeout" in parameters:
+        timeout_us = _int_parameter(parameters["timeout"], "timeout", model)
+    if priority < 0 or timeout_us < 0:
+        raise InvalidInputError(f"model '{model}': priority and timeout must be >= 0")
+    return priority, timeout_us
+
+
+def _int_parameter(value: Any, key: str, model: str) -> int:
+    kind = value.WhichOneof("parameter_choice")
+    if kind in ("int64_param", "uint64_param"):
+        return int(getattr(value, kind))
+    raise InvalidInputError(
+        f"model '{model}': request parameter '{key}' must be an integer (int64_param), got {kind}"
+    )
+
+
+def encode_response(
+    request: pb.ModelInferRequest,
+    model: tuple[str, str],
+    signature: ModelSignature,
+    wanted: Sequence[int],
+    result: tuple[list[bytes], list[list[int]]],
+) -> pb.ModelInferResponse:
+    """The response to `request` from `model` (name, version label): the outputs `wanted`
+    (indices into signature.outputs) of `result` (a buffer and a shape per output)."""
+    buffers, shapes = result
+    name, version = model
+    response = pb.ModelInferResponse(model_name=name, model_version=version, id=request.id)
+    outputs = signature.outputs
+    for index in wanted:
+        response.outputs.add(
+            name=outputs[index].name, datatype=outputs[index].datatype.name, shape=shapes[index]
+        )
+        response.raw_output_contents.append(buffers[index])
+    return response

@@ -58,18 +58,6 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def python_frontend_server(
-    repository: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """The same repository served with `--frontend python` (grpc.aio answers every call), where
-    the Python inline-execution policy applies; the native front end never runs inline."""
-    log = tmp_path_factory.mktemp("logs") / "python-frontend-server.log"
-    with ServerProcess(repository, log, extra_args=["--frontend", "python"]) as process:
-        process.wait_ready()
-        yield process
-
-
-@pytest.fixture(scope="module")
 def batching_server(
     repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
@@ -188,7 +176,7 @@ def test_delay_zero_batches_what_queued_meanwhile(batching_server: ServerProcess
 def test_without_dynamic_batching_each_request_runs_alone(batching_server: ServerProcess) -> None:
     """No dynamic_batching block: Triton's default scheduler, one execution per request even
     when several are queued."""
-    model = "busy_unbatched_queue"
+    model = "busy_unbatched"
 
     async def scenario(client: aio.InferenceServerClient) -> None:
         before = counts(await statistics(client, model))
@@ -537,7 +525,7 @@ def test_unload_drains_the_queue(batching_server: ServerProcess) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Inline execution (models without dynamic_batching, parameter inline_execution)
+# Models without dynamic_batching (Triton's default scheduler)
 # --------------------------------------------------------------------------------------
 
 
@@ -545,7 +533,7 @@ def queue_ns(stats: dict[str, Any]) -> int:
     return int(stats["inference_stats"].get("queue", {}).get("ns", 0))
 
 
-async def sequential_fast_requests(
+async def sequential_requests(
     client: aio.InferenceServerClient, model: str, requests: int = 5
 ) -> tuple[int, int, int, int]:
     """Sends one-row requests one after another (the executor is idle for each) and returns
@@ -563,27 +551,29 @@ async def sequential_fast_requests(
     )
 
 
-def test_cheap_model_runs_inline_and_statistics_still_count(
-    python_frontend_server: ServerProcess,
-) -> None:
-    """auto: a model without dynamic_batching whose warm call is short serves requests on the
-    event loop (0 ns queued), while counts match a queued model's; inline_execution "false"
-    queues every request."""
+@pytest.mark.parametrize("model", ["busy_unbatched", "busy_unbatched_inline"])
+def test_unbatched_model_queues_every_request(batching_server: ServerProcess, model: str) -> None:
+    """Without dynamic_batching every request is queued and runs as its own execution, and the
+    statistics say so (time queued included). The retired `inline_execution` parameter is
+    accepted with a warning and changes nothing."""
 
     async def scenario(client: aio.InferenceServerClient) -> None:
-        inline = await sequential_fast_requests(client, "busy_inline_auto")
-        queued = await sequential_fast_requests(client, "busy_unbatched_queue")
-        assert inline[:3] == queued[:3] == (5, 5, 5)
-        assert inline[3] == 0
-        assert queued[3] > 0
+        sent = await sequential_requests(client, model)
+        assert sent[:3] == (5, 5, 5)
+        assert sent[3] > 0
 
-    run(python_frontend_server, scenario)
+    run(batching_server, scenario)
+    if model == "busy_unbatched_inline":
+        assert (
+            f"model '{model}': config.pbtxt parameter 'inline_execution' no longer has an effect"
+            in batching_server.log()
+        )
 
 
-def test_inline_results_under_concurrency_match(batching_server: ServerProcess) -> None:
-    """Concurrent requests to an inline model each get their own answer (some run inline,
-    the rest through the executor when it is busy)."""
-    model = "busy_inline_forced"
+def test_unbatched_results_under_concurrency_match(batching_server: ServerProcess) -> None:
+    """Concurrent requests to a model without dynamic_batching each get their own answer, one
+    execution each, however many rows they carry."""
+    model = "busy_unbatched"
 
     async def scenario(client: aio.InferenceServerClient) -> None:
         before = counts(await statistics(client, model))
@@ -597,26 +587,10 @@ def test_inline_results_under_concurrency_match(batching_server: ServerProcess) 
     run(batching_server, scenario)
 
 
-def test_slow_call_revokes_auto_inline_but_not_forced(
-    python_frontend_server: ServerProcess,
-) -> None:
-    """A call far over 1 ms of CPU (here ~100 ms of loop trips) ends inline execution for an auto
-    model, so a data-dependent model blocks the event loop at most once; "true" keeps it."""
-
-    async def scenario(client: aio.InferenceServerClient) -> None:
-        slow = busy_input(1, 20000)
-        for model in ("busy_inline_auto", "busy_inline_forced"):
-            assert (await sequential_fast_requests(client, model))[3] == 0
-            assert_doubled(await infer(client, model, slow), slow)
-        assert (await sequential_fast_requests(client, "busy_inline_auto"))[3] > 0
-        assert (await sequential_fast_requests(client, "busy_inline_forced"))[3] == 0
-
-    run(python_frontend_server, scenario)
-
-
-def test_inline_onnxruntime_failure_is_internal(python_frontend_server: ServerProcess) -> None:
-    """A failing inline call answers INTERNAL with onnxruntime's message; the model goes on."""
-    model = "gather_inline"
+def test_unbatched_onnxruntime_failure_is_internal(batching_server: ServerProcess) -> None:
+    """A failing call of a model without dynamic_batching answers INTERNAL with onnxruntime's
+    message and counts as a failure; the model goes on."""
+    model = "gather_unbatched"
     data = np.arange(16, dtype=np.float32).reshape(4, 4)
 
     async def scenario(client: aio.InferenceServerClient) -> None:
@@ -635,6 +609,5 @@ def test_inline_onnxruntime_failure_is_internal(python_frontend_server: ServerPr
             before["inference_stats"].get("fail", {}).get("count", 0)
         )
         assert failures == 1
-        assert queue_ns(after) == queue_ns(before)
 
-    run(python_frontend_server, scenario)
+    run(batching_server, scenario)

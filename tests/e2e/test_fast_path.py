@@ -1,6 +1,7 @@
-"""ModelInfer and ModelStreamInfer take serialized messages: the common request is parsed and
-answered by the Rust codec, everything else by protobuf. Both paths must answer alike, and a
-message that is not a ModelInferRequest at all is a clear INVALID_ARGUMENT."""
+"""ModelInfer and ModelStreamInfer: the common request is parsed and answered by the native
+front end (Rust), everything else is forwarded to the Python server, which parses it with
+protobuf. Both paths must answer alike, and a message that is not a ModelInferRequest at all is
+a clear INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def mlp_request(rows: np.ndarray, request_id: str, typed: bool = False) -> pb.Mo
 
 
 def test_raw_and_typed_requests_answer_alike(server: object, main_repository: Path) -> None:
-    """Raw contents take the Rust fast path, typed contents the protobuf path: same answer,
-    equal to onnxruntime's, bit for bit."""
+    """Raw contents take the native fast path, typed contents the Python server's protobuf
+    path: same answer, equal to onnxruntime's, bit for bit."""
     rows = np.random.default_rng(3).standard_normal((3, 64)).astype(np.float32)
     (expected,) = reference(model_file(main_repository, "mlp"), {"input": rows})
     with grpc.insecure_channel(server.url, options=CHANNEL_OPTIONS) as channel:  # type: ignore[attr-defined]
@@ -70,12 +71,13 @@ def test_a_message_that_is_not_a_request_is_invalid_argument(server: object) -> 
         assert answer.id == "after"
 
 
-def test_stream_answers_inline_and_general_requests_and_survives_garbage(
+def test_stream_answers_native_and_forwarded_requests_and_survives_garbage(
     server: object, main_repository: Path
 ) -> None:
-    """One stream mixes requests the MLP answers inline (fast path), typed-contents requests
-    (general path), a message that is not a request, and an unknown model: every request gets
-    exactly one response with its id, errors as error_message, and the stream goes on."""
+    """One stream mixes requests the native front end answers (fast path), typed-contents
+    requests (forwarded: the general path), a message that is not a request, and an unknown
+    model: every request gets exactly one response with its id, errors as error_message, and
+    the stream goes on."""
     rng = np.random.default_rng(4)
     batches = {f"r{i}": rng.standard_normal((1 + i % 3, 64)).astype(np.float32) for i in range(12)}
     messages = [

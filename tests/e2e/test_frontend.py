@@ -1,12 +1,16 @@
-"""The native gRPC front end (`--frontend native`, the default): inference for natively run
-models is answered in Rust, every other call is forwarded to the grpc.aio server behind it.
-These tests run a server in-process so they can see which side answered each call
-(`Frontend.rpc_counts()` against the Python server's own counter)."""
+"""The native gRPC front end: inference for natively run models is answered in Rust, every other
+call is forwarded to the grpc.aio server behind it. These tests run a server in-process so they
+can see which side answered each call (`Frontend.rpc_counts()` against the Python server's own
+counter): the fast path takes exactly the requests it can answer, forwards everything else
+(errors included, which the Python server words), and writes what protobuf would."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +18,14 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from ferroserve.cli import FRONTEND_REMOVED
 from ferroserve.demo import mlp_model
 from ferroserve.server.app import Server, ServerOptions
 from support.inprocess import native_calls, python_calls
 from support.inprocess import serve as serve_repository
-from support.models import reference
-from support.repository import add_model, model_file
+from support.models import add_sub_model, reference
+from support.repository import ADD_SUB_CONFIG, add_model, model_file
+from support.server import ServerProcess
 from tritonclient.grpc import service_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,6 +45,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("frontend-repository")
     add_model(root, "mlp", mlp_model())
     add_model(root, "mlp_ordered", mlp_model(), ORDERED_CONFIG)
+    add_model(root, "add_sub", add_sub_model(), ADD_SUB_CONFIG)
     return root
 
 
@@ -205,18 +212,126 @@ def test_port_in_use_is_a_clear_error(repository: Path) -> None:
         asyncio.run(main())
 
 
-def test_python_frontend_still_serves_everything(repository: Path) -> None:
-    """`--frontend python`: grpc.aio listens itself; no native front end."""
+def add_sub_request(rows: int = 2) -> pb.ModelInferRequest:
+    message = pb.ModelInferRequest(model_name="add_sub", model_version="1", id="req-1")
+    for name, seed in (("A", 1), ("B", 2)):
+        message.inputs.add(name=name, datatype="FP32", shape=[rows, 4])
+        data = np.random.default_rng(seed).standard_normal((rows, 4)).astype(np.float32)
+        message.raw_input_contents.append(data.tobytes())
+    return message
 
-    async def main() -> None:
-        server = Server(ServerOptions(repository, grpc_port=0, metrics=None, frontend="python"))
-        await server.start()
-        try:
-            assert server.frontend is None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                response = await unary(channel)(request("mlp", rows(2, 5), "py"))
-                assert response.id == "py" and list(response.outputs[0].shape) == [2, 10]
-        finally:
-            await server.stop(0.5)
 
-    asyncio.run(main())
+def forwarded_cases() -> list[tuple[str, pb.ModelInferRequest]]:
+    """Requests the native fast path must leave to the Python server: valid ones it does not
+    read, and every invalid one (the Python server words the error)."""
+    cases = []
+
+    def case(name: str) -> pb.ModelInferRequest:
+        message = add_sub_request()
+        cases.append((name, message))
+        return message
+
+    case("a parameter it does not read").parameters["sequence_id"].int64_param = 1
+    case("negative priority").parameters["priority"].int64_param = -1
+    case("string timeout").parameters["timeout"].string_param = "1000"
+    case("typed contents").inputs[0].contents.fp32_contents.extend([0.0] * 8)
+    case("too few bytes").raw_input_contents[0] = b"\0" * 31
+    case("wrong datatype").inputs[1].datatype = "INT32"
+    case("wrong dim").inputs[0].shape[1] = 5
+    case("negative dim").inputs[1].shape[1] = -1
+    case("rows differ").inputs[1].shape[0] = 1
+    case("over max_batch_size").inputs[0].shape[0] = 9
+    case("unknown output").outputs.add(name="nope")
+    case("output parameters").outputs.add(name="SUM").parameters["classification"].int64_param = 2
+    case("missing raw content").raw_input_contents.pop()
+    swapped = case("inputs out of order")
+    first, second = pb.ModelInferRequest.InferInputTensor(), pb.ModelInferRequest.InferInputTensor()
+    first.CopyFrom(swapped.inputs[0])
+    second.CopyFrom(swapped.inputs[1])
+    del swapped.inputs[:]
+    swapped.inputs.extend([second, first])
+    return cases
+
+
+def test_the_fast_path_forwards_everything_it_does_not_answer(repository: Path) -> None:
+    """The fast path never rejects: each of these requests is answered by the Python server
+    (OK for the valid ones, INVALID_ARGUMENT with its message for the rest), none natively."""
+
+    async def forwarded_calls(server: Server, expected: int) -> int:
+        # The Python server counts a call once its handler returns, which can be just after
+        # the client has the answer.
+        for _ in range(100):
+            counted = sum(python_calls(server).values())
+            if counted >= expected:
+                return counted
+            await asyncio.sleep(0.02)
+        return counted
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = channel.unary_unary(f"{SERVICE}/ModelInfer")
+        for forwarded, (why, message) in enumerate(forwarded_cases(), start=1):
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await infer(message.SerializeToString())
+            assert await forwarded_calls(server, forwarded) == forwarded, why
+            assert native_calls(server) == {}, why
+        await infer(add_sub_request().SerializeToString())
+        assert native_calls(server) == {"OK": 1}
+
+    serve(repository, scenario)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("wanted", [["SUM", "DIFF"], ["DIFF"], ["DIFF", "DIFF"], []])
+def test_native_responses_are_what_protobuf_writes(
+    repository: Path, stream: bool, wanted: list[str]
+) -> None:
+    """The native front end writes responses byte for byte as protobuf serializes them (outputs
+    in the order requested, all of them by default)."""
+    message = add_sub_request()
+    for name in wanted:
+        message.outputs.add(name=name)
+    feeds = {
+        tensor.name: np.frombuffer(raw, np.float32).reshape(2, 4)
+        for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
+    }
+    outputs = dict(
+        zip(("SUM", "DIFF"), reference(model_file(repository, "add_sub"), feeds), strict=True)
+    )
+    expected = pb.ModelInferResponse(model_name="add_sub", model_version="1", id="req-1")
+    for name in wanted or ["SUM", "DIFF"]:
+        expected.outputs.add(name=name, datatype="FP32", shape=[2, 4])
+        expected.raw_output_contents.append(outputs[name].tobytes())
+    written = (
+        pb.ModelStreamInferResponse(infer_response=expected) if stream else expected
+    ).SerializeToString()
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        if stream:
+            call = channel.stream_stream(f"{SERVICE}/ModelStreamInfer")(
+                iter([message.SerializeToString()])
+            )
+            answers = [answer async for answer in call]
+        else:
+            answers = [
+                await channel.unary_unary(f"{SERVICE}/ModelInfer")(message.SerializeToString())
+            ]
+        assert answers == [written]
+        if not stream:  # a stream is counted when it ends, which the client does not wait for
+            assert native_calls(server) == {"OK": 1}
+
+    serve(repository, scenario)
+
+
+def test_frontend_python_was_removed_and_says_why(repository: Path, tmp_path: Path) -> None:
+    """`--frontend python` fails at once with the reason; `--frontend native`, what always runs
+    now, still starts (with a warning that the flag has no effect)."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "ferroserve", "serve", "--model-repository", str(repository),
+         "--frontend", "python"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert f"--frontend python: {FRONTEND_REMOVED}" in refused.stderr
+    with ServerProcess(repository, tmp_path / "native.log", ["--frontend", "native"]) as server:
+        server.wait_ready()
+        assert "--frontend native has no effect" in server.log()

@@ -103,7 +103,7 @@ def busy_config(
     inline: str | None = None,
 ) -> str:
     """config.pbtxt of a busy model; `dynamic_batching` is the block's body (None: no block),
-    `inline` the inline_execution parameter (None: not set)."""
+    `inline` the retired inline_execution parameter (None: not set)."""
     block = "" if dynamic_batching is None else f"dynamic_batching {{ {dynamic_batching} }}\n"
     if inline is not None:
         block += f'parameters {{ key: "inline_execution" value {{ string_value: "{inline}" }} }}\n'
@@ -173,11 +173,11 @@ BUSY_MODELS: dict[str, tuple[int, str | None, int, str]] = {
     "busy_unload": (4, "max_queue_delay_microseconds: 0", 1, "[ 4 ]"),
 }
 
-# name -> inline_execution parameter, for models without dynamic_batching
-INLINE_MODELS: dict[str, str | None] = {
-    "busy_unbatched_queue": "false",
-    "busy_inline_auto": None,
-    "busy_inline_forced": "true",
+# name -> inline_execution parameter (retired: accepted with a warning, no effect), for models
+# without dynamic_batching
+UNBATCHED_MODELS: dict[str, str | None] = {
+    "busy_unbatched": None,
+    "busy_unbatched_inline": "true",
 }
 
 
@@ -187,13 +187,12 @@ def write_batching_repository(root: Path) -> Path:
         add_model(
             root, name, busy_model(shape), busy_config(name, max_batch, dynamic, instances, dims)
         )
-    # No dynamic_batching: requests queue (inline execution off) or run inline (auto: the
-    # busy model's warm call, 0 loop trips, takes ~12 us).
-    for name, inline in INLINE_MODELS.items():
+    # No dynamic_batching: every request is queued and runs alone.
+    for name, inline in UNBATCHED_MODELS.items():
         add_model(root, name, busy_model(), busy_config(name, 8, None, inline=inline))
     add_model(root, "mlp_batched", mlp_model(), MLP_CONFIG)
     add_model(root, "gather", gather_model(), gather_config("gather"))
-    add_model(root, "gather_inline", gather_model(), gather_config("gather_inline", False))
+    add_model(root, "gather_unbatched", gather_model(), gather_config("gather_unbatched", False))
     return root
 
 

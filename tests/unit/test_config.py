@@ -19,6 +19,7 @@ from ferroserve.config import (
 )
 from ferroserve.errors import ConfigError
 from ferroserve.registry.repository import select_versions
+from ferroserve.runtime.settings import warn_retired_parameters
 from google.protobuf import text_format
 
 F32 = "tensor(float)"
@@ -198,6 +199,23 @@ def test_unsupported_fields_are_warned_by_name(caplog: pytest.LogCaptureFixture)
 def test_supported_config_warns_nothing(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="ferroserve"):
         assert warn_unsupported(parse(DENSENET)) == []
+    assert not caplog.records
+
+
+def test_retired_inline_execution_is_accepted_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`inline_execution` (removed: every request is queued) still loads, never silently."""
+    config = parse(
+        'name: "m" parameters { key: "inline_execution" value { string_value: "true" } }'
+    )
+    with caplog.at_level(logging.WARNING, logger="ferroserve"):
+        assert warn_retired_parameters(config) == ["inline_execution"]
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "model 'm'" in message and "'inline_execution' no longer has an effect" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ferroserve"):
+        assert warn_retired_parameters(parse(DENSENET)) == []
     assert not caplog.records
 
 

@@ -18,6 +18,7 @@ from ferroserve.errors import (
     UnavailableError,
 )
 from ferroserve.registry.repository import ModelRepository
+from ferroserve.runtime.loader import load_version
 from ferroserve.runtime.model import ServedModel
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,14 @@ class ModelRegistry:
                     status if previous is None or previous.model is None else previous
                 )
                 try:
-                    model = await asyncio.to_thread(ServedModel, source, version, loop)
+                    model = await asyncio.to_thread(
+                        load_version,
+                        source.config,
+                        source.path,
+                        source.model_file(version),
+                        version,
+                        loop,
+                    )
                 except Exception as error:  # any load failure fails this version alone
                     log.error("model '%s' version %d failed to load: %s", name, version, error)
                     failures.append(str(error))

@@ -1,3 +1,4 @@
-"""How a model version executes: loading and execution providers (`session`), the native engine
-for CPU models (`native`), executor threads on onnxruntime's Python binding for the rest
-(`executor`), inline execution (`inline`), warm-up, and the served model (`model`)."""
+"""How a model version executes: config parameters (`settings`), execution providers
+(`placement`) and engine sessions (`session`), the executor protocol (`executor`) and its two
+implementations (`native`: onnxruntime's C API from Rust; `binding`: onnxruntime's Python
+binding), warm-up, loading (`loader`) and the served model (`model`)."""

@@ -1,18 +1,16 @@
 """The native engine: onnxruntime's C API driven from Rust (`_core.OrtModel`, `_core.OrtExecutor`).
 
-Why: onnxruntime's Python binding releases the GIL on every `run`. On the event loop's thread
-that hands the GIL to another thread and the loop then waits to get it back; measured on 2 cores,
-one GIL release per request costs 20-25% of the transport's throughput at concurrency 16. The
-native engine keeps the GIL for inline calls (short by policy, see inline.py) and its executor
-threads never take it: they wait in the Rust batcher, run the batch, split the outputs and push
-the answers to a queue whose pipe the event loop watches (`loop.add_reader`), so one wake-up
-settles every answer of a batch.
+Its executor threads never take the GIL: they wait in the Rust batcher, run the batch, split the
+outputs and answer each request. A request the native front end queued gets its answer on its
+channel; one the Python server queued (a request the front end forwarded) gets it through a
+queue whose pipe the event loop watches (`loop.add_reader`), so one wake-up settles every
+answer of a batch.
 
 It runs models whose tensors all have a v2 datatype (string tensors as BYTES), on the CPU or on
 GPUs (CUDA, TensorRT), with the library the onnxruntime wheel ships
 (`onnxruntime/capi/libonnxruntime.so*`, whose provider libraries sit beside it); anything else
-(a sequence or map tensor, an install without that library file) falls back to onnxruntime's
-Python binding (executor.py), with the reason logged.
+(a sequence or map tensor, an install without that library file) runs on onnxruntime's Python
+binding (binding.py), with the reason logged.
 """
 
 from __future__ import annotations
@@ -21,10 +19,7 @@ import asyncio
 import functools
 import logging
 import sys
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
@@ -32,12 +27,9 @@ import onnxruntime as ort
 from ferroserve import _core
 from ferroserve.codec import output_buffer
 from ferroserve.config import ModelSignature
-from ferroserve.errors import InternalError, ModelLoadError
-
-if TYPE_CHECKING:
-    from ferroserve.runtime.executor import InlineInputs, RequestResult
-    from ferroserve.runtime.placement import Placement
-    from ferroserve.runtime.session import SessionSettings
+from ferroserve.errors import ModelLoadError
+from ferroserve.runtime.placement import Placement
+from ferroserve.runtime.settings import SessionSettings
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +111,9 @@ def load_native(
 
 
 class NativeExecutor:
-    """Runs one model version on the native engine: executor threads fed by its queue, and
-    inline calls on the event loop. The same interface as `BatchExecutor`."""
+    """Runs one model version on the native engine: executor threads fed by its queue, which
+    answer the native front end's requests directly and the Python server's through the event
+    loop. An `Executor` (runtime/executor.py)."""
 
     def __init__(
         self,
@@ -130,9 +123,7 @@ class NativeExecutor:
         queue: _core.BatchQueue,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self._name = name
         self._signature = signature
-        self._queue = queue
         self._loop = loop
         self._core = _core.OrtExecutor(
             name,
@@ -152,6 +143,13 @@ class NativeExecutor:
         )
         self._watching = False
 
+    def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
+        """One call on `feeds` (numpy, by input name) on instance 0, without the GIL (from a
+        loading thread). BYTES feeds (object arrays) are sent length-prefixed, as requests
+        carry them."""
+        arrays = [feeds[spec.name] for spec in self._signature.inputs]
+        self._core.run([output_buffer(a) for a in arrays], [list(a.shape) for a in arrays])
+
     def start(self) -> None:
         """Starts the executor threads and, from any thread, has the loop watch for answers."""
         self._loop.call_soon_threadsafe(self._watch)
@@ -160,6 +158,28 @@ class NativeExecutor:
     def _watch(self) -> None:
         self._loop.add_reader(self._core.fileno(), self._core.settle)
         self._watching = True
+
+    def route(self, model: str, version: str) -> _core.NativeRoute:
+        """The native front end's route to this version: requests its fast path takes (matched
+        against the signature in Rust) are queued for these executor threads and answered by
+        them without Python."""
+        signature = self._signature
+        return _core.NativeRoute(
+            self._core,
+            model,
+            version,
+            inputs=[
+                (layout.name, layout.datatype, list(layout.shape), layout.itemsize)
+                for layout in signature.input_layouts
+            ],
+            max_batch_size=signature.max_batch_size,
+            outputs=[(spec.name, spec.datatype.name) for spec in signature.outputs],
+        )
+
+    def cancel(self, request_id: int) -> None:
+        """Takes a request whose caller gave up out of the queue (and out of the answer order
+        of a preserve_ordering model); one already running is answered as usual."""
+        self._core.cancel(request_id)
 
     def join(self, timeout_s: float) -> None:
         self._core.join(timeout_s)
@@ -172,55 +192,3 @@ class NativeExecutor:
         if self._watching:
             self._loop.remove_reader(self._core.fileno())
             self._watching = False
-
-    def message_inputs(
-        self, message: _core.InferRequestView, offsets: Sequence[tuple[int, int]]
-    ) -> _core.InferRequestView:
-        """A matched request message is its own inputs: Rust reads its raw contents in place."""
-        return message
-
-    @property
-    def idle(self) -> bool:
-        """No executor thread is running a batch right now."""
-        return self._core.idle
-
-    def cancel(self, request_id: int) -> None:
-        """Takes a request whose caller gave up out of the queue (and out of the answer order
-        of a preserve_ordering model); one already running is answered as usual."""
-        self._core.cancel(request_id)
-
-    def route(self, codec: _core.InferCodec) -> _core.NativeRoute:
-        """A route for the native gRPC front end: requests `codec` takes, queued for these
-        executor threads and answered by them without Python."""
-        return _core.NativeRoute(codec, self._core)
-
-    def call(self, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
-        """A call on `feeds` (numpy, by input name) prepared once and run without the GIL each
-        time it is called (warm-up and its timing, from a loading thread). BYTES feeds (object
-        arrays) are sent length-prefixed, as requests carry them."""
-        arrays = [feeds[spec.name] for spec in self._signature.inputs]
-        buffers, shapes = [output_buffer(a) for a in arrays], [list(a.shape) for a in arrays]
-        return lambda: self._core.run(buffers, shapes, detach=True)
-
-    def execute_inline(
-        self, inputs: InlineInputs, shapes: Sequence[Sequence[int]]
-    ) -> tuple[RequestResult, int]:
-        """Runs one request on the event loop with the GIL held; returns its result and the CPU
-        time the call took on this thread in ns. Raises InternalError on failure."""
-        held: Sequence[bytes] | _core.InferRequestView = (
-            inputs
-            if isinstance(inputs, _core.InferRequestView)
-            else [bytes(buffer) for buffer in inputs]  # bytes already on this path: no copy
-        )
-        self._queue.record_unqueued()  # it left the (empty) queue at once, as Triton counts it
-        started = time.perf_counter_ns()
-        cpu_started = time.thread_time_ns()
-        try:
-            result = self._core.run(held, shapes)
-        except Exception as error:
-            raise InternalError(f"model '{self._name}': onnxruntime failed: {error}") from None
-        cpu_ns = time.thread_time_ns() - cpu_started
-        rows = int(shapes[0][0]) if self._signature.batches and shapes and shapes[0] else 1
-        # Copies in and out are part of the one Rust call: counted as compute_infer.
-        self._queue.record_execution(rows, 0, time.perf_counter_ns() - started, 0)
-        return result, cpu_ns

@@ -25,39 +25,21 @@ from ferroserve.config import OnnxTensor
 from ferroserve.errors import ModelLoadError
 from ferroserve.runtime.native import load_native
 from ferroserve.runtime.placement import CPU, CUDA, TENSORRT, Placement, placement
+from ferroserve.runtime.settings import (
+    SessionSettings,
+    flag,
+    native_engine_allowed,
+    session_settings,
+)
 
 log = logging.getLogger(__name__)
 
-# Measured on 2 cores: ORT's default intra-op pool (one spinning thread per core) burns 1.5
-# cores at concurrency 1 and triples p99 by fighting the gRPC threads. One thread without
-# spinning is the server default; models that need more say so in config.pbtxt parameters.
-DEFAULT_INTRA_OP_THREADS = 1
-DEFAULT_INTER_OP_THREADS = 1
-
-# Triton's onnxruntime backend: optimization { graph { level } }: -1 basic, 1 extended,
-# 0 (unset) all.
-_GRAPH_LEVELS = {-1: "basic", 0: "all", 1: "extended", 2: "all"}
 _ORT_GRAPH_LEVELS = {
     "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-_TRUE = {"1", "true", "yes", "on"}
-_NATIVE_MODES = ("auto", "false")
-
-
-@dataclass(slots=True, frozen=True)
-class SessionSettings:
-    """Session options from config parameters, for either engine."""
-
-    intra_op_threads: int
-    inter_op_threads: int
-    parallel_execution: bool
-    allow_spinning: bool
-    optimization: str
-    """One of disable_all, basic, extended, all."""
-    optimized_model_path: str | None
 
 
 @dataclass(slots=True)
@@ -71,52 +53,6 @@ class LoadedSession:
     inputs: list[OnnxTensor]
     outputs: list[OnnxTensor]
     instance_count: int
-
-
-def parameter(config: mc.ModelConfig, key: str) -> str | None:
-    """A config.pbtxt `parameters { key: ... value { string_value: ... } }` entry."""
-    if key in config.parameters:
-        return str(config.parameters[key].string_value)
-    return None
-
-
-def _int_parameter(config: mc.ModelConfig, key: str, default: int) -> int:
-    raw = parameter(config, key)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ModelLoadError(
-            f"model '{config.name}': parameter {key} must be an integer, got '{raw}'"
-        ) from None
-
-
-def session_settings(config: mc.ModelConfig) -> SessionSettings:
-    """Session options from config parameters (Triton's onnxruntime backend names where they
-    exist) with defaults measured for a concurrent server on a small machine."""
-    named_level = parameter(config, "graph_optimization_level")
-    if named_level is not None:
-        if named_level not in _ORT_GRAPH_LEVELS:
-            raise ModelLoadError(
-                f"model '{config.name}': graph_optimization_level must be one of "
-                f"{sorted(_ORT_GRAPH_LEVELS)}, got '{named_level}'"
-            )
-        level = named_level
-    else:
-        if config.optimization.graph.level not in _GRAPH_LEVELS:
-            raise ModelLoadError(
-                f"model '{config.name}': optimization.graph.level must be -1, 0, 1 or 2"
-            )
-        level = _GRAPH_LEVELS[config.optimization.graph.level]
-    return SessionSettings(
-        intra_op_threads=_int_parameter(config, "intra_op_thread_count", DEFAULT_INTRA_OP_THREADS),
-        inter_op_threads=_int_parameter(config, "inter_op_thread_count", DEFAULT_INTER_OP_THREADS),
-        parallel_execution=_int_parameter(config, "execution_mode", 0) == 1,
-        allow_spinning=(parameter(config, "allow_spinning") or "0").lower() in _TRUE,
-        optimization=level,
-        optimized_model_path=parameter(config, "optimized_model_filepath") or None,
-    )
 
 
 def session_options(settings: SessionSettings) -> ort.SessionOptions:
@@ -169,10 +105,10 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
         raise ModelLoadError(f"model '{config.name}': {model_file} does not exist")
     where = placement(config, model_file)
     settings = session_settings(config)
-    fallback_allowed = (parameter(config, "allow_cpu_fallback") or "").lower() in _TRUE
+    fallback_allowed = flag(config, "allow_cpu_fallback")
     if where.tensorrt is not None and where.tensorrt.engine_cache_path:
         Path(where.tensorrt.engine_cache_path).mkdir(parents=True, exist_ok=True)
-    if _native_allowed(config):
+    if native_engine_allowed(config):
         native = load_native(config.name, model_file, settings, where, fallback_allowed)
         if native is not None:
             provider = native.providers[0]
@@ -243,18 +179,6 @@ def _binding_session(
         outputs=[_describe(t) for t in session.get_outputs()],
         instance_count=where.instance_count,
     )
-
-
-def _native_allowed(config: mc.ModelConfig) -> bool:
-    """Config parameter `native_engine`: "auto" (default) runs models through the native
-    engine where it can, "false" always through onnxruntime's Python binding."""
-    mode = (parameter(config, "native_engine") or "auto").lower()
-    if mode not in _NATIVE_MODES:
-        raise ModelLoadError(
-            f"model '{config.name}': parameter native_engine must be one of {_NATIVE_MODES}, "
-            f"got '{mode}'"
-        )
-    return mode == "auto"
 
 
 def _describe(node: Any) -> OnnxTensor:

@@ -1,5 +1,7 @@
-"""Hosts the gRPC server: inference, health and reflection services on one grpc.aio server,
-with message limits sized for real tensors, and an orderly start and stop."""
+"""Hosts a running ferroserve: the native front end (`_core.Frontend`, Rust) on the public port,
+and behind it, on a private Unix socket, one grpc.aio server with the inference, health and
+reflection services for every call the front end forwards; message limits sized for real
+tensors, and an orderly start and stop."""
 
 from __future__ import annotations
 
@@ -53,10 +55,6 @@ class ServerOptions:
     """Models to load at start; None loads every model in the repository."""
     metrics: MetricsOptions | None = None
     """None: no metrics snapshot and no sidecar."""
-    frontend: str = "native"
-    """"native": the Rust front end listens and answers inference for natively run models,
-    forwarding every other call to the grpc.aio server on a Unix socket; "python": grpc.aio
-    listens itself (docs/architecture.md)."""
     frontend_threads: int = 1
     """Threads of the native front end."""
 
@@ -67,8 +65,6 @@ class Server:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.health = HealthReporter(lambda: self.service.server_ready())
-        if options.frontend not in ("native", "python"):
-            raise ValueError(f"frontend must be 'native' or 'python', got '{options.frontend}'")
         self.registry = ModelRegistry(
             ModelRepository(options.model_repository), on_change=self._model_changed
         )
@@ -115,7 +111,7 @@ class Server:
 
     def _publish_routes(self) -> None:
         """Hands the native front end every ready version it can answer itself."""
-        if self.frontend is None:
+        if self.frontend is None:  # not started yet: `_bind` publishes them once it is
             return
         self.frontend.set_routes(
             [
@@ -127,12 +123,6 @@ class Server:
 
     async def _bind(self) -> None:
         address = f"{self.options.host}:{self.options.grpc_port}"
-        if self.options.frontend == "python":
-            self.port = self.grpc.add_insecure_port(address)
-            if self.port == 0:
-                raise OSError(f"cannot bind gRPC to {address}")
-            await self.grpc.start()
-            return
         self._socket_dir = tempfile.TemporaryDirectory(prefix="ferroserve-grpc-")
         socket_path = Path(self._socket_dir.name) / "backend.sock"
         if self.grpc.add_insecure_port(f"unix:{socket_path}") == 0:

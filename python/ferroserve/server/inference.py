@@ -1,6 +1,7 @@
-"""`inference.GRPCInferenceService` (KServe v2 / Triton field numbering). Protocol only: every
-decision is delegated to the registry and the served models; errors become gRPC status codes in
-one place (`ferroserve.errors.status_code_for`).
+"""`inference.GRPCInferenceService` (KServe v2 / Triton field numbering) behind the native front
+end: every RPC but the inference requests the front end answers itself arrives here, forwarded
+unchanged. Protocol only: every decision is delegated to the registry and the served models;
+errors become gRPC status codes in one place (`ferroserve.errors.status_code_for`).
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from ferroserve import __version__, _core
+from ferroserve import __version__
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve.codec import parse_request, serialize_response
 from ferroserve.errors import FerroserveError, status_code_for
 from ferroserve.registry.registry import ModelRegistry
-from ferroserve.runtime.model import ServedModel
 from ferroserve.server.statistics import model_statistics
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,9 @@ async def _abort(context: Context, error: BaseException) -> None:
 class InferenceService:
     """Implements the v2 RPCs on top of a `ModelRegistry`."""
 
-    # These get and return serialized messages: the hot path parses and writes them in Rust.
+    # These get and return serialized messages and parse them here, not in grpc: a message
+    # that is not a ModelInferRequest is then INVALID_ARGUMENT with protobuf's reason, and on a
+    # stream one error_message response instead of the end of the stream (docs/errors.md).
     raw_message_methods = frozenset({"ModelInfer", "ModelStreamInfer"})
 
     def __init__(self, registry: ModelRegistry, allow_empty: bool = False) -> None:
@@ -115,47 +116,38 @@ class InferenceService:
     async def ModelInfer(self, message: bytes, context: Context) -> bytes:
         """Gets and returns serialized messages (see `raw_message_methods`)."""
         try:
-            return await self._infer(message, context, stream=False)
+            request = parse_request(message)
+            response = await self._infer(request, context)
         except FerroserveError as error:
             await _abort(context, error)
             raise
+        return serialize_response(response, stream=False)
 
-    async def _infer(self, message: bytes, context: Context, stream: bool) -> bytes:
-        view = _core.InferRequestView.parse(message)
-        if view is None:  # not well-formed for the Rust parser: protobuf words the error
-            request = parse_request(message)
-            model = self._registry.resolve(request.model_name, request.model_version)
-            response = await model.infer(request, context.time_remaining())
-            return serialize_response(response, stream)
-        model = self._registry.resolve(view.model_name, view.model_version)
-        return await model.infer_message(view, context.time_remaining(), stream)
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: Context
+    ) -> pb.ModelInferResponse:
+        model = self._registry.resolve(request.model_name, request.model_version)
+        return await model.infer(request, context.time_remaining())
 
     async def ModelStreamInfer(self, messages: AsyncIterator[bytes], context: Context) -> None:
         """Requests on one stream run concurrently; each response carries its request's id.
         A failing request becomes an `error_message` on the stream, never the end of it.
-        Responses are written with `context.write`, one at a time; a request that runs inline
-        (docs/configuration.md `inline_execution`) is answered before the next is read, with
-        no task of its own."""
+        Responses are written with `context.write`, one at a time."""
         write_lock = asyncio.Lock()
         pending: set[asyncio.Task[None]] = set()
 
-        async def write(response: bytes) -> None:
+        async def answer(message: bytes) -> None:
+            request = pb.ModelInferRequest()
+            try:
+                request = parse_request(message)
+                response = serialize_response(await self._infer(request, context), stream=True)
+            except FerroserveError as error:
+                response = _stream_error(request, error)
             async with write_lock:
                 await context.write(response)
 
-        async def answer(message: bytes) -> None:
-            try:
-                response = await self._infer(message, context, stream=True)
-            except FerroserveError as error:
-                response = _stream_error(message, error)
-            await write(response)
-
         try:
             async for message in messages:
-                response = self._answer_now(message)
-                if response is not None:
-                    await write(response)
-                    continue
                 task = asyncio.create_task(answer(message))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
@@ -164,18 +156,6 @@ class InferenceService:
         finally:
             for task in pending:
                 task.cancel()
-
-    def _answer_now(self, message: bytes) -> bytes | None:
-        """A streamed request's response when it can be given at once (it runs inline, or
-        fails before running), else None."""
-        view = _core.InferRequestView.parse(message)
-        if view is None:
-            return None
-        try:
-            model = self._registry.resolve(view.model_name, view.model_version)
-            return model.answer_now(view, stream=True)
-        except FerroserveError as error:
-            return _stream_error(message, error)
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         index = pb.RepositoryIndexResponse.ModelIndex
@@ -213,19 +193,12 @@ class InferenceService:
         return pb.RepositoryModelUnloadResponse()
 
 
-def _stream_error(message: bytes, error: FerroserveError) -> bytes:
-    """A stream's answer to a failed request: the error and the request's model and id."""
-    try:
-        request = pb.ModelInferRequest.FromString(message)
-    except DecodeError:
-        request = pb.ModelInferRequest()
+def _stream_error(request: pb.ModelInferRequest, error: FerroserveError) -> bytes:
+    """A stream's answer to a failed request: the error and the request's model and id (empty
+    for a message that did not parse)."""
     return pb.ModelStreamInferResponse(
         error_message=str(error),
         infer_response=pb.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version, id=request.id
         ),
     ).SerializeToString()
-
-
-def served(model: ServedModel) -> str:
-    return f"{model.name}:{model.version}"

@@ -7,11 +7,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::exceptions::{InternalError, OrRaise};
-use crate::queue::{HeldBytes, PyWaiter, host_tokens};
+use crate::queued::{HeldBytes, PyWaiter, host_tokens};
 
 /// Requests to execute together.
-#[pyclass(frozen, module = "ferroserve._core")]
-pub(crate) struct Batch {
+#[pyclass(name = "Batch", frozen, module = "ferroserve._core")]
+pub(crate) struct PyBatch {
     /// Each request's token.
     #[pyo3(get)]
     tokens: Py<PyList>,
@@ -39,7 +39,7 @@ pub(crate) struct Batch {
     splitter: OutputSplitter,
 }
 
-impl Batch {
+impl PyBatch {
     /// Wraps a Rust batch: a single request's input is its own bytes object; concatenated
     /// inputs become uint8 arrays that own the Rust vectors (no copy).
     pub(crate) fn new(
@@ -61,7 +61,7 @@ impl Batch {
             .queue_durations
             .iter()
             .map(|duration| u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
-        Ok(Batch {
+        Ok(PyBatch {
             size: batch.splitter.size(),
             tokens: PyList::new(py, host_tokens(batch.tokens))?.unbind(),
             request_ids: PyList::new(py, batch.ids)?.unbind(),
@@ -76,7 +76,7 @@ impl Batch {
 }
 
 #[pymethods]
-impl Batch {
+impl PyBatch {
     /// Input `index`: (buffer for numpy.frombuffer, shape with dim 0 = total rows).
     fn input<'py>(
         &self,

@@ -7,27 +7,51 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ferroserve_frontend::{self as frontend, FrontendConfig, InferRoute, RouteTable};
+use ferroserve_tensor::wire::{FastSignature, InputLayout};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use crate::runtime::OrtExecutor;
-use crate::wire::InferCodec;
 
-/// A model version answered natively: its fast-path codec and the queue its native executor
-/// threads serve.
-#[pyclass(frozen, module = "ferroserve._core")]
-pub(crate) struct NativeRoute {
+/// A model version answered natively: the signature its fast path matches requests against
+/// and the queue its native executor threads serve.
+#[pyclass(name = "NativeRoute", frozen, module = "ferroserve._core")]
+pub(crate) struct PyNativeRoute {
     route: Arc<dyn InferRoute>,
 }
 
 #[pymethods]
-impl NativeRoute {
-    /// Routes requests `codec` takes to `executor`'s queue. Only a native executor qualifies:
-    /// its threads answer the front end's waiters directly.
+impl PyNativeRoute {
+    /// Routes the requests of model `model_name` version `model_version` that match the
+    /// signature to `executor`'s queue. `inputs`: (name, datatype, client shape with -1 for
+    /// any size, bytes per element or 0 for BYTES), in signature order; `outputs`: (name,
+    /// datatype). Only a native executor qualifies: its threads answer the front end's waiters
+    /// directly.
     #[new]
-    fn new(codec: &InferCodec, executor: &OrtExecutor) -> Self {
-        let (model_name, model_version, signature, output_datatypes) = codec.parts();
-        NativeRoute {
+    #[pyo3(signature = (executor, model_name, model_version, *, inputs, max_batch_size, outputs))]
+    fn new(
+        executor: &OrtExecutor,
+        model_name: String,
+        model_version: String,
+        inputs: Vec<(String, String, Vec<i64>, usize)>,
+        max_batch_size: i64,
+        outputs: Vec<(String, String)>,
+    ) -> Self {
+        let (output_names, output_datatypes) = outputs.into_iter().unzip();
+        let signature = FastSignature {
+            inputs: inputs
+                .into_iter()
+                .map(|(name, datatype, shape, itemsize)| InputLayout {
+                    name,
+                    datatype,
+                    shape,
+                    itemsize,
+                })
+                .collect(),
+            max_batch_size,
+            outputs: output_names,
+        };
+        PyNativeRoute {
             route: Arc::new(frontend::NativeRoute::new(
                 model_name,
                 model_version,
@@ -41,8 +65,8 @@ impl NativeRoute {
 }
 
 /// The running front end.
-#[pyclass(frozen, module = "ferroserve._core")]
-pub(crate) struct Frontend {
+#[pyclass(name = "Frontend", frozen, module = "ferroserve._core")]
+pub(crate) struct PyFrontend {
     inner: Mutex<Option<frontend::Frontend>>,
     routes: Arc<RouteTable>,
     /// The port it listens on.
@@ -51,7 +75,7 @@ pub(crate) struct Frontend {
 }
 
 #[pymethods]
-impl Frontend {
+impl PyFrontend {
     /// Listens on `address` (host:port; port 0 picks a free one) and forwards what it does not
     /// answer itself to the gRPC server on the Unix socket `backend`. OSError if it cannot
     /// bind.
@@ -76,7 +100,7 @@ impl Frontend {
             .map_err(|error| {
                 PyOSError::new_err(format!("cannot bind gRPC to {address}: {error}"))
             })?;
-        Ok(Frontend {
+        Ok(PyFrontend {
             port: started.address().port(),
             inner: Mutex::new(Some(started)),
             routes,
@@ -85,7 +109,7 @@ impl Frontend {
 
     /// Replaces the routing table: (model name, version label or "" for the default version,
     /// route) for every version answered natively.
-    fn set_routes(&self, routes: Vec<(String, String, PyRef<'_, NativeRoute>)>) {
+    fn set_routes(&self, routes: Vec<(String, String, PyRef<'_, PyNativeRoute>)>) {
         self.routes.replace(
             routes
                 .into_iter()

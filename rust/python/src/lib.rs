@@ -8,9 +8,9 @@ mod frontend;
 mod gil;
 mod order;
 mod queue;
+mod queued;
 mod runtime;
 mod tensor;
-mod wire;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -61,15 +61,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REQUEST_OUTCOMES", PyTuple::new(py, outcomes)?)?;
     let bounds = ferroserve_batcher::DURATION_BOUNDS_NS;
     m.add("DURATION_BUCKETS_NS", PyTuple::new(py, bounds)?)?;
-    m.add_class::<queue::QueuePolicy>()?;
-    m.add_class::<queue::BatchQueue>()?;
-    m.add_class::<batch::Batch>()?;
+    m.add_class::<queue::PyQueuePolicy>()?;
+    m.add_class::<queue::PyBatchQueue>()?;
+    m.add_class::<batch::PyBatch>()?;
     m.add_class::<order::PyInOrder>()?;
-    m.add_class::<wire::InferRequestView>()?;
-    m.add_class::<wire::InferCodec>()?;
     m.add_class::<runtime::OrtModel>()?;
     m.add_class::<runtime::OrtExecutor>()?;
-    m.add_class::<frontend::NativeRoute>()?;
-    m.add_class::<frontend::Frontend>()?;
+    m.add_class::<frontend::PyNativeRoute>()?;
+    m.add_class::<frontend::PyFrontend>()?;
     Ok(())
 }

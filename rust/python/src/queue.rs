@@ -1,5 +1,6 @@
 //! `QueuePolicy` and `BatchQueue`: the Rust dynamic batcher with Python bytes as input buffers
-//! and any Python object (an asyncio future, typically) as the request token.
+//! and any Python object (an asyncio future, typically) as the request token. The same queue
+//! takes the native front end's requests (`NativeRoute`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,127 +10,25 @@ use ferroserve_batcher::{
     self as batcher, BatcherConfig, DurationSnapshot, HistogramSnapshot, NextBatch, Outcome,
     Request, TimeoutAction,
 };
+use ferroserve_runtime::Waiter;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyMapping};
 
-use crate::batch::Batch;
+use crate::batch::PyBatch;
 use crate::exceptions::{InvalidInputError, OrRaise, UnavailableError};
 use crate::gil::{Work, without_gil};
-use crate::wire::InferRequestView;
-use ferroserve_runtime::{ModelOutput, Waiter};
-
-/// What `submit` accepts as a request's inputs.
-#[derive(FromPyObject)]
-pub(crate) enum SubmittedInputs<'py> {
-    /// A bytes object per input.
-    Buffers(Vec<Bound<'py, PyBytes>>),
-    /// A parsed request message: its raw input contents, in place.
-    Message(PyRef<'py, InferRequestView>),
-}
-
-impl SubmittedInputs<'_> {
-    /// The inputs, held for use without the GIL.
-    pub(crate) fn hold(&self, py: Python<'_>) -> Vec<HeldBytes> {
-        match self {
-            SubmittedInputs::Buffers(buffers) => buffers.iter().map(HeldBytes::new).collect(),
-            SubmittedInputs::Message(view) => view.raw_inputs(py),
-        }
-    }
-}
-
-/// What keeps a queued input's bytes alive.
-enum Owner {
-    /// A Python bytes object (the Python path).
-    Python(Py<PyBytes>),
-    /// A received message (the native front end); only held, `data` points into it.
-    Native(#[allow(dead_code)] bytes::Bytes),
-}
-
-/// A queued request's input bytes, readable without the GIL: part of a Python bytes object or
-/// of a message the native front end received.
-pub(crate) struct HeldBytes {
-    /// Keeps the buffer alive.
-    object: Owner,
-    /// Start of the held, immutable bytes.
-    data: *const u8,
-    /// Their length.
-    len: usize,
-}
-
-// SAFETY: `data` points into the buffer of a bytes object or of a `bytes::Bytes` that `object`
-// keeps alive; both are immutable and never move their buffer, so reading it from any thread,
-// with or without the GIL, is sound. `Py<PyBytes>` and `Bytes` are Send and Sync.
-unsafe impl Send for HeldBytes {}
-// SAFETY: see `Send`: the buffer is only ever read.
-unsafe impl Sync for HeldBytes {}
-
-impl HeldBytes {
-    /// Holds `bytes` and remembers where its buffer is.
-    fn new(bytes: &Bound<'_, PyBytes>) -> Self {
-        let slice = bytes.as_bytes();
-        HeldBytes {
-            object: Owner::Python(bytes.clone().unbind()),
-            data: slice.as_ptr(),
-            len: slice.len(),
-        }
-    }
-
-    /// Holds the part `range` of `bytes` (a raw input inside a whole request message).
-    pub(crate) fn slice(bytes: &Bound<'_, PyBytes>, range: std::ops::Range<usize>) -> Self {
-        let slice = &bytes.as_bytes()[range];
-        HeldBytes {
-            object: Owner::Python(bytes.clone().unbind()),
-            data: slice.as_ptr(),
-            len: slice.len(),
-        }
-    }
-
-    /// A bytes object with exactly these bytes: the held object itself, or a copy of the part
-    /// of it that is held.
-    pub(crate) fn into_object(self, py: Python<'_>) -> Py<PyBytes> {
-        match self.object {
-            Owner::Python(object) if object.bind(py).as_bytes().len() == self.len => object,
-            _ => PyBytes::new(py, self.as_ref()).unbind(),
-        }
-    }
-}
-
-impl ferroserve_frontend::MessageInput for HeldBytes {
-    fn from_message(message: &bytes::Bytes, range: std::ops::Range<usize>) -> Self {
-        let part = message.slice(range);
-        HeldBytes {
-            data: part.as_ptr(),
-            len: part.len(),
-            object: Owner::Native(part),
-        }
-    }
-}
-
-impl AsRef<[u8]> for HeldBytes {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: `data`/`len` describe the live, immutable buffer `object` keeps (see
-        // `Send`); neither CPython nor `Bytes` gives a null pointer, even for empty data.
-        unsafe { std::slice::from_raw_parts(self.data, self.len) }
-    }
-}
-
-/// Who waits for a queued request: a Python future (answered through the event loop's pipe)
-/// or the native front end (answered from the executor thread).
-pub(crate) type PyWaiter = Waiter<Py<PyAny>, ModelOutput>;
-
-/// The Rust queue with Python types plugged in.
-pub(crate) type Queue = batcher::BatchQueue<HeldBytes, PyWaiter>;
+use crate::queued::{HeldBytes, Queue, host_tokens};
 
 /// Triton `ModelQueuePolicy` of one priority level.
-#[pyclass(frozen, module = "ferroserve._core")]
-pub(crate) struct QueuePolicy {
+#[pyclass(name = "QueuePolicy", frozen, module = "ferroserve._core")]
+pub(crate) struct PyQueuePolicy {
     /// The Rust policy.
     policy: batcher::QueuePolicy,
 }
 
 #[pymethods]
-impl QueuePolicy {
+impl PyQueuePolicy {
     #[new]
     #[pyo3(signature = (timeout_action = "REJECT", default_timeout_us = 0, allow_timeout_override = false, max_queue_size = 0))]
     fn new(
@@ -147,7 +46,7 @@ impl QueuePolicy {
                 )));
             }
         };
-        Ok(QueuePolicy {
+        Ok(PyQueuePolicy {
             policy: batcher::QueuePolicy {
                 timeout_action,
                 default_timeout_us,
@@ -219,14 +118,14 @@ fn seconds(name: &str, value: f64) -> PyResult<Option<Duration>> {
 }
 
 /// One model's dynamic-batching queue (Triton `dynamic_batching`).
-#[pyclass(frozen, module = "ferroserve._core")]
-pub(crate) struct BatchQueue {
+#[pyclass(name = "BatchQueue", frozen, module = "ferroserve._core")]
+pub(crate) struct PyBatchQueue {
     /// The Rust queue; its lock is never held while Python code runs. Shared with native
     /// executor threads.
     queue: Arc<Queue>,
 }
 
-impl BatchQueue {
+impl PyBatchQueue {
     /// The Rust queue, for executor threads.
     pub(crate) fn shared(&self) -> Arc<Queue> {
         Arc::clone(&self.queue)
@@ -234,7 +133,7 @@ impl BatchQueue {
 }
 
 #[pymethods]
-impl BatchQueue {
+impl PyBatchQueue {
     #[new]
     #[pyo3(signature = (model, max_batch_size, *, preferred_batch_sizes = Vec::new(), max_queue_delay_us = 0, priority_levels = 0, default_priority_level = 0, default_policy = None, priority_policies = None, preserve_ordering = false))]
     #[pyo3(
@@ -248,14 +147,14 @@ impl BatchQueue {
         max_queue_delay_us: i64,
         priority_levels: i64,
         default_priority_level: i64,
-        default_policy: Option<PyRef<'_, QueuePolicy>>,
+        default_policy: Option<PyRef<'_, PyQueuePolicy>>,
         priority_policies: Option<&Bound<'_, PyMapping>>,
         preserve_ordering: bool,
     ) -> PyResult<Self> {
         let mut policies = BTreeMap::new();
         if let Some(mapping) = priority_policies {
             for item in mapping.items()?.iter() {
-                let (level, policy): (i64, PyRef<'_, QueuePolicy>) = item.extract()?;
+                let (level, policy): (i64, PyRef<'_, PyQueuePolicy>) = item.extract()?;
                 policies.insert(
                     non_negative("priority_policies level", level)?,
                     policy.policy,
@@ -280,21 +179,19 @@ impl BatchQueue {
             priority_policies: policies,
             preserve_ordering,
         };
-        Ok(BatchQueue {
+        Ok(PyBatchQueue {
             queue: Arc::new(Queue::new(model, config).or_raise()?),
         })
     }
 
-    /// Queues a request; returns its id. `priority` and `timeout_us` are the request's own
-    /// parameters as sent (0: none); the queue applies Triton's rules to them.
-    /// `inputs`: one bytes object per input, or the request message whose raw input contents
-    /// they are (the fast path: held in place, no copy).
+    /// Queues a request; returns its id. `inputs`: one bytes object per input (held, not
+    /// copied). `priority` and `timeout_us` are the request's own parameters as sent (0: none);
+    /// the queue applies Triton's rules to them.
     #[pyo3(signature = (inputs, shapes, token, priority = 0, timeout_us = 0, deadline_s = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
-        py: Python<'_>,
-        inputs: SubmittedInputs<'_>,
+        inputs: Vec<Bound<'_, PyBytes>>,
         shapes: Vec<Vec<i64>>,
         token: Py<PyAny>,
         priority: u64,
@@ -307,7 +204,7 @@ impl BatchQueue {
             None => None,
         };
         let request = Request {
-            inputs: inputs.hold(py),
+            inputs: inputs.iter().map(HeldBytes::new).collect(),
             shapes,
             token: Waiter::Host(token),
             priority,
@@ -319,14 +216,14 @@ impl BatchQueue {
     }
 
     /// Waits up to `timeout_s` for a batch, without the GIL.
-    fn next_batch(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<Batch>> {
+    fn next_batch(&self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<PyBatch>> {
         let wait = seconds("timeout_s", timeout_s)?.unwrap_or(Duration::MAX);
         let queue = &self.queue;
         let next = without_gil(py, Work::Blocking, || {
             Ok::<_, std::convert::Infallible>(queue.next_batch(wait))
         })?;
         match next {
-            NextBatch::Batch(batch) => Ok(Some(Batch::new(py, batch)?)),
+            NextBatch::Batch(batch) => Ok(Some(PyBatch::new(py, batch)?)),
             NextBatch::Timeout => Ok(None),
             NextBatch::Closed => Err(UnavailableError::new_err(format!(
                 "model '{}' is not accepting requests: its queue is closed",
@@ -362,14 +259,6 @@ impl BatchQueue {
             compute_infer_ns,
             compute_output_ns,
         );
-    }
-
-    /// Records one request that ran at once on the caller's thread without queueing: it
-    /// counts as queued for 0 ns, so queue counts still match request counts (Triton).
-    fn record_unqueued(&self) {
-        self.queue
-            .statistics()
-            .record_queue(&std::time::Duration::ZERO);
     }
 
     /// Records one finished request, end to end; `outcome` indexes `REQUEST_OUTCOMES`.
@@ -460,16 +349,4 @@ impl BatchQueue {
             self.queue.pending()
         )
     }
-}
-
-/// The Python tokens among `waiters`; native waiters are dropped, which tells their callers the
-/// request ended without an answer.
-pub(crate) fn host_tokens(waiters: Vec<PyWaiter>) -> Vec<Py<PyAny>> {
-    waiters
-        .into_iter()
-        .filter_map(|waiter| match waiter {
-            Waiter::Host(token) => Some(token),
-            Waiter::Native(_) => None,
-        })
-        .collect()
 }

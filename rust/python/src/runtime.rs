@@ -17,7 +17,8 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::exceptions::{
     DeadlineExceededError, InternalError, InvalidInputError, UnavailableError,
 };
-use crate::queue::{BatchQueue, HeldBytes, PyWaiter, SubmittedInputs};
+use crate::queue::PyBatchQueue;
+use crate::queued::{HeldBytes, PyWaiter, Queue};
 
 /// Answers of one model version: Python's on their way to the event loop, the native front
 /// end's handed over directly; in queue order for a `preserve_ordering` model.
@@ -183,12 +184,12 @@ impl OrtModel {
     }
 }
 
-/// Runs one model version: executor threads fed by its `BatchQueue`, and direct calls.
+/// Runs one model version: executor threads fed by its `BatchQueue`, and warm-up calls.
 #[pyclass(frozen, module = "ferroserve._core")]
 pub(crate) struct OrtExecutor {
     name: String,
     model: Arc<Model>,
-    queue: Py<BatchQueue>,
+    queue: Py<PyBatchQueue>,
     layout: Layout,
     completions: Arc<Answers>,
     /// Set by `start`.
@@ -197,7 +198,7 @@ pub(crate) struct OrtExecutor {
 
 impl OrtExecutor {
     /// The queue its executor threads serve.
-    pub(crate) fn shared_queue(&self) -> Arc<crate::queue::Queue> {
+    pub(crate) fn shared_queue(&self) -> Arc<Queue> {
         self.queue.get().shared()
     }
 
@@ -215,7 +216,7 @@ impl OrtExecutor {
     fn new(
         name: String,
         model: &OrtModel,
-        queue: Py<BatchQueue>,
+        queue: Py<PyBatchQueue>,
         input_names: Vec<String>,
         output_names: Vec<String>,
         batches: bool,
@@ -312,34 +313,31 @@ impl OrtExecutor {
         Ok(count)
     }
 
-    /// Runs one call on instance 0 on this thread: (buffers, shapes) per output. `inputs`: a
-    /// bytes object per input, or the request message whose raw contents they are (no copy).
-    /// With the GIL held unless `detach`: for short calls, releasing it lets another thread
-    /// take it, and the event loop then waits to get it back.
-    #[pyo3(signature = (inputs, shapes, detach = false))]
+    /// Runs one call on instance 0 on this thread, without the GIL (a loading thread's
+    /// warm-up): (buffers, shapes) per output. `inputs`: a bytes object per input.
     fn run<'py>(
         &self,
         py: Python<'py>,
-        inputs: SubmittedInputs<'_>,
+        inputs: Vec<Bound<'py, PyBytes>>,
         shapes: Vec<Vec<i64>>,
-        detach: bool,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let held = inputs.hold(py);
-        if held.len() != shapes.len() {
+        if inputs.len() != shapes.len() {
             return Err(InvalidInputError::new_err(format!(
                 "{} inputs but {} shapes",
-                held.len(),
+                inputs.len(),
                 shapes.len()
             )));
         }
+        let held: Vec<HeldBytes> = inputs.iter().map(HeldBytes::new).collect();
         let layout = &self.layout;
         let shapes = layout.model_input_shapes(shapes.iter().map(Vec::as_slice));
         let model = &self.model;
-        let call = || {
-            let inputs = layout.input_tensors(held.iter().map(AsRef::as_ref), &shapes);
-            model.run(0, &inputs, &layout.output_names)
-        };
-        let outputs = if detach { py.detach(call) } else { call() }.map_err(raise)?;
+        let outputs = py
+            .detach(|| {
+                let inputs = layout.input_tensors(held.iter().map(AsRef::as_ref), &shapes);
+                model.run(0, &inputs, &layout.output_names)
+            })
+            .map_err(raise)?;
         let parts = outputs
             .iter()
             .enumerate()
@@ -352,12 +350,6 @@ impl OrtExecutor {
                 parts,
             },
         )
-    }
-
-    /// Whether no batch is running on an executor thread now.
-    #[getter]
-    fn idle(&self) -> bool {
-        self.executor.get().is_none_or(Executor::idle)
     }
 
     /// Waits up to `timeout_s` (without the GIL) for the executor threads to stop; close the

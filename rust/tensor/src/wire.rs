@@ -389,14 +389,12 @@ pub struct FastSignature {
     pub outputs: Vec<String>,
 }
 
-/// A request the fast path accepted: per input (signature order) its shape, the rows in dim 0
-/// (1 without a batch dim), and the outputs wanted (indices into the signature's outputs).
+/// A request the fast path accepted: per input (signature order) its shape, and the outputs
+/// wanted (indices into the signature's outputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
     /// Shapes of the inputs, in signature order (which is also their order in the request).
     pub shapes: Vec<Vec<i64>>,
-    /// Rows in dim 0.
-    pub rows: i64,
     /// Requested outputs, all of them by default.
     pub wanted: Vec<usize>,
 }
@@ -437,6 +435,7 @@ pub fn match_request(
         return None;
     }
     let batches = signature.max_batch_size > 0;
+    // Dim 0 of the inputs seen so far: every input must share it.
     let mut rows = -1;
     let mut shapes = Vec::with_capacity(layouts.len());
     for ((layout, input), raw) in layouts
@@ -492,11 +491,7 @@ pub fn match_request(
         }
         wanted
     };
-    Some(Matched {
-        shapes,
-        rows: if batches { rows } else { 1 },
-        wanted,
-    })
+    Some(Matched { shapes, wanted })
 }
 
 /// One output of a `ModelInferResponse`: its metadata and raw little-endian contents.
@@ -697,7 +692,6 @@ mod tests {
         let view = parse_infer_request(&message).expect("parses");
         let matched = match_request(&message, &view, &signature()).expect("fast");
         assert_eq!(matched.shapes, vec![vec![2, 4]]);
-        assert_eq!(matched.rows, 2);
         assert_eq!(matched.wanted, vec![1]);
         let all = request(&[1, 4], 16, &[]);
         let view = parse_infer_request(&all).expect("parses");
@@ -829,7 +823,6 @@ mod tests {
         let view = parse_infer_request(&message).expect("parses");
         let matched = match_request(&message, &view, &text_signature()).expect("fast");
         assert_eq!(matched.shapes, vec![vec![2, 2], vec![2, 1]]);
-        assert_eq!(matched.rows, 2);
     }
 
     #[test]
