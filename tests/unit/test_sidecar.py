@@ -23,8 +23,8 @@ from ferroserve.errors import (
     UnavailableError,
 )
 from ferroserve.metrics import snapshot
-from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
 from ferroserve.metrics.rpc import RpcCounter
+from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.sidecar.exposition import SnapshotCollector, batch_size_buckets, duration_buckets
 from ferroserve.sidecar.gpu import GpuCollector
 from ferroserve.sidecar.history import History, histogram_quantile

@@ -20,7 +20,7 @@ from ferroserve.codec import (
     scheduling_parameters,
 )
 from ferroserve.config import ModelSignature
-from ferroserve.metrics.outcomes import SUCCESS, failure_outcome
+from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
 
 _DRAIN_TIMEOUT_S = 30.0

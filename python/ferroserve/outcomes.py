@@ -1,5 +1,7 @@
 """How a request ended, as the index into `_core.REQUEST_OUTCOMES` that the Rust statistics
-count by (exported as `ferroserve_request_failures_total{reason=...}`)."""
+count by (exported as `ferroserve_request_failures_total{reason=...}`): the one mapping from
+the error hierarchy to outcomes, used where a request the Python server queued ends
+(runtime/model.py); the native front end maps its own in Rust."""
 
 from __future__ import annotations
 
