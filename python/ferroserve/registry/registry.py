@@ -10,6 +10,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ferroserve.errors import (
     FerroserveError,
@@ -31,6 +32,17 @@ class State(enum.Enum):
     READY = "READY"
     UNLOADING = "UNLOADING"
     UNAVAILABLE = "UNAVAILABLE"
+
+
+class IndexRow(NamedTuple):
+    """One version as RepositoryIndex reports it (version "" and the reason when no version of
+    the model could even be tried)."""
+
+    name: str
+    version: str
+    state: str
+    """A `State` value."""
+    reason: str
 
 
 @dataclass(slots=True)
@@ -243,19 +255,19 @@ class ModelRegistry:
     def model_count(self) -> int:
         return len(self._wanted)
 
-    def index(self) -> list[tuple[str, str, str, str]]:
-        """(name, version, state, reason) for every model in the repository or the registry."""
-        rows: list[tuple[str, str, str, str]] = []
+    def index(self) -> list[IndexRow]:
+        """Every version of every model in the repository or the registry."""
+        rows: list[IndexRow] = []
         names = sorted(set(self.repository.model_names()) | set(self._entries))
         for name in names:
             entry = self._entries.get(name)
             if entry is None:
-                rows.append((name, "", State.UNAVAILABLE.value, "not loaded"))
+                rows.append(IndexRow(name, "", State.UNAVAILABLE.value, "not loaded"))
             else:
                 rows.extend(self._entry_rows(name, entry))
         return rows
 
-    def known(self) -> list[tuple[str, str, str, str]]:
+    def known(self) -> list[IndexRow]:
         """Like `index`, for the models the registry was asked to load only: no repository
         listing (no I/O), so the metrics recorder can call it on the event loop."""
         return [
@@ -265,10 +277,10 @@ class ModelRegistry:
         ]
 
     @staticmethod
-    def _entry_rows(name: str, entry: ModelEntry) -> list[tuple[str, str, str, str]]:
+    def _entry_rows(name: str, entry: ModelEntry) -> list[IndexRow]:
         if not entry.versions:
-            return [(name, "", State.UNAVAILABLE.value, entry.reason)]
+            return [IndexRow(name, "", State.UNAVAILABLE.value, entry.reason)]
         return [
-            (name, str(version), status.state.value, status.reason)
+            IndexRow(name, str(version), status.state.value, status.reason)
             for version, status in sorted(entry.versions.items())
         ]

@@ -17,7 +17,7 @@ from ferroserve import __version__
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve.codec import parse_request, serialize_response
 from ferroserve.errors import FerroserveError, status_code_for
-from ferroserve.registry.registry import ModelRegistry
+from ferroserve.registry.registry import ModelRegistry, State
 from ferroserve.server.statistics import model_statistics
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ class InferenceService:
                 models = [
                     m
                     for row in self._registry.index()
-                    if row[2] == "READY"
-                    for m in [self._registry.resolve(row[0], row[1])]
+                    if row.state == State.READY.value
+                    for m in [self._registry.resolve(row.name, row.version)]
                 ]
         except FerroserveError as error:
             await _abort(context, error)
