@@ -1,10 +1,11 @@
 """ferroserve: a high-performance KServe v2 / Triton-compatible model server for ONNX models.
 
-The hot path is Rust, in the extension `ferroserve._core`: the native gRPC front end answers
-inference for models on the native engine (batching, onnxruntime's C API for CPU models) without
-Python. This package owns policy: configuration, the model registry, model loading, the metrics
-sidecar, and the grpc.aio server that answers every call the front end forwards (GPU and string
-models run there on onnxruntime's Python binding).
+The request path is Rust, in the extension `ferroserve._core`: the native gRPC front end answers
+inference for models on the native engine (batching, onnxruntime's C API on CPU and GPU)
+without Python. This package owns policy: configuration, the model registry, model loading, the
+metrics sidecar, and the grpc.aio server behind the front end that answers every call it
+forwards (unusual requests, whose errors it words, and models off the native engine, which run
+on onnxruntime's Python binding).
 """
 
 from __future__ import annotations
