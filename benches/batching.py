@@ -22,7 +22,7 @@ from pathlib import Path
 
 from batching_load import Analyzer, Run
 from load_client import LoadSettings
-from report import machine_description
+from report import publish
 from server_process import HOST, ServerFailed, free_port, serving
 from serving_core import PERF_ANALYZER_DIR, REPO_ROOT, SOURCE_TREE, ferroserve_launcher
 
@@ -350,23 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Batcher (submit -> next_batch -> split, no model), ns per request: "
         + ", ".join(f"batch {size}: {ns:.0f}" for size, ns in batcher.items())
     ]
-    text = "\n".join(
-        [
-            *machine_description(),
-            "",
-            *table(rows),
-            "",
-            *batcher_lines,
-            "",
-            *targets(rows, batcher),
-            "",
-            *(f"- {note}" for note in notes),
-            "",
-        ]
-    )
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    publish([table(rows), batcher_lines, targets(rows, batcher)], notes, args.out)
     return 0
 
 

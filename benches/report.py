@@ -46,8 +46,24 @@ class Row:
 
 def render(rows: Sequence[Row], notes: Sequence[str]) -> str:
     """The whole report as markdown: machine, table, targets, notes."""
-    lines = [*machine_description(), "", *table(rows), "", *targets(rows)]
+    return compose([table(rows), targets(rows)], notes)
+
+
+def compose(sections: Sequence[Sequence[str]], notes: Sequence[str]) -> str:
+    """A benchmark's markdown report: the machine, each section in turn, then the notes as a
+    list."""
+    lines = list(machine_description())
+    for section in sections:
+        lines += ["", *section]
     return "\n".join([*lines, "", *(f"- {note}" for note in notes), ""])
+
+
+def publish(sections: Sequence[Sequence[str]], notes: Sequence[str], out: Path | None) -> None:
+    """Prints the report (see `compose`) and writes it to `out` too when given."""
+    text = compose(sections, notes)
+    print(text)
+    if out is not None:
+        out.write_text(text)
 
 
 def table(rows: Sequence[Row]) -> list[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peers.load import build_loadgen, parse
-from report import machine_description
+from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
 from serving_core import SOURCE_TREE, ferroserve_launcher
 
@@ -257,21 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "server µs/request: CPU of the server process tree over the window / requests answered.",
         *notes,
     ]
-    text = "\n".join(
-        [
-            *machine_description(),
-            "",
-            *table(results),
-            "",
-            *summary(results),
-            "",
-            *(f"- {note}" for note in notes),
-            "",
-        ]
-    )
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    publish([table(results), summary(results)], notes, args.out)
     return 0
 
 

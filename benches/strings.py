@@ -23,7 +23,7 @@ from pathlib import Path
 
 from batching_load import Analyzer, Run
 from load_client import LoadSettings
-from report import machine_description
+from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
 from serving_core import PERF_ANALYZER_DIR, SOURCE_TREE, ferroserve_launcher
 
@@ -272,21 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "inference; mean batch: ModelStatistics over the whole perf_analyzer run.",
         *notes,
     ]
-    text = "\n".join(
-        [
-            *machine_description(),
-            "",
-            *table(rows),
-            "",
-            *targets(rows, plan.rounds),
-            "",
-            *(f"- {note}" for note in notes),
-            "",
-        ]
-    )
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    publish([table(rows), targets(rows, plan.rounds)], notes, args.out)
     return 0
 
 
