@@ -245,9 +245,8 @@ def test_malformed_bytes_get_the_python_servers_message(repository: Path) -> Non
     serve(repository, scenario)
 
 
-def test_typed_bytes_contents_stay_on_the_python_path(repository: Path) -> None:
-    """`bytes_contents` (typed, not raw) is converted by the Python server; the answer is the
-    same."""
+def test_typed_bytes_contents_are_answered_natively(repository: Path) -> None:
+    """`bytes_contents` (typed, not raw) is converted in Rust; the answer is the raw one."""
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
         request = pb.ModelInferRequest(model_name="text")
@@ -255,8 +254,8 @@ def test_typed_bytes_contents_stay_on_the_python_path(repository: Path) -> None:
         tensor.contents.bytes_contents.extend([b"a", b"", b"b\0"])
         answer = await unary(channel)(request)
         assert decode_bytes(answer.raw_output_contents[0]) == [b"a", b"", b"b\0"]
-        assert native_calls(server) == {}
-        assert python_calls(server) == {"OK": 1}
+        assert native_calls(server) == {"OK": 1}
+        assert python_calls(server) == {}
 
     serve(repository, scenario)
 

@@ -1,7 +1,8 @@
 //! `NativeRoute`: a model version run by native executor threads, answered without Python:
-//! match the request against the signature, queue its raw inputs in place (no copy) with its
-//! `priority` and `timeout` parameters, await the executor's answer on a channel (released in
-//! queue order for a `preserve_ordering` model), write the response.
+//! match the request against the signature, queue its raw inputs in place (no copy), or its
+//! typed contents converted once into buffers of their own, with its `priority` and `timeout`
+//! parameters, await the executor's answer on a channel (released in queue order for a
+//! `preserve_ordering` model), write the response.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, ErrorKind, Outcome, Request};
 use ferroserve_runtime::{Answer, Failure, NativeAnswer, OutputTensor, Routed, Waiter};
-use ferroserve_tensor::wire::{self, FastSignature, InferRequestView};
+use ferroserve_tensor::wire::{self, FastSignature, InferRequestView, MatchedContents};
 use tokio::sync::oneshot;
 
 use crate::grpc::{Code, Status};
@@ -18,13 +19,20 @@ use crate::routes::{InferRoute, PendingInfer};
 
 /// A queued input held from the received message.
 pub trait MessageInput: AsRef<[u8]> + Send + Sync + 'static {
-    /// The part `range` of `message`, without copying it.
+    /// The part `range` of `message` (a raw input), without copying it.
     fn from_message(message: &Bytes, range: Range<usize>) -> Self;
+
+    /// An input converted from typed contents, which owns its bytes.
+    fn from_converted(buffer: Bytes) -> Self;
 }
 
 impl MessageInput for Bytes {
     fn from_message(message: &Bytes, range: Range<usize>) -> Self {
         message.slice(range)
+    }
+
+    fn from_converted(buffer: Bytes) -> Self {
+        buffer
     }
 }
 
@@ -177,11 +185,17 @@ where
     ) -> Option<PendingInfer> {
         let matched = wire::match_request(&message, &view, &self.signature)?;
         let started = Instant::now();
-        let inputs = view
-            .raw_input_contents
-            .iter()
-            .map(|range| B::from_message(&message, range.clone()))
-            .collect();
+        let inputs = match matched.contents {
+            MatchedContents::Raw => view
+                .raw_input_contents
+                .iter()
+                .map(|range| B::from_message(&message, range.clone()))
+                .collect(),
+            MatchedContents::Converted(buffers) => buffers
+                .into_iter()
+                .map(|buffer| B::from_converted(Bytes::from(buffer)))
+                .collect(),
+        };
         let (sender, receiver) = oneshot::channel::<NativeAnswer<O>>();
         let submitted = self.queue.submit(Request {
             inputs,

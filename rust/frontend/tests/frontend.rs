@@ -122,6 +122,28 @@ fn infer_request(model: &str, version: &str, id: &str, shape: &[i64], raw: &[u8]
     .concat()
 }
 
+/// `infer_request` with the input in typed contents instead (`fp32_contents`, packed: the same
+/// little-endian bytes as `raw`), plus the raw entries in `also_raw`.
+fn typed_request(id: &str, shape: &[i64], raw: &[u8], also_raw: &[&[u8]]) -> Vec<u8> {
+    let mut dims = Vec::new();
+    for &dim in shape {
+        put_varint(&mut dims, dim as u64);
+    }
+    let contents = field(6, raw);
+    let tensor = [
+        field(1, b"x"),
+        field(2, b"FP32"),
+        field(3, &dims),
+        field(5, &contents),
+    ]
+    .concat();
+    let mut message = [string(1, "m"), string(3, id), field(5, &tensor)].concat();
+    for extra in also_raw {
+        message.extend(field(7, extra));
+    }
+    message
+}
+
 /// `rows` rows of input starting at byte value `first` (each row 4 FP32 = 16 bytes).
 fn rows_of(rows: usize, first: u8) -> Vec<u8> {
     (0..rows * 16)
@@ -615,6 +637,31 @@ fn a_routed_unary_request_is_answered_natively() {
         h.frontend.counters().snapshot(),
         vec![(Method::ModelInfer, Code::Ok, 2)]
     );
+}
+
+#[test]
+fn a_typed_request_is_answered_natively_as_its_raw_twin() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.address();
+    h.run(async {
+        let mut client = connect(&h.frontend).await;
+        let raw = rows_of(2, 1);
+        let message = typed_request("typed", &[2, 4], &raw, &[]);
+        let reply = unary(&mut client, address, MODEL_INFER, &message, None).await;
+        assert_eq!(reply.status(), (0, String::new()));
+        assert_eq!(reply.messages, vec![doubled_response("typed", &raw, false)]);
+        // What the native path does not take goes to the backend, which words the error:
+        // a count that does not match the shape, typed and raw contents for one input.
+        let cases = [
+            typed_request("short", &[2, 4], &raw[..28], &[]),
+            typed_request("both", &[2, 4], &raw, &[&raw]),
+        ];
+        for message in cases {
+            let reply = unary(&mut client, address, MODEL_INFER, &message, None).await;
+            assert_eq!(reply.messages, vec![backend_answer(MODEL_INFER, &message)]);
+        }
+    });
+    assert_eq!(h.calls(), 1);
 }
 
 #[test]

@@ -11,12 +11,13 @@ use pyo3::types::PyBytes;
 enum Owner {
     /// A Python bytes object (a request the Python server queued).
     Python(Py<PyBytes>),
-    /// A received message (the native front end); only held, `data` points into it.
+    /// A received message or a buffer converted from its typed contents (the native front
+    /// end); only held, `data` points into it.
     Native(#[allow(dead_code)] bytes::Bytes),
 }
 
-/// A queued request's input bytes, readable without the GIL: a Python bytes object or part of
-/// a message the native front end received.
+/// A queued request's input bytes, readable without the GIL: a Python bytes object, part of a
+/// message the native front end received, or a buffer it converted from typed contents.
 pub(crate) struct HeldBytes {
     /// Keeps the buffer alive.
     object: Owner,
@@ -56,11 +57,15 @@ impl HeldBytes {
 
 impl ferroserve_frontend::MessageInput for HeldBytes {
     fn from_message(message: &bytes::Bytes, range: std::ops::Range<usize>) -> Self {
-        let part = message.slice(range);
+        Self::from_converted(message.slice(range))
+    }
+
+    /// Also how a part of a message is held: both are a `Bytes` the front end hands over.
+    fn from_converted(buffer: bytes::Bytes) -> Self {
         HeldBytes {
-            data: part.as_ptr(),
-            len: part.len(),
-            object: Owner::Native(part),
+            data: buffer.as_ptr(),
+            len: buffer.len(),
+            object: Owner::Native(buffer),
         }
     }
 }

@@ -10,6 +10,10 @@ use std::ops::Range;
 
 use thiserror::Error;
 
+use crate::DataType;
+
+mod contents;
+
 /// Why a message could not be read as a `ModelInferRequest`.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WireError {
@@ -49,8 +53,10 @@ pub struct InputTensorView {
     pub datatype: Range<usize>,
     /// `shape` (field 3), packed or not.
     pub shape: Vec<i64>,
-    /// Whether `contents` (field 5) is present, even empty.
-    pub has_contents: bool,
+    /// `contents` (field 5), typed values instead of a `raw_input_contents` entry: the range
+    /// of each time it is given, in message order (protobuf merges them). Empty when absent;
+    /// one empty range when present but empty.
+    pub contents: Vec<Range<usize>>,
 }
 
 /// One `InferRequestedOutputTensor`.
@@ -105,7 +111,8 @@ struct Reader<'a> {
 enum Payload {
     Varint(u64),
     Bytes(Range<usize>),
-    Fixed,
+    /// A 4- or 8-byte value: its range.
+    Fixed(Range<usize>),
 }
 
 impl<'a> Reader<'a> {
@@ -156,18 +163,12 @@ impl<'a> Reader<'a> {
         let field = u32::try_from(key >> 3).unwrap_or(u32::MAX);
         let payload = match wire_type {
             VARINT => Payload::Varint(self.varint()?),
-            FIXED64 => {
-                self.skip(8)?;
-                Payload::Fixed
-            }
+            FIXED64 => Payload::Fixed(self.skip(8)?),
             LENGTH_DELIMITED => {
                 let length = usize::try_from(self.varint()?).unwrap_or(usize::MAX);
                 Payload::Bytes(self.skip(length)?)
             }
-            FIXED32 => {
-                self.skip(4)?;
-                Payload::Fixed
-            }
+            FIXED32 => Payload::Fixed(self.skip(4)?),
             _ => {
                 return Err(WireError::BadWireType {
                     wire_type,
@@ -213,12 +214,9 @@ fn parse_input(data: &[u8], range: Range<usize>) -> Result<InputTensorView, Wire
                         input.shape.push(values.varint()? as i64);
                     }
                 }
-                Payload::Fixed => return Err(WireError::WrongWireType { field, wire_type }),
+                Payload::Fixed(_) => return Err(WireError::WrongWireType { field, wire_type }),
             },
-            5 => {
-                bytes_field(field, wire_type, payload)?;
-                input.has_contents = true;
-            }
+            5 => input.contents.push(bytes_field(field, wire_type, payload)?),
             _ => {} // parameters (4) and unknown fields: not needed on the hot path
         }
     }
@@ -389,14 +387,26 @@ pub struct FastSignature {
     pub outputs: Vec<String>,
 }
 
-/// A request the fast path accepted: per input (signature order) its shape, and the outputs
-/// wanted (indices into the signature's outputs).
+/// A request the fast path accepted: per input (signature order) its shape and where its bytes
+/// are, and the outputs wanted (indices into the signature's outputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
     /// Shapes of the inputs, in signature order (which is also their order in the request).
     pub shapes: Vec<Vec<i64>>,
+    /// The inputs' bytes in the raw layout.
+    pub contents: MatchedContents,
     /// Requested outputs, all of them by default.
     pub wanted: Vec<usize>,
+}
+
+/// Where a matched request's input bytes are. A request sends raw contents for every input or
+/// typed contents for every input (the general path rejects a mix), so this is per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MatchedContents {
+    /// The view's `raw_input_contents`, to be used in place.
+    Raw,
+    /// Typed `contents` converted to the raw layout: one buffer per input, in signature order.
+    Converted(Vec<Vec<u8>>),
 }
 
 /// Whether `raw` holds exactly `elements` BYTES elements, each UTF-8 text: what the general path
@@ -417,20 +427,32 @@ fn bytes_input_fits(raw: &[u8], elements: u128) -> bool {
     .is_ok()
 }
 
-/// Accepts the common request: no request parameters (`priority` and `timeout` aside), raw
-/// inputs in signature order with valid shapes and byte sizes (BYTES: well-formed elements of
-/// UTF-8 text), no typed contents, requested outputs by known names without parameters. None
-/// sends the request to the general path, which handles every other case and words every
-/// error; the fast path never rejects anything itself.
+/// Whether the raw contents `raw` of an input laid out as `layout` hold exactly `elements`
+/// valid elements.
+fn raw_input_fits(raw: &[u8], layout: &InputLayout, elements: u128) -> bool {
+    match layout.itemsize {
+        0 => bytes_input_fits(raw, elements),
+        itemsize => elements.saturating_mul(itemsize as u128) == raw.len() as u128,
+    }
+}
+
+/// Accepts the common request: no request parameters (`priority` and `timeout` aside), inputs
+/// in signature order with valid shapes, all of them raw with the right byte sizes (BYTES:
+/// well-formed elements of UTF-8 text) or all of them typed `contents` that convert to the raw
+/// layout as the general path would convert them (`contents::convert`), requested outputs by
+/// known names without parameters. None sends the request to the general path, which handles
+/// every other case and words every error; the fast path never rejects anything itself.
 pub fn match_request(
     data: &[u8],
     view: &InferRequestView,
     signature: &FastSignature,
 ) -> Option<Matched> {
     let layouts = &signature.inputs;
+    // The general path's rule: raw contents for every input, or for none (then typed ones).
+    let typed = view.raw_input_contents.is_empty();
     if view.has_parameters
         || view.inputs.len() != layouts.len()
-        || view.raw_input_contents.len() != layouts.len()
+        || (!typed && view.raw_input_contents.len() != layouts.len())
     {
         return None;
     }
@@ -438,12 +460,11 @@ pub fn match_request(
     // Dim 0 of the inputs seen so far: every input must share it.
     let mut rows = -1;
     let mut shapes = Vec::with_capacity(layouts.len());
-    for ((layout, input), raw) in layouts
-        .iter()
-        .zip(&view.inputs)
-        .zip(&view.raw_input_contents)
-    {
-        if input.has_contents
+    // Allocated only for a typed request: the raw path's inputs stay in the message.
+    let mut converted = Vec::new();
+    for (index, (layout, input)) in layouts.iter().zip(&view.inputs).enumerate() {
+        let has_contents = !input.contents.is_empty();
+        if has_contents != typed
             || data[input.name.clone()] != *layout.name.as_bytes()
             || data[input.datatype.clone()] != *layout.datatype.as_bytes()
             || input.shape.len() != layout.shape.len()
@@ -457,11 +478,19 @@ pub fn match_request(
             }
             elements = elements.saturating_mul(got as u128);
         }
-        let fits = match layout.itemsize {
-            0 => bytes_input_fits(&data[raw.clone()], elements),
-            itemsize => elements.saturating_mul(itemsize as u128) == raw.len() as u128,
-        };
-        if !fits {
+        if typed {
+            let datatype: DataType = layout.datatype.parse().ok()?;
+            converted.push(contents::convert(
+                data,
+                &input.contents,
+                datatype,
+                elements,
+            )?);
+        } else if !raw_input_fits(
+            &data[view.raw_input_contents[index].clone()],
+            layout,
+            elements,
+        ) {
             return None;
         }
         if batches {
@@ -491,7 +520,16 @@ pub fn match_request(
         }
         wanted
     };
-    Some(Matched { shapes, wanted })
+    let contents = if typed {
+        MatchedContents::Converted(converted)
+    } else {
+        MatchedContents::Raw
+    };
+    Some(Matched {
+        shapes,
+        contents,
+        wanted,
+    })
 }
 
 /// One output of a `ModelInferResponse`: its metadata and raw little-endian contents.
@@ -774,7 +812,7 @@ mod tests {
         let message = [bytes(4, &[0]), bytes(5, &tensor), bytes(6, &output)].concat();
         let view = parse_infer_request(&message).expect("parses");
         assert!(view.has_parameters);
-        assert!(view.inputs[0].has_contents);
+        assert_eq!(view.inputs[0].contents.len(), 1);
         assert_eq!(text(&message, &view.outputs[0].name), "y");
         assert!(view.outputs[0].has_parameters);
     }
