@@ -1,6 +1,6 @@
 """The general path's codec, for the requests the Python server answers (those the native front
-end forwards: typed contents, request parameters it does not read, malformed messages, invalid
-inputs, and every request of a model the native engine does not run). Turns a v2
+end forwards: malformed messages, invalid inputs, compressed bodies, and every request of a
+model the native engine does not run). Turns a v2
 `ModelInferRequest` into the raw little-endian buffers the batcher queues, and per-request
 output buffers back into a `ModelInferResponse`. Validates every input against the model
 signature so errors name the input with expected vs received: the one place request errors are

@@ -38,6 +38,14 @@ output [{ name: "output" data_type: TYPE_FP32 dims: [10] }]
 dynamic_batching { preserve_ordering: true }
 """
 MAX_MESSAGE_BYTES = 64 * 1024
+# The MLP on onnxruntime's Python binding: every request for it is the Python server's.
+PYTHON_BINDING_CONFIG = """
+name: "mlp_python"
+max_batch_size: 8
+input [{ name: "input" data_type: TYPE_FP32 dims: [64] }]
+output [{ name: "output" data_type: TYPE_FP32 dims: [10] }]
+parameters { key: "native_engine" value { string_value: "false" } }
+"""
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("frontend-repository")
     add_model(root, "mlp", mlp_model())
     add_model(root, "mlp_ordered", mlp_model(), ORDERED_CONFIG)
+    add_model(root, "mlp_python", mlp_model(), PYTHON_BINDING_CONFIG)
     add_model(root, "add_sub", add_sub_model(), ADD_SUB_CONFIG)
     return root
 
@@ -70,6 +79,8 @@ def request(
     for key, value in parameters.items():
         if isinstance(value, bool):
             message.parameters[key].bool_param = value
+        elif isinstance(value, str):
+            message.parameters[key].string_param = value
         else:
             message.parameters[key].int64_param = value
     return message
@@ -85,9 +96,9 @@ def unary(channel: grpc.aio.Channel) -> Any:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_inference_of_a_native_model_never_reaches_python(repository: Path, threads: int) -> None:
-    """perf_analyzer's `triton_enable_empty_final_response` and Triton's `priority` and
-    `timeout` parameters keep a request on the native path; a parameter the native path does
-    not read sends it to the Python server. Every answer equals onnxruntime's."""
+    """perf_analyzer's `triton_enable_empty_final_response`, Triton's `priority` and `timeout`
+    and parameters the server does not read (ignored on both paths) keep a request on the
+    native path. Every answer equals onnxruntime's."""
     data = rows(3, 1)
     (expected,) = reference(model_file(repository, "mlp"), {"input": data})
 
@@ -98,9 +109,10 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path, thre
         scheduled = await infer(request("mlp", data, "c", priority=1, timeout=5_000_000))
         assert native_calls(server) == {"OK": 3}
         assert python_calls(server) == {}
-        unknown = await infer(request("mlp", data, "d", custom_setting=1))
-        assert native_calls(server) == {"OK": 3}
-        assert python_calls(server) == {"OK": 1}
+        custom = request("mlp", data, "d", custom_setting=1, label="x", sequence_id=7)
+        unknown = await infer(custom)
+        assert native_calls(server) == {"OK": 4}
+        assert python_calls(server) == {}
         answers = ((plain, "a"), (flagged, "b"), (scheduled, "c"), (unknown, "d"))
         for response, request_id in answers:
             assert (response.model_name, response.model_version, response.id) == (
@@ -115,17 +127,17 @@ def test_inference_of_a_native_model_never_reaches_python(repository: Path, thre
 
 
 def test_unread_parameters_unknown_models_and_other_rpcs_are_forwarded(repository: Path) -> None:
-    """A preserve_ordering model is answered natively; a request with a parameter the native
-    path does not read (negative `priority` included), an unknown model and the metadata RPCs
-    are answered by the Python server through the front end, errors included, with their
-    status codes."""
+    """A preserve_ordering model is answered natively; a model on the Python binding, a request
+    with a parameter value the native path cannot use (a negative `priority`), an unknown model
+    and the metadata RPCs are answered by the Python server through the front end, errors
+    included, with their status codes."""
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
         infer = unary(channel)
         ordered = await infer(request("mlp_ordered", rows(1, 2), "o"))
         assert ordered.id == "o"
         assert native_calls(server) == {"OK": 1}
-        forwarded = await infer(request("mlp_ordered", rows(1, 2), "f", custom_setting=True))
+        forwarded = await infer(request("mlp_python", rows(1, 2), "f"))
         assert forwarded.id == "f"
         with pytest.raises(grpc.aio.AioRpcError) as negative:
             await infer(request("mlp", rows(1, 2), "n", priority=-1))
@@ -149,16 +161,16 @@ def test_unread_parameters_unknown_models_and_other_rpcs_are_forwarded(repositor
 
 
 def test_one_stream_mixes_native_and_forwarded_requests(repository: Path) -> None:
-    """Requests the native path takes and requests it forwards (a parameter it does not read)
-    on the same stream: each gets its own answer (by id), failures come back on the stream,
+    """Requests the native path takes and requests it forwards (for a model on the Python
+    binding) on the same stream: each gets its own answer (by id), failures come back on the stream,
     and the stream ends OK."""
     sent = {f"n{i}": ("mlp", rows(1, 10 + i)) for i in range(6)}
-    sent |= {f"p{i}": ("mlp_ordered", rows(1, 20 + i)) for i in range(3)}
+    sent |= {f"o{i}": ("mlp_ordered", rows(1, 30 + i)) for i in range(3)}
+    sent |= {f"p{i}": ("mlp_python", rows(1, 20 + i)) for i in range(3)}
 
     async def messages() -> AsyncIterator[pb.ModelInferRequest]:
         for request_id, (model, data) in sent.items():
-            forwarded = {"custom_setting": 1} if request_id.startswith("p") else {}
-            yield request(model, data, request_id, **forwarded)
+            yield request(model, data, request_id)
         yield request("nope", rows(1, 0), "missing")
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
@@ -222,8 +234,8 @@ def add_sub_request(rows: int = 2) -> pb.ModelInferRequest:
 
 
 def forwarded_cases() -> list[tuple[str, pb.ModelInferRequest]]:
-    """Requests the native fast path must leave to the Python server: valid ones it does not
-    read, and every invalid one (the Python server words the error)."""
+    """Requests the native fast path must leave to the Python server: every invalid one (the
+    Python server words the error)."""
     cases = []
 
     def case(name: str) -> pb.ModelInferRequest:
@@ -231,10 +243,9 @@ def forwarded_cases() -> list[tuple[str, pb.ModelInferRequest]]:
         cases.append((name, message))
         return message
 
-    case("a parameter it does not read").parameters["sequence_id"].int64_param = 1
     case("negative priority").parameters["priority"].int64_param = -1
     case("string timeout").parameters["timeout"].string_param = "1000"
-    case("typed contents").inputs[0].contents.fp32_contents.extend([0.0] * 8)
+    case("typed and raw contents").inputs[0].contents.fp32_contents.extend([0.0] * 8)
     case("too few bytes").raw_input_contents[0] = b"\0" * 31
     case("wrong datatype").inputs[1].datatype = "INT32"
     case("wrong dim").inputs[0].shape[1] = 5
@@ -244,12 +255,35 @@ def forwarded_cases() -> list[tuple[str, pb.ModelInferRequest]]:
     case("unknown output").outputs.add(name="nope")
     case("output parameters").outputs.add(name="SUM").parameters["classification"].int64_param = 2
     case("missing raw content").raw_input_contents.pop()
+    case("an input given twice").inputs[1].name = "A"
+    return cases
+
+
+def native_cases() -> list[tuple[str, pb.ModelInferRequest]]:
+    """Valid requests beyond the common shape that the native path answers itself, as the
+    Python server would."""
+    cases = []
+
+    def case(name: str) -> pb.ModelInferRequest:
+        message = add_sub_request()
+        cases.append((name, message))
+        return message
+
     swapped = case("inputs out of order")
     first, second = pb.ModelInferRequest.InferInputTensor(), pb.ModelInferRequest.InferInputTensor()
     first.CopyFrom(swapped.inputs[0])
     second.CopyFrom(swapped.inputs[1])
     del swapped.inputs[:]
     swapped.inputs.extend([second, first])
+    raw = list(swapped.raw_input_contents)
+    del swapped.raw_input_contents[:]
+    swapped.raw_input_contents.extend([raw[1], raw[0]])
+    custom = case("parameters the server does not read")
+    custom.parameters["sequence_id"].int64_param = 1
+    custom.parameters["label"].string_param = "caf\u00e9"
+    custom.parameters["ratio"].double_param = 0.5
+    custom.parameters["flag"].bool_param = True
+    custom.outputs.add(name="DIFF").parameters["binary_data"].bool_param = True
     return cases
 
 
@@ -276,6 +310,29 @@ def test_the_fast_path_forwards_everything_it_does_not_answer(repository: Path) 
             assert native_calls(server) == {}, why
         await infer(add_sub_request().SerializeToString())
         assert native_calls(server) == {"OK": 1}
+
+    serve(repository, scenario)
+
+
+def test_any_input_order_and_unread_parameters_are_answered_natively(repository: Path) -> None:
+    """Inputs in any order and parameters the server ignores (request and output ones) are
+    answered natively with what onnxruntime computes for the inputs by name."""
+    add_sub = model_file(repository, "add_sub")
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = unary(channel)
+        for why, message in native_cases():
+            feeds = {
+                tensor.name: np.frombuffer(raw, np.float32).reshape(tuple(tensor.shape))
+                for tensor, raw in zip(message.inputs, message.raw_input_contents, strict=True)
+            }
+            expected = dict(zip(["SUM", "DIFF"], reference(add_sub, feeds), strict=True))
+            answer = await infer(message)
+            names = [output.name for output in answer.outputs]
+            got = dict(zip(names, answer.raw_output_contents, strict=True))
+            assert got == {name: expected[name].tobytes() for name in names}, why
+        assert native_calls(server) == {"OK": len(native_cases())}
+        assert python_calls(server) == {}
 
     serve(repository, scenario)
 

@@ -186,10 +186,9 @@ where
         let matched = wire::match_request(&message, &view, &self.signature)?;
         let started = Instant::now();
         let inputs = match matched.contents {
-            MatchedContents::Raw => view
-                .raw_input_contents
-                .iter()
-                .map(|range| B::from_message(&message, range.clone()))
+            MatchedContents::Raw(ranges) => ranges
+                .into_iter()
+                .map(|range| B::from_message(&message, range))
                 .collect(),
             MatchedContents::Converted(buffers) => buffers
                 .into_iter()

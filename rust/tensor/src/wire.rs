@@ -64,7 +64,9 @@ pub struct InputTensorView {
 pub struct RequestedOutputView {
     /// `name` (field 1).
     pub name: Range<usize>,
-    /// Whether it carries `parameters` (field 2), e.g. the classification extension.
+    /// Whether its `parameters` (field 2) hold one the fast path does not take: the
+    /// classification extension (refused by the general path), or a malformed entry. Other
+    /// keys are ignored on both paths.
     pub has_parameters: bool,
 }
 
@@ -77,9 +79,9 @@ pub struct InferRequestView {
     pub model_version: Range<usize>,
     /// `id` (3).
     pub id: Range<usize>,
-    /// Whether request `parameters` (4) other than those the fast path reads are present:
-    /// any key but `priority`, `timeout` and perf_analyzer's
-    /// `triton_enable_empty_final_response`, or one of those with a value it cannot use.
+    /// Whether request `parameters` (4) hold one the fast path leaves to the general path:
+    /// `priority` or `timeout` with a value it cannot use, or a malformed entry. Other keys
+    /// are ignored on both paths.
     pub has_parameters: bool,
     /// The `priority` parameter (Triton's scheduling level; uint64 or non-negative int64), 0
     /// when absent.
@@ -108,6 +110,7 @@ struct Reader<'a> {
     end: usize,
 }
 
+#[derive(Clone)]
 enum Payload {
     Varint(u64),
     Bytes(Range<usize>),
@@ -230,8 +233,13 @@ fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView,
         match field {
             1 => output.name = string_field(data, field, wire_type, payload)?,
             2 => {
-                bytes_field(field, wire_type, payload)?;
-                output.has_parameters = true;
+                let entry = bytes_field(field, wire_type, payload)?;
+                // The general path reads only `classification` (to refuse it) and ignores the
+                // rest, as Triton's ONNX backend does (`binary_data` is an HTTP key).
+                match parameter_entry(data, entry) {
+                    Some((key, _)) if data[key.clone()] != *b"classification" => {}
+                    _ => output.has_parameters = true,
+                }
             }
             _ => {}
         }
@@ -239,57 +247,61 @@ fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView,
     Ok(output)
 }
 
-/// Request parameters that change nothing for a model that is not decoupled, so a request
-/// carrying only these still takes the fast path. perf_analyzer sends
-/// `triton_enable_empty_final_response` with every request; it only asks decoupled models for
-/// an empty final response, and the Python path ignores it too.
-const IGNORABLE_PARAMETERS: [&[u8]; 1] = [b"triton_enable_empty_final_response"];
-
 /// `InferParameter.int64_param`: Triton reads `priority` and `timeout` from it or from
 /// `uint64_param`.
 const INT64_PARAM: u32 = 2;
+/// `InferParameter.string_param`: protobuf refuses a message whose string is not UTF-8.
+const STRING_PARAM: u32 = 3;
 /// `InferParameter.uint64_param`.
 const UINT64_PARAM: u32 = 5;
 
 /// What one request parameter (a `parameters` map entry) means to the fast path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Parameter {
-    /// One of `IGNORABLE_PARAMETERS`.
+    /// A key the server does not read (a custom parameter, `sequence_id` for a model without a
+    /// sequence batcher, perf_analyzer's `triton_enable_empty_final_response`, which only asks
+    /// decoupled models for an empty final response): ignored on both paths, as Triton's ONNX
+    /// backend ignores it.
     Ignorable,
     /// `priority` with a usable value.
     Priority(u64),
     /// `timeout` (µs) with a usable value.
     Timeout(u64),
-    /// Any other key, a value of another type, a negative one, or a malformed entry: the
-    /// general path handles it, or words the error.
+    /// `priority` or `timeout` with a value of another type or a negative one, or a malformed
+    /// entry: the general path words the error.
     Other,
 }
 
-/// Reads the `parameters` map entry at `entry` (key = 1, value = 2, an `InferParameter`).
-fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
+/// Reads the `parameters` map entry at `entry` (key = 1, value = 2, an `InferParameter`) as
+/// protobuf does: the key's range, and the value's oneof as last set (a message field given
+/// twice is merged, so a later choice wins): its field number, with its value when it is a
+/// varint. None when protobuf would refuse the message (malformed, a key or string value that
+/// is not UTF-8).
+fn parameter_entry(
+    data: &[u8],
+    entry: Range<usize>,
+) -> Option<(Range<usize>, Option<(u32, Option<u64>)>)> {
     let mut reader = Reader::new(data, entry);
     let mut key = 0..0;
-    // The value's oneof as last set (a message field given twice is merged, so a later choice
-    // wins): the field number, and its value when it is a varint.
     let mut choice = None;
-    loop {
-        match reader.field() {
-            Ok(Some((1, wire_type, payload))) => match string_field(data, 1, wire_type, payload) {
-                Ok(range) => key = range,
-                Err(_) => return Parameter::Other,
-            },
-            Ok(Some((2, _, Payload::Bytes(value)))) => {
-                if parameter_choice(data, value, &mut choice).is_err() {
-                    return Parameter::Other;
-                }
-            }
-            Ok(Some((2, _, _))) | Err(_) => return Parameter::Other,
-            Ok(Some(_)) => {}
-            Ok(None) => break,
+    while let Some((field, wire_type, payload)) = reader.field().ok()? {
+        match (field, payload) {
+            (1, payload) => key = string_field(data, 1, wire_type, payload).ok()?,
+            (2, Payload::Bytes(value)) => parameter_choice(data, value, &mut choice).ok()?,
+            (2, _) => return None,
+            _ => {}
         }
     }
+    Some((key, choice))
+}
+
+/// Reads a request parameter entry: see `Parameter`.
+fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
+    let Some((key, choice)) = parameter_entry(data, entry) else {
+        return Parameter::Other;
+    };
     let key = &data[key];
-    if IGNORABLE_PARAMETERS.contains(&key) {
+    if key != b"priority" && key != b"timeout" {
         return Parameter::Ignorable;
     }
     let value = match choice {
@@ -298,22 +310,26 @@ fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
         Some((UINT64_PARAM, Some(value))) => value,
         _ => return Parameter::Other,
     };
-    match key {
-        b"priority" => Parameter::Priority(value),
-        b"timeout" => Parameter::Timeout(value),
-        _ => Parameter::Other,
+    if key == b"priority" {
+        Parameter::Priority(value)
+    } else {
+        Parameter::Timeout(value)
     }
 }
 
 /// Reads an `InferParameter` at `range` into `choice`: its oneof field (1 to 5) as last set,
-/// with the value when it is a varint. Unknown fields are skipped, as protobuf does.
+/// with the value when it is a varint. Unknown fields are skipped, as protobuf does; a
+/// `string_param` must be UTF-8.
 fn parameter_choice(
     data: &[u8],
     range: Range<usize>,
     choice: &mut Option<(u32, Option<u64>)>,
 ) -> Result<(), WireError> {
     let mut reader = Reader::new(data, range);
-    while let Some((field, _, payload)) = reader.field()? {
+    while let Some((field, wire_type, payload)) = reader.field()? {
+        if field == STRING_PARAM && wire_type == LENGTH_DELIMITED {
+            string_field(data, field, wire_type, payload.clone())?;
+        }
         if (1..=5).contains(&field) {
             let value = match payload {
                 Payload::Varint(value) => Some(value),
@@ -391,7 +407,7 @@ pub struct FastSignature {
 /// are, and the outputs wanted (indices into the signature's outputs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
-    /// Shapes of the inputs, in signature order (which is also their order in the request).
+    /// Shapes of the inputs, in signature order (the request may send them in any order).
     pub shapes: Vec<Vec<i64>>,
     /// The inputs' bytes in the raw layout.
     pub contents: MatchedContents,
@@ -403,8 +419,8 @@ pub struct Matched {
 /// typed contents for every input (the general path rejects a mix), so this is per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MatchedContents {
-    /// The view's `raw_input_contents`, to be used in place.
-    Raw,
+    /// The ranges of the view's `raw_input_contents` in signature order, to be used in place.
+    Raw(Vec<Range<usize>>),
     /// Typed `contents` converted to the raw layout: one buffer per input, in signature order.
     Converted(Vec<Vec<u8>>),
 }
@@ -436,11 +452,11 @@ fn raw_input_fits(raw: &[u8], layout: &InputLayout, elements: u128) -> bool {
     }
 }
 
-/// Accepts the common request: no request parameters (`priority` and `timeout` aside), inputs
-/// in signature order with valid shapes, all of them raw with the right byte sizes (BYTES:
-/// well-formed elements of UTF-8 text) or all of them typed `contents` that convert to the raw
-/// layout as the general path would convert them (`contents::convert`), requested outputs by
-/// known names without parameters. None sends the request to the general path, which handles
+/// Accepts the common request: request parameters it can read or ignore, inputs by the
+/// signature's names (in any order) with valid shapes, all of them raw with the right byte
+/// sizes (BYTES: well-formed elements of UTF-8 text) or all of them typed `contents` that
+/// convert to the raw layout as the general path would convert them (`contents::convert`),
+/// requested outputs by known names without the classification parameter. None sends the request to the general path, which handles
 /// every other case and words every error; the fast path never rejects anything itself.
 pub fn match_request(
     data: &[u8],
@@ -462,10 +478,20 @@ pub fn match_request(
     let mut shapes = Vec::with_capacity(layouts.len());
     // Allocated only for a typed request: the raw path's inputs stay in the message.
     let mut converted = Vec::new();
-    for (index, (layout, input)) in layouts.iter().zip(&view.inputs).enumerate() {
+    // The raw inputs' ranges in signature order (inputs may come in any order).
+    let mut raw_ranges = Vec::with_capacity(if typed { 0 } else { layouts.len() });
+    for (position, layout) in layouts.iter().enumerate() {
+        // The input named like the layout: usually at the same position. The counts are equal
+        // and the layouts' names distinct, so each input is found once or a name is missing.
+        let named = |input: &InputTensorView| data[input.name.clone()] == *layout.name.as_bytes();
+        let index = if view.inputs.get(position).is_some_and(named) {
+            position
+        } else {
+            view.inputs.iter().position(named)?
+        };
+        let input = &view.inputs[index];
         let has_contents = !input.contents.is_empty();
         if has_contents != typed
-            || data[input.name.clone()] != *layout.name.as_bytes()
             || data[input.datatype.clone()] != *layout.datatype.as_bytes()
             || input.shape.len() != layout.shape.len()
         {
@@ -486,12 +512,12 @@ pub fn match_request(
                 datatype,
                 elements,
             )?);
-        } else if !raw_input_fits(
-            &data[view.raw_input_contents[index].clone()],
-            layout,
-            elements,
-        ) {
-            return None;
+        } else {
+            let raw = view.raw_input_contents[index].clone();
+            if !raw_input_fits(&data[raw.clone()], layout, elements) {
+                return None;
+            }
+            raw_ranges.push(raw);
         }
         if batches {
             let first = *input.shape.first()?;
@@ -523,7 +549,7 @@ pub fn match_request(
     let contents = if typed {
         MatchedContents::Converted(converted)
     } else {
-        MatchedContents::Raw
+        MatchedContents::Raw(raw_ranges)
     };
     Some(Matched {
         shapes,
@@ -737,6 +763,44 @@ mod tests {
             match_request(&all, &view, &signature()).map(|m| m.wanted),
             Some(vec![0, 1])
         );
+    }
+
+    #[test]
+    fn inputs_may_come_in_any_order() {
+        let mut two = signature();
+        two.inputs.push(InputLayout {
+            name: "b".into(),
+            datatype: "INT64".into(),
+            shape: vec![-1, 2],
+            itemsize: 8,
+        });
+        let message = [
+            bytes(1, b"m"),
+            input("b", "INT64", &[1, 2], true),
+            input("a", "FP32", &[1, 4], true),
+            bytes(7, &[2; 16]),
+            bytes(7, &[1; 16]),
+        ]
+        .concat();
+        let view = parse_infer_request(&message).expect("parses");
+        let matched = match_request(&message, &view, &two).expect("fast");
+        assert_eq!(matched.shapes, vec![vec![1, 4], vec![1, 2]]);
+        let MatchedContents::Raw(ranges) = matched.contents else {
+            panic!("raw contents");
+        };
+        let queued: Vec<&[u8]> = ranges.iter().map(|r| &message[r.clone()]).collect();
+        assert_eq!(queued, vec![&[1u8; 16][..], &[2u8; 16][..]]);
+        // An input given twice (the general path words it) is never taken.
+        let twice = [
+            bytes(1, b"m"),
+            input("a", "FP32", &[1, 4], true),
+            input("a", "FP32", &[1, 4], true),
+            bytes(7, &[1; 16]),
+            bytes(7, &[1; 16]),
+        ]
+        .concat();
+        let view = parse_infer_request(&twice).expect("parses");
+        assert_eq!(match_request(&twice, &view, &two), None);
     }
 
     #[test]
@@ -1024,18 +1088,21 @@ mod tests {
         let mut double = key(4, FIXED64);
         double.extend(1.5f64.to_le_bytes());
         let cases = [
-            parameter("sequence_id", &varint_value(2, 7)), // a key the fast path does not read
             parameter("priority", &varint_value(2, (-1i64) as u64)), // negative int64
-            parameter("timeout", &varint_value(1, 1)),     // bool
-            parameter("priority", &bytes(3, b"1")),        // string
-            parameter("priority", &double),                // double
-            parameter("timeout", &[]),                     // no value set
-            parameter("priority", &bytes(2, &[1])),        // int64 with the wrong wire type
-            parameter("priority", &[0x10, 0x80]),          // truncated value
+            parameter("timeout", &varint_value(1, 1)),               // bool
+            parameter("priority", &bytes(3, b"1")),                  // string
+            parameter("priority", &double),                          // double
+            parameter("timeout", &[]),                               // no value set
+            parameter("priority", &bytes(2, &[1])), // int64 with the wrong wire type
+            parameter("priority", &[0x10, 0x80]),   // truncated value
             // oneof: the last choice wins, here a string
             parameter("priority", &[varint_value(2, 1), bytes(3, b"x")].concat()),
-            bytes(4, &bytes(2, &varint_value(2, 1))), // no key
-            bytes(4, &[0xff]),                        // malformed entry
+            bytes(4, &[0xff]),                       // malformed entry
+            parameter("custom", &bytes(3, &[0xff])), // a string value that is not UTF-8
+            bytes(
+                4,
+                &[bytes(1, &[0xff]), bytes(2, &varint_value(2, 1))].concat(),
+            ), // key not UTF-8
         ];
         for extra in cases {
             let message = request(&[2, 4], 32, &extra);
@@ -1053,6 +1120,50 @@ mod tests {
         .concat();
         let view = parse_infer_request(&bytes(4, &merged)).expect("parses");
         assert_eq!((view.priority, view.has_parameters), (2, false));
+    }
+
+    #[test]
+    fn parameters_the_server_does_not_read_are_ignored_on_the_fast_path() {
+        let mut double = key(4, FIXED64);
+        double.extend(1.5f64.to_le_bytes());
+        let ignored = [
+            parameter("sequence_id", &varint_value(2, 7)),
+            parameter("custom", &bytes(3, "caf\u{e9}".as_bytes())),
+            parameter("flag", &varint_value(1, 1)),
+            parameter("ratio", &double),
+            parameter("empty", &[]),
+            bytes(4, &bytes(2, &varint_value(2, 1))), // no key: the key ""
+            parameter("triton_enable_empty_final_response", &varint_value(1, 1)),
+        ];
+        for extra in ignored {
+            let message = request(&[2, 4], 32, &extra);
+            let view = parse_infer_request(&message).expect("parses");
+            assert!(!view.has_parameters, "{extra:?}");
+            assert!(match_request(&message, &view, &signature()).is_some());
+        }
+        // Output parameters: any but classification (the general path refuses it).
+        let output = |parameters: &[u8]| {
+            let wanted = [bytes(1, b"y"), parameters.to_vec()].concat();
+            request(&[2, 4], 32, &bytes(6, &wanted))
+        };
+        let binary = bytes(
+            2,
+            &[bytes(1, b"binary_data"), bytes(2, &varint_value(1, 1))].concat(),
+        );
+        let message = output(&binary);
+        let view = parse_infer_request(&message).expect("parses");
+        assert!(!view.outputs[0].has_parameters);
+        assert!(match_request(&message, &view, &signature()).is_some());
+        let classification = bytes(
+            2,
+            &[bytes(1, b"classification"), bytes(2, &varint_value(2, 3))].concat(),
+        );
+        for parameters in [classification, bytes(2, &[0xff])] {
+            let message = output(&parameters);
+            let view = parse_infer_request(&message).expect("parses");
+            assert!(view.outputs[0].has_parameters);
+            assert_eq!(match_request(&message, &view, &signature()), None);
+        }
     }
 
     proptest::proptest! {
@@ -1073,10 +1184,9 @@ mod tests {
             proptest::prop_assert_eq!(read, if usable { value } else { 0 });
         }
 
-        /// Whatever bytes a parameter entry holds, parsing never fails or panics, and only an
-        /// entry keyed by a name the fast path reads keeps the request on it.
+        /// Whatever bytes a parameter entry holds, parsing never fails or panics.
         #[test]
-        fn any_parameter_entry_is_read_or_left_alone(
+        fn any_parameter_entry_parses(
             name in proptest::prop_oneof![
                 proptest::strategy::Just("priority"),
                 proptest::strategy::Just("timeout"),
@@ -1086,20 +1196,28 @@ mod tests {
             noise: Vec<u8>,
         ) {
             let entry = [bytes(1, name.as_bytes()), bytes(2, &value)].concat();
-            let view = parse_infer_request(&[bytes(1, b"m"), bytes(4, &entry)].concat())
+            parse_infer_request(&[bytes(1, b"m"), bytes(4, &entry)].concat())
                 .expect("an entry is length-delimited");
-            if name == "binary_data_output" {
-                proptest::prop_assert!(view.has_parameters);
-            }
-            let view = parse_infer_request(&[bytes(1, b"m"), bytes(4, &noise)].concat())
+            parse_infer_request(&[bytes(1, b"m"), bytes(4, &noise)].concat())
                 .expect("an entry is length-delimited");
-            if !view.has_parameters {
-                let has = |needle: &[u8]| noise.windows(needle.len()).any(|w| w == needle);
-                proptest::prop_assert!(
-                    has(b"priority") || has(b"timeout") || has(b"triton_enable_empty_final_response"),
-                    "{noise:?}"
-                );
-            }
+        }
+
+        /// Every well-formed value of a key the server does not read keeps the request on the
+        /// fast path, whichever oneof choice it makes.
+        #[test]
+        fn any_valid_custom_parameter_is_ignored(
+            choice in 1u32..=5,
+            number: u64,
+            text in "\\PC{0,12}",
+        ) {
+            let value = match choice {
+                3 => bytes(3, text.as_bytes()),
+                4 => [key(4, FIXED64), number.to_le_bytes().to_vec()].concat(),
+                field => varint_value(field, number),
+            };
+            let message = request(&[2, 4], 32, &parameter("custom", &value));
+            let view = parse_infer_request(&message).expect("parses");
+            proptest::prop_assert!(!view.has_parameters);
         }
     }
 

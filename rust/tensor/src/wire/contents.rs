@@ -620,7 +620,7 @@ mod tests {
         let view = parse_infer_request(message).ok()?;
         let matched = match_request(message, &view, signature)?;
         Some(match matched.contents {
-            MatchedContents::Raw => message[view.raw_input_contents[0].clone()].to_vec(),
+            MatchedContents::Raw(ranges) => message[ranges[0].clone()].to_vec(),
             MatchedContents::Converted(mut buffers) => buffers.pop()?,
         })
     }
