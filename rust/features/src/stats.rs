@@ -1,0 +1,142 @@
+//! Counters of a plan's lookups, per view, for the metrics exporter: relaxed atomics, added once
+//! per view per gather call (the gather counts in locals while it walks the rows), so the hot
+//! path takes no lock and touches each counter's cache line once per batch.
+//!
+//! A row is whole or missing, so a view's misses are every one of its features' misses; there
+//! is no separate per-feature counter.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What one gather call counted for one view; added to the view's counters at the end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ViewTally {
+    /// Keys looked up.
+    pub(crate) lookups: u64,
+    /// Keys found and fresh.
+    pub(crate) hits: u64,
+    /// Keys not found.
+    pub(crate) misses: u64,
+    /// Keys found but older than the max age.
+    pub(crate) stale: u64,
+    /// Keys whose store could not be asked.
+    pub(crate) unavailable: u64,
+    /// Rows rejected (missing, stale or unavailable under the reject policy).
+    pub(crate) rejected: u64,
+}
+
+/// The live counters of one view.
+#[derive(Debug, Default)]
+struct ViewCounters {
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    unavailable: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// One view's counters, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ViewStatsSnapshot {
+    /// The view's name.
+    pub view: String,
+    /// Keys looked up (one per row per view).
+    pub lookups: u64,
+    /// Keys found with a fresh row.
+    pub hits: u64,
+    /// Keys with no row: served the defaults, or rejected.
+    pub misses: u64,
+    /// Keys whose row was older than the view's max age: served the defaults, or rejected.
+    pub stale: u64,
+    /// Keys whose store could not be asked (fetched views): served the defaults, or rejected.
+    pub unavailable: u64,
+    /// Rows rejected under the view's reject policy (counted in misses, stale or unavailable too).
+    pub rejected: u64,
+}
+
+/// All counters of a plan, read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JoinStatsSnapshot {
+    /// Per view, in plan order.
+    pub views: Vec<ViewStatsSnapshot>,
+    /// Gather calls that completed.
+    pub gathers: u64,
+    /// Rows gathered by them.
+    pub rows: u64,
+    /// Time spent in them, nanoseconds.
+    pub gather_ns: u64,
+}
+
+/// The live counters of a plan; see the module doc.
+#[derive(Debug)]
+pub struct JoinStats {
+    /// View names, in plan order.
+    names: Vec<String>,
+    /// Per view, in plan order.
+    views: Vec<ViewCounters>,
+    gathers: AtomicU64,
+    rows: AtomicU64,
+    gather_ns: AtomicU64,
+}
+
+impl JoinStats {
+    /// Zeroed counters for views `names`.
+    pub(crate) fn new(names: Vec<String>) -> Self {
+        JoinStats {
+            views: names.iter().map(|_| ViewCounters::default()).collect(),
+            names,
+            gathers: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            gather_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds one gather call's tally of view `view`.
+    pub(crate) fn add_view(&self, view: usize, tally: &ViewTally) {
+        let Some(counters) = self.views.get(view) else {
+            return;
+        };
+        let add = |counter: &AtomicU64, value: u64| {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        };
+        add(&counters.lookups, tally.lookups);
+        add(&counters.hits, tally.hits);
+        add(&counters.misses, tally.misses);
+        add(&counters.stale, tally.stale);
+        add(&counters.unavailable, tally.unavailable);
+        add(&counters.rejected, tally.rejected);
+    }
+
+    /// Adds one completed gather call.
+    pub(crate) fn add_gather(&self, rows: usize, nanos: u64) {
+        self.gathers.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.gather_ns.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Every counter, read now (each is exact; they are not read at one instant together).
+    pub fn snapshot(&self) -> JoinStatsSnapshot {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        JoinStatsSnapshot {
+            views: self
+                .names
+                .iter()
+                .zip(&self.views)
+                .map(|(name, counters)| ViewStatsSnapshot {
+                    view: name.clone(),
+                    lookups: read(&counters.lookups),
+                    hits: read(&counters.hits),
+                    misses: read(&counters.misses),
+                    stale: read(&counters.stale),
+                    unavailable: read(&counters.unavailable),
+                    rejected: read(&counters.rejected),
+                })
+                .collect(),
+            gathers: read(&self.gathers),
+            rows: read(&self.rows),
+            gather_ns: read(&self.gather_ns),
+        }
+    }
+}
