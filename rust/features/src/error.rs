@@ -16,6 +16,12 @@ pub enum DeclarationError {
         /// The repeated name.
         name: String,
     },
+    /// A request input with no elements per row.
+    #[error("request input '{input}' has 0 columns: give it at least 1")]
+    NoColumns {
+        /// The request input.
+        input: String,
+    },
     /// A view's key or a segment names a request input that is not declared.
     #[error("{user} names request input '{name}', which is not declared (declared: {declared})")]
     UnknownRequestInput {

@@ -110,6 +110,11 @@ impl JoinPlan {
             "assembly entry for model input",
             declaration.assembly.iter().map(|a| a.model_input.as_str()),
         )?;
+        if let Some(input) = request_inputs.iter().find(|input| input.columns == 0) {
+            return Err(DeclarationError::NoColumns {
+                input: input.name.clone(),
+            });
+        }
         let views = declaration
             .views
             .iter()

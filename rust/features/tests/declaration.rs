@@ -177,3 +177,16 @@ fn duplicates_and_empty_views_are_refused() {
     zero_age.views[0].max_age = Some(std::time::Duration::ZERO);
     assert!(error(&zero_age, &model(64)).contains("max age of 0"));
 }
+
+#[test]
+fn request_inputs_have_columns() {
+    let mut declaration = declaration(32);
+    declaration
+        .request_inputs
+        .push(input("empty", DataType::Fp32, 0));
+    declaration.assembly[0].segments.push(req("empty"));
+    assert_eq!(
+        error(&declaration, &model(64)),
+        "request input 'empty' has 0 columns: give it at least 1"
+    );
+}
