@@ -81,6 +81,7 @@
 //! - Event times and `now` are Unix microseconds. A row without an event time is never stale.
 //! - One missing-key policy per view covers missing, stale and unavailable rows.
 
+mod builder;
 mod declaration;
 mod error;
 mod fetched;
@@ -89,23 +90,26 @@ mod join;
 mod keys;
 mod layout;
 mod plan;
+mod rejection;
 mod stats;
 mod store;
 mod table;
 
+pub use builder::{ColumnValues, KeyColumn, TableBuilder};
 pub use declaration::{
     Declaration, FEATURE_DATATYPES, Feature, FeatureValue, FeatureView, MissingPolicy, ModelInput,
     ModelInputAssembly, ModelSignature, RequestInput, Segment,
 };
 pub use error::{DeclarationError, JoinError, TableError};
 pub use fetched::FetchedRows;
-pub use join::{RejectReason, Rejection, ViewSource};
+pub use join::ViewSource;
 pub use keys::{KeyKind, KeyPart, KeyValue, encode_key};
 pub use layout::{FeatureSlot, ViewLayout};
 pub use plan::{JoinPlan, ModelInputLayout};
+pub use rejection::{RejectReason, Rejection};
 pub use stats::{JoinStats, JoinStatsSnapshot, ViewStatsSnapshot};
 pub use store::{FeatureStore, Snapshot};
-pub use table::{ColumnValues, FeatureTable, KeyColumn, TableBuilder, TableMemory, TableRow};
+pub use table::{FeatureTable, TableMemory, TableRow};
 
 /// Now, in Unix microseconds: the `now_us` of a gather in serving (tests pass their own).
 pub fn unix_micros_now() -> i64 {
