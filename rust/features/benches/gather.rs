@@ -2,6 +2,10 @@
 //! 32 FP32 features: 64 INT64 keys (target <= 5 µs), 1 key, 64 BYTES keys, and the MLP
 //! shape (32 request-time + 32 looked-up features per row, 64 rows). Every key is present; the
 //! keys of a batch are spread over the table so the rows are not neighbours in memory.
+//!
+//! Measured 2026-11-29 on the 2-core AMD EPYC VM (criterion, median of the slope, snapshot
+//! `load()` included): 64 INT64 keys 1.39 µs (~22 ns per key); 1 key 128 ns; 64 BYTES keys
+//! (13-byte strings) 3.33 µs; 64 rows of 32 request + 32 looked-up features 1.41 µs.
 
 // criterion_group! and criterion_main! generate undocumented functions.
 #![allow(missing_docs)]
