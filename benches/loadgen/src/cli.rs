@@ -22,6 +22,7 @@ ferroserve-loadgen run --target HOST:PORT --model NAME --input NAME:DATATYPE:DIM
     --concurrency N      workers, each with one request in flight [1]
     --connections N      HTTP/2 connections the workers share [one per worker]
     --stream             ModelStreamInfer, one stream per worker (send, await, repeat)
+    --typed              inputs as typed contents (e.g. fp32_contents, packed), not raw
     --warmup-s S         load before the measured window [1]
     --window-s S         measured window [3]
     --timeout-s S        an answer slower than this is DEADLINE_EXCEEDED [30]
@@ -94,7 +95,7 @@ pub fn parse(args: &[String]) -> Result<Command, CliError> {
 struct Flags(Vec<(String, Option<String>)>);
 
 /// Flags that take no value.
-const SWITCHES: [&str; 1] = ["--stream"];
+const SWITCHES: [&str; 2] = ["--stream", "--typed"];
 
 impl Flags {
     fn split(args: &[String]) -> Result<Self, CliError> {
@@ -182,7 +183,7 @@ impl Flags {
     }
 }
 
-const RUN_FLAGS: [&str; 13] = [
+const RUN_FLAGS: [&str; 14] = [
     "--target",
     "--model",
     "--model-version",
@@ -192,6 +193,7 @@ const RUN_FLAGS: [&str; 13] = [
     "--concurrency",
     "--connections",
     "--stream",
+    "--typed",
     "--warmup-s",
     "--window-s",
     "--timeout-s",
@@ -233,6 +235,7 @@ fn parse_run(flags: &Flags) -> Result<RunConfig, CliError> {
             "a positive integer",
         )?,
         stream: flags.has("--stream"),
+        typed: flags.has("--typed"),
         warmup: flags.seconds("--warmup-s", 1.0, true)?,
         window: flags.seconds("--window-s", 3.0, false)?,
         timeout: flags.seconds("--timeout-s", 30.0, false)?,
@@ -320,6 +323,21 @@ mod tests {
                 _
             )))
         ));
+    }
+
+    #[test]
+    fn typed_is_a_switch() {
+        let Ok(Command::Run(config)) = parse(&args(
+            "run --target a:1 --model m --typed --input x:FP32:1 --stream",
+        )) else {
+            panic!("a valid run")
+        };
+        assert!(config.typed && config.stream);
+        let Ok(Command::Run(config)) = parse(&args("run --target a:1 --model m --input x:FP32:1"))
+        else {
+            panic!("a valid run")
+        };
+        assert!(!config.typed);
     }
 
     #[test]

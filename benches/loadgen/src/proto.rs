@@ -30,6 +30,9 @@ pub enum WireError {
     /// A request parameter argument that is not `KEY=VALUE`.
     #[error("parameter {0:?} is not KEY=VALUE (e.g. priority=1)")]
     ParameterSyntax(String),
+    /// FP16 and BF16 have no typed contents field in the protocol.
+    #[error("{0} has no typed contents field (send it raw: leave out --typed)")]
+    NoTypedField(String),
 }
 
 /// A request parameter's value: `InferParameter`'s oneof (bool_param = 1, int64_param = 2,
@@ -253,15 +256,70 @@ fn tensor_message(name: &str, datatype: &str, shape: &[i64]) -> BytesMut {
     tensor
 }
 
+/// The `InferTensorContents` holding the raw little-endian `raw` of `datatype` in the
+/// datatype's typed field, packed, as protobuf's serializer writes it: BOOL in bool_contents
+/// (1); INT8/16/32 in int_contents (2, sign-extended varints); INT64 in int64_contents (3);
+/// UINT8/16/32 in uint_contents (4); UINT64 in uint64_contents (5); FP32 in fp32_contents (6);
+/// FP64 in fp64_contents (7).
+pub fn typed_contents(datatype: &str, raw: &[u8]) -> Result<BytesMut, WireError> {
+    let mut packed = BytesMut::new();
+    let field = match datatype {
+        "FP32" => {
+            packed.extend_from_slice(raw);
+            6
+        }
+        "FP64" => {
+            packed.extend_from_slice(raw);
+            7
+        }
+        "BOOL" | "INT8" | "INT16" | "INT32" | "INT64" | "UINT8" | "UINT16" | "UINT32"
+        | "UINT64" => {
+            let (field, size, signed) = match datatype {
+                "BOOL" => (1, 1, false),
+                "INT8" => (2, 1, true),
+                "INT16" => (2, 2, true),
+                "INT32" => (2, 4, true),
+                "INT64" => (3, 8, true),
+                "UINT8" => (4, 1, false),
+                "UINT16" => (4, 2, false),
+                "UINT32" => (4, 4, false),
+                _ => (5, 8, false),
+            };
+            for bits in raw.chunks_exact(size) {
+                let mut wide = [0u8; 8];
+                wide[..size].copy_from_slice(bits);
+                let unsigned = u64::from_le_bytes(wide);
+                let shift = 64 - 8 * size as u32;
+                let value = if signed {
+                    // protobuf writes a negative int32 / int64 as its 64-bit two's complement.
+                    ((unsigned << shift) as i64 >> shift) as u64
+                } else {
+                    unsigned
+                };
+                put_varint(&mut packed, value);
+            }
+            field
+        }
+        other => return Err(WireError::NoTypedField(other.to_owned())),
+    };
+    let mut contents = BytesMut::new();
+    if !packed.is_empty() {
+        put_bytes(&mut contents, field, &packed);
+    }
+    Ok(contents)
+}
+
 /// A serialized ModelInferRequest: model_name = 1, model_version = 2, id = 3, parameters = 4
-/// (in the order given), inputs = 5, raw_input_contents = 7 (one entry per input, in order).
+/// (in the order given), inputs = 5, raw_input_contents = 7 (one entry per input, in order);
+/// with `typed`, each input's values go in its `contents` (InferInputTensor field 5) instead.
 pub fn infer_request(
     model: &str,
     version: &str,
     id: &str,
     parameters: &[Parameter],
     inputs: &[(&TensorSpec, &[i64], &[u8])],
-) -> Bytes {
+    typed: bool,
+) -> Result<Bytes, WireError> {
     let mut out = BytesMut::new();
     put_string(&mut out, 1, model);
     put_string(&mut out, 2, version);
@@ -269,17 +327,19 @@ pub fn infer_request(
     for parameter in parameters {
         put_bytes(&mut out, 4, &parameter.entry());
     }
-    for (spec, shape, _) in inputs {
-        put_bytes(
-            &mut out,
-            5,
-            &tensor_message(&spec.name, &spec.datatype, shape),
-        );
+    for (spec, shape, contents) in inputs {
+        let mut tensor = tensor_message(&spec.name, &spec.datatype, shape);
+        if typed {
+            put_bytes(&mut tensor, 5, &typed_contents(&spec.datatype, contents)?);
+        }
+        put_bytes(&mut out, 5, &tensor);
     }
-    for (_, _, contents) in inputs {
-        put_bytes(&mut out, 7, contents);
+    if !typed {
+        for (_, _, contents) in inputs {
+            put_bytes(&mut out, 7, contents);
+        }
     }
-    out.freeze()
+    Ok(out.freeze())
 }
 
 /// A serialized ModelInferResponse with one raw output: model_name = 1, model_version = 2,
@@ -427,8 +487,53 @@ mod tests {
     fn a_request_has_the_bytes_python_protobuf_writes() {
         let spec = TensorSpec::parse("input:FP32:3").expect("valid");
         let contents: Vec<u8> = (0..24).collect();
-        let request = infer_request("mlp", "1", "r7", &[], &[(&spec, &spec.shape(2), &contents)]);
+        let inputs = [(&spec, &spec.shape(2)[..], &contents[..])];
+        let request = infer_request("mlp", "1", "r7", &[], &inputs, false).expect("raw");
         assert_eq!(hex(&request), PYTHON_REQUEST.replace(' ', ""));
+    }
+
+    #[test]
+    fn a_typed_request_has_the_bytes_python_protobuf_writes() {
+        // The request above with fp32_contents instead of raw_input_contents, and INT16
+        // [-2, 300, 0] / UINT64 [2^64 - 1, 5] in requests of their own, from Python.
+        let spec = TensorSpec::parse("input:FP32:3").expect("valid");
+        let contents: Vec<u8> = (0..24).collect();
+        let inputs = [(&spec, &spec.shape(2)[..], &contents[..])];
+        let request = infer_request("mlp", "1", "r7", &[], &inputs, true).expect("typed");
+        assert_eq!(
+            hex(&request),
+            "0a036d6c701201311a0272372a2d0a05696e7075741204465033321a0202032a1a32180001020304\
+             05060708090a0b0c0d0e0f1011121314151617"
+        );
+        let int16: Vec<u8> = [-2i16, 300, 0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let uint64: Vec<u8> = [u64::MAX, 5].iter().flat_map(|v| v.to_le_bytes()).collect();
+        for (tensor, raw, python) in [
+            (
+                "i:INT16:3",
+                int16,
+                "0a016d2a1f0a01691205494e5431361a0201032a0f120dfeffffffffffffffff01ac0200",
+            ),
+            (
+                "i:UINT64:2",
+                uint64,
+                "0a016d2a1e0a0169120655494e5436341a0201022a0d2a0bffffffffffffffffff0105",
+            ),
+        ] {
+            let spec = TensorSpec::parse(tensor).expect("valid");
+            let inputs = [(&spec, &spec.shape(1)[..], &raw[..])];
+            let request = infer_request("m", "", "", &[], &inputs, true).expect("typed");
+            assert_eq!(hex(&request), python, "{tensor}");
+        }
+        let half = TensorSpec::parse("h:FP16:2").expect("valid");
+        let raw = half.contents(1).expect("sized");
+        let inputs = [(&half, &half.shape(1)[..], &raw[..])];
+        assert_eq!(
+            infer_request("m", "", "", &[], &inputs, true),
+            Err(WireError::NoTypedField("FP16".into()))
+        );
     }
 
     #[test]
@@ -447,7 +552,9 @@ mod tests {
             "r7",
             &[priority],
             &[(&spec, &spec.shape(2), &contents)],
-        );
+            false,
+        )
+        .expect("raw");
         assert_eq!(hex(&request), with_priority.replace(' ', ""));
         // Each type alone in an otherwise empty request (Python: bool_param = True,
         // int64_param = -5, string_param = "x y", bool_param = False).
@@ -458,7 +565,8 @@ mod tests {
             ("d=false", "22070a016412020800"),
         ] {
             let parameter = Parameter::parse(argument).expect("valid");
-            assert_eq!(hex(&infer_request("", "", "", &[parameter], &[])), python);
+            let request = infer_request("", "", "", &[parameter], &[], false).expect("raw");
+            assert_eq!(hex(&request), python);
         }
     }
 
@@ -493,7 +601,9 @@ mod tests {
                 (&first, &first.shape(4), &a),
                 (&second, &second.shape(4), &b),
             ],
-        );
+            false,
+        )
+        .expect("raw");
         let fields: Vec<_> = Fields::new(&request)
             .collect::<Result<_, _>>()
             .expect("well formed");

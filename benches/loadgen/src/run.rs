@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub connections: usize,
     /// ModelStreamInfer (one stream per worker) instead of unary ModelInfer.
     pub stream: bool,
+    /// Inputs as typed `contents` (the datatype's field, packed) instead of raw contents.
+    pub typed: bool,
     /// Load before the measured window; answers that end in it are not counted.
     pub warmup: Duration,
     /// The measured window.
@@ -162,7 +164,8 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
         "",
         &config.parameters,
         &inputs,
-    );
+        config.typed,
+    )?;
     let prepared = Arc::new(Prepared {
         uri,
         framed: grpc::frame(&message),

@@ -30,6 +30,7 @@ fn config(target: String, stream: bool) -> RunConfig {
         concurrency: 5,
         connections: 2,
         stream,
+        typed: false,
         warmup: Duration::from_millis(50),
         window: Duration::from_millis(250),
         timeout: Duration::from_secs(5),

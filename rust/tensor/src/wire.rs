@@ -272,15 +272,16 @@ enum Parameter {
     Other,
 }
 
+/// An `InferParameter`'s oneof as last set: its field number, with its value when it is a
+/// varint.
+type ParameterChoice = Option<(u32, Option<u64>)>;
+
 /// Reads the `parameters` map entry at `entry` (key = 1, value = 2, an `InferParameter`) as
 /// protobuf does: the key's range, and the value's oneof as last set (a message field given
 /// twice is merged, so a later choice wins): its field number, with its value when it is a
 /// varint. None when protobuf would refuse the message (malformed, a key or string value that
 /// is not UTF-8).
-fn parameter_entry(
-    data: &[u8],
-    entry: Range<usize>,
-) -> Option<(Range<usize>, Option<(u32, Option<u64>)>)> {
+fn parameter_entry(data: &[u8], entry: Range<usize>) -> Option<(Range<usize>, ParameterChoice)> {
     let mut reader = Reader::new(data, entry);
     let mut key = 0..0;
     let mut choice = None;
@@ -323,7 +324,7 @@ fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
 fn parameter_choice(
     data: &[u8],
     range: Range<usize>,
-    choice: &mut Option<(u32, Option<u64>)>,
+    choice: &mut ParameterChoice,
 ) -> Result<(), WireError> {
     let mut reader = Reader::new(data, range);
     while let Some((field, wire_type, payload)) = reader.field()? {
