@@ -40,6 +40,8 @@ PROTOS = {
     "grpc/health/v1/health.proto": "health",
     "grpc/reflection/v1/reflection.proto": "reflection",
     "grpc/reflection/v1alpha/reflection.proto": "reflection_v1alpha",
+    # ferroserve's own files (features.pbtxt beside config.pbtxt).
+    "ferroserve/features.proto": "features",
 }
 DESCRIPTOR_SET = "inference.binpb"
 STUBS = tuple(f"{module}_pb2.pyi" for module in PROTOS.values())
