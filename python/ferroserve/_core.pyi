@@ -18,6 +18,10 @@ __all__ = [
     "Batch",
     "BatchQueue",
     "DeadlineExceededError",
+    "FeatureNotFoundError",
+    "FeaturePlan",
+    "FeatureStore",
+    "FeatureTable",
     "FerroserveError",
     "Frontend",
     "InOrder",
@@ -47,6 +51,9 @@ class InvalidInputError(FerroserveError):
 
 class ModelNotFoundError(FerroserveError):
     """No such model or version (gRPC NOT_FOUND)."""
+
+class FeatureNotFoundError(FerroserveError):
+    """An entity key has no usable row in a feature view that rejects misses (gRPC NOT_FOUND)."""
 
 class UnavailableError(FerroserveError):
     """The model is not accepting requests, e.g. it is unloading (gRPC UNAVAILABLE)."""
@@ -411,10 +418,15 @@ class OrtExecutor:
         batches: bool,
         input_reshapes: Sequence[Sequence[int] | None],
         output_reshapes: Sequence[Sequence[int] | None],
+        features: FeatureStore | None = None,
     ) -> OrtExecutor:
         """`input_names`/`output_names`: graph tensors in the order requests carry them;
         `input_reshapes`: per input the model's dims where config.pbtxt reshapes it;
-        `output_reshapes`: per output the client's dims (one -1 allowed) where reshaped."""
+        `output_reshapes`: per output the client's dims (one -1 allowed) where reshaped.
+        With `features` (a model with looked-up features), the queue holds the plan's
+        request inputs, `input_names` are the plan's model inputs, and each batch is gathered
+        from the store's current snapshot; a row a reject-policy view cannot serve answers its
+        request with FeatureNotFoundError."""
 
     def start(self) -> None:
         """Starts one executor thread per instance (idempotent)."""
@@ -493,3 +505,72 @@ class Frontend:
 
     def stop(self, grace_s: float) -> None:
         """Stops accepting calls; waits up to `grace_s` for open connections to finish."""
+
+@final
+class FeaturePlan:
+    """A model's feature declaration compiled against its graph inputs."""
+
+    def __new__(
+        cls,
+        declaration: Mapping[str, Any],
+        model_inputs: Sequence[tuple[str, str, Sequence[int]]],
+    ) -> FeaturePlan:
+        """`declaration`: {"request_inputs": [{"name", "datatype", "columns"}], "views":
+        [{"name", "key": [names], "features": [{"name", "datatype", "default"}], "max_age_s",
+        "on_missing": "default" | "reject"}], "assembly": [{"model_input", "segments":
+        [{"request_input": name} | {"view": name}]}]}; `model_inputs`: the graph inputs as
+        (name, datatype, dims without the batch dim). InvalidInputError says what to change."""
+
+    @property
+    def request_inputs(self) -> list[tuple[str, str, int]]:
+        """What clients send: (name, datatype, columns), in queue order."""
+
+    @property
+    def model_inputs(self) -> list[str]:
+        """The graph inputs the join writes, in the executor's order."""
+
+    @property
+    def views(self) -> list[str]:
+        """The feature views, in plan order."""
+
+    def view_columns(self, view: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]], bool]:
+        """A view's key parts and features as (name, datatype), and whether it has a max age."""
+
+    def stats(self) -> dict[str, Any]:
+        """{"views": {view: {"lookups", "hits", "misses", "stale", "unavailable",
+        "rejected"}}, "gathers", "rows", "gather_ns"}."""
+
+@final
+class FeatureTable:
+    """One view's snapshot, built by `FeatureStore.build`, installed once."""
+
+    @property
+    def rows(self) -> int: ...
+    @property
+    def memory_bytes(self) -> int: ...
+    @property
+    def duplicate_keys(self) -> int: ...
+
+@final
+class FeatureStore:
+    """The embedded feature store of one model version: one table per view, swapped
+    atomically."""
+
+    def __new__(cls, plan: FeaturePlan) -> FeatureStore: ...
+    def build(
+        self,
+        view: str,
+        keys: Mapping[str, Any],
+        features: Mapping[str, npt.NDArray[Any]],
+        event_times_us: npt.NDArray[np.int64] | None = None,
+    ) -> FeatureTable:
+        """Builds `view`'s table (without the GIL): `keys` by key part (int64 arrays, or
+        sequences of bytes / str for BYTES parts), `features` by name (1-D arrays of exactly the
+        feature's dtype), event times as int64 Unix microseconds."""
+
+    def install(self, tables: Sequence[FeatureTable]) -> int:
+        """Installs `tables` in one atomic swap; returns the generation."""
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per view: view, loaded, rows, memory_bytes, values_bytes, duplicate_keys,
+        oldest_us, newest_us, generation."""

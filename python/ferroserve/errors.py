@@ -10,6 +10,7 @@ import grpc
 
 from ferroserve._core import (
     DeadlineExceededError,
+    FeatureNotFoundError,
     FerroserveError,
     InternalError,
     InvalidInputError,
@@ -22,6 +23,7 @@ from ferroserve._core import (
 __all__ = [
     "ConfigError",
     "DeadlineExceededError",
+    "FeatureNotFoundError",
     "FerroserveError",
     "InternalError",
     "InvalidInputError",
@@ -45,6 +47,7 @@ class ConfigError(ModelLoadError):
 _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (FeatureNotFoundError, grpc.StatusCode.NOT_FOUND),
     (UnavailableError, grpc.StatusCode.UNAVAILABLE),
     (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),

@@ -122,24 +122,36 @@ class NativeExecutor:
         signature: ModelSignature,
         queue: _core.BatchQueue,
         loop: asyncio.AbstractEventLoop,
+        features: tuple[_core.FeaturePlan, _core.FeatureStore] | None = None,
+        client_signature: ModelSignature | None = None,
     ) -> None:
+        """`signature`: the model's own (graph inputs, run by warm-up and the executor).
+        With `features`, requests carry `client_signature`'s inputs (the plan's request
+        inputs), which the route matches and each batch turns into the graph inputs."""
         self._signature = signature
+        self._client_signature = client_signature or signature
         self._loop = loop
+        if features is not None:
+            plan, store = features
+            by_name = {spec.name: spec for spec in signature.inputs}
+            inputs = [by_name[name] for name in plan.model_inputs]
+        else:
+            store, inputs = None, list(signature.inputs)
         self._core = _core.OrtExecutor(
             name,
             model,
             queue,
-            input_names=[spec.name for spec in signature.inputs],
+            input_names=[spec.name for spec in inputs],
             output_names=[spec.name for spec in signature.outputs],
             batches=signature.batches,
             input_reshapes=[
-                list(spec.model_dims) if spec.model_dims != spec.dims else None
-                for spec in signature.inputs
+                list(spec.model_dims) if spec.model_dims != spec.dims else None for spec in inputs
             ],
             output_reshapes=[
                 list(spec.dims) if spec.model_dims != spec.dims else None
                 for spec in signature.outputs
             ],
+            features=store,
         )
         self._watching = False
 
@@ -163,7 +175,7 @@ class NativeExecutor:
         """The native front end's route to this version: requests its fast path takes (matched
         against the signature in Rust) are queued for these executor threads and answered by
         them without Python."""
-        signature = self._signature
+        signature = self._client_signature
         return _core.NativeRoute(
             self._core,
             model,

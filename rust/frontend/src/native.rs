@@ -250,6 +250,12 @@ where
                     in_flight.end(Outcome::Internal);
                     Err(Status::new(Code::Internal, message))
                 }
+                // An entity key a reject-policy feature view could not serve: the request's
+                // input, not the server, is at fault.
+                Ok(Err(Failure::NotFound(message))) => {
+                    in_flight.end(Outcome::Invalid);
+                    Err(Status::new(Code::NotFound, message))
+                }
                 // The waiter was dropped without an answer: the queue was closed under it.
                 Err(_) => {
                     in_flight.end(Outcome::Unavailable);

@@ -378,6 +378,7 @@ impl Harness {
                 input_reshapes: vec![None],
                 output_reshapes: vec![None],
             },
+            None,
         )
         .unwrap();
         let signature = FastSignature {

@@ -27,6 +27,12 @@ create_exception!(
 );
 create_exception!(
     ferroserve._core,
+    FeatureNotFoundError,
+    FerroserveError,
+    "An entity key has no usable row in a feature view that rejects misses (gRPC NOT_FOUND)."
+);
+create_exception!(
+    ferroserve._core,
     UnavailableError,
     FerroserveError,
     "The model is not accepting requests, e.g. it is unloading (gRPC UNAVAILABLE)."

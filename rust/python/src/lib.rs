@@ -4,6 +4,7 @@
 
 mod batch;
 mod exceptions;
+mod features;
 mod frontend;
 mod gil;
 mod order;
@@ -33,6 +34,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "ModelNotFoundError",
         py.get_type::<exceptions::ModelNotFoundError>(),
+    )?;
+    m.add(
+        "FeatureNotFoundError",
+        py.get_type::<exceptions::FeatureNotFoundError>(),
     )?;
     m.add(
         "UnavailableError",
@@ -67,6 +72,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<order::PyInOrder>()?;
     m.add_class::<runtime::OrtModel>()?;
     m.add_class::<runtime::OrtExecutor>()?;
+    m.add_class::<features::FeaturePlan>()?;
+    m.add_class::<features::PyFeatureStore>()?;
+    m.add_class::<features::PyFeatureTable>()?;
     m.add_class::<frontend::PyNativeRoute>()?;
     m.add_class::<frontend::PyFrontend>()?;
     Ok(())

@@ -15,8 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::exceptions::{
-    DeadlineExceededError, InternalError, InvalidInputError, UnavailableError,
+    DeadlineExceededError, FeatureNotFoundError, InternalError, InvalidInputError, UnavailableError,
 };
+use crate::features::PyFeatureStore;
 use crate::queue::PyBatchQueue;
 use crate::queued::{HeldBytes, PyWaiter, Queue};
 
@@ -191,6 +192,8 @@ pub(crate) struct OrtExecutor {
     model: Arc<Model>,
     queue: Py<PyBatchQueue>,
     layout: Layout,
+    /// The feature join of a model with looked-up features.
+    features: Option<ferroserve_runtime::FeatureJoin>,
     completions: Arc<Answers>,
     /// Set by `start`.
     executor: OnceLock<Executor<HeldBytes, PyWaiter, Model>>,
@@ -210,8 +213,11 @@ impl OrtExecutor {
 
 #[pymethods]
 impl OrtExecutor {
+    /// With `features` (a model with looked-up features: its FeatureStore), the queue holds
+    /// the plan's request inputs and `input_names` are the plan's model inputs, which each
+    /// batch gathers from the store's current snapshot.
     #[new]
-    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes))]
+    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -222,6 +228,7 @@ impl OrtExecutor {
         batches: bool,
         input_reshapes: Vec<Option<Vec<i64>>>,
         output_reshapes: Vec<Option<Vec<i64>>>,
+        features: Option<PyRef<'_, PyFeatureStore>>,
     ) -> PyResult<Self> {
         let completions = Completions::new()
             .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
@@ -241,6 +248,7 @@ impl OrtExecutor {
                 input_reshapes,
                 output_reshapes,
             },
+            features: features.map(|store| store.join()),
             completions: Arc::new(completions),
             executor: OnceLock::new(),
         })
@@ -257,6 +265,7 @@ impl OrtExecutor {
             Arc::clone(&self.model),
             Arc::clone(&self.completions) as _,
             self.layout.clone(),
+            self.features.clone(),
         )
         .map_err(|error| PyRuntimeError::new_err(format!("cannot start a thread: {error}")))?;
         let _ = self.executor.set(executor);
@@ -306,6 +315,10 @@ impl OrtExecutor {
                 }
                 Err(Failure::Internal(message)) => {
                     let error = InternalError::new_err(message).into_value(py);
+                    future.call_method1("set_exception", (error,))?;
+                }
+                Err(Failure::NotFound(message)) => {
+                    let error = FeatureNotFoundError::new_err(message).into_value(py);
                     future.call_method1("set_exception", (error,))?;
                 }
             }

@@ -15,6 +15,8 @@ pub enum Failure {
     DeadlineExceeded(String),
     /// The model failed (gRPC INTERNAL).
     Internal(String),
+    /// An entity key has no usable row in a feature view that rejects misses (gRPC NOT_FOUND).
+    NotFound(String),
 }
 
 /// One request's outputs: its part of each of the batch's outputs.

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use ferroserve_batcher::{Batch, BatchQueue, NextBatch};
 
 use crate::completions::Completed;
-use crate::{Answer, Deliver, Failure, Layout, RuntimeError};
+use crate::features::Gathered;
+use crate::{Answer, Deliver, Failure, FeatureJoin, Layout, RuntimeError};
 
 /// One input of a call: C-contiguous bytes and the shape to run with.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +116,9 @@ struct Shared<B, T, E: Engine> {
     engine: Arc<E>,
     completions: Arc<dyn Deliver<T, E::Output>>,
     layout: Layout,
+    /// The feature join of a model with looked-up features: the queue then holds the request
+    /// inputs, and `layout.input_names` are the model inputs the join writes.
+    features: Option<FeatureJoin>,
     /// Batches running now.
     busy: AtomicUsize,
     /// Threads still running, and its condition for `join`.
@@ -135,13 +139,15 @@ where
     OutputTensor<E::Output>: AsRef<[u8]>,
 {
     /// Starts one thread per engine instance, named `ferroserve-<model>-<i>`. They stop when
-    /// the queue is closed and empty.
+    /// the queue is closed and empty. With `features`, each batch's model inputs are gathered
+    /// from the request inputs the queue holds.
     pub fn start(
         model: &str,
         queue: Arc<BatchQueue<B, T>>,
         engine: Arc<E>,
         completions: Arc<dyn Deliver<T, E::Output>>,
         layout: Layout,
+        features: Option<FeatureJoin>,
     ) -> std::io::Result<Self> {
         let instances = engine.instances();
         let shared = Arc::new(Shared {
@@ -150,6 +156,7 @@ where
             engine,
             completions,
             layout,
+            features,
             busy: AtomicUsize::new(0),
             running: Mutex::new(instances),
             stopped: Condvar::new(),
@@ -246,11 +253,33 @@ where
 {
     let started = Instant::now();
     let layout = &shared.layout;
-    let shapes = layout.model_input_shapes(batch.inputs.iter().map(|input| &input.shape[..]));
-    let inputs = layout.input_tensors(
-        batch.inputs.iter().map(|input| input.data.as_ref()),
-        &shapes,
-    );
+    let gathered = match &shared.features {
+        Some(join) => match gather(join, &batch) {
+            Ok(gathered) => Some(gathered),
+            Err(message) => {
+                let failure = Failure::Internal(format!(
+                    "model '{}': feature lookup failed: {message}",
+                    shared.model
+                ));
+                return fail_all(batch, &failure);
+            }
+        },
+        None => None,
+    };
+    // Without features the batch's inputs are the model's (reshaped as the config says).
+    let shapes = match &gathered {
+        Some(_) => Vec::new(),
+        None => layout.model_input_shapes(batch.inputs.iter().map(|input| &input.shape[..])),
+    };
+    let inputs = match &gathered {
+        Some(gathered) => {
+            layout.input_tensors(gathered.buffers.iter().map(Vec::as_slice), &gathered.shapes)
+        }
+        None => layout.input_tensors(
+            batch.inputs.iter().map(|input| input.data.as_ref()),
+            &shapes,
+        ),
+    };
     let prepared = Instant::now();
     let result = shared
         .engine
@@ -268,11 +297,7 @@ where
                 "model '{}': onnxruntime failed: {message}",
                 shared.model
             ));
-            return batch
-                .tokens
-                .into_iter()
-                .map(|token| (token, Err(failure.clone())))
-                .collect();
+            return fail_all(batch, &failure);
         }
     };
     let rows = executed_rows(&shared.layout, &batch);
@@ -283,11 +308,50 @@ where
         nanos(ran - prepared),
         nanos(finished - ran),
     );
+    let rejected = gathered
+        .map(|gathered| gathered.rejected)
+        .unwrap_or_default();
     batch
         .tokens
         .into_iter()
-        .zip(parts.into_iter().map(Ok))
+        .zip(parts)
+        .enumerate()
+        .map(|(index, (token, part))| match rejected.get(index) {
+            Some(Some(message)) => (
+                token,
+                Err(Failure::NotFound(format!(
+                    "model '{}': {message}",
+                    shared.model
+                ))),
+            ),
+            _ => (token, Ok(part)),
+        })
         .collect()
+}
+
+/// Every request of `batch` answered with `failure`.
+fn fail_all<B, T, O>(batch: Batch<B, T>, failure: &Failure) -> Vec<Completed<T, O>> {
+    batch
+        .tokens
+        .into_iter()
+        .map(|token| (token, Err(failure.clone())))
+        .collect()
+}
+
+/// The model inputs of a batch of request inputs (a model with looked-up features).
+fn gather<B: AsRef<[u8]>, T>(join: &FeatureJoin, batch: &Batch<B, T>) -> Result<Gathered, String> {
+    let request: Vec<&[u8]> = batch
+        .inputs
+        .iter()
+        .map(|input| input.data.as_ref())
+        .collect();
+    // Dim 0 of the request inputs: the batch's rows, also for one request queued unbatched.
+    let rows = batch
+        .inputs
+        .first()
+        .and_then(|input| input.shape.first())
+        .map_or(0, |&rows| usize::try_from(rows).unwrap_or(0));
+    join.gather(&request, rows, batch.rows())
 }
 
 /// Rows executed, as Triton counts inferences: dim 0 of a batching model's input also when

@@ -5,13 +5,15 @@
 //! `Model`, or a stand-in in tests), splits the outputs and hands each answer to its request's
 //! `Waiter`: a channel for a request the native gRPC front end queued, or a `Completions` queue
 //! whose pipe wakes the event loop for one Python queued, in queue order for a
-//! `preserve_ordering` model (`InOrder`). No step needs the GIL, so executor threads never make
+//! `preserve_ordering` model (`InOrder`). A model version with looked-up features gathers each
+//! batch's model inputs from its feature store first (`FeatureJoin`). No step needs the GIL, so executor threads never make
 //! the event loop wait for it.
 
 mod accelerator;
 mod completions;
 mod error;
 mod executor;
+mod features;
 mod in_order;
 mod layout;
 mod model;
@@ -24,6 +26,7 @@ pub use accelerator::{Accelerator, Provider, TensorRtOptions};
 pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
+pub use features::FeatureJoin;
 pub use in_order::InOrder;
 pub use layout::Layout;
 pub use model::{Model, ModelOutput};

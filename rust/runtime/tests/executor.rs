@@ -120,6 +120,7 @@ fn setup(config: BatcherConfig, gate: Option<Arc<Barrier>>) -> Setup {
         Arc::clone(&engine),
         Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         layout(),
+        None,
     )
     .unwrap();
     Setup {
@@ -246,6 +247,7 @@ fn an_unbatched_model_gets_its_whole_output() {
         engine,
         Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         unbatched,
+        None,
     )
     .unwrap();
     queue.submit(request(1, 3, 4)).unwrap();
@@ -331,6 +333,7 @@ fn ordered_setup(config: BatcherConfig) -> OrderedSetup {
         Arc::clone(&engine),
         Arc::clone(&routed) as Arc<dyn Deliver<Waiter<u32, Vec<u8>>, Vec<u8>>>,
         layout(),
+        None,
     )
     .unwrap();
     OrderedSetup {
