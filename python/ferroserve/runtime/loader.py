@@ -2,6 +2,10 @@
 the execution provider it asks for (session.py), its Rust batch queue, its executor, warm-up
 (warmup.py), and the native front end's route. Blocking: the registry calls `load_version` from
 a worker thread. The result is a `ServedModel` (model.py), which only serves.
+
+A model with a `features.pbtxt` (ferroserve.features) is shown to clients with its declared
+request inputs, while its executor and warm-up run on the graph's inputs, which each batch
+gathers from the feature store.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ from typing import Any
 from ferroserve import _core
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import ModelSignature, complete_config, warn_unsupported
-from ferroserve.errors import ModelLoadError
+from ferroserve.errors import ConfigError, ModelLoadError
+from ferroserve.features.client import client_config, client_signature
+from ferroserve.features.declaration import FeatureDeclaration, read_declaration
+from ferroserve.features.store import ModelFeatures
 from ferroserve.runtime.binding import BindingExecutor
 from ferroserve.runtime.executor import Executor
 from ferroserve.runtime.model import LoadReport, ServedModel
 from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.session import LoadedSession, create_session
-from ferroserve.runtime.settings import warn_retired_parameters
+from ferroserve.runtime.settings import native_engine_allowed, warn_retired_parameters
 from ferroserve.runtime.warmup import warmup_feeds
 
 
@@ -38,22 +45,53 @@ def load_version(
     config = _copy(config)
     ignored = warn_unsupported(config)
     warn_retired_parameters(config)
+    declaration = read_declaration(model_dir)
+    if declaration is not None and not native_engine_allowed(config):
+        raise ConfigError(
+            f"model '{config.name}': {declaration.path} declares looked-up features, which "
+            'only the native engine gathers; remove parameter native_engine: "false"'
+        )
     loaded = create_session(config, model_file)
     signature = complete_config(config, loaded.inputs, loaded.outputs)
+    features = _features(config, declaration, loaded, signature)
     queue = build_queue(config)
-    executor = _executor(f"{config.name}:{version}", loaded, signature, queue, loop)
+    executor = _executor(f"{config.name}:{version}", loaded, signature, queue, loop, features)
     _warm_up(executor, config, signature, model_dir, version)
     executor.start()
+    shown_config, shown_signature = config, signature
+    if features is not None:
+        features.start_polling()
+        shown_config = client_config(config, features.declaration)
+        shown_signature = client_signature(features.declaration, signature)
     return ServedModel(
         name=config.name,
         version=version,
-        config=config,
-        signature=signature,
+        config=shown_config,
+        signature=shown_signature,
         queue=queue,
         executor=executor,
         native_route=executor.route(config.name, str(version)),
         report=LoadReport(loaded.provider, tuple(ignored), time.perf_counter() - started),
+        features=features,
     )
+
+
+def _features(
+    config: mc.ModelConfig,
+    declaration: FeatureDeclaration | None,
+    loaded: LoadedSession,
+    signature: ModelSignature,
+) -> ModelFeatures | None:
+    """The version's plan and store with every snapshot loaded, when it declares features."""
+    if declaration is None:
+        return None
+    if loaded.native is None:
+        raise ConfigError(
+            f"model '{config.name}': {declaration.path} declares looked-up features, which only "
+            "the native engine gathers, and the native engine cannot run this model (see the "
+            "log for why)"
+        )
+    return ModelFeatures.load(config.name, declaration, signature)
 
 
 def _copy(config: mc.ModelConfig) -> mc.ModelConfig:
@@ -101,7 +139,19 @@ def _executor(
     signature: ModelSignature,
     queue: _core.BatchQueue,
     loop: asyncio.AbstractEventLoop,
+    features: ModelFeatures | None = None,
 ) -> Executor:
+    if features is not None:
+        assert loaded.native is not None, "features are loaded for native models only"
+        return NativeExecutor(
+            name,
+            loaded.native,
+            signature,
+            queue,
+            loop,
+            features=features.binding,
+            client_signature=client_signature(features.declaration, signature),
+        )
     if loaded.native is not None:
         return NativeExecutor(name, loaded.native, signature, queue, loop)
     assert loaded.session is not None

@@ -20,6 +20,7 @@ from ferroserve.codec import (
     scheduling_parameters,
 )
 from ferroserve.config import ModelSignature
+from ferroserve.features.store import ModelFeatures
 from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
 
@@ -42,8 +43,11 @@ class ServedModel:
     name: str
     version: int
     config: mc.ModelConfig
-    """Completed from the graph; what ModelConfig answers."""
+    """Completed from the graph; what ModelConfig answers (with looked-up features, the request
+    inputs in place of the graph's)."""
     signature: ModelSignature
+    """What clients send and get back: the graph's tensors, or with looked-up features the
+    declared request inputs and the graph's outputs."""
     queue: _core.BatchQueue
     """The version's Rust batch queue: the native front end and the Python server both queue
     here, and its statistics are the version's."""
@@ -52,6 +56,8 @@ class ServedModel:
     """How the native front end answers this version itself; None: it forwards every request
     of it to the Python server."""
     report: LoadReport
+    features: ModelFeatures | None = None
+    """The version's feature plan and store (features.pbtxt), whose poller reloads snapshots."""
 
     @property
     def version_label(self) -> str:
@@ -108,6 +114,8 @@ class ServedModel:
     async def unload(self) -> None:
         """Stops taking requests, lets queued ones finish, then stops the executor threads."""
         self.queue.close(True)
+        if self.features is not None:
+            await asyncio.to_thread(self.features.stop_polling)
         await asyncio.to_thread(self.executor.join, _DRAIN_TIMEOUT_S)
         self.executor.stop()
         for future in self.queue.close(False):
