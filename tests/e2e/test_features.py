@@ -413,3 +413,27 @@ def test_native_engine_off_is_a_load_error(tmp_path: Path) -> None:
         assert 'native_engine: "false"' in row.reason
 
     serve(tmp_path, scenario)
+
+
+def test_bad_requests_are_worded_against_the_request_inputs(repository: Path) -> None:
+    """The native path leaves invalid requests to the Python server, which checks them against
+    the request inputs: a wrong width, or the graph's own input `x`, is INVALID_ARGUMENT."""
+    dense = np.ones((2, 4), dtype=np.float32)
+    wrong_width = user_request("mlp_user", np.array([1, 2]), dense)
+    wrong_width.inputs[1].shape[1] = 2
+    wrong_width.raw_input_contents[1] = dense[:, :2].tobytes()
+    graph_input = raw_request(
+        "mlp_user", [("x", "FP32", [1, 7], np.zeros(7, np.float32).tobytes())]
+    )
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = unary(channel)
+        for request, words in ((wrong_width, ["dense", "4"]), (graph_input, ["x", "user_id"])):
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await infer(request)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            details = raised.value.details() or ""
+            assert all(word in details for word in words), details
+        assert native_calls(server) == {}
+
+    serve(repository, scenario)
