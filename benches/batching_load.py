@@ -53,8 +53,16 @@ class Analyzer:
         self._runs = 0
 
     def measure(
-        self, port: int, model: str, concurrency: int, rows: int = 1, streaming: bool = False
+        self,
+        port: int,
+        model: str,
+        concurrency: int,
+        rows: int = 1,
+        streaming: bool = False,
+        input_data: Path | None = None,
     ) -> Run:
+        """One closed-loop run; `input_data`: a perf_analyzer JSON data file instead of random
+        inputs."""
         self._runs += 1
         stem = self._workdir / f"pa-{self._runs}-{port}-{model}-c{concurrency}-b{rows}"
         csv_path, export_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
@@ -67,6 +75,7 @@ class Analyzer:
             "--stability-percentage", str(settings.stability_pct),
             "-f", str(csv_path), "--profile-export-file", str(export_path),
             *(["--streaming"] if streaming else []),
+            *(["--input-data", str(input_data)] if input_data is not None else []),
         ]  # fmt: skip
         timeout_s = settings.max_trials * settings.window_ms / 1000 * 1.5 + 30
         before = model_counts(port, model)

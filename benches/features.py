@@ -1,0 +1,287 @@
+"""Online feature lookup end to end (issue 14): the MLP [N,64] -> 256 -> 256 -> 10 served twice
+by one ferroserve, once as `mlp` (the client sends all 64 features) and once as `mlp_features`
+(the client sends a user id and 32 request-time features; the other 32 are looked up in an
+embedded snapshot of `--keys` users and joined at batch forming). perf_analyzer drives both at
+c=16 with one row per request from JSON data files (existing user ids, random values), the two
+measured back to back in an order that alternates round by round, a fresh server every round.
+Target: `mlp_features` >= 90% of `mlp`'s throughput (median of the per-round ratios).
+
+`--scale N` instead loads a snapshot of N keys x 32 FP32 features into a fresh server and
+reports the load time (server start to ready, and the snapshot's own load from the log) and the
+server's resident memory before and after.
+
+    python benches/features.py [--rounds N] [--keys K] [--out FILE]
+    python benches/features.py --scale 10000000 [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from batching_load import Analyzer
+from load_client import LoadSettings
+from report import publish
+from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
+from serving_core import PERF_ANALYZER_DIR, SOURCE_TREE, ferroserve_launcher
+
+CONCURRENCY = 16
+TARGET = 0.90
+FEATURES = 32
+DATA_ROWS = 256  # distinct requests in each perf_analyzer data file
+BASE_CONFIG = """name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 64
+input [ {{ name: "input" data_type: TYPE_FP32 dims: [ 64 ] }} ]
+output [ {{ name: "output" data_type: TYPE_FP32 dims: [ 10 ] }} ]
+dynamic_batching {{ }}
+"""
+FEATURES_PBTXT = (
+    """request_input { name: "user_id" data_type: TYPE_INT64 columns: 1 }
+request_input { name: "dense" data_type: TYPE_FP32 columns: 32 }
+view {
+  name: "user"
+  key: "user_id"
+"""
+    + "".join(f'  feature {{ name: "f{i}" data_type: TYPE_FP32 }}\n' for i in range(FEATURES))
+    + """  source { path: "users.parquet" }
+}
+assembly { model_input: "input" segment { request_input: "dense" } segment { view: "user" } }
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    model: str
+    round: int
+    infer_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_us_per_request: float
+    mean_batch: float | None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds [3]")
+    parser.add_argument("--keys", type=int, default=100_000, help="users in the snapshot [100k]")
+    parser.add_argument("--scale", type=int, help="only measure loading a snapshot of N keys")
+    parser.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer window [3000]")
+    parser.add_argument("--tools", type=Path, default=Path("/work/shared/tools"))
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
+    return parser.parse_args(argv)
+
+
+def write_snapshot(path: Path, keys: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    columns = {"user_id": pa.array(np.arange(keys, dtype=np.int64))}
+    for i in range(FEATURES):
+        columns[f"f{i}"] = pa.array(rng.standard_normal(keys, dtype=np.float32))
+    pq.write_table(pa.table(columns), path)
+
+
+def write_repository(root: Path, keys: int) -> None:
+    if importlib.util.find_spec("ferroserve") is None:
+        sys.path.insert(0, str(SOURCE_TREE))
+    from ferroserve.demo import mlp_model, save
+
+    for name in ("mlp", "mlp_features"):
+        (root / name).mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(BASE_CONFIG.format(name=name))
+        save(mlp_model(), root / name / "1" / "model.onnx")
+    (root / "mlp_features" / "features.pbtxt").write_text(FEATURES_PBTXT)
+    write_snapshot(root / "mlp_features" / "users.parquet", keys)
+
+
+def write_data(workdir: Path, keys: int) -> dict[str, Path]:
+    """perf_analyzer data files: DATA_ROWS requests of existing users / random values."""
+    rng = np.random.default_rng(2)
+    plain = [{"input": rng.standard_normal(64).round(4).tolist()} for _ in range(DATA_ROWS)]
+    looked_up = [
+        {
+            "user_id": [int(rng.integers(0, keys))],
+            "dense": rng.standard_normal(FEATURES).round(4).tolist(),
+        }
+        for _ in range(DATA_ROWS)
+    ]
+    paths = {}
+    for model, data in (("mlp", plain), ("mlp_features", looked_up)):
+        paths[model] = workdir / f"{model}.json"
+        paths[model].write_text(json.dumps({"data": data}))
+    return paths
+
+
+def analyzer(args: argparse.Namespace, workdir: Path) -> Analyzer:
+    installed = subprocess.run(
+        ["bash", str(args.tools / "get-perf-analyzer.sh"), str(PERF_ANALYZER_DIR)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    binary = Path(installed.stdout.strip().splitlines()[-1])
+    return Analyzer(binary, LoadSettings(args.window_ms, 10, 20), workdir)
+
+
+def server_argv(launcher: list[str], repository: Path, port: int) -> list[str]:
+    return [*launcher, "serve", "--model-repository", str(repository), "--grpc-port", str(port),
+            "--metrics-port", str(free_port()), "--host", HOST, "--uvloop"]  # fmt: skip
+
+
+def measure_all(
+    repository: Path, workdir: Path, args: argparse.Namespace, notes: list[str]
+) -> list[Result]:
+    pa = analyzer(args, workdir)
+    notes.append(f"Client: {pa.description.splitlines()[0]}.")
+    data = write_data(workdir, args.keys)
+    launcher, env = ferroserve_launcher(notes)
+    results = []
+    for round_ in range(args.rounds):
+        models = ["mlp", "mlp_features"] if round_ % 2 == 0 else ["mlp_features", "mlp"]
+        port = free_port()
+        with contextlib.ExitStack() as stack:
+            argv = server_argv(launcher, repository, port)
+            pid = stack.enter_context(serving(argv, port, workdir / f"server-{round_}.log", env))
+            cpu = stack.enter_context(CpuSampler(pid))
+            for model in models:
+                run = pa.measure(port, model, CONCURRENCY, input_data=data[model])
+                if run.measurement is None:
+                    raise RuntimeError(f"{model}: {run.error}")
+                m = run.measurement
+                time.sleep(0.1)
+                server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
+                rate = m.infer_per_s
+                results.append(
+                    Result(
+                        model,
+                        round_,
+                        rate,
+                        m.p50_ms,
+                        m.p99_ms,
+                        1e6 * server_s / max(1, m.inferences),
+                        run.mean_batch,
+                    )
+                )
+                print(f"round {round_}: {model}: {rate:.0f}/s", file=sys.stderr)
+    return results
+
+
+def report(results: Sequence[Result]) -> list[list[str]]:
+    table = [
+        "| model | round | infer/s | p50 ms | p99 ms | server µs/request | mean batch |",
+        "|" + "---|" * 7,
+    ]
+    for r in results:
+        batch = f"{r.mean_batch:.1f}" if r.mean_batch is not None else ""
+        table.append(
+            f"| {r.model} | {r.round + 1} | {r.infer_per_s:.0f} | {r.p50_ms:.3f} | "
+            f"{r.p99_ms:.3f} | {r.server_us_per_request:.1f} | {batch} |"
+        )
+    by = {(r.model, r.round): r for r in results}
+    rounds = sorted({r.round for r in results})
+    ratios = [by[("mlp_features", n)].infer_per_s / by[("mlp", n)].infer_per_s for n in rounds]
+    median = statistics.median(ratios)
+    verdict = "PASS" if median >= TARGET else "FAIL"
+    summary = [
+        f"- {verdict}: embedded lookup >= {TARGET:.0%} of the all-sent MLP's throughput at "
+        f"c={CONCURRENCY}: {median:.3f}x (per round: "
+        + ", ".join(f"{ratio:.3f}" for ratio in ratios)
+        + ")"
+    ]
+    return [table, summary]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def measure_scale(workdir: Path, args: argparse.Namespace, notes: list[str]) -> list[list[str]]:
+    """Load time and memory of a snapshot of `--scale` keys."""
+    empty = workdir / "empty"
+    (empty / "mlp").mkdir(parents=True)
+    if importlib.util.find_spec("ferroserve") is None:
+        sys.path.insert(0, str(SOURCE_TREE))
+    from ferroserve.demo import mlp_model, save
+
+    (empty / "mlp" / "config.pbtxt").write_text(BASE_CONFIG.format(name="mlp"))
+    save(mlp_model(), empty / "mlp" / "1" / "model.onnx")
+    repository = workdir / "repository"
+    started = time.perf_counter()
+    write_repository(repository, args.scale)
+    written_s = time.perf_counter() - started
+    snapshot = repository / "mlp_features" / "users.parquet"
+    launcher, env = ferroserve_launcher(notes)
+    rows = []
+    for label, repo in (("without the snapshot (mlp only)", empty), ("with it", repository)):
+        port = free_port()
+        started = time.perf_counter()
+        log = workdir / f"scale-{port}.log"
+        with serving(server_argv(launcher, repo, port), port, log, env) as pid:
+            ready_s = time.perf_counter() - started
+            rows.append((label, ready_s, rss_kib(pid) / 1024))
+    raw_mib = args.scale * FEATURES * 4 / 2**20
+    table = [
+        "| server | start to ready s | RSS MiB |",
+        "|---|---|---|",
+        *(f"| {label} | {ready:.1f} | {rss:.0f} |" for label, ready, rss in rows),
+    ]
+    extra = rows[1][2] - rows[0][2]
+    summary = [
+        f"- Snapshot: {args.scale:,} keys x {FEATURES} FP32 features = {raw_mib:,.0f} MiB of raw "
+        f"values; Parquet file {snapshot.stat().st_size / 2**20:,.0f} MiB, written in "
+        f"{written_s:.1f} s.",
+        f"- The snapshot adds {rows[1][1] - rows[0][1]:.1f} s to start-up and {extra:,.0f} MiB "
+        f"of resident memory ({extra / raw_mib:.2f}x the raw values; the second server also "
+        "loads `mlp_features`' model).",
+    ]
+    return [table, summary]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="ferroserve-features-") as tmp:
+        workdir = Path(tmp)
+        try:
+            if args.scale:
+                sections = measure_scale(workdir, args, notes)
+            else:
+                write_repository(workdir / "repository", args.keys)
+                sections = report(measure_all(workdir / "repository", workdir, args, notes))
+        except ServerFailed as error:
+            print(f"the server failed to start: {error}", file=sys.stderr)
+            return 1
+    notes = [
+        f"Models: the MLP [N,64] -> 256 -> 256 -> 10, max_batch_size 64, `dynamic_batching` "
+        f"(delay 0); `mlp_features` joins {FEATURES} FP32 features of view `user` (keyed by "
+        f"INT64 user_id, Parquet snapshot of {args.scale or args.keys:,} users) after "
+        f"{FEATURES} request-time features.",
+        f"perf_analyzer -b 1, c={CONCURRENCY}, unary, {DATA_ROWS} distinct requests per model "
+        "from a JSON data file (every user id exists); client and server share the cores; "
+        "server µs/request: CPU of the server process tree over the window / requests.",
+        *notes,
+    ]
+    publish(sections, notes, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
