@@ -42,6 +42,8 @@ PROTOS = {
     "grpc/reflection/v1alpha/reflection.proto": "reflection_v1alpha",
     # ferroserve's own files (features.pbtxt beside config.pbtxt).
     "ferroserve/features.proto": "features",
+    # Operating a running server's feature stores (`ferroserve features status|load`).
+    "ferroserve/feature_service.proto": "feature_service",
 }
 DESCRIPTOR_SET = "inference.binpb"
 STUBS = tuple(f"{module}_pb2.pyi" for module in PROTOS.values())

@@ -14,6 +14,7 @@ from typing import Any
 
 from ferroserve import _core
 from ferroserve.metrics import snapshot
+from ferroserve.metrics.features import feature_snapshot
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.registry.registry import ModelRegistry
 
@@ -33,6 +34,8 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
             entry["provider"] = model.provider
             entry["load_seconds"] = model.report.load_seconds
             entry["stats"] = model.queue.statistics()
+            if model.features is not None:
+                entry["features"] = feature_snapshot(model.features)
         models.append(entry)
     return {
         "format": snapshot.FORMAT,

@@ -1,7 +1,7 @@
 """Hosts a running ferroserve: the native front end (`_core.Frontend`, Rust) on the public port,
-and behind it, on a private Unix socket, one grpc.aio server with the inference, health and
-reflection services for every call the front end forwards; message limits sized for real
-tensors, and an orderly start and stop."""
+and behind it, on a private Unix socket, one grpc.aio server with the inference, feature
+(`FeatureService`), health and reflection services for every call the front end forwards;
+message limits sized for real tensors, and an orderly start and stop."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
+from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
 from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
 from ferroserve.server.inference import InferenceService
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
@@ -81,8 +82,15 @@ class Server:
         add_inference_service(
             self.grpc, self.service, self.rpcs.wrap if options.metrics is not None else None
         )
+        add_service(
+            self.grpc,
+            FEATURE_SERVICE_NAME,
+            FeatureService(self.registry),
+            self.rpcs.wrap if options.metrics is not None else None,
+        )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
-        for name, servicer in reflection_servicers((SERVICE_NAME, HEALTH_SERVICE_NAME)).items():
+        services = (SERVICE_NAME, FEATURE_SERVICE_NAME, HEALTH_SERVICE_NAME)
+        for name, servicer in reflection_servicers(services).items():
             add_service(self.grpc, name, servicer)
         self.port = 0
         self.frontend: _core.Frontend | None = None

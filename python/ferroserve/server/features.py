@@ -1,0 +1,174 @@
+"""`ferroserve.features.v1.FeatureService`: the status of each model version's feature store and
+reloading its snapshots from their files on request (`ferroserve features status|load`). Served
+by the Python server behind the native front end, which forwards these calls unchanged. Not
+behind access control yet (docs/features.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from ferroserve._proto import feature_service_pb2 as pb
+from ferroserve.errors import ConfigError, FerroserveError, ModelNotFoundError, status_code_for
+from ferroserve.features.store import ModelFeatures
+from ferroserve.registry.registry import ModelRegistry
+from ferroserve.runtime.model import ServedModel
+
+FEATURE_SERVICE_NAME = "ferroserve.features.v1.FeatureService"
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class NoFeatures(FerroserveError):
+    """The model named has no features.pbtxt (FAILED_PRECONDITION)."""
+
+
+class SnapshotLoadFailed(FerroserveError):
+    """A snapshot file could not be loaded; the previous snapshot keeps serving
+    (FAILED_PRECONDITION: the request was valid, the file on disk is not)."""
+
+
+# This service's own errors; everything else maps as everywhere (errors.status_code_for).
+_OWN_CODES: tuple[tuple[type[FerroserveError], grpc.StatusCode], ...] = (
+    (NoFeatures, grpc.StatusCode.FAILED_PRECONDITION),
+    (SnapshotLoadFailed, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def _status_code(error: FerroserveError) -> grpc.StatusCode:
+    for error_type, code in _OWN_CODES:
+        if isinstance(error, error_type):
+            return code
+    return status_code_for(error)
+
+
+def _versions(registry: ModelRegistry, model: str, version: str) -> list[ServedModel]:
+    """The ready versions a request names. ModelNotFoundError for an unknown model or version,
+    UnavailableError for a known one that is not ready (the registry's words)."""
+    if version:
+        return [registry.resolve(model, version)]
+    ready = registry.ready_versions(model)
+    if not ready:
+        registry.resolve(model)  # raises, saying why nothing is ready
+    return ready
+
+
+def _features_of(model: ServedModel) -> ModelFeatures:
+    if model.features is None:
+        raise NoFeatures(
+            f"model '{model.name}' version {model.version} has no features.pbtxt, so it has no "
+            "feature store to show or load; `ferroserve features status` lists the models that "
+            "have one"
+        )
+    return model.features
+
+
+def version_status(model: ServedModel, features: ModelFeatures) -> pb.VersionFeatures:
+    """One version's store (`FeatureStore.status`) and lookup counts (`FeaturePlan.stats`)."""
+    counts = features.plan.stats()["views"]
+    sources = {source.view: str(source.path) for source in features.declaration.sources}
+    entry = pb.VersionFeatures(
+        model=model.name,
+        version=str(model.version),
+        reloads=features.reloads,
+        reload_failures=features.reload_failures,
+        last_error=features.last_error or "",
+    )
+    for view in features.status():
+        name = view["view"]
+        lookups = counts.get(name, {})
+        status = entry.views.add(
+            view=name,
+            source=sources.get(name, ""),
+            loaded=bool(view["loaded"]),
+            generation=int(view["generation"]),
+            rows=int(view["rows"]),
+            memory_bytes=int(view["memory_bytes"]),
+            values_bytes=int(view["values_bytes"]),
+            duplicate_keys=int(view["duplicate_keys"]),
+            **{key: int(lookups.get(key, 0)) for key in _LOOKUP_FIELDS},
+        )
+        if view["oldest_us"] is not None:
+            status.oldest_event_us = int(view["oldest_us"])
+        if view["newest_us"] is not None:
+            status.newest_event_us = int(view["newest_us"])
+    return entry
+
+
+_LOOKUP_FIELDS = ("lookups", "hits", "misses", "stale", "unavailable", "rejected")
+
+
+class FeatureService:
+    """The servicer; runs on the event loop, reloads in worker threads."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    async def Status(
+        self, request: pb.FeatureStatusRequest, context: Context
+    ) -> pb.FeatureStatusResponse:
+        response = pb.FeatureStatusResponse()
+        try:
+            if request.model:
+                for model in _versions(self._registry, request.model, request.version):
+                    response.models.append(version_status(model, _features_of(model)))
+                return response
+            if request.version:
+                raise ModelNotFoundError("name the model (`model`) whose version you ask for")
+            versions = [model for (_, label), model in self._registry.routes().items() if label]
+            for model in sorted(versions, key=lambda model: (model.name, model.version)):
+                if model.features is not None:
+                    response.models.append(version_status(model, model.features))
+        except FerroserveError as error:
+            await context.abort(_status_code(error), str(error))
+        return response
+
+    async def Reload(
+        self, request: pb.FeatureReloadRequest, context: Context
+    ) -> pb.FeatureReloadResponse:
+        try:
+            if not request.model:
+                raise ModelNotFoundError("name the model whose snapshots to load (`model`)")
+            targets = [
+                (model, _features_of(model))
+                for model in _versions(self._registry, request.model, request.version)
+            ]
+            views = list(request.views)
+            for model, features in targets:
+                unknown = [view for view in views if view not in features.plan.views]
+                if unknown:
+                    raise ModelNotFoundError(
+                        f"model '{model.name}' version {model.version} has no view "
+                        f"{', '.join(repr(v) for v in unknown)}; its views: "
+                        f"{', '.join(features.plan.views)}"
+                    )
+            response = pb.FeatureReloadResponse()
+            for model, features in targets:
+                response.reloads.append(await _reload(model, features, views or None))
+        except FerroserveError as error:
+            await context.abort(_status_code(error), str(error))
+        return response
+
+
+async def _reload(
+    model: ServedModel, features: ModelFeatures, views: list[str] | None
+) -> pb.VersionReload:
+    """One version's reload in a worker thread (file I/O and conversion); a failure leaves its
+    previous snapshot serving and says so."""
+    try:
+        result = await asyncio.to_thread(features.reload, views)
+    except ConfigError as error:
+        generation = max((int(v["generation"]) for v in features.status()), default=0)
+        raise SnapshotLoadFailed(
+            f"{error} (model '{model.name}' version {model.version} keeps serving its previous "
+            f"snapshot, generation {generation}; fix the file and load again)"
+        ) from error
+    return pb.VersionReload(
+        model=model.name,
+        version=str(model.version),
+        views=list(result.views),
+        generation=result.generation,
+        rows=result.rows,
+        seconds=result.seconds,
+    )
