@@ -1,6 +1,7 @@
 """The sidecar's built-in dashboard in real headless Chromium (Debian's `chromium`, installed by
 `make test`): after traffic, the page's JavaScript has drawn every chart with data points and
-shows the model's live figures. The screenshot is kept in test-artifacts/ (or
+shows the model's live figures, and for a model with looked-up features its features section
+(charts, hit ratio, a row per view). The screenshots are kept in test-artifacts/ (or
 $FERROSERVE_TEST_ARTIFACTS) for a human to look at."""
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from ferroserve.demo import write_demo_repository
+from support import features as f
 from support.metrics import background_traffic, dashboard, wait_for
 from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
 CHARTS = ("throughput", "latency", "errors", "batch")
+FEATURE_CHARTS = ("feature_lookups", "feature_hit_ratio", "feature_gather")
 ARTIFACTS = Path(
     os.environ.get(
         "FERROSERVE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -45,6 +49,8 @@ class PageReader(HTMLParser):
         self.figures: dict[str, str] = {}
         self._figure: str | None = None
         self.text: list[str] = []
+        self.views: dict[str, list[str]] = {}  # the features table: view -> its cells
+        self._view: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
@@ -57,6 +63,9 @@ class PageReader(HTMLParser):
                 self.points[attributes["data-chart"] or ""] = int(
                     attributes.get("data-points") or 0
                 )
+            if tag == "tr" and attributes.get("data-view"):
+                self._view = attributes["data-view"]
+                self.views[self._view or ""] = []
             if tag == "div" and "data-figure" in attributes:
                 self._figure = attributes["data-figure"]
             elif tag == "div" and attributes.get("class") == "value" and self._figure:
@@ -65,11 +74,15 @@ class PageReader(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if self.depth and tag == "section":
             self.depth -= 1
+        if tag == "tr":
+            self._view = None
 
     def handle_data(self, data: str) -> None:
         if not self.depth:
             return
         self.text.append(data)
+        if self._view is not None and data.strip():
+            self.views[self._view].append(data.strip())
         if self._figure is not None and self._figure in self.figures and data.strip():
             self.figures[self._figure] = data.strip()
             self._figure = None
@@ -133,3 +146,47 @@ def test_dashboard_shows_live_charts_after_traffic(
     assert 0 < number(reader.figures["p50"]) <= number(reader.figures["p99"])
     assert screenshot.stat().st_size > 10_000
     print(f"dashboard screenshot: {screenshot}")
+
+
+def test_dashboard_shows_the_online_features_of_a_model(tmp_path: Path) -> None:
+    repository = write_demo_repository(tmp_path / "repository")
+    f.add_features_model(repository, "fraud")
+    server = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
+    with server:
+        server.wait_ready()
+        page = feature_page(server, tmp_path)
+        screenshot = ARTIFACTS / "dashboard-features.png"
+
+    reader = PageReader("model-fraud-1")
+    reader.feed(page)
+    for chart in (*CHARTS, *FEATURE_CHARTS):
+        assert reader.points.get(chart, 0) > 0, (chart, reader.points)
+    assert number(reader.figures["feature_lookups"]) > 0
+    # Random users 0..109: 80 of 110 are in the snapshot, a third of those stale.
+    assert 0 < number(reader.figures["feature_hit_ratio"].rstrip(" %")) < 100
+    assert number(reader.figures["feature_gather"]) > 0
+    assert reader.figures["feature_rejected"] == "0"
+    view = reader.views["user"]
+    assert view[:2] == ["user", str(len(f.snapshot_ids()))] and view[3] == "10 min", view
+    assert screenshot.stat().st_size > 10_000
+    print(f"dashboard screenshot: {screenshot}")
+
+
+def feature_page(server: ServerProcess, tmp_path: Path) -> str:
+    """The page's DOM after feature traffic (and its screenshot in ARTIFACTS)."""
+    with f.feature_traffic(server.url, "fraud", pause_s=0.002):
+
+        def has_feature_series() -> bool:
+            rows = dashboard(server.metrics_url)["models"]
+            series = next(r for r in rows if r["model"] == "fraud").get("series", {})
+            return len([v for v in series.get("feature_hit_ratio", []) if v is not None]) >= 3
+
+        wait_for(has_feature_series, "three dashboard samples with feature lookups")
+        page = run_chromium(server.metrics_url + "/", "--dump-dom", profile=tmp_path / "dom")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        run_chromium(
+            server.metrics_url + "/",
+            f"--screenshot={ARTIFACTS / 'dashboard-features.png'}",
+            profile=tmp_path / "shot",
+        )
+    return page

@@ -1,7 +1,8 @@
 """deploy/grafana and deploy/prometheus against a real Prometheus (Debian's `prometheus`
-package, installed by `make test`): Prometheus scrapes a ferroserve sidecar during traffic,
-every Grafana panel query evaluates without error, the traffic panels return data, and every
-alerting rule loads and evaluates healthily."""
+package, installed by `make test`): Prometheus scrapes a ferroserve sidecar during traffic (to
+the demo's MLP and to a model with looked-up features), every Grafana panel query evaluates
+without error, the traffic and feature panels return data, and every alerting rule loads and
+evaluates healthily; every metric a panel queries is documented in docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ferroserve.demo import write_demo_repository
+from support.features import add_features_model, feature_traffic
 from support.metrics import background_traffic, get, scrape, wait_for
 from support.server import ServerProcess, free_port
 
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "ferroserve-dashboard.json"
 ALERTS = ROOT / "deploy" / "prometheus" / "ferroserve-alerts.yml"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
 # Panels that must show data after traffic on a CPU-only machine (GPU panels may be empty).
 MUST_HAVE_DATA = (
     "Throughput (requests/s)",
@@ -41,7 +46,17 @@ MUST_HAVE_DATA = (
     "Serving process memory (RSS)",
     "Metrics snapshot age",
     "Model versions",
+    "Feature lookups by result (rows/s)",
+    "Feature hit ratio",
+    "Feature rejections (rows/s)",
+    "Feature gather time per batch (mean)",
+    "Feature snapshot rows",
+    "Feature snapshot age (newest event)",
+    "Feature snapshot memory",
+    "Feature snapshot loads",
 )
+# A histogram's or counter's series names in PromQL, and the family name the docs list.
+_SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def tool(name: str) -> str:
@@ -80,6 +95,39 @@ def test_dashboard_json_is_importable() -> None:
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+
+
+def test_every_dashboard_metric_is_documented() -> None:
+    """Every ferroserve metric a panel queries is in docs/metrics.md's tables (so it is a
+    family the sidecar exports, and a reader can look it up)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    queried = set(re.findall(r"\bferroserve_[a-z_]+", " ".join(exprs)))
+    documented = METRICS_DOC.read_text()
+    missing = []
+    for name in sorted(queried):
+        family = name
+        for suffix in _SERIES_SUFFIXES:
+            family = family.removesuffix(suffix)
+        if f"`{name}" not in documented and f"`{family}" not in documented:
+            missing.append(name)
+    assert missing == []
+    assert {
+        "ferroserve_feature_lookups_total",
+        "ferroserve_feature_gather_seconds_total",
+        "ferroserve_feature_snapshot_newest_event_timestamp_seconds",
+    } <= queried
+
+
+@pytest.fixture()
+def monitored_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The demo's MLP and a model with looked-up features, metrics every 250 ms."""
+    repository = write_demo_repository(tmp_path / "repository")
+    add_features_model(repository, "fraud")
+    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
+    with process:
+        process.wait_ready()
+        yield process
 
 
 def test_alert_rules_pass_promtool() -> None:
@@ -135,12 +183,13 @@ class Prometheus:
 
 
 def test_panels_and_alerts_evaluate_in_prometheus(
-    demo_server: ServerProcess, tmp_path: Path
+    monitored_server: ServerProcess, tmp_path: Path
 ) -> None:
-    wait_for(lambda: scrape(demo_server.metrics_url), "the sidecar")
+    wait_for(lambda: scrape(monitored_server.metrics_url), "the sidecar")
     with (
-        Prometheus(tmp_path, f"127.0.0.1:{demo_server.metrics_port}") as prometheus,
-        background_traffic(demo_server, rows=2, invalid=True, pause_s=0.002),
+        Prometheus(tmp_path, f"127.0.0.1:{monitored_server.metrics_port}") as prometheus,
+        background_traffic(monitored_server, rows=2, invalid=True, pause_s=0.002),
+        feature_traffic(monitored_server.url, "fraud", pause_s=0.005),
     ):
 
         def throughput_visible() -> bool:

@@ -5,8 +5,11 @@ in the snapshot (misses), every third row of it is two days old (stale: max age 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,27 @@ def infer_users(client: InferenceServerClient, model: str, users: np.ndarray) ->
     output = result.as_numpy("OUTPUT0")
     assert output is not None
     return output
+
+
+@contextlib.contextmanager
+def feature_traffic(url: str, model: str, pause_s: float = 0.0) -> Iterator[list[int]]:
+    """One client sending 1-4 random users (known, missing and stale ones) per request to
+    `model` for the `with` block; yields [requests answered]."""
+    stop = threading.Event()
+    sent = [0]
+
+    def traffic() -> None:
+        rng = np.random.default_rng(11)
+        with InferenceServerClient(url) as client:
+            while not stop.is_set():
+                infer_users(client, model, rng.integers(0, USERS + 10, int(rng.integers(1, 5))))
+                sent[0] += 1
+                stop.wait(pause_s)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        yield sent
+    finally:
+        stop.set()
+        thread.join()

@@ -1,6 +1,7 @@
 """The online features' metric families from a snapshot dict (sidecar/exposition.py), the
-snapshot entry built from a real plan and store (metrics/features.py), and the formatting of
-`ferroserve features status` (cli_features.py)."""
+snapshot entry built from a real plan and store (metrics/features.py), the built-in dashboard's
+feature figures (sidecar/feature_history.py), and the formatting of `ferroserve features
+status` (cli_features.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from ferroserve._proto import feature_service_pb2 as fpb
 from ferroserve.cli_features import age, size, status_json, status_table
 from ferroserve.metrics.features import feature_snapshot
 from ferroserve.sidecar.exposition import feature_families
+from ferroserve.sidecar.feature_history import (
+    FEATURE_SERIES,
+    FeatureSample,
+    feature_figures,
+    feature_panel,
+)
 from prometheus_client.core import Metric
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -44,7 +51,13 @@ def snapshot_with_features() -> dict[str, Any]:
         "reload_failures": 1,
         "views": [
             view_entry("user"),
-            view_entry("card", oldest_us=None, newest_us=None, lookups={"hit": 16}, rejected=0),
+            view_entry(
+                "card",
+                oldest_us=None,
+                newest_us=None,
+                lookups={"hit": 16, "miss": 0, "stale": 0, "unavailable": 0},
+                rejected=0,
+            ),
         ],
     }
     return {
@@ -201,3 +214,39 @@ def test_sizes_and_ages_read_like_people_write_them() -> None:
         "2h 1m",
         "4d 1h",
     ]
+
+
+def test_dashboard_feature_figures_between_two_samples() -> None:
+    features = snapshot_with_features()["models"][0]["features"]
+    before = FeatureSample.of(features)
+    assert before.lookups == (26, 4, 2, 0) and before.rejected == 1
+    later = {
+        **features,
+        "gathers": 9,
+        "gather_ns": 4_500_000,
+        "views": [
+            view_entry("user", lookups={"hit": 16, "miss": 6, "stale": 2, "unavailable": 0}),
+            view_entry("card", lookups={"hit": 20, "miss": 0, "stale": 0, "unavailable": 0}),
+        ],
+    }
+    figures = feature_figures(before, FeatureSample.of(later), 2.0)
+    assert figures == {
+        "feature_hits_per_s": 5.0,
+        "feature_misses_per_s": 1.0,
+        "feature_stale_per_s": 0.0,
+        "feature_unavailable_per_s": 0.0,
+        "feature_lookups_per_s": 6.0,
+        "feature_hit_ratio": 10 / 12,
+        "feature_gather_us": 500.0,
+    }
+    assert set(figures) == set(FEATURE_SERIES)
+    assert feature_figures(None, before, 1.0) == {}
+    idle = feature_figures(before, before, 1.0)
+    assert idle["feature_hit_ratio"] is None and idle["feature_gather_us"] is None
+
+    panel = feature_panel(features, now_unix=1_700_000_660.5)
+    user, card = panel["views"]
+    assert (panel["reloads"], panel["reload_failures"]) == (3, 1)
+    assert user["newest_event_age_s"] == 60.0 and user["hit_ratio"] == 10 / 16
+    assert (user["lookups"], user["miss"], user["stale"], user["rejected"]) == (16, 4, 2, 1)
+    assert card["newest_event_age_s"] is None

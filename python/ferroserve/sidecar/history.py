@@ -1,15 +1,23 @@
 """The dashboard's data: the sidecar samples the snapshot every interval and keeps the last
 minutes in memory; rates and latency percentiles come from the differences between samples
-(percentiles interpolated within histogram buckets, as Prometheus' histogram_quantile)."""
+(percentiles interpolated within histogram buckets, as Prometheus' histogram_quantile), and
+the online features' figures from feature_history."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ferroserve.sidecar.feature_history import (
+    FEATURE_SERIES,
+    FeatureSample,
+    feature_figures,
+    feature_panel,
+)
 from ferroserve.sidecar.source import SnapshotSource
 
 ModelKey = tuple[str, str]
@@ -27,6 +35,8 @@ class ModelSample:
     inferences: int
     executions: int
     pending: int
+    features: FeatureSample | None = None
+    """Lookup and gather counters, for a version with looked-up features."""
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float | None:
@@ -52,7 +62,9 @@ def _delta(now: int, before: int) -> int:
     return now - before if now >= before else now
 
 
-def _sample_of(stats: dict[str, Any]) -> ModelSample:
+def _sample_of(model: dict[str, Any]) -> ModelSample:
+    stats = model["stats"]
+    features = model.get("features")
     outcomes = stats["outcomes"]
     requests = sum(outcomes.values())
     return ModelSample(
@@ -62,6 +74,7 @@ def _sample_of(stats: dict[str, Any]) -> ModelSample:
         inferences=int(stats["inference_count"]),
         executions=int(stats["execution_count"]),
         pending=int(stats["pending"]),
+        features=None if features is None else FeatureSample.of(features),
     )
 
 
@@ -75,6 +88,8 @@ class Interval:
     latency_counts: tuple[int, ...]
     inferences: int
     executions: int
+    features: dict[str, float | None]
+    """The feature_history.FEATURE_SERIES figures; empty without looked-up features."""
 
     @staticmethod
     def between(before: ModelSample, after: ModelSample, seconds: float) -> Interval:
@@ -89,6 +104,7 @@ class Interval:
             ),
             _delta(after.inferences, before.inferences),
             _delta(after.executions, before.executions),
+            feature_figures(before.features, after.features, seconds),
         )
 
     def figures(self, bounds_s: Sequence[float]) -> dict[str, float | None]:
@@ -102,6 +118,7 @@ class Interval:
             "p50_ms": ms(0.5),
             "p99_ms": ms(0.99),
             "batch_size": self.inferences / self.executions if self.executions else None,
+            **self.features,
         }
 
 
@@ -132,8 +149,9 @@ class Track:
             else {}
         )
         series: dict[str, list[Any]] = {"t": [t for t, _ in self.points]}
-        for name in SERIES:
-            series[name] = [figures[name] for _, figures in self.points]
+        names = SERIES + (FEATURE_SERIES if latest.features is not None else ())
+        for name in names:
+            series[name] = [figures.get(name) for _, figures in self.points]
         return {
             "totals": {
                 "requests": latest.requests,
@@ -177,7 +195,7 @@ class History:
                 key = (model["model"], model["version"])
                 present.add(key)
                 track = self._tracks.setdefault(key, Track(self._keep))
-                track.add(written, _sample_of(model["stats"]), bounds_s)
+                track.add(written, _sample_of(model), bounds_s)
             for gone in self._tracks.keys() - present:  # unloaded versions
                 del self._tracks[gone]
 
@@ -197,6 +215,8 @@ class History:
                 track = self._tracks.get(key)
                 if track is not None:
                     row.update(track.view(bounds_s))
+                if "features" in entry:
+                    row["features"] = feature_panel(entry["features"], time.time())
                 models.append(row)
             samples = min(self._samples, self._keep)
         return {
