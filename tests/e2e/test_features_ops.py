@@ -105,7 +105,7 @@ def test_status_shows_each_view_as_a_table_and_as_json(
     assert abs(view["oldest_event_us"] / 1e6 - (NOW - f.STALE_AGE_S)) < 1
 
 
-def test_unknown_models_versions_and_views_are_not_found(
+def test_unknown_models_versions_and_views_are_not_found_and_a_model_is_needed(
     server: ServerProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     error = rpc_error(server, "Status", fpb.FeatureStatusRequest(model="nosuch"))
@@ -117,6 +117,13 @@ def test_unknown_models_versions_and_views_are_not_found(
     )
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "no view 'card'; its views: user" in (error.details() or "")
+    for method, request in (
+        ("Status", fpb.FeatureStatusRequest(version="1")),
+        ("Reload", fpb.FeatureReloadRequest()),
+    ):
+        error = rpc_error(server, method, request)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "name the model" in (error.details() or "")
 
     status, out, err = cli(capsys, "status", "--model", "nosuch", "--server", server.url)
     assert (status, out) == (1, "")

@@ -11,7 +11,13 @@ from typing import Any
 import grpc
 
 from ferroserve._proto import feature_service_pb2 as pb
-from ferroserve.errors import ConfigError, FerroserveError, ModelNotFoundError, status_code_for
+from ferroserve.errors import (
+    ConfigError,
+    FerroserveError,
+    InvalidInputError,
+    ModelNotFoundError,
+    status_code_for,
+)
 from ferroserve.features.store import ModelFeatures
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.runtime.model import ServedModel
@@ -115,7 +121,7 @@ class FeatureService:
                     response.models.append(version_status(model, _features_of(model)))
                 return response
             if request.version:
-                raise ModelNotFoundError("name the model (`model`) whose version you ask for")
+                raise InvalidInputError("name the model (`model`) whose version you ask for")
             versions = [model for (_, label), model in self._registry.routes().items() if label]
             for model in sorted(versions, key=lambda model: (model.name, model.version)):
                 if model.features is not None:
@@ -129,7 +135,7 @@ class FeatureService:
     ) -> pb.FeatureReloadResponse:
         try:
             if not request.model:
-                raise ModelNotFoundError("name the model whose snapshots to load (`model`)")
+                raise InvalidInputError("name the model whose snapshots to load (`model`)")
             targets = [
                 (model, _features_of(model))
                 for model in _versions(self._registry, request.model, request.version)
