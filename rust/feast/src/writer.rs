@@ -1,0 +1,87 @@
+//! Writes rows in Feast's Redis layout, exactly as Feast's `online_write_batch` does (one
+//! `HSET key _ts:{view} Timestamp field Value ...` per row, pipelined), so rows written here are
+//! read by Feast and by `RedisStore::fetch` alike. For users without Feast (`ferroserve features
+//! load`) and for tests. Feast's read-before-write check that keeps a newer row is not done:
+//! the last write wins.
+
+use ferroserve_features::KeyValue;
+
+use crate::FeastError;
+use crate::client::RedisStore;
+use crate::value::{FeastValue, encode_timestamp};
+use crate::view::FeastView;
+
+/// Rows per pipeline: bounds the memory of one round trip on large loads.
+const ROWS_PER_PIPELINE: usize = 1000;
+
+/// One row to write.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureRow<'a> {
+    /// The entity key's parts, in the view's key order.
+    pub key: &'a [KeyValue<'a>],
+    /// The features' values in the view's row layout (`ViewLayout::row_bytes` bytes).
+    pub values: &'a [u8],
+    /// The row's event time, Unix microseconds (written as `_ts:{view}`).
+    pub event_time_us: i64,
+}
+
+impl RedisStore {
+    /// Writes `rows` of `view`, pipelined. Each feature is written as the `Value` kind Feast
+    /// writes for its type (FP32 `float_val`, FP64 `double_val`, INT64 `int64_val`, INT32
+    /// `int32_val`). No timeout applies: a load waits for Redis. Rows are checked before
+    /// anything is sent; a Redis error stops the write (earlier pipelines stay written).
+    pub async fn write(&self, view: &FeastView, rows: &[FeatureRow<'_>]) -> Result<(), FeastError> {
+        let layout = view.layout();
+        let mut commands = Vec::with_capacity(rows.len());
+        for (index, row) in rows.iter().enumerate() {
+            if row.values.len() != layout.row_bytes() || row.key.len() != layout.key().len() {
+                return Err(FeastError::WriteRow {
+                    view: layout.view().to_owned(),
+                    row: index,
+                    actual: row.values.len(),
+                    expected: layout.row_bytes(),
+                    keys: row.key.len(),
+                    key_parts: layout.key().len(),
+                });
+            }
+            let mut key = Vec::new();
+            if !view.redis_key(row.key, &mut key) {
+                return Err(FeastError::WriteKey {
+                    view: layout.view().to_owned(),
+                    row: index,
+                });
+            }
+            let mut fields: Vec<(&[u8], Vec<u8>)> = Vec::with_capacity(view.fields().len());
+            let (feature_fields, timestamp_field) = view.fields().split_at(layout.features().len());
+            let mut timestamp = Vec::new();
+            encode_timestamp(row.event_time_us, &mut timestamp);
+            fields.push((timestamp_field[0].as_slice(), timestamp));
+            for (slot, field) in layout.features().iter().zip(feature_fields) {
+                let width = slot.datatype.element_size().unwrap_or(0);
+                let mut value = Vec::new();
+                if let Some(feature) = row
+                    .values
+                    .get(slot.offset..slot.offset + width)
+                    .and_then(|bytes| FeastValue::from_le(slot.datatype, bytes))
+                {
+                    feature.encode(&mut value);
+                }
+                fields.push((field.as_slice(), value));
+            }
+            commands.push((key, fields));
+        }
+        let mut connection = self.connection();
+        for chunk in commands.chunks(ROWS_PER_PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (key, fields) in chunk {
+                pipe.cmd("HSET").arg(key.as_slice());
+                for (field, value) in fields {
+                    pipe.arg(*field).arg(value.as_slice());
+                }
+                pipe.ignore();
+            }
+            pipe.query_async::<()>(&mut connection).await?;
+        }
+        Ok(())
+    }
+}
