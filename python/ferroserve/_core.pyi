@@ -364,6 +364,7 @@ class OrtModel:
         tensorrt_fp16: bool = False,
         tensorrt_cache_path: str | None = None,
         tensorrt_max_workspace_bytes: int | None = None,
+        cudnn_conv_algo_search: str = "exhaustive",
         intra_op_threads: int = 1,
         inter_op_threads: int = 1,
         parallel_execution: bool = False,

@@ -68,6 +68,7 @@ instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 100000 }
 """
 FALLBACK = 'parameters { key: "allow_cpu_fallback" value: { string_value: "true" } }'
+HEURISTIC = 'parameters { key: "cudnn_conv_algo_search" value: { string_value: "1" } }'
 TENSORRT_ACCELERATOR = """optimization { execution_accelerators {
   gpu_execution_accelerator: [
     { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" } }
@@ -75,6 +76,7 @@ TENSORRT_ACCELERATOR = """optimization { execution_accelerators {
 } }"""
 MODELS = [
     "gpu_strict",
+    "gpu_heuristic",
     "gpu_fallback",
     "gpu_mlp",
     "gpu_missing_device",
@@ -101,6 +103,12 @@ def gpu_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "gpu_fallback",
         identity,
         GPU_CONFIG.format(name="gpu_fallback", gpu=0, extra=FALLBACK),
+    )
+    add_model(
+        root,
+        "gpu_heuristic",
+        identity,
+        GPU_CONFIG.format(name="gpu_heuristic", gpu=0, extra=HEURISTIC),
     )
     add_model(root, "gpu_mlp", mlp_model(), MLP_CONFIG)
     add_model(
@@ -190,6 +198,16 @@ def test_gpu_model_runs_natively_on_cuda(
     log = gpu_server.log()
     assert f"'gpu_strict' version 1 ready on {CUDA}" in log
     assert "'gpu_strict': 1 instance(s) on GPU(s) [0], pinned host memory for batches" in log
+
+
+def test_cudnn_conv_algo_search_is_accepted_by_cuda(
+    gpu_client: triton_grpc.InferenceServerClient, gpu_server: ServerProcess
+) -> None:
+    """Config parameter `cudnn_conv_algo_search` reaches the CUDA provider, which takes it."""
+    skip_without_cuda()
+    assert gpu_client.is_model_ready("gpu_heuristic"), gpu_server.log()
+    _roundtrip(gpu_client, "gpu_heuristic")
+    assert f"'gpu_heuristic' version 1 ready on {CUDA}" in gpu_server.log()
 
 
 @needs_gpu

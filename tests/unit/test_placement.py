@@ -10,6 +10,7 @@ import pytest
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.errors import ModelLoadError
 from ferroserve.runtime.placement import Placement, default_engine_cache, placement
+from ferroserve.runtime.session import binding_providers
 from google.protobuf import text_format
 
 MODEL_FILE = Path("/models/m/3/model.onnx")
@@ -107,3 +108,34 @@ def test_accelerators_other_than_tensorrt_are_refused() -> None:
     } }"""
     with pytest.raises(ModelLoadError, match="'openvino' is not supported"):
         where(text)
+
+
+GPU = "instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]"
+
+
+@pytest.mark.parametrize(
+    ("value", "search"),
+    [("0", "exhaustive"), ("1", "heuristic"), ("2", "default"), ("HEURISTIC", "heuristic")],
+)
+def test_cudnn_conv_algo_search_takes_tritons_numbers_and_names(value: str, search: str) -> None:
+    parameter = (
+        f'parameters {{ key: "cudnn_conv_algo_search" value {{ string_value: "{value}" }} }}'
+    )
+    assert where(f"{GPU} {parameter}").cudnn_conv_algo_search == search
+    assert where(GPU).cudnn_conv_algo_search == "exhaustive"
+
+
+def test_a_bad_cudnn_conv_algo_search_says_what_to_use() -> None:
+    parameter = 'parameters { key: "cudnn_conv_algo_search" value { string_value: "fast" } }'
+    with pytest.raises(ModelLoadError, match=r"0 \(EXHAUSTIVE\), 1 \(HEURISTIC\) or 2"):
+        where(f"{GPU} {parameter}")
+
+
+def test_the_python_binding_gets_the_same_cuda_options() -> None:
+    parameter = 'parameters { key: "cudnn_conv_algo_search" value { string_value: "1" } }'
+    config = text_format.Parse(f'name: "m" {GPU} {parameter}', mc.ModelConfig())
+    providers = binding_providers(config, placement(config, MODEL_FILE))
+    assert providers[0] == (
+        "CUDAExecutionProvider",
+        {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"},
+    )

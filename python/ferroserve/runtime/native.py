@@ -80,6 +80,7 @@ def load_native(
             tensorrt_fp16=trt is not None and trt.fp16,
             tensorrt_cache_path=trt.engine_cache_path if trt is not None else None,
             tensorrt_max_workspace_bytes=trt.max_workspace_bytes if trt is not None else None,
+            cudnn_conv_algo_search=where.cudnn_conv_algo_search,
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
             parallel_execution=settings.parallel_execution,

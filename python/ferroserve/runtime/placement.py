@@ -54,6 +54,8 @@ class Placement:
     gpus: tuple[int, ...]
     """The GPU id of each instance (empty on the CPU)."""
     tensorrt: TensorRtSettings | None = None
+    cudnn_conv_algo_search: str = "exhaustive"
+    """"exhaustive", "heuristic" or "default" (config parameter `cudnn_conv_algo_search`)."""
 
     @property
     def provider(self) -> str:
@@ -82,7 +84,40 @@ def placement(config: mc.ModelConfig, model_file: Path) -> Placement:
         for _ in range(max(group.count, 1))
     )
     tensorrt = _tensorrt(config, model_file)
-    return Placement("tensorrt" if tensorrt is not None else "cuda", len(gpus), gpus, tensorrt)
+    return Placement(
+        "tensorrt" if tensorrt is not None else "cuda",
+        len(gpus),
+        gpus,
+        tensorrt,
+        conv_algo_search(config),
+    )
+
+
+# Triton's onnxruntime backend numbers them 0, 1, 2 (OrtCudnnConvAlgoSearch); names work too.
+_CONV_ALGO_SEARCH = {
+    "0": "exhaustive",
+    "1": "heuristic",
+    "2": "default",
+    "exhaustive": "exhaustive",
+    "heuristic": "heuristic",
+    "default": "default",
+}
+
+
+def conv_algo_search(config: mc.ModelConfig) -> str:
+    """Config parameter `cudnn_conv_algo_search` (Triton's): how cuDNN picks convolution
+    algorithms on the GPU. EXHAUSTIVE (0, the default) benchmarks them for every new input
+    shape, which a dynamic batcher produces with every new batch size; HEURISTIC (1) does not."""
+    if "cudnn_conv_algo_search" not in config.parameters:
+        return "exhaustive"
+    raw = config.parameters["cudnn_conv_algo_search"].string_value
+    search = _CONV_ALGO_SEARCH.get(raw.strip().lower())
+    if search is None:
+        raise ModelLoadError(
+            f"model '{config.name}': parameter cudnn_conv_algo_search must be 0 (EXHAUSTIVE), "
+            f"1 (HEURISTIC) or 2 (DEFAULT), got '{raw}'"
+        )
+    return search
 
 
 def visible_gpus() -> list[int]:

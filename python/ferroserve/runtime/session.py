@@ -93,7 +93,8 @@ def binding_providers(config: mc.ModelConfig, where: Placement) -> list[Any]:
         if where.tensorrt.max_workspace_bytes is not None:
             trt_options["trt_max_workspace_size"] = str(where.tensorrt.max_workspace_bytes)
         providers.append((TENSORRT, trt_options))
-    providers.append((CUDA, {"device_id": device}))
+    search = where.cudnn_conv_algo_search.upper()
+    providers.append((CUDA, {"device_id": device, "cudnn_conv_algo_search": search}))
     providers.append(CPU)
     return providers
 

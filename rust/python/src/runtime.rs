@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferroserve_runtime::{
-    Accelerator, Answer, Completions, Engine, Executor, Failure, Layout, Model, ModelOutput,
-    OptimizationLevel, Routed, RuntimeError, SessionSettings, TensorInfo, TensorRtOptions,
+    Accelerator, Answer, Completions, ConvAlgoSearch, CudaOptions, Engine, Executor, Failure,
+    Layout, Model, ModelOutput, OptimizationLevel, Routed, RuntimeError, SessionSettings,
+    TensorInfo, TensorRtOptions,
 };
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -71,7 +72,7 @@ impl OrtModel {
     /// `gpus` (a GPU id per instance). UnavailableError when a requested GPU provider cannot
     /// start and `allow_cpu_fallback` is off.
     #[staticmethod]
-    #[pyo3(signature = (library, path, *, instances = 1, accelerator = "cpu", gpus = None, allow_cpu_fallback = false, tensorrt_fp16 = false, tensorrt_cache_path = None, tensorrt_max_workspace_bytes = None, intra_op_threads = 1, inter_op_threads = 1, parallel_execution = false, allow_spinning = false, optimization = "all", optimized_model_path = None))]
+    #[pyo3(signature = (library, path, *, instances = 1, accelerator = "cpu", gpus = None, allow_cpu_fallback = false, tensorrt_fp16 = false, tensorrt_cache_path = None, tensorrt_max_workspace_bytes = None, cudnn_conv_algo_search = "exhaustive", intra_op_threads = 1, inter_op_threads = 1, parallel_execution = false, allow_spinning = false, optimization = "all", optimized_model_path = None))]
     #[allow(clippy::too_many_arguments)]
     fn load(
         py: Python<'_>,
@@ -84,6 +85,7 @@ impl OrtModel {
         tensorrt_fp16: bool,
         tensorrt_cache_path: Option<String>,
         tensorrt_max_workspace_bytes: Option<usize>,
+        cudnn_conv_algo_search: &str,
         intra_op_threads: usize,
         inter_op_threads: usize,
         parallel_execution: bool,
@@ -102,12 +104,23 @@ impl OrtModel {
                 )));
             }
         };
+        let conv_algo_search = match cudnn_conv_algo_search {
+            "exhaustive" => ConvAlgoSearch::Exhaustive,
+            "heuristic" => ConvAlgoSearch::Heuristic,
+            "default" => ConvAlgoSearch::Default,
+            other => {
+                return Err(InvalidInputError::new_err(format!(
+                    "cudnn_conv_algo_search must be 'exhaustive', 'heuristic' or 'default', got '{other}'"
+                )));
+            }
+        };
+        let cuda = CudaOptions { conv_algo_search };
         let gpus = gpus.unwrap_or_default();
         let placements: Vec<Accelerator> = match accelerator {
             "cpu" => vec![Accelerator::Cpu; instances.max(1)],
             "cuda" => gpus
                 .iter()
-                .map(|&device| Accelerator::Cuda { device })
+                .map(|&device| Accelerator::Cuda { device, cuda })
                 .collect(),
             "tensorrt" => {
                 let options = TensorRtOptions {
@@ -119,6 +132,7 @@ impl OrtModel {
                     .map(|&device| Accelerator::TensorRt {
                         device,
                         options: options.clone(),
+                        cuda,
                     })
                     .collect()
             }

@@ -21,6 +21,28 @@ pub struct TensorRtOptions {
     pub max_workspace_bytes: Option<usize>,
 }
 
+/// How cuDNN picks a convolution algorithm for each new input shape (Triton's
+/// `cudnn_conv_algo_search` parameter; onnxruntime's `OrtCudnnConvAlgoSearch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConvAlgoSearch {
+    /// Benchmark every algorithm the first time a shape is seen (onnxruntime's and Triton's
+    /// default): the fastest kernels, at a cost per new shape, which a dynamic batcher meets
+    /// with every new batch size.
+    #[default]
+    Exhaustive,
+    /// cuDNN's heuristics: no benchmark per shape.
+    Heuristic,
+    /// One fixed algorithm (implicit precomputed GEMM).
+    Default,
+}
+
+/// CUDA provider settings (also for the nodes a TensorRT session leaves to CUDA).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CudaOptions {
+    /// Convolution algorithm search.
+    pub conv_algo_search: ConvAlgoSearch,
+}
+
 /// The execution provider one instance asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accelerator {
@@ -30,6 +52,8 @@ pub enum Accelerator {
     Cuda {
         /// The GPU's CUDA ordinal.
         device: i32,
+        /// Provider settings.
+        cuda: CudaOptions,
     },
     /// TensorRT on GPU `device`, with CUDA for the nodes TensorRT does not take.
     TensorRt {
@@ -37,6 +61,8 @@ pub enum Accelerator {
         device: i32,
         /// Engine settings.
         options: TensorRtOptions,
+        /// Settings of the CUDA provider beside it.
+        cuda: CudaOptions,
     },
 }
 
@@ -79,20 +105,25 @@ pub(crate) fn register(
     accelerator: &Accelerator,
     allow_cpu_fallback: bool,
 ) -> Result<Provider, ProviderFailure> {
-    let (device, wanted, tensorrt_options) = match accelerator {
+    let (device, wanted, tensorrt_options, cuda_options) = match accelerator {
         Accelerator::Cpu => return Ok(Provider::Cpu),
-        Accelerator::Cuda { device } => (*device, &[Provider::Cuda][..], None),
-        Accelerator::TensorRt { device, options } => (
+        Accelerator::Cuda { device, cuda } => (*device, &[Provider::Cuda][..], None, *cuda),
+        Accelerator::TensorRt {
+            device,
+            options,
+            cuda,
+        } => (
             *device,
             &[Provider::TensorRt, Provider::Cuda][..],
             Some(options),
+            *cuda,
         ),
     };
     let mut active = None;
     for &provider in wanted {
         let registered = match (provider, tensorrt_options) {
             (Provider::TensorRt, Some(options)) => tensorrt(device, options).register(builder),
-            _ => ep::CUDA::default().with_device_id(device).register(builder),
+            _ => cuda(device, cuda_options).register(builder),
         };
         match registered {
             Ok(()) => {
@@ -108,6 +139,18 @@ pub(crate) fn register(
         }
     }
     Ok(active.unwrap_or(Provider::Cpu))
+}
+
+/// The CUDA provider for `device` with `options`.
+fn cuda(device: i32, options: CudaOptions) -> ep::CUDA {
+    let search = match options.conv_algo_search {
+        ConvAlgoSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+        ConvAlgoSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+        ConvAlgoSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+    };
+    ep::CUDA::default()
+        .with_device_id(device)
+        .with_conv_algorithm_search(search)
 }
 
 /// The TensorRT provider for `device` with `options`; the timing cache shares the engine

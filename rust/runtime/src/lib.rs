@@ -22,7 +22,7 @@ mod strings;
 mod tensor_info;
 mod waiter;
 
-pub use accelerator::{Accelerator, Provider, TensorRtOptions};
+pub use accelerator::{Accelerator, ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 pub use completions::{Answer, Completed, Completions, Failure};
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
