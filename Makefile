@@ -1,8 +1,9 @@
 # ferroserve developer entry points. `make help` lists them.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-# Debian packages the test suite needs: chromium (the dashboard test) and prometheus (promtool
-# and a real Prometheus for the Grafana/alert-rule test). Keep CI self-installing.
+# Debian packages the test suite needs: chromium (the dashboard test), prometheus (promtool
+# and a real Prometheus for the Grafana/alert-rule test) and redis-server (the Feast-layout
+# Redis store's tests). Keep CI self-installing.
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -48,6 +49,7 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "system-deps: install$$missing yourself (no apt-get here); their tests skip until then"; \
