@@ -160,8 +160,11 @@ def measure_all(
             cpu = stack.enter_context(CpuSampler(pid))
             for model in models:
                 run = pa.measure(port, model, CONCURRENCY, input_data=data[model])
+                if run.measurement is None:  # unstable on a busy machine: once more
+                    run = pa.measure(port, model, CONCURRENCY, input_data=data[model])
                 if run.measurement is None:
-                    raise RuntimeError(f"{model}: {run.error}")
+                    print(f"round {round_}: {model}: {run.error}; round left out", file=sys.stderr)
+                    continue
                 m = run.measurement
                 time.sleep(0.1)
                 server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
@@ -193,7 +196,12 @@ def report(results: Sequence[Result]) -> list[list[str]]:
             f"{r.p99_ms:.3f} | {r.server_us_per_request:.1f} | {batch} |"
         )
     by = {(r.model, r.round): r for r in results}
-    rounds = sorted({r.round for r in results})
+    # Rounds where both sides measured.
+    rounds = sorted(
+        n for n in {r.round for r in results} if ("mlp", n) in by and ("mlp_features", n) in by
+    )
+    if not rounds:
+        return [table, ["- No round measured both models."]]
     ratios = [by[("mlp_features", n)].infer_per_s / by[("mlp", n)].infer_per_s for n in rounds]
     median = statistics.median(ratios)
     verdict = "PASS" if median >= TARGET else "FAIL"

@@ -15,15 +15,13 @@ import argparse
 import contextlib
 import importlib.util
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from peers.load import build_loadgen, parse
+from peers.load import Window, build_loadgen, measure_window
 from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
 from serving_core import SOURCE_TREE, ferroserve_launcher
@@ -32,9 +30,6 @@ CONCURRENCY = 16
 # The issue's targets: throughput with the feature / without, at c=16.
 TARGET_PRIORITY = 0.90
 TARGET_ORDERING = 0.85
-ANSWER_TIMEOUT_S = 30.0
-# Two periods of the CPU sampler (50 ms).
-SAMPLE_WAIT_S = 0.1
 
 CONFIG = """name: "{name}"
 platform: "onnxruntime_onnx"
@@ -138,23 +133,14 @@ def write_repository(root: Path) -> None:
 
 def measure(
     binary: Path, port: int, side: Side, args: argparse.Namespace, cpu: CpuSampler
-) -> tuple[float, float, float, float]:
-    """(infer/s, p50 ms, p99 ms, server CPU µs per request) of one window of `side`."""
-    argv = [
-        str(binary), "run", "--target", f"{HOST}:{port}", "--model", side.model,
-        "--input", "input:FP32:64", "--concurrency", str(CONCURRENCY),
-        "--warmup-s", str(args.warmup_s), "--window-s", str(args.window_s),
-        "--timeout-s", str(ANSWER_TIMEOUT_S),
+) -> Window:
+    """One window of `side` at c=16."""
+    flags = [
+        "--concurrency",
+        str(CONCURRENCY),
         *(flag for parameter in side.parameters for flag in ("--parameter", parameter)),
-    ]  # fmt: skip
-    limit_s = args.warmup_s + args.window_s + 2 * ANSWER_TIMEOUT_S
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"ferroserve-loadgen: {done.stderr.strip()[-300:]}")
-    m = parse(done.stdout).measurement  # raises MeasurementFailed on any failed answer
-    time.sleep(SAMPLE_WAIT_S)  # the sampler's next sample comes after the window's end
-    server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
-    return m.infer_per_s, m.p50_ms, m.p99_ms, 1e6 * server_s / max(1, m.inferences)
+    ]
+    return measure_window(binary, port, side.model, flags, (args.warmup_s, args.window_s), cpu)
 
 
 def measure_all(
@@ -175,10 +161,20 @@ def measure_all(
                 # A B, then B A: a machine that drifts during the pair hits both sides alike.
                 sides = (pair.base, pair.feature) if round_ % 2 == 0 else (pair.feature, pair.base)
                 for side in sides:
-                    rate, p50, p99, server_us = measure(binary, port, side, args, cpu)
-                    results.append(Result(pair.name, side, round_, rate, p50, p99, server_us))
-                    print(f"measured {pair.name} / {side.label} round {round_}: {rate:.0f}/s",
-                          file=sys.stderr)  # fmt: skip
+                    w = measure(binary, port, side, args, cpu)
+                    results.append(
+                        Result(
+                            pair.name,
+                            side,
+                            round_,
+                            w.infer_per_s,
+                            w.p50_ms,
+                            w.p99_ms,
+                            w.server_us_per_request,
+                        )
+                    )
+                    print(f"measured {pair.name} / {side.label} round {round_}: "
+                          f"{w.infer_per_s:.0f}/s", file=sys.stderr)  # fmt: skip
     return results
 
 

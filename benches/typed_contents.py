@@ -22,19 +22,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from peers.load import build_loadgen, parse
+from peers.load import Window, build_loadgen, measure_window
 from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
 from serving_core import SOURCE_TREE, ferroserve_launcher
 
 CONCURRENCY = 16
-ANSWER_TIMEOUT_S = 30.0
-SAMPLE_WAIT_S = 0.1  # two periods of the CPU sampler
 AFTER = "after"
 BEFORE = "before"
 CONFIG = """name: "mlp"
@@ -106,22 +103,10 @@ def write_repository(root: Path) -> None:
 
 def measure(
     binary: Path, port: int, typed: bool, args: argparse.Namespace, cpu: CpuSampler
-) -> tuple[float, float, float, float]:
-    """(infer/s, p50 ms, p99 ms, server CPU µs per request) of one window."""
-    argv = [
-        str(binary), "run", "--target", f"{HOST}:{port}", "--model", "mlp",
-        "--input", "input:FP32:64", "--concurrency", str(CONCURRENCY),
-        "--warmup-s", str(args.warmup_s), "--window-s", str(args.window_s),
-        "--timeout-s", str(ANSWER_TIMEOUT_S), *(["--typed"] if typed else []),
-    ]  # fmt: skip
-    limit_s = args.warmup_s + args.window_s + 2 * ANSWER_TIMEOUT_S
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"ferroserve-loadgen: {done.stderr.strip()[-300:]}")
-    m = parse(done.stdout).measurement  # raises MeasurementFailed on any failed answer
-    time.sleep(SAMPLE_WAIT_S)
-    server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
-    return m.infer_per_s, m.p50_ms, m.p99_ms, 1e6 * server_s / max(1, m.inferences)
+) -> Window:
+    """One window of the MLP at c=16, its inputs raw or typed."""
+    flags = ["--concurrency", str(CONCURRENCY), *(["--typed"] if typed else [])]
+    return measure_window(binary, port, "mlp", flags, (args.warmup_s, args.window_s), cpu)
 
 
 def launchers(
@@ -162,9 +147,11 @@ def measure_all(
                 servers[build] = (port, stack.enter_context(CpuSampler(pid)))
             for side in order:
                 port, cpu = servers[side.build]
-                rate, p50, p99, server_us = measure(binary, port, side.typed, args, cpu)
-                results.append(Result(side, round_, rate, p50, p99, server_us))
-                print(f"round {round_}: {side.label}: {rate:.0f}/s", file=sys.stderr)
+                w = measure(binary, port, side.typed, args, cpu)
+                results.append(
+                    Result(side, round_, w.infer_per_s, w.p50_ms, w.p99_ms, w.server_us_per_request)
+                )
+                print(f"round {round_}: {side.label}: {w.infer_per_s:.0f}/s", file=sys.stderr)
     return results
 
 

@@ -16,13 +16,15 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 from measurement import Measurement, MeasurementFailed
-from server_process import HOST
+from server_process import HOST, CpuSampler
 from tritonclient.grpc import service_pb2
 
 from .models import INPUT, REPO_ROOT, ModelSpec
@@ -48,6 +50,44 @@ def build_loadgen() -> Path:
         cwd=REPO_ROOT, env=env, check=True, timeout=BUILD_TIMEOUT_S,
     )  # fmt: skip
     return LOADGEN
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One `ferroserve-loadgen run` window against ferroserve, with the server's CPU cost."""
+
+    infer_per_s: float
+    p50_ms: float
+    p99_ms: float
+    server_us_per_request: float
+
+
+def measure_window(
+    binary: Path,
+    port: int,
+    model: str,
+    flags: Sequence[str],
+    timing: tuple[float, float],
+    cpu: CpuSampler,
+) -> Window:
+    """c=16-style closed-loop run of `model` (one FP32 [1, 64] input) with extra `flags`
+    (e.g. --concurrency, --parameter, --typed); `timing`: (warm-up s, window s). Raises on any
+    failed answer. The server's CPU over the window comes from `cpu` (sampled every 50 ms, so
+    it waits two periods for the window's last sample)."""
+    warmup_s, window_s = timing
+    argv = [
+        str(binary), "run", "--target", f"{HOST}:{port}", "--model", model,
+        "--input", "input:FP32:64", "--warmup-s", str(warmup_s), "--window-s", str(window_s),
+        "--timeout-s", str(ANSWER_TIMEOUT_S), *flags,
+    ]  # fmt: skip
+    limit_s = warmup_s + window_s + 2 * ANSWER_TIMEOUT_S
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ferroserve-loadgen: {done.stderr.strip()[-300:]}")
+    m = parse(done.stdout).measurement  # raises MeasurementFailed on any failed answer
+    time.sleep(0.1)
+    server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
+    return Window(m.infer_per_s, m.p50_ms, m.p99_ms, 1e6 * server_s / max(1, m.inferences))
 
 
 @dataclass(frozen=True, slots=True)
