@@ -18,7 +18,7 @@ use ferroserve_features::{FetchedRows, KeyValue};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::FeastError;
-use crate::row::push_row;
+use crate::row::{RowSink, StoredRow, push_row};
 use crate::stats::{CallCounts, CallEnd, StoreStats, StoreStatsSnapshot};
 use crate::view::FeastView;
 
@@ -103,20 +103,27 @@ impl RedisStore {
         rows: usize,
     ) -> Result<FetchedRows, FeastError> {
         let keys = view.redis_keys(key_columns, rows)?;
-        Ok(self.fetch_redis_keys(view, &keys).await)
+        let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
+        self.fetch_redis_keys(view, &keys, &mut out).await;
+        Ok(out)
     }
 
     /// The rows of the entity keys `keys` (each one's parts in the view's key order), as
     /// `fetch` does for request buffers.
     pub async fn fetch_keys(&self, view: &FeastView, keys: &[&[KeyValue<'_>]]) -> FetchedRows {
-        let keys: Vec<Option<Vec<u8>>> = keys
-            .iter()
-            .map(|parts| {
-                let mut key = Vec::new();
-                view.redis_key(parts, &mut key).then_some(key)
-            })
-            .collect();
-        self.fetch_redis_keys(view, &keys).await
+        let keys = redis_keys(view, keys);
+        let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
+        self.fetch_redis_keys(view, &keys, &mut out).await;
+        out
+    }
+
+    /// The rows of the entity keys `keys` as the reader decodes them, for tools and tests
+    /// (serving uses `fetch`); counted like any fetch.
+    pub async fn read(&self, view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<StoredRow> {
+        let keys = redis_keys(view, keys);
+        let mut out = Vec::with_capacity(keys.len());
+        self.fetch_redis_keys(view, &keys, &mut out).await;
+        out
     }
 
     /// A copy of the store's counters.
@@ -129,9 +136,14 @@ impl RedisStore {
         self.connection.clone()
     }
 
-    /// Fetches the rows of Redis keys `keys` (`None`: a key that cannot exist, missing).
-    async fn fetch_redis_keys(&self, view: &FeastView, keys: &[Option<Vec<u8>>]) -> FetchedRows {
-        let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
+    /// Fetches the rows of Redis keys `keys` (`None`: a key that cannot exist, missing) into
+    /// `out`.
+    async fn fetch_redis_keys(
+        &self,
+        view: &FeastView,
+        keys: &[Option<Vec<u8>>],
+        out: &mut impl RowSink,
+    ) {
         let mut counts = CallCounts::default();
         let mut pipe = redis::pipe();
         // A key that is not a hash answers WRONGTYPE for its own command only.
@@ -157,7 +169,7 @@ impl RedisStore {
         };
         let end = match answers {
             Ok(answers) => {
-                decode_answers(view, keys, &answers, &mut out, &mut counts);
+                decode_answers(view, keys, &answers, out, &mut counts);
                 CallEnd::Answered
             }
             Err(end) => {
@@ -169,8 +181,17 @@ impl RedisStore {
             }
         };
         self.stats.record(keys.len(), counts, end);
-        out
     }
+}
+
+/// The Redis keys of entity keys given as parts (`None`: cannot exist).
+fn redis_keys(view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<Option<Vec<u8>>> {
+    keys.iter()
+        .map(|parts| {
+            let mut key = Vec::new();
+            view.redis_key(parts, &mut key).then_some(key)
+        })
+        .collect()
 }
 
 /// Decodes one answer per key that was asked (`keys` without the `None`s) into `out`.
@@ -178,7 +199,7 @@ fn decode_answers(
     view: &FeastView,
     keys: &[Option<Vec<u8>>],
     answers: &[redis::Value],
-    out: &mut FetchedRows,
+    out: &mut impl RowSink,
     counts: &mut CallCounts,
 ) {
     let mut answers = answers.iter();

@@ -14,13 +14,67 @@ use crate::stats::CallCounts;
 use crate::value::{FeastValue, decode_timestamp};
 use crate::view::FeastView;
 
+/// Where decoded rows go: the join's `FetchedRows` when serving, `StoredRow`s for tools.
+pub(crate) trait RowSink {
+    /// A found row in the view's layout, with its event time.
+    fn push_found(&mut self, values: &[u8], event_time_us: Option<i64>);
+    /// No row for the key.
+    fn push_missing(&mut self);
+    /// The store could not be asked.
+    fn push_unavailable(&mut self);
+}
+
+impl RowSink for FetchedRows {
+    fn push_found(&mut self, values: &[u8], event_time_us: Option<i64>) {
+        FetchedRows::push_found(self, values, event_time_us);
+    }
+    fn push_missing(&mut self) {
+        FetchedRows::push_missing(self);
+    }
+    fn push_unavailable(&mut self) {
+        FetchedRows::push_unavailable(self);
+    }
+}
+
+/// One key's row as the reader decoded it (`RedisStore::read`, for tools and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredRow {
+    /// Found: the features in the view's row layout (defaults where absent or null) and the
+    /// event time from `_ts`, Unix microseconds.
+    Found {
+        /// The row's bytes.
+        values: Vec<u8>,
+        /// Its event time, if stored.
+        event_time_us: Option<i64>,
+    },
+    /// No row, or a row that cannot be served (counted as a bad row).
+    Missing,
+    /// The store could not be asked.
+    Unavailable,
+}
+
+impl RowSink for Vec<StoredRow> {
+    fn push_found(&mut self, values: &[u8], event_time_us: Option<i64>) {
+        self.push(StoredRow::Found {
+            values: values.to_vec(),
+            event_time_us,
+        });
+    }
+    fn push_missing(&mut self) {
+        self.push(StoredRow::Missing);
+    }
+    fn push_unavailable(&mut self) {
+        self.push(StoredRow::Unavailable);
+    }
+}
+
 /// Appends the row whose fields hold `values` (`view.fields()` order; `None` = absent) to
 /// `out`. `row` is scratch space, reused across rows.
 pub(crate) fn push_row(
     view: &FeastView,
     values: &[Option<&[u8]>],
     row: &mut Vec<u8>,
-    out: &mut FetchedRows,
+    out: &mut impl RowSink,
     counts: &mut CallCounts,
 ) {
     let features = view.features();
