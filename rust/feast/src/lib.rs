@@ -45,6 +45,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Cost (benches/fetch.rs, 2-core VM, loopback Redis; docs/features.md has the table)
+//! 64 keys x 32 FP32 features in one call: p50 2.2 ms, p99 4.0 ms, the same as the bare
+//! redis-rs pipeline: Redis's own ~17 µs per 33-field HMGET dominates, decoding is not
+//! measurable. One key per call: p50 ~90 µs; 16 concurrent callers reach 13-17k calls/s.
+//!
 //! # Decisions
 //! - Conversions from Feast's value types into a feature's datatype are by type and exact
 //!   (`value` module); any other value serves its row as missing and counts a bad row.
