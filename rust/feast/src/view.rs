@@ -242,3 +242,148 @@ fn next_part<'a>(kind: KeyKind, column: &'a [u8], cursor: &mut usize) -> Option<
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use ferroserve_features::{Feature, FeatureValue, FeatureView, MissingPolicy, RequestInput};
+    use ferroserve_tensor::{DataType, encode_bytes};
+
+    use super::*;
+    use crate::key::{EntityValue, serialize_entity_key};
+
+    /// View `user` keyed by `user_id` (INT64) and `card` (BYTES), features `a`, `b`.
+    fn layout() -> ViewLayout {
+        let view = FeatureView {
+            name: "user".into(),
+            key: vec!["user_id".into(), "card".into()],
+            features: ["a", "b"]
+                .iter()
+                .map(|name| Feature {
+                    name: (*name).into(),
+                    datatype: DataType::Fp32,
+                    default: FeatureValue::Fp32(0.0),
+                })
+                .collect(),
+            max_age: Some(Duration::from_secs(60)),
+            on_missing: MissingPolicy::UseDefault,
+        };
+        let inputs = [
+            RequestInput {
+                name: "user_id".into(),
+                datatype: DataType::Int64,
+                columns: 1,
+            },
+            RequestInput {
+                name: "card".into(),
+                datatype: DataType::Bytes,
+                columns: 1,
+            },
+        ];
+        ViewLayout::new(&view, &inputs).unwrap()
+    }
+
+    #[test]
+    fn request_buffers_become_feast_redis_keys() {
+        let view = FeastView::new(
+            &layout(),
+            &FeastProject::new("proj"),
+            &FeastNames::default(),
+        )
+        .unwrap();
+        assert_eq!(view.fields().len(), 3);
+        assert_eq!(view.fields()[0], feature_field("user", "a"));
+        assert_eq!(view.fields()[2], b"_ts:user");
+        let ids: Vec<u8> = [42i64, 7].iter().flat_map(|id| id.to_le_bytes()).collect();
+        let cards = encode_bytes([b"c-9".as_slice(), b"\xff".as_slice()]).unwrap();
+        let keys = view.redis_keys(&[&ids, &cards], 2).unwrap();
+        let mut expected = serialize_entity_key(
+            &[
+                ("user_id", EntityValue::Int64(42)),
+                ("card", EntityValue::String("c-9")),
+            ],
+            SerializationVersion::V3,
+        );
+        expected.extend_from_slice(b"proj");
+        assert_eq!(keys[0].as_deref(), Some(expected.as_slice()));
+        // Not UTF-8: cannot be a Feast String entity value.
+        assert_eq!(keys[1], None);
+        // A buffer with more or fewer keys than rows is a caller bug, said once.
+        assert!(matches!(
+            view.redis_keys(&[&ids, &cards], 1),
+            Err(FeastError::KeyBuffer { .. })
+        ));
+        assert!(matches!(
+            view.redis_keys(&[&ids[..12], &cards], 2),
+            Err(FeastError::KeyBuffer { .. })
+        ));
+        assert!(matches!(
+            view.redis_keys(&[&ids], 2),
+            Err(FeastError::KeyColumns { .. })
+        ));
+    }
+
+    #[test]
+    fn feast_names_must_fit_the_view() {
+        let layout = layout();
+        let project = FeastProject::new("p");
+        let join_key = |name: &str, value_type| JoinKey {
+            name: name.into(),
+            value_type,
+        };
+        let cases = [
+            FeastNames {
+                features: Some(vec!["a".into()]),
+                ..FeastNames::default()
+            },
+            FeastNames {
+                join_keys: Some(vec![join_key("user_id", EntityValueType::Int64)]),
+                ..FeastNames::default()
+            },
+            FeastNames {
+                join_keys: Some(vec![
+                    join_key("k", EntityValueType::Int64),
+                    join_key("k", EntityValueType::String),
+                ]),
+                ..FeastNames::default()
+            },
+            FeastNames {
+                join_keys: Some(vec![
+                    join_key("user_id", EntityValueType::String),
+                    join_key("card", EntityValueType::String),
+                ]),
+                ..FeastNames::default()
+            },
+        ];
+        let messages: Vec<String> = cases
+            .iter()
+            .map(|names| {
+                FeastView::new(&layout, &project, names)
+                    .unwrap_err()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            messages[0].contains("2 features but 1 Feast feature names"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].contains("2 key parts but 1 Feast join keys"),
+            "{}",
+            messages[1]
+        );
+        assert!(
+            messages[2].contains("join key 'k' twice"),
+            "{}",
+            messages[2]
+        );
+        assert!(
+            messages[3].contains("'user_id' is INT64 in the request but its Feast join key 'user_id' is declared String"),
+            "{}",
+            messages[3]
+        );
+    }
+}
