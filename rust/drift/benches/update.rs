@@ -1,3 +1,164 @@
-//! Placeholder.
-#![allow(missing_docs)]
-fn main() {}
+//! The drift hot path and its readers: `Recorder::observe` on the shape (a batch of 64
+//! rows x 64 FP32 columns, 32 bins each; target <= 20 ns per value), the exporter's
+//! `snapshot` and `evaluate` for 74 columns (64 inputs + 10 outputs).
+//!
+//! Figures: see the crate's report / docs (measured on the 2-core VM with criterion).
+
+// criterion_group! and criterion_main! generate undocumented functions.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ferroserve_drift::{
+    ColumnProfile, DriftTracker, MonitoredColumn, NumericProfile, TensorView, Thresholds,
+    TrackerConfig, WindowPolicy,
+};
+use ferroserve_tensor::DataType;
+
+const ROWS: usize = 64;
+const INPUTS: usize = 64;
+const OUTPUTS: usize = 10;
+const BINS: usize = 32;
+
+/// splitmix64 -> standard normal (Box-Muller).
+struct Random(u64);
+
+impl Random {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+}
+
+/// `INPUTS` FP32 columns of tensor 0 and `OUTPUTS` of tensor 1, each profiled from 10k
+/// standard normal values.
+fn tracker(random: &mut Random) -> Arc<DriftTracker> {
+    let column = |name: String, tensor: usize, column: usize, random: &mut Random| {
+        let reference: Vec<f64> = (0..10_000).map(|_| random.normal()).collect();
+        MonitoredColumn {
+            profile: ColumnProfile::Numeric(
+                NumericProfile::from_values(&name, &reference, BINS).unwrap(),
+            ),
+            name,
+            tensor,
+            column,
+            datatype: DataType::Fp32,
+        }
+    };
+    let mut columns: Vec<MonitoredColumn> = (0..INPUTS)
+        .map(|i| column(format!("input[{i}]"), 0, i, random))
+        .collect();
+    columns.extend((0..OUTPUTS).map(|i| column(format!("output[{i}]"), 1, i, random)));
+    DriftTracker::new(TrackerConfig {
+        columns,
+        instances: 2,
+        window: WindowPolicy::Rows(100_000),
+        sample_every: 1,
+    })
+    .unwrap()
+}
+
+fn batch(random: &mut Random, columns: usize) -> Vec<u8> {
+    (0..ROWS * columns)
+        .flat_map(|_| (random.normal() as f32).to_le_bytes())
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut random = Random(42);
+    let tracker = tracker(&mut random);
+    let inputs = batch(&mut random, INPUTS);
+    let outputs = batch(&mut random, OUTPUTS);
+    let input_shape = [ROWS as i64, INPUTS as i64];
+    let output_shape = [ROWS as i64, OUTPUTS as i64];
+    let tensors = [
+        TensorView {
+            datatype: DataType::Fp32,
+            shape: &input_shape,
+            data: &inputs,
+        },
+        TensorView {
+            datatype: DataType::Fp32,
+            shape: &output_shape,
+            data: &outputs,
+        },
+    ];
+    let mut recorder = tracker.recorder(0).unwrap();
+
+    let mut group = c.benchmark_group("observe");
+    group.throughput(Throughput::Elements(((INPUTS + OUTPUTS) * ROWS) as u64));
+    group.bench_function(
+        "64 rows x 74 FP32 columns (64 inputs + 10 outputs), 32 bins",
+        |b| {
+            b.iter(|| {
+                recorder
+                    .observe(black_box(&tensors), Instant::now())
+                    .unwrap()
+            });
+        },
+    );
+    group.finish();
+
+    // The shape alone: 64 x 64 FP32 columns, one tensor.
+    let inputs_only = {
+        let columns = tracker
+            .profiles()
+            .iter()
+            .zip(tracker.column_names())
+            .take(INPUTS)
+            .enumerate()
+            .map(|(i, (profile, name))| MonitoredColumn {
+                name: name.clone(),
+                tensor: 0,
+                column: i,
+                datatype: DataType::Fp32,
+                profile: profile.clone(),
+            })
+            .collect();
+        DriftTracker::new(TrackerConfig {
+            columns,
+            instances: 1,
+            window: WindowPolicy::Rows(100_000),
+            sample_every: 1,
+        })
+        .unwrap()
+    };
+    let mut recorder64 = inputs_only.recorder(0).unwrap();
+    let mut group = c.benchmark_group("observe");
+    group.throughput(Throughput::Elements((INPUTS * ROWS) as u64));
+    group.bench_function("64 rows x 64 FP32 columns, 32 bins", |b| {
+        b.iter(|| {
+            recorder64
+                .observe(black_box(&tensors[..1]), Instant::now())
+                .unwrap()
+        });
+    });
+    group.finish();
+
+    let thresholds = Thresholds::default();
+    let snapshot = tracker.snapshot(Instant::now());
+    c.bench_function("snapshot: 74 columns x 35 slots, 2 instances", |b| {
+        b.iter(|| tracker.snapshot(black_box(Instant::now())));
+    });
+    c.bench_function("evaluate: 74 numeric columns, 32 bins", |b| {
+        b.iter(|| {
+            tracker
+                .evaluate(black_box(&snapshot.cumulative), &thresholds)
+                .unwrap()
+        });
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
