@@ -456,6 +456,44 @@ proptest! {
     }
 
     #[test]
+    fn fp32_values_bin_by_the_rule_in_groups_and_alone(
+        values in prop::collection::vec(prop_oneof![
+            6 => -4.0f32..4.0,
+            1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY),
+            2 => prop::sample::select(vec![-1.0f32, 0.0, 0.5, 0.1]),
+        ], 0..40),
+    ) {
+        let edges = [-1.0, 0.0, 0.1, 0.5, 3.0];
+        let tracker = DriftTracker::new(TrackerConfig {
+            columns: vec![numeric("x", &edges, DataType::Fp32, 0)],
+            instances: 1,
+            window: FOREVER,
+            sample_every: 1,
+        })
+        .unwrap();
+        let mut recorder = tracker.recorder(0).unwrap();
+        // Two columns: the monitored one is column 0 of a [rows, 2] tensor.
+        let data = fp32_batch(values.len(), 2, |row, column| if column == 0 { values[row] } else { 9.0 });
+        let shape = [values.len() as i64, 2];
+        recorder
+            .observe(&[TensorView { datatype: DataType::Fp32, shape: &shape, data: &data }], Instant::now())
+            .unwrap();
+        let mut bins = vec![0u64; edges.len() + 1];
+        let (mut nan, mut pos) = (0, 0);
+        for value in &values {
+            match f64::from(*value) {
+                v if v.is_nan() => nan += 1,
+                f64::INFINITY => pos += 1,
+                v => bins[numeric_bin(&edges, v)] += 1,
+            }
+        }
+        let counts = tracker.snapshot(Instant::now()).cumulative;
+        let x = &counts.columns[0];
+        prop_assert_eq!((&x.bins, x.nan, x.pos_inf), (&bins, nan, pos));
+    }
+
+    #[test]
     fn tumbling_windows_partition_the_stream(
         batches in prop::collection::vec(batch_strategy(), 0..40),
         size in 1u64..60,
