@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from ferroserve import _core
 from ferroserve.config import ModelSignature
 from ferroserve.errors import ConfigError
@@ -124,6 +126,9 @@ class ModelFeatures:
             self._stamps.update(stamps)
             self.reloads += 1
             self.last_error = None
+            # pyarrow's allocator (mimalloc) keeps what the read freed; without this a 1.2 GiB
+            # snapshot left the process 3.9x its raw values in RSS instead of ~1.2x.
+            pa.default_memory_pool().release_unused()
             result = ReloadResult(
                 tuple(source.view for source in sources),
                 generation,
