@@ -88,6 +88,7 @@ mod bins;
 mod counts;
 mod error;
 mod profile;
+mod scan;
 pub mod stats;
 mod tracker;
 mod verdict;
