@@ -38,6 +38,7 @@ __all__ = [
     "decode_bytes_tensor",
     "encode_bytes_tensor",
     "expected_byte_size",
+    "feast_write",
     "validate_bytes_tensor",
 ]
 
@@ -473,6 +474,7 @@ class NativeRoute:
         inputs: Sequence[tuple[str, str, Sequence[int], int]],
         max_batch_size: int,
         outputs: Sequence[tuple[str, str]],
+        features: FeatureStore | None = None,
     ) -> NativeRoute:
         """The route to version `model_version` (its label) of `model_name`. `inputs`: (name,
         datatype, client shape with -1 for any size, bytes per element or 0 for BYTES) in
@@ -481,7 +483,9 @@ class NativeRoute:
         `triton_enable_empty_final_response`, raw inputs in signature order with valid shapes
         and sizes (BYTES: well-formed elements of UTF-8 text), and known requested outputs
         without parameters; it forwards anything else, errors included, to the Python server,
-        which words them."""
+        which words them. With `features` whose store has views in Redis (`remote`), each
+        request's graph inputs are joined (Redis fetched) before queueing, and `executor` runs
+        without features."""
 
 @final
 class Frontend:
@@ -557,7 +561,19 @@ class FeatureStore:
     """The embedded feature store of one model version: one table per view, swapped
     atomically."""
 
-    def __new__(cls, plan: FeaturePlan) -> FeatureStore: ...
+    def __new__(cls, plan: FeaturePlan, redis: Mapping[str, Any] | None = None) -> FeatureStore:
+        """An empty store for `plan`'s views. `redis`: {url, project, timeout_ms,
+        serialization_version, views: {view: {name?, features?}}}: those views are read from
+        Redis in Feast's layout by the native route, per request."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether some views are read from Redis."""
+
+    def redis_stats(self) -> dict[str, int] | None:
+        """The Redis store's counters (calls, rows, found, missing, unavailable, timeouts,
+        errors, bad_rows, null_values); None without Redis views."""
+
     def build(
         self,
         view: str,
@@ -575,3 +591,19 @@ class FeatureStore:
     def status(self) -> list[dict[str, Any]]:
         """Per view: view, loaded, rows, memory_bytes, values_bytes, duplicate_keys,
         oldest_us, newest_us, generation."""
+
+def feast_write(
+    url: str,
+    project: str,
+    plan: FeaturePlan,
+    view: str,
+    keys: Sequence[Sequence[int | bytes | str]],
+    values: Sequence[bytes],
+    event_times_us: Sequence[int],
+    *,
+    serialization_version: int = 3,
+    feast_view: str | None = None,
+) -> None:
+    """Writes rows of `plan`'s view `view` into Redis at `url` in Feast's layout (project
+    `project`), as `feast materialize` would: per row its key parts, its features in the view's
+    row layout (little-endian bytes) and its event time in Unix microseconds. Blocks."""

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidInputError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "NativePathOnlyError",
     "RequestCancelledError",
     "ResourceExhaustedError",
     "UnavailableError",
@@ -44,6 +45,12 @@ class ConfigError(ModelLoadError):
     """config.pbtxt cannot be parsed or contradicts the ONNX model."""
 
 
+class NativePathOnlyError(FerroserveError):
+    """A valid request that only the native front end can serve (a model whose feature views
+    are in Redis, reached through the Python server): FAILED_PRECONDITION, since sending it
+    uncompressed to the native port would succeed."""
+
+
 _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -53,6 +60,7 @@ _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (RequestCancelledError, grpc.StatusCode.CANCELLED),
     (ModelLoadError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NativePathOnlyError, grpc.StatusCode.FAILED_PRECONDITION),
     (InternalError, grpc.StatusCode.INTERNAL),
 )
 

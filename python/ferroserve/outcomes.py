@@ -12,6 +12,7 @@ from ferroserve.errors import (
     DeadlineExceededError,
     InvalidInputError,
     ModelLoadError,
+    NativePathOnlyError,
     RequestCancelledError,
     ResourceExhaustedError,
     UnavailableError,
@@ -22,6 +23,7 @@ INTERNAL = REQUEST_OUTCOMES.index("internal")
 _BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidInputError, REQUEST_OUTCOMES.index("invalid")),
     (ModelLoadError, REQUEST_OUTCOMES.index("invalid")),
+    (NativePathOnlyError, REQUEST_OUTCOMES.index("invalid")),
     (ResourceExhaustedError, REQUEST_OUTCOMES.index("rejected")),
     (DeadlineExceededError, REQUEST_OUTCOMES.index("timeout")),
     (RequestCancelledError, REQUEST_OUTCOMES.index("cancelled")),

@@ -154,3 +154,62 @@ def test_a_file_without_views_is_an_error(tmp_path: Path) -> None:
     _write(tmp_path, 'request_input { name: "a" data_type: TYPE_FP32 columns: 1 }\n')
     with pytest.raises(ConfigError, match="declares no view"):
         read_declaration(tmp_path)
+
+
+REDIS_EXAMPLE = """\
+request_input { name: "user_id" data_type: TYPE_INT64 columns: 1 }
+view {
+  name: "user"
+  key: "user_id"
+  feature { name: "age" data_type: TYPE_FP32 default_value: -1 feast_name: "age_days" }
+  feature { name: "visits" data_type: TYPE_FP32 }
+  max_age_seconds: 3600
+  store: REDIS
+  feast_name: "user_stats_v2"
+}
+redis { url: "redis://127.0.0.1:6379/0" project: "fraud" }
+assembly { model_input: "x" segment { view: "user" } }
+"""
+
+
+def test_a_redis_view_has_no_snapshot_and_feast_names(tmp_path: Path) -> None:
+    declaration = read_declaration(_write(tmp_path, REDIS_EXAMPLE))
+    assert declaration is not None
+    assert declaration.sources == ()
+    assert declaration.redis is not None
+    assert declaration.redis.as_core() == {
+        "url": "redis://127.0.0.1:6379/0",
+        "project": "fraud",
+        "timeout_ms": 50,
+        "serialization_version": 3,
+        "views": {"user": {"name": "user_stats_v2", "features": ["age_days", "visits"]}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('url: "redis://127.0.0.1:6379/0" ', ""), "redis.url is not set"),
+        (('url: "redis://127.0.0.1:6379/0"', 'url: "http://x"'), "redis.url must be redis://"),
+        (('project: "fraud"', ""), "redis.project is not set"),
+        (
+            ('project: "fraud"', 'project: "f" timeout_ms: 5 entity_key_serialization_version: 1'),
+            "must be 2 or 3",
+        ),
+        (("store: REDIS", 'store: REDIS source { path: "u.parquet" }'), "remove its source"),
+        (
+            ("store: REDIS", 'source { path: "u.parquet" event_time_column: "t" }'),
+            "feast_name is for views with store: REDIS only",
+        ),
+    ],
+)
+def test_redis_errors_name_the_file_and_field(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    old, new = change
+    assert old in REDIS_EXAMPLE
+    _write(tmp_path, REDIS_EXAMPLE.replace(old, new))
+    with pytest.raises(ConfigError) as raised:
+        read_declaration(tmp_path)
+    assert str(tmp_path / FEATURES_FILE) in str(raised.value)
+    assert message in str(raised.value)

@@ -11,18 +11,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelFeatures(_message.Message):
-    __slots__ = ("request_input", "view", "assembly", "poll_interval_seconds", "disable_polling")
+    __slots__ = ("request_input", "view", "assembly", "poll_interval_seconds", "disable_polling", "redis")
     REQUEST_INPUT_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
     ASSEMBLY_FIELD_NUMBER: _ClassVar[int]
     POLL_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DISABLE_POLLING_FIELD_NUMBER: _ClassVar[int]
+    REDIS_FIELD_NUMBER: _ClassVar[int]
     request_input: _containers.RepeatedCompositeFieldContainer[RequestInput]
     view: _containers.RepeatedCompositeFieldContainer[FeatureView]
     assembly: _containers.RepeatedCompositeFieldContainer[Assembly]
     poll_interval_seconds: float
     disable_polling: bool
-    def __init__(self, request_input: _Optional[_Iterable[_Union[RequestInput, _Mapping]]] = ..., view: _Optional[_Iterable[_Union[FeatureView, _Mapping]]] = ..., assembly: _Optional[_Iterable[_Union[Assembly, _Mapping]]] = ..., poll_interval_seconds: _Optional[float] = ..., disable_polling: _Optional[bool] = ...) -> None: ...
+    redis: RedisStore
+    def __init__(self, request_input: _Optional[_Iterable[_Union[RequestInput, _Mapping]]] = ..., view: _Optional[_Iterable[_Union[FeatureView, _Mapping]]] = ..., assembly: _Optional[_Iterable[_Union[Assembly, _Mapping]]] = ..., poll_interval_seconds: _Optional[float] = ..., disable_polling: _Optional[bool] = ..., redis: _Optional[_Union[RedisStore, _Mapping]] = ...) -> None: ...
+
+class RedisStore(_message.Message):
+    __slots__ = ("url", "project", "timeout_ms", "entity_key_serialization_version")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_KEY_SERIALIZATION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    project: str
+    timeout_ms: int
+    entity_key_serialization_version: int
+    def __init__(self, url: _Optional[str] = ..., project: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., entity_key_serialization_version: _Optional[int] = ...) -> None: ...
 
 class RequestInput(_message.Message):
     __slots__ = ("name", "data_type", "columns")
@@ -35,38 +49,50 @@ class RequestInput(_message.Message):
     def __init__(self, name: _Optional[str] = ..., data_type: _Optional[_Union[_model_config_pb2.DataType, str]] = ..., columns: _Optional[int] = ...) -> None: ...
 
 class FeatureView(_message.Message):
-    __slots__ = ("name", "key", "feature", "max_age_seconds", "on_missing", "source")
+    __slots__ = ("name", "key", "feature", "max_age_seconds", "on_missing", "source", "store", "feast_name")
     class OnMissing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         USE_DEFAULT: _ClassVar[FeatureView.OnMissing]
         REJECT: _ClassVar[FeatureView.OnMissing]
     USE_DEFAULT: FeatureView.OnMissing
     REJECT: FeatureView.OnMissing
+    class Store(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        EMBEDDED: _ClassVar[FeatureView.Store]
+        REDIS: _ClassVar[FeatureView.Store]
+    EMBEDDED: FeatureView.Store
+    REDIS: FeatureView.Store
     NAME_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     FEATURE_FIELD_NUMBER: _ClassVar[int]
     MAX_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ON_MISSING_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    FEAST_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     key: _containers.RepeatedScalarFieldContainer[str]
     feature: _containers.RepeatedCompositeFieldContainer[Feature]
     max_age_seconds: float
     on_missing: FeatureView.OnMissing
     source: Source
-    def __init__(self, name: _Optional[str] = ..., key: _Optional[_Iterable[str]] = ..., feature: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., max_age_seconds: _Optional[float] = ..., on_missing: _Optional[_Union[FeatureView.OnMissing, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ...) -> None: ...
+    store: FeatureView.Store
+    feast_name: str
+    def __init__(self, name: _Optional[str] = ..., key: _Optional[_Iterable[str]] = ..., feature: _Optional[_Iterable[_Union[Feature, _Mapping]]] = ..., max_age_seconds: _Optional[float] = ..., on_missing: _Optional[_Union[FeatureView.OnMissing, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., store: _Optional[_Union[FeatureView.Store, str]] = ..., feast_name: _Optional[str] = ...) -> None: ...
 
 class Feature(_message.Message):
-    __slots__ = ("name", "data_type", "default_value", "column")
+    __slots__ = ("name", "data_type", "default_value", "column", "feast_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
     COLUMN_FIELD_NUMBER: _ClassVar[int]
+    FEAST_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     data_type: _model_config_pb2.DataType
     default_value: float
     column: str
-    def __init__(self, name: _Optional[str] = ..., data_type: _Optional[_Union[_model_config_pb2.DataType, str]] = ..., default_value: _Optional[float] = ..., column: _Optional[str] = ...) -> None: ...
+    feast_name: str
+    def __init__(self, name: _Optional[str] = ..., data_type: _Optional[_Union[_model_config_pb2.DataType, str]] = ..., default_value: _Optional[float] = ..., column: _Optional[str] = ..., feast_name: _Optional[str] = ...) -> None: ...
 
 class Source(_message.Message):
     __slots__ = ("path", "format", "key_column", "event_time_column", "event_time_unit")

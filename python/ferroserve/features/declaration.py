@@ -1,7 +1,8 @@
 """Reads a model's `features.pbtxt` (protobuf text format against `ModelFeatures`,
-protos/ferroserve/features.proto) into the declaration `_core.FeaturePlan` compiles and the
-snapshot sources the store loads. Checks only what the file alone can tell (types set, paths,
-units); whether the declaration fits the model is the plan's check, in Rust, once.
+protos/ferroserve/features.proto) into the declaration `_core.FeaturePlan` compiles, the
+snapshot sources the store loads and the settings of views stored in Redis. Checks only what
+the file alone can tell (types set, paths, units); whether the declaration fits the model is
+the plan's check, in Rust, once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ _TIME_UNITS = {
     fp.Source.MICROSECONDS: "us",
 }
 _INTEGER_FEATURES = frozenset({"INT64", "INT32"})
+DEFAULT_REDIS_TIMEOUT_MS = 50
+"""A loopback or same-zone Redis answers a request's pipeline in well under a millisecond
+(docs/features.md), so 50 ms means the store is unwell: its rows are served by the policy."""
+DEFAULT_SERIALIZATION_VERSION = 3
+"""Feast's default `entity_key_serialization_version` since 0.38."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -61,6 +67,28 @@ class SnapshotSource:
 
 
 @dataclass(slots=True, frozen=True)
+class RedisSettings:
+    """The model's Redis store and its views in Feast's layout, as `_core.FeatureStore` takes
+    them (`as_core()`)."""
+
+    url: str
+    project: str
+    timeout_ms: int
+    serialization_version: int
+    views: dict[str, dict[str, Any]]
+    """Per Redis view: {"name": Feast's view name?, "features": Feast's feature names?}."""
+
+    def as_core(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "project": self.project,
+            "timeout_ms": self.timeout_ms,
+            "serialization_version": self.serialization_version,
+            "views": self.views,
+        }
+
+
+@dataclass(slots=True, frozen=True)
 class FeatureDeclaration:
     """A parsed features.pbtxt."""
 
@@ -71,6 +99,8 @@ class FeatureDeclaration:
     sources: tuple[SnapshotSource, ...]
     poll_interval_s: float | None
     """None: snapshots are read once, at load."""
+    redis: RedisSettings | None = None
+    """The Redis store and views; None when every view is embedded."""
 
 
 def features_path(model_dir: Path) -> Path:
@@ -114,8 +144,78 @@ def parse_declaration(message: fp.ModelFeatures, path: Path, model_dir: Path) ->
         "views": views,
         "assembly": assembly,
     }
-    sources = tuple(_source(path, model_dir, view) for view in message.view)
-    return FeatureDeclaration(path, plan, request_inputs, sources, _poll_interval(path, message))
+    sources = tuple(
+        _source(path, model_dir, view)
+        for view in message.view
+        if view.store == fp.FeatureView.EMBEDDED
+    )
+    return FeatureDeclaration(
+        path, plan, request_inputs, sources, _poll_interval(path, message), _redis(path, message)
+    )
+
+
+def _redis_views(path: Path, message: fp.ModelFeatures) -> dict[str, dict[str, Any]]:
+    """Feast's names of each view with store: REDIS (empty: Feast's are the declaration's)."""
+    views: dict[str, dict[str, Any]] = {}
+    for view in message.view:
+        where = f"view '{view.name}'"
+        if view.store != fp.FeatureView.REDIS:
+            if view.feast_name or any(feature.feast_name for feature in view.feature):
+                raise ConfigError(
+                    f"{path}: {where}: feast_name is for views with store: REDIS only"
+                )
+            continue
+        if view.HasField("source"):
+            raise ConfigError(
+                f"{path}: {where}: store: REDIS reads its rows from Redis; remove its source "
+                "(a snapshot file is for embedded views)"
+            )
+        names: dict[str, Any] = {}
+        if view.feast_name:
+            names["name"] = view.feast_name
+        if any(feature.feast_name for feature in view.feature):
+            names["features"] = [feature.feast_name or feature.name for feature in view.feature]
+        views[view.name] = names
+    return views
+
+
+def _redis(path: Path, message: fp.ModelFeatures) -> RedisSettings | None:
+    """The Redis settings, when some view is in Redis; ConfigError naming the field."""
+    views = _redis_views(path, message)
+    if not views:
+        if message.HasField("redis"):
+            raise ConfigError(
+                f"{path}: redis is set but no view has store: REDIS; remove it or set "
+                "store: REDIS on the views Feast materializes"
+            )
+        return None
+    redis = message.redis
+    if not redis.url:
+        raise ConfigError(
+            f"{path}: view(s) {sorted(views)} have store: REDIS but redis.url is not set "
+            '(redis { url: "redis://host:6379/0" project: "..." })'
+        )
+    if not redis.url.startswith(("redis://", "rediss://", "redis+unix://")):
+        raise ConfigError(
+            f"{path}: redis.url must be redis://[:password@]host:port[/db], got '{redis.url}'"
+        )
+    if not redis.project:
+        raise ConfigError(
+            f"{path}: redis.project is not set (the Feast project, feature_store.yaml `project`)"
+        )
+    version = redis.entity_key_serialization_version or DEFAULT_SERIALIZATION_VERSION
+    if version not in (2, 3):
+        raise ConfigError(
+            f"{path}: redis.entity_key_serialization_version must be 2 or 3 (Feast's default "
+            f"since 0.38 is 3), got {version}"
+        )
+    return RedisSettings(
+        url=redis.url,
+        project=redis.project,
+        timeout_ms=redis.timeout_ms or DEFAULT_REDIS_TIMEOUT_MS,
+        serialization_version=version,
+        views=views,
+    )
 
 
 def _datatype(path: Path, where: str, value: int) -> str:

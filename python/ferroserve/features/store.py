@@ -2,7 +2,8 @@
 against the graph inputs), its embedded `_core.FeatureStore` loaded from the views' snapshot
 files, and hot reload (`reload()`, and a poller thread that reloads a view when its file
 changes). The loader (runtime/loader.py) builds one per version and hands `binding` to the
-native executor, which gathers every batch from the store's current snapshot.
+native executor, which gathers every batch from the store's current snapshot; a version with
+views in Redis (`remote`) has its native route join each request instead, before queueing.
 """
 
 from __future__ import annotations
@@ -95,9 +96,21 @@ class ModelFeatures:
         """Compiles the plan and loads every view's snapshot. Blocking (a loading thread).
         Raises ConfigError naming the file, the view and the column that is wrong."""
         plan = compile_plan(model, declaration, signature)
-        features = cls(model, declaration, plan, _core.FeatureStore(plan))
-        features.reload()
+        redis = declaration.redis.as_core() if declaration.redis is not None else None
+        try:
+            store = _core.FeatureStore(plan, redis)
+        except _core.InvalidInputError as error:
+            raise ConfigError(f"model '{model}': {declaration.path}: {error}") from error
+        features = cls(model, declaration, plan, store)
+        if declaration.sources:
+            features.reload()
         return features
+
+    @property
+    def remote(self) -> bool:
+        """Whether some views are in Redis: the front end then joins each request (native
+        path only) and the executor runs the graph inputs it queues."""
+        return bool(self.store.remote)
 
     @property
     def binding(self) -> tuple[_core.FeaturePlan, _core.FeatureStore]:

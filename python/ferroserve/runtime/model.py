@@ -20,6 +20,7 @@ from ferroserve.codec import (
     scheduling_parameters,
 )
 from ferroserve.config import ModelSignature
+from ferroserve.errors import NativePathOnlyError
 from ferroserve.features.store import ModelFeatures
 from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
@@ -78,6 +79,13 @@ class ServedModel:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
             priority, timeout_us = scheduling_parameters(request, self.name)
+            if self.features is not None and self.features.remote:
+                # Its queue holds graph inputs the front end joined from Redis; this path has
+                # no Redis lookup, and skipping it silently would serve wrong features.
+                raise NativePathOnlyError(
+                    f"model '{self.name}': its Redis feature views are served only on the native "
+                    "path: send the request uncompressed to the gRPC port"
+                )
             result = await self._queued(
                 decoded.buffers, decoded.shapes, priority, timeout_us, time_remaining
             )

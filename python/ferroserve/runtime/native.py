@@ -132,12 +132,18 @@ class NativeExecutor:
         self._signature = signature
         self._client_signature = client_signature or signature
         self._loop = loop
+        self._route_features: _core.FeatureStore | None = None
+        store: _core.FeatureStore | None = None
         if features is not None:
             plan, store = features
             by_name = {spec.name: spec for spec in signature.inputs}
             inputs = [by_name[name] for name in plan.model_inputs]
+            if store.remote:
+                # Views in Redis: the route joins each request before queueing, so the queue
+                # holds graph inputs and the executor gathers nothing.
+                self._route_features, store = store, None
         else:
-            store, inputs = None, list(signature.inputs)
+            inputs = list(signature.inputs)
         self._core = _core.OrtExecutor(
             name,
             model,
@@ -187,6 +193,7 @@ class NativeExecutor:
             ],
             max_batch_size=signature.max_batch_size,
             outputs=[(spec.name, spec.datatype.name) for spec in signature.outputs],
+            features=self._route_features,
         )
 
     def cancel(self, request_id: int) -> None:

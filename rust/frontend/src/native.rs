@@ -2,7 +2,8 @@
 //! match the request against the signature, queue its raw inputs in place (no copy), or its
 //! typed contents converted once into buffers of their own, with its `priority` and `timeout`
 //! parameters, await the executor's answer on a channel (released in queue order for a
-//! `preserve_ordering` model), write the response.
+//! `preserve_ordering` model), write the response. A model with feature views in Redis
+//! (`RemoteJoin`) has its graph inputs joined per request, before queueing.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use ferroserve_tensor::wire::{self, FastSignature, InferRequestView, MatchedCont
 use tokio::sync::oneshot;
 
 use crate::grpc::{Code, Status};
+use crate::remote_join::{JoinFailure, RemoteJoin};
 use crate::routes::{InferRoute, PendingInfer};
 
 /// A queued input held from the received message.
@@ -51,6 +53,9 @@ pub struct NativeRoute<B, P, O> {
     /// Where those threads deliver answers (in queue order with `preserve_ordering`): told when
     /// a request leaves the queue unanswered, so no later answer waits for it.
     answers: Arc<Routed<P, O>>,
+    /// The per-request feature join of a model with Redis views (its queue then holds the
+    /// graph inputs); None for every other model.
+    remote_join: Option<Arc<RemoteJoin>>,
 }
 
 impl<B, P, O> NativeRoute<B, P, O> {
@@ -71,7 +76,15 @@ impl<B, P, O> NativeRoute<B, P, O> {
             output_datatypes,
             queue,
             answers,
+            remote_join: None,
         }
+    }
+
+    /// This route, joining each request's graph inputs with `join` before queueing them.
+    #[must_use]
+    pub fn with_remote_join(mut self, join: Arc<RemoteJoin>) -> Self {
+        self.remote_join = Some(join);
+        self
     }
 }
 
@@ -185,6 +198,10 @@ where
     ) -> Option<PendingInfer> {
         let matched = wire::match_request(&message, &view, &self.signature)?;
         let started = Instant::now();
+        if let Some(join) = &self.remote_join {
+            let join = Arc::clone(join);
+            return Some(self.infer_joined(join, message, view, matched, deadline, stream));
+        }
         let inputs = match matched.contents {
             MatchedContents::Raw(ranges) => ranges
                 .into_iter()
@@ -195,10 +212,43 @@ where
                 .map(|buffer| B::from_converted(Bytes::from(buffer)))
                 .collect(),
         };
+        Some(self.submit(
+            message,
+            view,
+            inputs,
+            matched.shapes,
+            matched.wanted,
+            deadline,
+            stream,
+            started,
+        ))
+    }
+}
+
+impl<B, P, O> NativeRoute<B, P, O>
+where
+    B: MessageInput,
+    P: Send + 'static,
+    O: Send + Sync + 'static,
+    OutputTensor<O>: AsRef<[u8]>,
+{
+    /// Queues `inputs` and returns the answer to await.
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        self: Arc<Self>,
+        message: Bytes,
+        view: InferRequestView,
+        inputs: Vec<B>,
+        shapes: Vec<Vec<i64>>,
+        wanted: Vec<usize>,
+        deadline: Option<Instant>,
+        stream: bool,
+        started: Instant,
+    ) -> PendingInfer {
         let (sender, receiver) = oneshot::channel::<NativeAnswer<O>>();
         let submitted = self.queue.submit(Request {
             inputs,
-            shapes: matched.shapes,
+            shapes,
             token: Waiter::Native(sender),
             priority: view.priority,
             timeout_us: view.timeout_us,
@@ -211,10 +261,10 @@ where
                 let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.queue.record_request(outcome, nanos);
                 let status = Status::new(code, error.to_string());
-                return Some(Box::pin(async move { Err(status) }));
+                return Box::pin(async move { Err(status) });
             }
         };
-        Some(Box::pin(async move {
+        Box::pin(async move {
             let route = &*self;
             let mut in_flight = InFlight {
                 route,
@@ -238,7 +288,7 @@ where
             };
             match received {
                 Ok(Ok(answer)) => {
-                    let response = route.encode(&message, &view, &matched.wanted, &answer, stream);
+                    let response = route.encode(&message, &view, &wanted, &answer, stream);
                     in_flight.end(Outcome::Success);
                     Ok(response)
                 }
@@ -265,6 +315,87 @@ where
                     ))
                 }
             }
-        }))
+        })
+    }
+
+    /// A request of a model with Redis views: fetch and join its graph inputs on this runtime,
+    /// then queue them. A row a reject-policy view cannot serve answers NOT_FOUND at once,
+    /// with nothing queued.
+    fn infer_joined(
+        self: Arc<Self>,
+        join: Arc<RemoteJoin>,
+        message: Bytes,
+        view: InferRequestView,
+        matched: wire::Matched,
+        deadline: Option<Instant>,
+        stream: bool,
+    ) -> PendingInfer {
+        let started = Instant::now();
+        Box::pin(async move {
+            let request: Vec<Bytes> = match matched.contents {
+                MatchedContents::Raw(ranges) => ranges
+                    .into_iter()
+                    .map(|range| message.slice(range))
+                    .collect(),
+                MatchedContents::Converted(buffers) => {
+                    buffers.into_iter().map(Bytes::from).collect()
+                }
+            };
+            let request: Vec<&[u8]> = request.iter().map(Bytes::as_ref).collect();
+            let batches = self.signature.max_batch_size > 0;
+            let rows = if batches {
+                matched
+                    .shapes
+                    .first()
+                    .and_then(|shape| shape.first())
+                    .map_or(0, |&rows| usize::try_from(rows).unwrap_or(0))
+            } else {
+                1
+            };
+            let joined = match join.join(&request, rows).await {
+                Ok(joined) => joined,
+                Err(failure) => {
+                    let (code, outcome, text) = match failure {
+                        // An entity key a reject-policy view could not serve: the request's
+                        // input, not the server, is at fault.
+                        JoinFailure::Rejected(text) => (Code::NotFound, Outcome::Invalid, text),
+                        JoinFailure::Internal(text) => (
+                            Code::Internal,
+                            Outcome::Internal,
+                            format!("model '{}': feature lookup failed: {text}", self.model_name),
+                        ),
+                    };
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.queue.record_request(outcome, nanos);
+                    return Err(Status::new(code, text));
+                }
+            };
+            let inputs = joined
+                .buffers
+                .into_iter()
+                .map(|buffer| B::from_converted(Bytes::from(buffer)))
+                .collect();
+            // An unbatched model's inputs carry no batch dim, as a client would send them.
+            let shapes = if batches {
+                joined.shapes
+            } else {
+                joined
+                    .shapes
+                    .into_iter()
+                    .map(|shape| shape.into_iter().skip(1).collect())
+                    .collect()
+            };
+            self.submit(
+                message,
+                view,
+                inputs,
+                shapes,
+                matched.wanted,
+                deadline,
+                stream,
+                started,
+            )
+            .await
+        })
     }
 }

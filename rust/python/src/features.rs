@@ -1,15 +1,23 @@
 //! `FeaturePlan`, `FeatureStore` and `FeatureTable`: online feature lookup
 //! (`ferroserve-features`) as Python sees it. Python parses the declaration file and reads the
-//! snapshot files; this layer only converts their values and maps the errors.
+//! snapshot files; this layer only converts their values and maps the errors. A store whose
+//! plan has views in Redis (Feast's layout) also holds their `RemoteJoin`, which the model's
+//! native route runs per request; `feast_write` writes rows in that layout (for tests and
+//! tools).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferroserve_feast::{
+    FeastNames, FeastProject, FeastView, FeatureRow, RedisStore, RedisStoreConfig,
+    SerializationVersion,
+};
 use ferroserve_features::{
     ColumnValues, Declaration, Feature, FeatureStore, FeatureTable, FeatureValue, FeatureView,
-    JoinPlan, KeyColumn, KeyKind, MissingPolicy, ModelInput, ModelInputAssembly, ModelSignature,
-    RequestInput, Segment, TableBuilder,
+    JoinPlan, KeyColumn, KeyKind, KeyValue, MissingPolicy, ModelInput, ModelInputAssembly,
+    ModelSignature, RequestInput, Segment, TableBuilder,
 };
+use ferroserve_frontend::RemoteJoin;
 use ferroserve_runtime::FeatureJoin;
 use ferroserve_tensor::DataType;
 use numpy::PyReadonlyArray1;
@@ -310,6 +318,58 @@ pub(crate) struct PyFeatureTable {
 pub(crate) struct PyFeatureStore {
     plan: Arc<JoinPlan>,
     store: Arc<FeatureStore>,
+    /// The per-request join of the views in Redis; None when every view is embedded.
+    remote_join: Option<Arc<RemoteJoin>>,
+}
+
+/// A Feast project from its name and `entity_key_serialization_version`.
+fn feast_project(name: String, serialization_version: u32) -> PyResult<FeastProject> {
+    Ok(FeastProject {
+        name,
+        serialization_version: SerializationVersion::from_number(serialization_version)
+            .map_err(invalid)?,
+    })
+}
+
+/// The join of `plan`'s Redis views from the `redis` dict of `FeatureStore(plan, redis)`.
+fn remote_join(
+    plan: &Arc<JoinPlan>,
+    store: &Arc<FeatureStore>,
+    redis: &Bound<'_, PyDict>,
+) -> PyResult<RemoteJoin> {
+    let what = "redis";
+    let url: String = item(redis, "url", what)?.extract()?;
+    let timeout_ms: u64 = item(redis, "timeout_ms", what)?.extract()?;
+    let project = feast_project(
+        item(redis, "project", what)?.extract()?,
+        item(redis, "serialization_version", what)?.extract()?,
+    )?;
+    let mut views = Vec::new();
+    for (view, names) in item(redis, "views", what)?.cast_into::<PyDict>()?.iter() {
+        let view: String = view.extract()?;
+        let names = names.cast_into::<PyDict>()?;
+        let feast_names = FeastNames {
+            view: names.get_item("name")?.map(|v| v.extract()).transpose()?,
+            features: names
+                .get_item("features")?
+                .map(|v| v.extract())
+                .transpose()?,
+            join_keys: None,
+        };
+        views.push((view, feast_names));
+    }
+    let config = RedisStoreConfig {
+        url,
+        timeout: Duration::from_millis(timeout_ms),
+    };
+    RemoteJoin::new(
+        Arc::clone(plan),
+        Arc::clone(store),
+        config,
+        &project,
+        &views,
+    )
+    .map_err(invalid)
 }
 
 /// A key column's values in the raw BYTES layout: each element a 4-byte little-endian length
@@ -377,13 +437,48 @@ impl<'py> Column<'py> {
 #[pymethods]
 impl PyFeatureStore {
     /// An empty store for `plan`'s views (a batch before the first install fails: load the
-    /// snapshots before serving).
+    /// snapshots before serving). With `redis` ({url, project, timeout_ms,
+    /// serialization_version, views: {view: {name?, features?}}}), the views named there are
+    /// read from Redis in Feast's layout by the front end per request (Feast's view and
+    /// feature names where given), the others from this store.
     #[new]
-    fn new(plan: &FeaturePlan) -> Self {
-        PyFeatureStore {
-            store: Arc::new(FeatureStore::new(plan.plan.view_layouts())),
+    #[pyo3(signature = (plan, redis = None))]
+    fn new(plan: &FeaturePlan, redis: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let store = Arc::new(FeatureStore::new(plan.plan.view_layouts()));
+        let remote_join = redis
+            .map(|redis| remote_join(&plan.plan, &store, redis).map(Arc::new))
+            .transpose()?;
+        Ok(PyFeatureStore {
+            store,
             plan: Arc::clone(&plan.plan),
-        }
+            remote_join,
+        })
+    }
+
+    /// Whether some views are read from Redis (the front end then joins per request).
+    #[getter]
+    fn remote(&self) -> bool {
+        self.remote_join.is_some()
+    }
+
+    /// The Redis store's counters: {calls, rows, found, missing, unavailable, timeouts,
+    /// errors, bad_rows, null_values}; None without Redis views.
+    fn redis_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(join) = &self.remote_join else {
+            return Ok(None);
+        };
+        let stats = join.redis_stats();
+        let out = PyDict::new(py);
+        out.set_item("calls", stats.calls)?;
+        out.set_item("rows", stats.rows)?;
+        out.set_item("found", stats.found)?;
+        out.set_item("missing", stats.missing)?;
+        out.set_item("unavailable", stats.unavailable)?;
+        out.set_item("timeouts", stats.timeouts)?;
+        out.set_item("errors", stats.errors)?;
+        out.set_item("bad_rows", stats.bad_rows)?;
+        out.set_item("null_values", stats.null_values)?;
+        Ok(Some(out))
     }
 
     /// Builds view `view`'s table from columns: `keys` by key part (int64 arrays for INT64
@@ -519,6 +614,11 @@ impl PyFeatureStore {
 }
 
 impl PyFeatureStore {
+    /// The per-request join of a store with Redis views.
+    pub(crate) fn remote_join(&self) -> Option<Arc<RemoteJoin>> {
+        self.remote_join.clone()
+    }
+
     /// The join an executor runs with this store.
     pub(crate) fn join(&self) -> FeatureJoin {
         FeatureJoin {
@@ -526,4 +626,84 @@ impl PyFeatureStore {
             store: Arc::clone(&self.store),
         }
     }
+}
+
+/// One key part from Python: int for INT64, bytes or str for BYTES.
+fn key_part<'a>(value: &'a Bound<'_, PyAny>, kind: KeyKind) -> PyResult<KeyValue<'a>> {
+    Ok(match kind {
+        KeyKind::Int64 => KeyValue::Int64(value.extract()?),
+        KeyKind::Bytes => {
+            if let Ok(bytes) = value.cast::<PyBytes>() {
+                KeyValue::Bytes(bytes.as_bytes())
+            } else {
+                KeyValue::Bytes(value.cast::<PyString>()?.to_str()?.as_bytes())
+            }
+        }
+    })
+}
+
+/// Writes rows of `plan`'s view `view` into Redis at `url` in Feast's layout (project
+/// `project`), as `feast materialize` would: `keys` one list of key parts per row, `values`
+/// each row's features in the view's row layout (little-endian, the features' datatypes, in
+/// order), `event_times_us` each row's event time. For tests and tools; blocks (without the
+/// GIL) until Redis has them.
+#[pyfunction]
+#[pyo3(signature = (url, project, plan, view, keys, values, event_times_us, *, serialization_version = 3, feast_view = None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn feast_write(
+    py: Python<'_>,
+    url: String,
+    project: String,
+    plan: &FeaturePlan,
+    view: &str,
+    keys: Vec<Vec<Bound<'_, PyAny>>>,
+    values: Vec<Vec<u8>>,
+    event_times_us: Vec<i64>,
+    serialization_version: u32,
+    feast_view: Option<String>,
+) -> PyResult<()> {
+    let layout = plan
+        .plan
+        .view_layout(view)
+        .ok_or_else(|| invalid(format!("no feature view '{view}'")))?;
+    if keys.len() != values.len() || keys.len() != event_times_us.len() {
+        return Err(invalid(
+            "keys, values and event_times_us must have one entry per row",
+        ));
+    }
+    let project = feast_project(project, serialization_version)?;
+    let names = FeastNames {
+        view: feast_view,
+        ..FeastNames::default()
+    };
+    let feast = FeastView::new(layout, &project, &names).map_err(invalid)?;
+    let parts: Vec<Vec<KeyValue<'_>>> = keys
+        .iter()
+        .map(|row| {
+            row.iter()
+                .zip(layout.key())
+                .map(|(value, part)| key_part(value, part.kind))
+                .collect()
+        })
+        .collect::<PyResult<_>>()?;
+    py.detach(|| {
+        let rows: Vec<FeatureRow<'_>> = parts
+            .iter()
+            .zip(&values)
+            .zip(&event_times_us)
+            .map(|((key, values), &event_time_us)| FeatureRow {
+                key,
+                values,
+                event_time_us,
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| invalid(format!("cannot start a runtime: {error}")))?;
+        runtime.block_on(async {
+            let store = RedisStore::new(&RedisStoreConfig::new(url)).map_err(invalid)?;
+            store.write(&feast, &rows).await.map_err(invalid)
+        })
+    })
 }

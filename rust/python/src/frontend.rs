@@ -11,6 +11,7 @@ use ferroserve_tensor::wire::{FastSignature, InputLayout};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
+use crate::features::PyFeatureStore;
 use crate::runtime::OrtExecutor;
 
 /// A model version answered natively: the signature its fast path matches requests against
@@ -26,9 +27,12 @@ impl PyNativeRoute {
     /// signature to `executor`'s queue. `inputs`: (name, datatype, client shape with -1 for
     /// any size, bytes per element or 0 for BYTES), in signature order; `outputs`: (name,
     /// datatype). Only a native executor qualifies: its threads answer the front end's waiters
-    /// directly.
+    /// directly. With `features` whose store has Redis views, the route joins each request's
+    /// graph inputs (fetching from Redis) before queueing them: `inputs` are then the plan's
+    /// request inputs and the executor runs without features.
     #[new]
-    #[pyo3(signature = (executor, model_name, model_version, *, inputs, max_batch_size, outputs))]
+    #[pyo3(signature = (executor, model_name, model_version, *, inputs, max_batch_size, outputs, features = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         executor: &OrtExecutor,
         model_name: String,
@@ -36,6 +40,7 @@ impl PyNativeRoute {
         inputs: Vec<(String, String, Vec<i64>, usize)>,
         max_batch_size: i64,
         outputs: Vec<(String, String)>,
+        features: Option<PyRef<'_, PyFeatureStore>>,
     ) -> Self {
         let (output_names, output_datatypes) = outputs.into_iter().unzip();
         let signature = FastSignature {
@@ -51,15 +56,20 @@ impl PyNativeRoute {
             max_batch_size,
             outputs: output_names,
         };
+        let route = frontend::NativeRoute::new(
+            model_name,
+            model_version,
+            signature,
+            output_datatypes,
+            executor.shared_queue(),
+            executor.answers(),
+        );
+        let route = match features.and_then(|store| store.remote_join()) {
+            Some(join) => route.with_remote_join(join),
+            None => route,
+        };
         PyNativeRoute {
-            route: Arc::new(frontend::NativeRoute::new(
-                model_name,
-                model_version,
-                signature,
-                output_datatypes,
-                executor.shared_queue(),
-                executor.answers(),
-            )),
+            route: Arc::new(route),
         }
     }
 }

@@ -75,6 +75,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<features::FeaturePlan>()?;
     m.add_class::<features::PyFeatureStore>()?;
     m.add_class::<features::PyFeatureTable>()?;
+    m.add_function(wrap_pyfunction!(features::feast_write, m)?)?;
     m.add_class::<frontend::PyNativeRoute>()?;
     m.add_class::<frontend::PyFrontend>()?;
     Ok(())
