@@ -6,11 +6,15 @@ c=16 with one row per request from JSON data files (existing user ids, random va
 measured back to back in an order that alternates round by round, a fresh server every round.
 Target: `mlp_features` >= 90% of `mlp`'s throughput (median of the per-round ratios).
 
+`--redis` adds `mlp_redis`: the same 32 features in a view with `store: REDIS`, written in
+Feast's layout into a redis-server the bench starts on loopback and looked up by the front end
+per request. Target: >= 60% of `mlp`'s throughput, p99 <= 5 ms.
+
 `--scale N` instead loads a snapshot of N keys x 32 FP32 features into a fresh server and
 reports the load time (server start to ready, and the snapshot's own load from the log) and the
 server's resident memory before and after.
 
-    python benches/features.py [--rounds N] [--keys K] [--out FILE]
+    python benches/features.py [--rounds N] [--keys K] [--redis] [--out FILE]
     python benches/features.py --scale 10000000 [--out FILE]
 """
 
@@ -20,12 +24,14 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +44,9 @@ from serving_core import PERF_ANALYZER_DIR, SOURCE_TREE, ferroserve_launcher
 
 CONCURRENCY = 16
 TARGET = 0.90
+REDIS_TARGET = 0.60
+REDIS_P99_MS = 5.0
+REDIS_PROJECT = "bench"
 FEATURES = 32
 DATA_ROWS = 256  # distinct requests in each perf_analyzer data file
 BASE_CONFIG = """name: "{name}"
@@ -61,6 +70,21 @@ assembly { model_input: "input" segment { request_input: "dense" } segment { vie
 """
 )
 
+REDIS_PBTXT = (
+    """request_input { name: "user_id" data_type: TYPE_INT64 columns: 1 }
+request_input { name: "dense" data_type: TYPE_FP32 columns: 32 }
+view {
+  name: "user"
+  key: "user_id"
+"""
+    + "".join(f'  feature {{ name: "f{i}" data_type: TYPE_FP32 }}\n' for i in range(FEATURES))
+    + """  store: REDIS
+}
+redis { url: "{url}" project: "{project}" }
+assembly { model_input: "input" segment { request_input: "dense" } segment { view: "user" } }
+"""
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Result:
@@ -78,6 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds [3]")
     parser.add_argument("--keys", type=int, default=100_000, help="users in the snapshot [100k]")
     parser.add_argument("--scale", type=int, help="only measure loading a snapshot of N keys")
+    parser.add_argument("--redis", action="store_true", help="also measure a Redis view")
     parser.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer window [3000]")
     parser.add_argument("--tools", type=Path, default=Path("/work/shared/tools"))
     parser.add_argument("--out", type=Path, help="also write the report to this file")
@@ -95,17 +120,84 @@ def write_snapshot(path: Path, keys: int) -> None:
     pq.write_table(pa.table(columns), path)
 
 
-def write_repository(root: Path, keys: int) -> None:
+def write_repository(root: Path, keys: int, redis_url: str | None = None) -> None:
     if importlib.util.find_spec("ferroserve") is None:
         sys.path.insert(0, str(SOURCE_TREE))
     from ferroserve.demo import mlp_model, save
 
-    for name in ("mlp", "mlp_features"):
+    names = ["mlp", "mlp_features"] + (["mlp_redis"] if redis_url else [])
+    for name in names:
         (root / name).mkdir(parents=True)
         (root / name / "config.pbtxt").write_text(BASE_CONFIG.format(name=name))
         save(mlp_model(), root / name / "1" / "model.onnx")
     (root / "mlp_features" / "features.pbtxt").write_text(FEATURES_PBTXT)
     write_snapshot(root / "mlp_features" / "users.parquet", keys)
+    if redis_url:
+        text = REDIS_PBTXT.replace("{url}", redis_url).replace("{project}", REDIS_PROJECT)
+        (root / "mlp_redis" / "features.pbtxt").write_text(text)
+        write_redis(redis_url, keys)
+
+
+def write_redis(url: str, keys: int) -> None:
+    """The snapshot's users, written in Feast's layout (the crate's writer)."""
+    from ferroserve import _core
+
+    plan = _core.FeaturePlan(
+        {
+            "request_inputs": [{"name": "user_id", "datatype": "INT64", "columns": 1}],
+            "views": [
+                {
+                    "name": "user",
+                    "key": ["user_id"],
+                    "features": [
+                        {"name": f"f{i}", "datatype": "FP32", "default": 0.0}
+                        for i in range(FEATURES)
+                    ],
+                }
+            ],
+            "assembly": [{"model_input": "u", "segments": [{"view": "user"}]}],
+        },
+        [("u", "FP32", [FEATURES])],
+    )
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((keys, FEATURES), dtype=np.float32)
+    now_us = int(time.time() * 1e6)
+    _core.feast_write(
+        url,
+        REDIS_PROJECT,
+        plan,
+        "user",
+        [[user] for user in range(keys)],
+        [row.tobytes() for row in values],
+        [now_us] * keys,
+    )
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A redis-server on a free loopback port; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed (make system-deps)")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    log = (workdir / "redis.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
 
 
 def write_data(workdir: Path, keys: int) -> dict[str, Path]:
@@ -120,7 +212,7 @@ def write_data(workdir: Path, keys: int) -> dict[str, Path]:
         for _ in range(DATA_ROWS)
     ]
     paths = {}
-    for model, data in (("mlp", plain), ("mlp_features", looked_up)):
+    for model, data in (("mlp", plain), ("mlp_features", looked_up), ("mlp_redis", looked_up)):
         paths[model] = workdir / f"{model}.json"
         paths[model].write_text(json.dumps({"data": data}))
     return paths
@@ -152,7 +244,9 @@ def measure_all(
     launcher, env = ferroserve_launcher(notes)
     results = []
     for round_ in range(args.rounds):
-        models = ["mlp", "mlp_features"] if round_ % 2 == 0 else ["mlp_features", "mlp"]
+        models = ["mlp", "mlp_features"] + (["mlp_redis"] if args.redis else [])
+        if round_ % 2:
+            models.reverse()
         port = free_port()
         with contextlib.ExitStack() as stack:
             argv = server_argv(launcher, repository, port)
@@ -211,6 +305,21 @@ def report(results: Sequence[Result]) -> list[list[str]]:
         + ", ".join(f"{ratio:.3f}" for ratio in ratios)
         + ")"
     ]
+    redis_rounds = [n for n in rounds if ("mlp_redis", n) in by]
+    if redis_rounds:
+        redis_ratios = [
+            by[("mlp_redis", n)].infer_per_s / by[("mlp", n)].infer_per_s for n in redis_rounds
+        ]
+        redis_median = statistics.median(redis_ratios)
+        p99 = max(by[("mlp_redis", n)].p99_ms for n in redis_rounds)
+        passed = redis_median >= REDIS_TARGET and p99 <= REDIS_P99_MS
+        summary.append(
+            f"- {'PASS' if passed else 'FAIL'}: Redis lookup (Feast layout, loopback) >= "
+            f"{REDIS_TARGET:.0%} of the all-sent MLP's throughput and p99 <= {REDIS_P99_MS:g} ms "
+            f"at c={CONCURRENCY}: {redis_median:.3f}x (per round: "
+            + ", ".join(f"{ratio:.3f}" for ratio in redis_ratios)
+            + f"), worst p99 {p99:.2f} ms"
+        )
     return [table, summary]
 
 
@@ -272,8 +381,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.scale:
                 sections = measure_scale(workdir, args, notes)
             else:
-                write_repository(workdir / "repository", args.keys)
-                sections = report(measure_all(workdir / "repository", workdir, args, notes))
+                with contextlib.ExitStack() as stack:
+                    url = stack.enter_context(redis_server(workdir)) if args.redis else None
+                    write_repository(workdir / "repository", args.keys, url)
+                    results = measure_all(workdir / "repository", workdir, args, notes)
+                sections = report(results)
         except ServerFailed as error:
             print(f"the server failed to start: {error}", file=sys.stderr)
             return 1
@@ -281,7 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Models: the MLP [N,64] -> 256 -> 256 -> 10, max_batch_size 64, `dynamic_batching` "
         f"(delay 0); `mlp_features` joins {FEATURES} FP32 features of view `user` (keyed by "
         f"INT64 user_id, Parquet snapshot of {args.scale or args.keys:,} users) after "
-        f"{FEATURES} request-time features.",
+        f"{FEATURES} request-time features"
+        + (
+            "; `mlp_redis` the same features from a loopback redis-server in Feast's layout "
+            "(looked up by the front end per request, one pipelined HMGET)."
+            if args.redis
+            else "."
+        ),
         f"perf_analyzer -b 1, c={CONCURRENCY}, unary, {DATA_ROWS} distinct requests per model "
         "from a JSON data file (every user id exists); client and server share the cores; "
         "server µs/request: CPU of the server process tree over the window / requests.",
