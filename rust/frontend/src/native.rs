@@ -98,6 +98,30 @@ fn refused(kind: ErrorKind) -> (Code, Outcome) {
     }
 }
 
+/// A request of a model with Redis views while its features are looked up (before it is
+/// queued): records its end exactly once, as cancelled when the client goes away meanwhile.
+struct Joining<'a, B: AsRef<[u8]>, T> {
+    queue: &'a BatchQueue<B, T>,
+    started: Instant,
+    ended: bool,
+}
+
+impl<B: AsRef<[u8]>, T> Joining<'_, B, T> {
+    fn end(&mut self, outcome: Outcome) {
+        self.ended = true;
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.queue.record_request(outcome, nanos);
+    }
+}
+
+impl<B: AsRef<[u8]>, T> Drop for Joining<'_, B, T> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.end(Outcome::Cancelled);
+        }
+    }
+}
+
 /// Records a request's end exactly once; a request dropped before it ended (the client went
 /// away) leaves the queue and counts as cancelled.
 struct InFlight<'a, B, P, O>
@@ -332,6 +356,12 @@ where
     ) -> PendingInfer {
         let started = Instant::now();
         Box::pin(async move {
+            // A client that goes away during the lookup ends its request here, as cancelled.
+            let mut joining = Joining {
+                queue: &self.queue,
+                started,
+                ended: false,
+            };
             let request: Vec<Bytes> = match matched.contents {
                 MatchedContents::Raw(ranges) => ranges
                     .into_iter()
@@ -365,11 +395,13 @@ where
                             format!("model '{}': feature lookup failed: {text}", self.model_name),
                         ),
                     };
-                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    self.queue.record_request(outcome, nanos);
+                    joining.end(outcome);
                     return Err(Status::new(code, text));
                 }
             };
+            // From here the submit (or its refusal) records the request's end.
+            joining.ended = true;
+            drop(joining);
             let inputs = joined
                 .buffers
                 .into_iter()
