@@ -355,6 +355,19 @@ impl JoinPlan {
         &self.model_inputs
     }
 
+    /// The shape of each model input for `rows` rows: the rows, then the input's dims.
+    pub fn model_input_shapes(&self, rows: usize) -> Vec<Vec<i64>> {
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        self.model_inputs()
+            .iter()
+            .map(|input| {
+                std::iter::once(rows)
+                    .chain(input.dims().iter().copied())
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The plan's lookup counters.
     pub fn stats(&self) -> &Arc<JoinStats> {
         &self.stats

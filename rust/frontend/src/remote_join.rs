@@ -187,17 +187,7 @@ impl RemoteJoin {
         if let Some(rejection) = rejections.first() {
             return Err(JoinFailure::Rejected(rejection.to_string()));
         }
-        let rows_i64 = i64::try_from(rows).unwrap_or(i64::MAX);
-        let shapes = self
-            .plan
-            .model_inputs()
-            .iter()
-            .map(|input| {
-                std::iter::once(rows_i64)
-                    .chain(input.dims().iter().copied())
-                    .collect()
-            })
-            .collect();
+        let shapes = self.plan.model_input_shapes(rows);
         Ok(Joined { buffers, shapes })
     }
 }

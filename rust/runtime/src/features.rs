@@ -50,16 +50,7 @@ impl FeatureJoin {
             plan.gather(&snapshot, request, rows, unix_micros_now(), &mut out)
                 .map_err(|error| error.to_string())?
         };
-        let rows_i64 = i64::try_from(rows).unwrap_or(i64::MAX);
-        let shapes = plan
-            .model_inputs()
-            .iter()
-            .map(|input| {
-                std::iter::once(rows_i64)
-                    .chain(input.dims().iter().copied())
-                    .collect()
-            })
-            .collect();
+        let shapes = plan.model_input_shapes(rows);
         let mut rejected = vec![None; request_rows.len().max(1)];
         for rejection in rejections {
             let index = request_of(request_rows, rejection.row);
