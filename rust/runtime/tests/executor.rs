@@ -131,6 +131,18 @@ fn setup(config: BatcherConfig, gate: Option<Arc<Barrier>>) -> Setup {
     }
 }
 
+/// Waits until the executor runs a batch (bounded: a test never hangs on a missed start).
+fn wait_until_busy<E: Engine>(executor: &Executor<Vec<u8>, u32, E>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while executor.idle() {
+        assert!(
+            Instant::now() < deadline,
+            "the executor never started the first batch"
+        );
+        std::thread::yield_now();
+    }
+}
+
 fn batching(max_batch_size: usize) -> BatcherConfig {
     BatcherConfig {
         max_batch_size,
@@ -144,9 +156,7 @@ fn queued_requests_share_a_batch_and_get_their_own_rows() {
     let s = setup(batching(16), Some(Arc::clone(&gate)));
     // The first request occupies the executor (held at the gate) while three more queue.
     s.queue.submit(request(0, 1, 1)).unwrap();
-    while s.executor.idle() {
-        std::thread::yield_now();
-    }
+    wait_until_busy(&s.executor);
     for (token, rows) in [(1, 1), (2, 3), (3, 2)] {
         s.queue
             .submit(request(token, rows, token as u8 + 10))
@@ -192,19 +202,32 @@ fn a_failing_batch_fails_each_of_its_requests_and_the_executor_goes_on() {
 #[test]
 fn a_request_that_times_out_in_the_queue_never_runs() {
     let gate = Arc::new(Barrier::new(2));
+    // Level 1 has no queue timeout, level 2 (the default) 1 ms: request 1 (level 1) must run
+    // however late the executor thread is scheduled (it once timed out on a loaded machine, and
+    // the test then waited forever for the executor to get busy), request 2 must time out.
     let config = BatcherConfig {
         max_batch_size: 8,
-        default_policy: QueuePolicy {
-            default_timeout_us: 1_000,
-            ..QueuePolicy::default()
-        },
+        priority_levels: 2,
+        default_priority_level: 2,
+        priority_policies: [(
+            2,
+            QueuePolicy {
+                default_timeout_us: 1_000,
+                ..QueuePolicy::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
         ..BatcherConfig::default()
     };
     let s = setup(config, Some(Arc::clone(&gate)));
-    s.queue.submit(request(1, 1, 1)).unwrap();
-    while s.executor.idle() {
-        std::thread::yield_now();
-    }
+    s.queue
+        .submit(Request {
+            priority: 1,
+            ..request(1, 1, 1)
+        })
+        .unwrap();
+    wait_until_busy(&s.executor);
     s.queue.submit(request(2, 1, 2)).unwrap();
     std::thread::sleep(Duration::from_millis(20)); // request 2 outlives its 1 ms timeout
     gate.wait();
@@ -459,9 +482,7 @@ proptest! {
         let gate = Arc::new(Barrier::new(2));
         let s = setup(batching(64), Some(Arc::clone(&gate)));
         s.queue.submit(request(0, 1, 0)).unwrap();
-        while s.executor.idle() {
-            std::thread::yield_now();
-        }
+        wait_until_busy(&s.executor);
         for (index, &count) in rows.iter().enumerate() {
             let token = index as u32 + 1;
             s.queue.submit(request(token, count, token as u8)).unwrap();
