@@ -42,7 +42,19 @@ test-rust: ## cargo tests of the pure Rust crates
 
 .PHONY: test-python
 test-python: ## the pytest suite (unit and end-to-end with tritonclient)
-	$(PYTHON) -m pytest
+	FEAST_PYTHON="$(if $(wildcard $(FEAST_VENV)/bin/python),$(CURDIR)/$(FEAST_VENV)/bin/python,$(FEAST_PYTHON))" \
+	  $(PYTHON) -m pytest
+
+# Feast (for the test that has Feast itself write Redis) lives in a venv of its own: it pins
+# pandas < 3, which the suite's environment is past.
+FEAST_VENV := .venv-feast
+FEAST_VERSION := 0.67.0
+
+.PHONY: feast-venv
+feast-venv: ## a separate venv with feast[redis] for tests/e2e/test_feast_layout.py (~90 s once)
+	@if $(FEAST_VENV)/bin/python -c "import feast" 2>/dev/null; then exit 0; fi; \
+	$(PYTHON) -m venv $(FEAST_VENV) && \
+	$(FEAST_VENV)/bin/python -m pip install --quiet "feast[redis]==$(FEAST_VERSION)"
 
 .PHONY: system-deps
 system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
@@ -60,7 +72,7 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
 
 .PHONY: test
-test: system-deps install-dev test-rust test-python ## install everything, then run the whole test suite
+test: system-deps install-dev feast-venv test-rust test-python ## install everything, then run the whole test suite
 
 .PHONY: bench
 bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md

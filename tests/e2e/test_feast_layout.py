@@ -7,8 +7,9 @@ and must agree with Feast's own `get_online_features` value for value, nulls and
 entities included, with the event times Feast stored.
 
 Feast is not a test dependency (it pins pandas < 3, which the suite's environment is past):
-the test runs it from the current interpreter if it has `feast`, else from the Python named
-by FEAST_PYTHON (a separate venv with `pip install 'feast[redis]'`), and skips otherwise.
+the test runs it from the Python named by FEAST_PYTHON (`make test` builds `.venv-feast` with
+`make feast-venv` and sets it), else from the current interpreter if it has `feast`, and skips
+otherwise.
 """
 
 from __future__ import annotations
