@@ -267,18 +267,18 @@ where
         None => None,
     };
     // Without features the batch's inputs are the model's (reshaped as the config says).
-    let shapes = match &gathered {
-        Some(_) => Vec::new(),
-        None => layout.model_input_shapes(batch.inputs.iter().map(|input| &input.shape[..])),
-    };
+    let shapes;
     let inputs = match &gathered {
         Some(gathered) => {
             layout.input_tensors(gathered.buffers.iter().map(Vec::as_slice), &gathered.shapes)
         }
-        None => layout.input_tensors(
-            batch.inputs.iter().map(|input| input.data.as_ref()),
-            &shapes,
-        ),
+        None => {
+            shapes = layout.model_input_shapes(batch.inputs.iter().map(|input| &input.shape[..]));
+            layout.input_tensors(
+                batch.inputs.iter().map(|input| input.data.as_ref()),
+                &shapes,
+            )
+        }
     };
     let prepared = Instant::now();
     let result = shared
