@@ -1,7 +1,7 @@
-//! Fixed-bucket duration histograms in the Prometheus style, recorded with two relaxed atomic
-//! adds and no lock, so the hot path pays a few nanoseconds and a scrape never waits on it.
+//! The bucket bounds of the batcher's duration histograms (request, queue and compute times);
+//! the histogram itself is `ferroserve-metrics`' fixed-bucket one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub use ferroserve_metrics::{Histogram, HistogramSnapshot};
 
 /// Upper bounds (inclusive, Prometheus `le`) of the duration buckets in nanoseconds: fine below
 /// a few milliseconds, where a serving path spends its time, up to 10 s. A last, unbounded
@@ -36,64 +36,9 @@ pub const DURATION_BOUNDS_NS: [u64; 27] = [
     10_000_000_000,
 ];
 
-/// Number of buckets, `+Inf` included.
-const BUCKETS: usize = DURATION_BOUNDS_NS.len() + 1;
-
-/// A duration histogram over `DURATION_BOUNDS_NS`.
-#[derive(Debug)]
-pub struct Histogram {
-    /// Events per bucket (not cumulative); the last one is `+Inf`.
-    buckets: [AtomicU64; BUCKETS],
-    /// Total of the recorded durations in nanoseconds.
-    sum_ns: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    /// Records one event of `ns` nanoseconds.
-    pub fn record(&self, ns: u64) {
-        let bucket = DURATION_BOUNDS_NS.partition_point(|&bound| bound < ns);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-    }
-
-    /// The current values. Each bucket is read atomically; a concurrent record may show in
-    /// the buckets and not yet in the sum, which a scrape a moment later corrects.
-    pub fn snapshot(&self) -> HistogramSnapshot {
-        HistogramSnapshot {
-            counts: self
-                .buckets
-                .iter()
-                .map(|bucket| bucket.load(Ordering::Relaxed))
-                .collect(),
-            sum_ns: self.sum_ns.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A histogram read at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HistogramSnapshot {
-    /// Events per bucket, not cumulative, one more than `DURATION_BOUNDS_NS` (the last is
-    /// `+Inf`).
-    pub counts: Vec<u64>,
-    /// Total of the recorded durations in nanoseconds.
-    pub sum_ns: u64,
-}
-
-impl HistogramSnapshot {
-    /// Events recorded.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
+/// A histogram over `DURATION_BOUNDS_NS`.
+pub(crate) fn duration_histogram() -> Histogram {
+    Histogram::new(&DURATION_BOUNDS_NS)
 }
 
 #[cfg(test)]
@@ -102,7 +47,7 @@ mod tests {
 
     #[test]
     fn bounds_are_inclusive_upper_limits() {
-        let histogram = Histogram::default();
+        let histogram = duration_histogram();
         histogram.record(0);
         histogram.record(50_000); // exactly the first bound: first bucket
         histogram.record(50_001);
@@ -124,21 +69,5 @@ mod tests {
     #[test]
     fn bounds_increase_strictly() {
         assert!(DURATION_BOUNDS_NS.windows(2).all(|pair| pair[0] < pair[1]));
-    }
-
-    #[test]
-    fn concurrent_records_are_all_counted() {
-        let histogram = Histogram::default();
-        std::thread::scope(|scope| {
-            for thread in 0..4u64 {
-                let histogram = &histogram;
-                scope.spawn(move || {
-                    for i in 0..10_000u64 {
-                        histogram.record((i * 1_000 + thread) % 20_000_000);
-                    }
-                });
-            }
-        });
-        assert_eq!(histogram.snapshot().count(), 40_000);
     }
 }

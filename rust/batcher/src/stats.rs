@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::histogram::{Histogram, HistogramSnapshot};
+use crate::histogram::{Histogram, HistogramSnapshot, duration_histogram};
 
 /// Batch sizes up to this get lock-free per-size slots; larger ones share a mutex-guarded map.
 const SLOTS: usize = 1024;
@@ -77,8 +77,8 @@ pub struct HistogramsSnapshot {
     pub compute_output: HistogramSnapshot,
 }
 
-/// The live histograms behind `HistogramsSnapshot`.
-#[derive(Debug, Default)]
+/// The live histograms behind `HistogramsSnapshot`, each over `DURATION_BOUNDS_NS`.
+#[derive(Debug)]
 struct Histograms {
     /// See `HistogramsSnapshot::request`.
     request: Histogram,
@@ -90,6 +90,18 @@ struct Histograms {
     compute_infer: Histogram,
     /// See `HistogramsSnapshot::compute_output`.
     compute_output: Histogram,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms {
+            request: duration_histogram(),
+            queue: duration_histogram(),
+            compute_input: duration_histogram(),
+            compute_infer: duration_histogram(),
+            compute_output: duration_histogram(),
+        }
+    }
 }
 
 impl Histograms {
