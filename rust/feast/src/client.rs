@@ -72,7 +72,7 @@ impl RedisStore {
         }
         let client =
             redis::Client::open(config.url.as_str()).map_err(|error| FeastError::BadUrl {
-                url: redact(&config.url),
+                url: redact_url(&config.url),
                 reason: error.to_string(),
             })?;
         let manager_config = ConnectionManagerConfig::new()
@@ -81,7 +81,7 @@ impl RedisStore {
         let connection =
             ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|error| {
                 FeastError::BadUrl {
-                    url: redact(&config.url),
+                    url: redact_url(&config.url),
                     reason: error.to_string(),
                 }
             })?;
@@ -235,8 +235,9 @@ fn decode_answers(
     }
 }
 
-/// `url` with its password (between `:` and `@` of the authority) replaced by `***`.
-fn redact(url: &str) -> String {
+/// `url` with its password (between `:` and `@` of the authority) replaced by `***`, for
+/// messages and logs.
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -257,14 +258,14 @@ mod tests {
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
-            redact("redis://:secret@host:6379/0"),
+            redact_url("redis://:secret@host:6379/0"),
             "redis://:***@host:6379/0"
         );
         assert_eq!(
-            redact("redis://user:secret@host/1"),
+            redact_url("redis://user:secret@host/1"),
             "redis://user:***@host/1"
         );
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

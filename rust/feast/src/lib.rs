@@ -69,7 +69,7 @@ mod value;
 mod view;
 mod writer;
 
-pub use client::{DEFAULT_TIMEOUT, RedisStore, RedisStoreConfig};
+pub use client::{DEFAULT_TIMEOUT, RedisStore, RedisStoreConfig, redact_url};
 pub use error::FeastError;
 pub use field::{feature_field, murmur3_32, timestamp_field};
 pub use key::{EntityValue, EntityValueType, JoinKey, SerializationVersion, serialize_entity_key};
@@ -77,4 +77,4 @@ pub use row::StoredRow;
 pub use stats::StoreStatsSnapshot;
 pub use value::{FeastValue, ValueError, decode_timestamp, encode_timestamp};
 pub use view::{FeastNames, FeastProject, FeastView};
-pub use writer::FeatureRow;
+pub use writer::{FeatureRow, Written};

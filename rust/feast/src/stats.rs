@@ -80,6 +80,25 @@ pub struct StoreStatsSnapshot {
     pub null_values: u64,
 }
 
+impl std::ops::Add for StoreStatsSnapshot {
+    type Output = StoreStatsSnapshot;
+
+    /// The counters of two stores together (e.g. one model's connections on two runtimes).
+    fn add(self, other: StoreStatsSnapshot) -> StoreStatsSnapshot {
+        StoreStatsSnapshot {
+            calls: self.calls + other.calls,
+            rows: self.rows + other.rows,
+            found: self.found + other.found,
+            missing: self.missing + other.missing,
+            unavailable: self.unavailable + other.unavailable,
+            timeouts: self.timeouts + other.timeouts,
+            errors: self.errors + other.errors,
+            bad_rows: self.bad_rows + other.bad_rows,
+            null_values: self.null_values + other.null_values,
+        }
+    }
+}
+
 impl StoreStats {
     /// Adds one call's counts.
     pub(crate) fn record(&self, rows: usize, counts: CallCounts, end: CallEnd) {

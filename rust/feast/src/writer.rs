@@ -1,8 +1,11 @@
 //! Writes rows in Feast's Redis layout, exactly as Feast's `online_write_batch` does (one
 //! `HSET key _ts:{view} Timestamp field Value ...` per row, pipelined), so rows written here are
 //! read by Feast and by `RedisStore::fetch` alike. For users without Feast (`ferroserve features
-//! load`) and for tests. Feast's read-before-write check that keeps a newer row is not done:
-//! the last write wins.
+//! load --file`) and for tests. Rows of one call with the same entity key keep the newest by
+//! event time (the later one on a tie), as an embedded snapshot does; Feast's read-before-write
+//! check against what Redis already holds is not done: the rows written replace it.
+
+use std::collections::HashMap;
 
 use ferroserve_features::KeyValue;
 
@@ -25,14 +28,31 @@ pub struct FeatureRow<'a> {
     pub event_time_us: i64,
 }
 
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written (one per distinct entity key).
+    pub rows: usize,
+    /// Rows not written because another row of the call had the same entity key and was newer
+    /// (or as new and later).
+    pub duplicate_keys: usize,
+}
+
 impl RedisStore {
     /// Writes `rows` of `view`, pipelined. Each feature is written as the `Value` kind Feast
     /// writes for its type (FP32 `float_val`, FP64 `double_val`, INT64 `int64_val`, INT32
-    /// `int32_val`). No timeout applies: a load waits for Redis. Rows are checked before
+    /// `int32_val`). Of rows with the same entity key only the newest is written (module doc).
+    /// No timeout applies: a load waits for Redis (callers bound it). Rows are checked before
     /// anything is sent; a Redis error stops the write (earlier pipelines stay written).
-    pub async fn write(&self, view: &FeastView, rows: &[FeatureRow<'_>]) -> Result<(), FeastError> {
+    pub async fn write(
+        &self,
+        view: &FeastView,
+        rows: &[FeatureRow<'_>],
+    ) -> Result<Written, FeastError> {
         let layout = view.layout();
         let mut commands = Vec::with_capacity(rows.len());
+        // Per Redis key, the index in `commands` of the row kept so far and its event time.
+        let mut kept: HashMap<Vec<u8>, (usize, i64)> = HashMap::with_capacity(rows.len());
         for (index, row) in rows.iter().enumerate() {
             if row.values.len() != layout.row_bytes() || row.key.len() != layout.key().len() {
                 return Err(FeastError::WriteRow {
@@ -68,8 +88,26 @@ impl RedisStore {
                 }
                 fields.push((field.as_slice(), value));
             }
+            match kept.get_mut(&key) {
+                Some((_, newest)) if row.event_time_us < *newest => {}
+                Some(entry) => {
+                    *entry = (commands.len(), row.event_time_us);
+                }
+                None => {
+                    kept.insert(key.clone(), (commands.len(), row.event_time_us));
+                }
+            }
             commands.push((key, fields));
         }
+        let mut written: Vec<bool> = vec![false; commands.len()];
+        for (index, _) in kept.values() {
+            written[*index] = true;
+        }
+        let commands: Vec<_> = commands
+            .into_iter()
+            .zip(&written)
+            .filter_map(|(command, &keep)| keep.then_some(command))
+            .collect();
         let mut connection = self.connection();
         for chunk in commands.chunks(ROWS_PER_PIPELINE) {
             let mut pipe = redis::pipe();
@@ -82,6 +120,9 @@ impl RedisStore {
             }
             pipe.query_async::<()>(&mut connection).await?;
         }
-        Ok(())
+        Ok(Written {
+            rows: commands.len(),
+            duplicate_keys: rows.len() - commands.len(),
+        })
     }
 }

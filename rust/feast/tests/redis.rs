@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ferroserve_feast::{
     EntityValueType, FeastNames, FeastProject, FeastValue, FeastView, FeatureRow, JoinKey,
-    RedisStore, RedisStoreConfig, StoreStatsSnapshot, encode_timestamp, feature_field,
+    RedisStore, RedisStoreConfig, StoreStatsSnapshot, Written, encode_timestamp, feature_field,
 };
 use ferroserve_features::{KeyValue, MissingPolicy, unix_micros_now};
 use ferroserve_tensor::DataType;
@@ -38,7 +38,7 @@ fn feast_view(one: &OneView, project: &str) -> FeastView {
 }
 
 /// Writes FP32 rows `(key, values, event time)`.
-async fn write(store: &RedisStore, view: &FeastView, rows: &[(i64, &[f32], i64)]) {
+async fn write(store: &RedisStore, view: &FeastView, rows: &[(i64, &[f32], i64)]) -> Written {
     let keys: Vec<[KeyValue<'_>; 1]> = rows
         .iter()
         .map(|(key, _, _)| [KeyValue::Int64(*key)])
@@ -53,7 +53,7 @@ async fn write(store: &RedisStore, view: &FeastView, rows: &[(i64, &[f32], i64)]
             event_time_us: *time,
         })
         .collect();
-    store.write(view, &rows).await.unwrap();
+    store.write(view, &rows).await.unwrap()
 }
 
 async fn fetch(
@@ -138,6 +138,55 @@ async fn round_trip_writer_to_reader_and_missing_keys() {
     let other = feast_view(&one, "other");
     let rows = fetch(&store, &other, &[7]).await;
     assert_eq!(one.serve(&[7], &rows, now).0, [vec![-1.0, -1.0, -1.0]]);
+}
+
+#[tokio::test]
+async fn rows_with_one_key_keep_the_newest_and_a_down_server_fails_the_write() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let one = OneView::new(
+        "user",
+        DataType::Fp32,
+        &["age"],
+        None,
+        MissingPolicy::UseDefault,
+    );
+    let view = feast_view(&one, "fraud");
+    let store = store(&server);
+    let written = write(
+        &store,
+        &view,
+        &[
+            (7, &[1.0], 20),
+            (8, &[2.0], 5),
+            (7, &[3.0], 10),
+            (7, &[4.0], 20),
+        ],
+    )
+    .await;
+    // Key 7: 4.0 is as new as 1.0 and later; 3.0 is older.
+    assert_eq!(
+        written,
+        Written {
+            rows: 2,
+            duplicate_keys: 2
+        }
+    );
+    let rows = fetch(&store, &view, &[7, 8]).await;
+    assert_eq!(one.serve(&[7, 8], &rows, 30).0, [vec![4.0], vec![2.0]]);
+
+    server.stop();
+    let row = FeatureRow {
+        key: &[KeyValue::Int64(9)],
+        values: &fp32_row(&[9.0]),
+        event_time_us: 0,
+    };
+    let error = store.write(&view, &[row]).await.expect_err("redis is down");
+    assert!(
+        error.to_string().starts_with("writing to Redis failed"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
