@@ -2,7 +2,10 @@
 //! row of a request, in the request's row order. The front end decodes each fetched row into the
 //! view's row layout (`ViewLayout::features`: datatype and byte offset per feature) and the
 //! join serves it exactly as it serves an embedded table's row: missing, unavailable and stale
-//! rows get the same defaults, counters and rejections.
+//! rows get the same defaults, counters and rejections. The fetcher also says how long the rows
+//! took to get here (`set_fetch_time`), which the join records as the view's lookup latency.
+
+use std::time::Duration;
 
 use crate::layout::ViewLayout;
 
@@ -31,6 +34,8 @@ pub struct FetchedRows {
     values: Vec<u8>,
     /// Per request row, in order.
     rows: Vec<Fetched>,
+    /// How long fetching them took, if the fetcher said (`set_fetch_time`).
+    fetch_time: Option<Duration>,
 }
 
 /// One fetched row as the join sees it.
@@ -51,7 +56,20 @@ impl FetchedRows {
             row_bytes: layout.row_bytes(),
             values: Vec::with_capacity(rows * layout.row_bytes()),
             rows: Vec::with_capacity(rows),
+            fetch_time: None,
         }
+    }
+
+    /// Records how long fetching the rows took (a Redis round trip, with the keys' encoding and
+    /// the answers' decoding): the join records it as the view's lookup latency.
+    pub fn set_fetch_time(&mut self, took: Duration) {
+        self.fetch_time = Some(took);
+    }
+
+    /// How long fetching the rows took; None if the fetcher did not say (no latency is then
+    /// recorded for them).
+    pub fn fetch_time(&self) -> Option<Duration> {
+        self.fetch_time
     }
 
     /// Adds the next row: found, with its features in the view's layout (`values` must be

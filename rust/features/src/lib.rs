@@ -20,8 +20,8 @@
 //! 4. Per request with fetched views: fill a `FetchedRows` per fetched view (one row per request
 //!    row, decoded into `ViewLayout::features`' layout), then `plan.gather_from(&sources, ...)`
 //!    with `ViewSource::Fetched` for those and `ViewSource::Embedded` for the others.
-//! 5. Metrics: `plan.stats().snapshot()` (lookups, hits, misses, stale, unavailable, rejected per
-//!    view; gathers, rows and gather time).
+//! 5. Metrics: `plan.stats().snapshot()` (lookups, hits, misses, stale, unavailable, rejected and
+//!    a lookup latency histogram per view; gathers, rows and gather time).
 //!
 //! ```
 //! use ferroserve_features::*;
@@ -107,7 +107,7 @@ pub use keys::{KeyKind, KeyPart, KeyValue, encode_key};
 pub use layout::{FeatureSlot, ViewLayout};
 pub use plan::{JoinPlan, ModelInputLayout};
 pub use rejection::{RejectReason, Rejection};
-pub use stats::{JoinStats, JoinStatsSnapshot, ViewStatsSnapshot};
+pub use stats::{JoinStats, JoinStatsSnapshot, LOOKUP_BOUNDS_NS, ViewStatsSnapshot};
 pub use store::{FeatureStore, Snapshot};
 pub use table::{FeatureTable, TableMemory, TableRow};
 

@@ -4,8 +4,43 @@
 //!
 //! A row is whole or missing, so a view's misses are every one of its features' misses; there
 //! is no separate per-feature counter.
+//!
+//! Each view also has a lookup latency histogram (`ferroserve-metrics`, over
+//! `LOOKUP_BOUNDS_NS`): one observation per gather call per view, of the time that view's rows
+//! took to get here: for an embedded view the time the join spent finding and copying them, for
+//! a fetched (Redis) view the fetch's round trip (`FetchedRows::fetch_time`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferroserve_metrics::{Histogram, HistogramSnapshot};
+
+/// Upper bounds (inclusive, Prometheus `le`) of the lookup latency buckets in nanoseconds. An
+/// embedded view's batch takes ~0.1-2 µs (1-64 keys, docs/features.md), a large batch of BYTES
+/// keys tens of µs; a Redis round trip ~0.1-4 ms on loopback, up to its timeout (50 ms by
+/// default) when Redis is unwell. 1-2.5-5 steps from 1 µs to 1 s cover both with 2.5x
+/// resolution; a last, unbounded bucket (`+Inf`) follows.
+pub const LOOKUP_BOUNDS_NS: [u64; 19] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
 
 /// What one gather call counted for one view; added to the view's counters at the end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,7 +60,7 @@ pub(crate) struct ViewTally {
 }
 
 /// The live counters of one view.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ViewCounters {
     lookups: AtomicU64,
     hits: AtomicU64,
@@ -33,6 +68,22 @@ struct ViewCounters {
     stale: AtomicU64,
     unavailable: AtomicU64,
     rejected: AtomicU64,
+    /// Lookup latency per gather call (module doc).
+    latency: Histogram,
+}
+
+impl Default for ViewCounters {
+    fn default() -> Self {
+        ViewCounters {
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            latency: Histogram::new(&LOOKUP_BOUNDS_NS),
+        }
+    }
 }
 
 /// One view's counters, read at one moment.
@@ -52,6 +103,8 @@ pub struct ViewStatsSnapshot {
     pub unavailable: u64,
     /// Rows rejected under the view's reject policy (counted in misses, stale or unavailable too).
     pub rejected: u64,
+    /// Lookup latency per gather call, over `LOOKUP_BOUNDS_NS` (module doc).
+    pub latency: HistogramSnapshot,
 }
 
 /// All counters of a plan, read at one moment.
@@ -109,6 +162,15 @@ impl JoinStats {
         add(&counters.rejected, tally.rejected);
     }
 
+    /// Records one gather call's lookup latency of view `view` (module doc).
+    #[inline]
+    pub(crate) fn record_latency(&self, view: usize, latency: Duration) {
+        if let Some(counters) = self.views.get(view) {
+            let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+            counters.latency.record(nanos);
+        }
+    }
+
     /// Adds one completed gather call.
     pub(crate) fn add_gather(&self, rows: usize, nanos: u64) {
         self.gathers.fetch_add(1, Ordering::Relaxed);
@@ -132,6 +194,7 @@ impl JoinStats {
                     stale: read(&counters.stale),
                     unavailable: read(&counters.unavailable),
                     rejected: read(&counters.rejected),
+                    latency: counters.latency.snapshot(),
                 })
                 .collect(),
             gathers: read(&self.gathers),

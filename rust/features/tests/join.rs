@@ -519,3 +519,57 @@ fn bytes_key_rejections_render_the_string() {
             .starts_with("request input 'card' is not 3 raw BYTES elements")
     );
 }
+
+#[test]
+fn each_gather_records_one_lookup_latency_per_view() {
+    let (plan, store) = user_plan(MissingPolicy::UseDefault);
+    let keys = int64_raw(&[7, 42]);
+    let mut x = vec![0u8; 16];
+    for _ in 0..3 {
+        plan.gather(&store.load(), &[&keys], 2, 0, &mut [&mut x])
+            .expect("fits");
+    }
+    let stats = plan.stats().snapshot();
+    let latency = &stats.views[0].latency;
+    assert_eq!(latency.counts.len(), LOOKUP_BOUNDS_NS.len() + 1);
+    assert_eq!(latency.count(), 3);
+    // The view's part of each gather: no longer than the whole gather.
+    assert!(
+        latency.sum_ns <= stats.gather_ns,
+        "{latency:?} vs {stats:?}"
+    );
+
+    // A fetched view's latency is the fetch time its fetcher reported, as is.
+    let layout = plan.view_layout("user").expect("declared");
+    let mut fetched = FetchedRows::with_capacity(layout, 2);
+    fetched.push_missing();
+    fetched.push_missing();
+    fetched.set_fetch_time(Duration::from_micros(300));
+    plan.gather_from(
+        &[ViewSource::Fetched(&fetched)],
+        &[&keys],
+        2,
+        0,
+        &mut [&mut x],
+    )
+    .expect("fits");
+    let latency = plan.stats().snapshot().views[0].latency.clone();
+    assert_eq!(latency.count(), 4);
+    let bucket = LOOKUP_BOUNDS_NS.partition_point(|&bound| bound < 300_000);
+    assert_eq!(latency.counts[bucket], 1, "{latency:?}");
+
+    // Rows whose fetcher did not say how long it took add no latency.
+    let mut silent = FetchedRows::with_capacity(layout, 2);
+    silent.push_missing();
+    silent.push_missing();
+    plan.gather_from(
+        &[ViewSource::Fetched(&silent)],
+        &[&keys],
+        2,
+        0,
+        &mut [&mut x],
+    )
+    .expect("fits");
+    let view = &plan.stats().snapshot().views[0];
+    assert_eq!((view.lookups, view.latency.count()), (10, 4));
+}
