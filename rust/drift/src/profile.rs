@@ -50,6 +50,7 @@ pub struct CategoricalProfile {
 
 /// One monitored column's reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ColumnProfile {
     /// Binned continuous values.
     Numeric(NumericProfile),

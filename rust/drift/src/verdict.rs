@@ -3,7 +3,7 @@
 //! off the hot path (the exporter, the `drift` report), on counts of any origin (one tracker,
 //! or windows merged across instances and replicas).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::counts::{ColumnCounts, WindowCounts};
 use crate::error::CountsError;
@@ -11,8 +11,10 @@ use crate::profile::{CategoricalProfile, ColumnProfile, NumericProfile};
 use crate::stats;
 use crate::tracker::DriftTracker;
 
-/// When a column is flagged, and when the model is. `Default` gives the documented defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// When a column is flagged, and when the model is. `Default` gives the documented defaults,
+/// also for the fields a deserialized value leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// PSI at or above this is a warning (default 0.1, the usual "moderate shift" band).
     pub psi_warning: f64,
@@ -60,6 +62,7 @@ impl Default for Thresholds {
 
 /// A statistic's name, for reports and metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Statistic {
     /// Population stability index.
     Psi,
@@ -109,6 +112,7 @@ pub struct Statistics {
 
 /// A column's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Fewer values than `min_rows`: not judged.
     TooFewRows,
@@ -122,6 +126,7 @@ pub enum Verdict {
 
 /// The model's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Below the warning share (also when no column had enough rows to judge: see
     /// `DriftReport::judged`).

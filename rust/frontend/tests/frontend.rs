@@ -379,6 +379,7 @@ impl Harness {
                 output_reshapes: vec![None],
             },
             None,
+            None,
         )
         .unwrap();
         let signature = FastSignature {

@@ -3,6 +3,7 @@
 //! anything long (see `gil::without_gil`). The whole Python-facing surface is listed below.
 
 mod batch;
+mod drift;
 mod exceptions;
 mod features;
 mod frontend;
@@ -76,6 +77,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<features::PyFeatureStore>()?;
     m.add_class::<features::PyFeatureTable>()?;
     m.add_function(wrap_pyfunction!(features::feast_write, m)?)?;
+    m.add_class::<drift::PyDriftTracker>()?;
+    m.add_function(wrap_pyfunction!(drift::drift_numeric_profile, m)?)?;
+    m.add_function(wrap_pyfunction!(drift::drift_categorical_profile, m)?)?;
     m.add_class::<frontend::PyNativeRoute>()?;
     m.add_class::<frontend::PyFrontend>()?;
     Ok(())

@@ -18,6 +18,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::exceptions::{
     DeadlineExceededError, FeatureNotFoundError, InternalError, InvalidInputError, UnavailableError,
 };
+use crate::drift::PyDriftTracker;
 use crate::features::PyFeatureStore;
 use crate::queue::PyBatchQueue;
 use crate::queued::{HeldBytes, PyWaiter, Queue};
@@ -208,6 +209,8 @@ pub(crate) struct OrtExecutor {
     layout: Layout,
     /// The feature join of a model with looked-up features.
     features: Option<ferroserve_runtime::FeatureJoin>,
+    /// The drift tracking of a model with a drift profile.
+    drift: Option<ferroserve_runtime::DriftTap>,
     completions: Arc<Answers>,
     /// Set by `start`.
     executor: OnceLock<Executor<HeldBytes, PyWaiter, Model>>,
@@ -229,9 +232,10 @@ impl OrtExecutor {
 impl OrtExecutor {
     /// With `features` (a model with looked-up features: its FeatureStore), the queue holds
     /// the plan's request inputs and `input_names` are the plan's model inputs, which each
-    /// batch gathers from the store's current snapshot.
+    /// batch gathers from the store's current snapshot. With `drift` (a DriftTracker over the
+    /// model inputs, then outputs), every executed batch is counted.
     #[new]
-    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None))]
+    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None, drift = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -243,6 +247,7 @@ impl OrtExecutor {
         input_reshapes: Vec<Option<Vec<i64>>>,
         output_reshapes: Vec<Option<Vec<i64>>>,
         features: Option<PyRef<'_, PyFeatureStore>>,
+        drift: Option<PyRef<'_, PyDriftTracker>>,
     ) -> PyResult<Self> {
         let completions = Completions::new()
             .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
@@ -263,6 +268,7 @@ impl OrtExecutor {
                 output_reshapes,
             },
             features: features.map(|store| store.join()),
+            drift: drift.map(|tracker| tracker.tap()),
             completions: Arc::new(completions),
             executor: OnceLock::new(),
         })
@@ -280,6 +286,7 @@ impl OrtExecutor {
             Arc::clone(&self.completions) as _,
             self.layout.clone(),
             self.features.clone(),
+            self.drift.clone(),
         )
         .map_err(|error| PyRuntimeError::new_err(format!("cannot start a thread: {error}")))?;
         let _ = self.executor.set(executor);

@@ -7,10 +7,11 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ferroserve_batcher::{Batch, BatchQueue, NextBatch};
+use ferroserve_drift::Recorder;
 
 use crate::completions::Completed;
 use crate::features::Gathered;
-use crate::{Answer, Deliver, Failure, FeatureJoin, Layout, RuntimeError};
+use crate::{Answer, Deliver, DriftTap, Failure, FeatureJoin, Layout, RuntimeError};
 
 /// One input of a call: C-contiguous bytes and the shape to run with.
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +120,9 @@ struct Shared<B, T, E: Engine> {
     /// The feature join of a model with looked-up features: the queue then holds the request
     /// inputs, and `layout.input_names` are the model inputs the join writes.
     features: Option<FeatureJoin>,
+    /// The drift tracking of a model with a drift profile: every executed batch's model
+    /// inputs and outputs are counted.
+    drift: Option<DriftTap>,
     /// Batches running now.
     busy: AtomicUsize,
     /// Threads still running, and its condition for `join`.
@@ -140,7 +144,7 @@ where
 {
     /// Starts one thread per engine instance, named `ferroserve-<model>-<i>`. They stop when
     /// the queue is closed and empty. With `features`, each batch's model inputs are gathered
-    /// from the request inputs the queue holds.
+    /// from the request inputs the queue holds; with `drift`, each executed batch is counted.
     pub fn start(
         model: &str,
         queue: Arc<BatchQueue<B, T>>,
@@ -148,6 +152,7 @@ where
         completions: Arc<dyn Deliver<T, E::Output>>,
         layout: Layout,
         features: Option<FeatureJoin>,
+        drift: Option<DriftTap>,
     ) -> std::io::Result<Self> {
         let instances = engine.instances();
         let shared = Arc::new(Shared {
@@ -157,6 +162,7 @@ where
             completions,
             layout,
             features,
+            drift,
             busy: AtomicUsize::new(0),
             running: Mutex::new(instances),
             stopped: Condvar::new(),
@@ -216,6 +222,8 @@ where
     E: Engine,
     OutputTensor<E::Output>: AsRef<[u8]>,
 {
+    // This thread's drift counters: it is their only writer.
+    let mut recorder = shared.drift.as_ref().and_then(|tap| tap.recorder(instance));
     loop {
         match shared.queue.next_batch(Duration::MAX) {
             NextBatch::Closed => return,
@@ -231,7 +239,7 @@ where
                 if !batch.tokens.is_empty() {
                     let ids = std::mem::take(&mut batch.ids);
                     shared.busy.fetch_add(1, Ordering::AcqRel);
-                    let answers = execute(shared, instance, batch);
+                    let answers = execute(shared, instance, &mut recorder, batch);
                     shared.busy.fetch_sub(1, Ordering::AcqRel);
                     shared.completions.deliver(&ids, answers);
                 }
@@ -244,6 +252,7 @@ where
 fn execute<B, T, E>(
     shared: &Shared<B, T, E>,
     instance: usize,
+    recorder: &mut Option<Recorder>,
     batch: Batch<B, T>,
 ) -> Vec<Completed<T, E::Output>>
 where
@@ -285,6 +294,12 @@ where
         .engine
         .run(instance, &inputs, &shared.layout.output_names);
     let ran = Instant::now();
+    if let (Ok(outputs), Some(tap), Some(recorder)) = (&result, &shared.drift, recorder.as_mut()) {
+        let outputs = outputs
+            .iter()
+            .map(|output| (output.as_ref(), output.shape()));
+        tap.observe(recorder, &inputs, outputs, layout.batches, ran);
+    }
     let answered = result
         .map_err(|error| error.to_string())
         .and_then(|outputs| {

@@ -6,11 +6,13 @@
 //! `Waiter`: a channel for a request the native gRPC front end queued, or a `Completions` queue
 //! whose pipe wakes the event loop for one Python queued, in queue order for a
 //! `preserve_ordering` model (`InOrder`). A model version with looked-up features gathers each
-//! batch's model inputs from its feature store first (`FeatureJoin`). No step needs the GIL, so executor threads never make
+//! batch's model inputs from its feature store first (`FeatureJoin`); one with a drift profile
+//! counts every executed batch's inputs and outputs into its tracker (`DriftTap`). No step needs the GIL, so executor threads never make
 //! the event loop wait for it.
 
 mod accelerator;
 mod completions;
+mod drift;
 mod error;
 mod executor;
 mod features;
@@ -24,6 +26,7 @@ mod waiter;
 
 pub use accelerator::{Accelerator, ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
 pub use completions::{Answer, Completed, Completions, Failure};
+pub use drift::DriftTap;
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
 pub use features::FeatureJoin;

@@ -121,6 +121,7 @@ fn setup(config: BatcherConfig, gate: Option<Arc<Barrier>>) -> Setup {
         Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         layout(),
         None,
+        None,
     )
     .unwrap();
     Setup {
@@ -271,6 +272,7 @@ fn an_unbatched_model_gets_its_whole_output() {
         Arc::clone(&done) as Arc<dyn ferroserve_runtime::Deliver<_, _>>,
         unbatched,
         None,
+        None,
     )
     .unwrap();
     queue.submit(request(1, 3, 4)).unwrap();
@@ -356,6 +358,7 @@ fn ordered_setup(config: BatcherConfig) -> OrderedSetup {
         Arc::clone(&engine),
         Arc::clone(&routed) as Arc<dyn Deliver<Waiter<u32, Vec<u8>>, Vec<u8>>>,
         layout(),
+        None,
         None,
     )
     .unwrap();

@@ -166,6 +166,7 @@ fn a_batch_is_gathered_and_a_rejected_row_fails_only_its_request() {
         Arc::clone(&done) as Arc<dyn Deliver<_, _>>,
         layout,
         Some(join.clone()),
+        None,
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

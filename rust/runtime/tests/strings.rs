@@ -88,6 +88,7 @@ fn a_batch_of_strings_of_different_lengths_splits_back_per_request() {
         Arc::clone(&done) as Arc<dyn Deliver<_, _>>,
         layout,
         None,
+        None,
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
