@@ -135,41 +135,26 @@ def write_repository(root: Path, keys: int, redis_url: str | None = None) -> Non
     if redis_url:
         text = REDIS_PBTXT.replace("{url}", redis_url).replace("{project}", REDIS_PROJECT)
         (root / "mlp_redis" / "features.pbtxt").write_text(text)
-        write_redis(redis_url, keys)
+        write_redis(root / "mlp_redis", keys)
 
 
-def write_redis(url: str, keys: int) -> None:
-    """The snapshot's users, written in Feast's layout (the crate's writer)."""
+def write_redis(folder: Path, keys: int) -> None:
+    """The snapshot's users, written in Feast's layout (the crate's writer) for the view as the
+    model in `folder` declares it."""
     from ferroserve import _core
+    from ferroserve.features.declaration import read_declaration
 
-    plan = _core.FeaturePlan(
-        {
-            "request_inputs": [{"name": "user_id", "datatype": "INT64", "columns": 1}],
-            "views": [
-                {
-                    "name": "user",
-                    "key": ["user_id"],
-                    "features": [
-                        {"name": f"f{i}", "datatype": "FP32", "default": 0.0}
-                        for i in range(FEATURES)
-                    ],
-                }
-            ],
-            "assembly": [{"model_input": "u", "segments": [{"view": "user"}]}],
-        },
-        [("u", "FP32", [FEATURES])],
-    )
+    declaration = read_declaration(folder)
+    assert declaration is not None and declaration.redis is not None
     rng = np.random.default_rng(1)
     values = rng.standard_normal((keys, FEATURES), dtype=np.float32)
-    now_us = int(time.time() * 1e6)
     _core.feast_write(
-        url,
-        REDIS_PROJECT,
-        plan,
+        declaration.plan,
+        declaration.redis.as_core(),
         "user",
-        [[user] for user in range(keys)],
-        [row.tobytes() for row in values],
-        [now_us] * keys,
+        {"user_id": np.arange(keys, dtype=np.int64)},
+        {f"f{i}": np.ascontiguousarray(values[:, i]) for i in range(FEATURES)},
+        np.full(keys, int(time.time() * 1e6), dtype=np.int64),
     )
 
 

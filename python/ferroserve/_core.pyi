@@ -568,11 +568,22 @@ class FeatureStore:
 
     @property
     def remote(self) -> bool:
-        """Whether some views are read from Redis."""
+        """Whether some views are read from Redis (each request is then joined before it is
+        queued: by the native route, or by `join` for the Python server)."""
+
+    def join(self, request: Sequence[bytes], rows: int) -> tuple[list[bytes], list[list[int]]]:
+        """The graph inputs (buffers and shapes, [rows, dims...]) of one request whose request
+        inputs' raw buffers are `request` (the plan's order), joined as the native front end
+        joins them: the same keys, defaults, max ages and store-down rules, the same counters,
+        through a Redis connection of the Python server's own. Blocks without the GIL up to
+        about the store's timeout: call it from a worker thread. FeatureNotFoundError when a
+        REJECT view cannot serve a row (the message names the key and the view);
+        InvalidInputError for a store without Redis views."""
 
     def redis_stats(self) -> dict[str, int] | None:
         """The Redis store's counters (calls, rows, found, missing, unavailable, timeouts,
-        errors, bad_rows, null_values); None without Redis views."""
+        errors, bad_rows, null_values), both front ends' connections together; None without
+        Redis views."""
 
     def build(
         self,
@@ -593,17 +604,21 @@ class FeatureStore:
         oldest_us, newest_us, generation."""
 
 def feast_write(
-    url: str,
-    project: str,
-    plan: FeaturePlan,
+    declaration: Mapping[str, Any],
+    redis: Mapping[str, Any],
     view: str,
-    keys: Sequence[Sequence[int | bytes | str]],
-    values: Sequence[bytes],
-    event_times_us: Sequence[int],
+    keys: Mapping[str, Any],
+    features: Mapping[str, npt.NDArray[Any]],
+    event_times_us: npt.NDArray[np.int64],
     *,
-    serialization_version: int = 3,
-    feast_view: str | None = None,
-) -> None:
-    """Writes rows of `plan`'s view `view` into Redis at `url` in Feast's layout (project
-    `project`), as `feast materialize` would: per row its key parts, its features in the view's
-    row layout (little-endian bytes) and its event time in Unix microseconds. Blocks."""
+    timeout_s: float = 600.0,
+) -> tuple[int, int]:
+    """Writes rows of `view` into Redis in Feast's layout, as `feast materialize` does, without
+    the GIL, and returns (rows written, rows dropped as duplicate keys: of rows with one key the
+    newest by event time is written, the later one on a tie). `declaration`: as `FeaturePlan`
+    takes it (request_inputs and views are used); `redis`: as `FeatureStore` takes it (url,
+    project, serialization_version, and `views`, which must name `view`). `keys` and
+    `features` as `FeatureStore.build` takes them; `event_times_us`: int64 Unix microseconds,
+    one per row. The whole write, connecting included, must end within `timeout_s`.
+    InvalidInputError: the rows do not fit the view; UnavailableError: Redis refused or cannot
+    be reached; DeadlineExceededError: it did not finish in time."""

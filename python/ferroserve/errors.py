@@ -29,7 +29,6 @@ __all__ = [
     "InvalidInputError",
     "ModelLoadError",
     "ModelNotFoundError",
-    "NativePathOnlyError",
     "RequestCancelledError",
     "ResourceExhaustedError",
     "UnavailableError",
@@ -45,12 +44,6 @@ class ConfigError(ModelLoadError):
     """config.pbtxt cannot be parsed or contradicts the ONNX model."""
 
 
-class NativePathOnlyError(FerroserveError):
-    """A valid request that only the native front end can serve (a model whose feature views
-    are in Redis, reached through the Python server): FAILED_PRECONDITION, since sending it
-    uncompressed to the native port would succeed."""
-
-
 _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -60,7 +53,6 @@ _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (RequestCancelledError, grpc.StatusCode.CANCELLED),
     (ModelLoadError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NativePathOnlyError, grpc.StatusCode.FAILED_PRECONDITION),
     (InternalError, grpc.StatusCode.INTERNAL),
 )
 

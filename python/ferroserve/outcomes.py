@@ -10,9 +10,9 @@ import asyncio
 from ferroserve._core import REQUEST_OUTCOMES
 from ferroserve.errors import (
     DeadlineExceededError,
+    FeatureNotFoundError,
     InvalidInputError,
     ModelLoadError,
-    NativePathOnlyError,
     RequestCancelledError,
     ResourceExhaustedError,
     UnavailableError,
@@ -23,7 +23,9 @@ INTERNAL = REQUEST_OUTCOMES.index("internal")
 _BY_ERROR: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidInputError, REQUEST_OUTCOMES.index("invalid")),
     (ModelLoadError, REQUEST_OUTCOMES.index("invalid")),
-    (NativePathOnlyError, REQUEST_OUTCOMES.index("invalid")),
+    # A key a REJECT feature view cannot serve: the request's fault, as the native front end
+    # counts it.
+    (FeatureNotFoundError, REQUEST_OUTCOMES.index("invalid")),
     (ResourceExhaustedError, REQUEST_OUTCOMES.index("rejected")),
     (DeadlineExceededError, REQUEST_OUTCOMES.index("timeout")),
     (RequestCancelledError, REQUEST_OUTCOMES.index("cancelled")),

@@ -1,16 +1,18 @@
-"""Feature views in Redis (Feast's layout) served on the native path: a redis-server this test
-starts holds rows written in Feast's layout (`_core.feast_write`, the crate's writer); the front
-end looks each request's keys up before queueing, and the outputs equal onnxruntime run on the
-pandas join (missing keys and rows older than the max age by `_ts` get the defaults; a REJECT
-view answers NOT_FOUND naming the key and the view), also beside an embedded view. Stopping
-redis-server mid-traffic answers every request by the documented behaviour within the timeout,
-and answers recover once it is back. The Python general path refuses valid requests
-(FAILED_PRECONDITION): it has no Redis lookup."""
+"""Feature views in Redis (Feast's layout) served on both front ends: a redis-server this test
+starts holds rows written in Feast's layout (`_core.feast_write`, the crate's writer); the
+native front end looks each request's keys up before queueing, and the outputs equal
+onnxruntime run on the pandas join (missing keys and rows older than the max age by `_ts` get
+the defaults; a REJECT view answers NOT_FOUND naming the key and the view), also beside an
+embedded view. Compressed (gzip) requests, which the front end forwards to the Python server,
+are joined by the same Rust join and answered alike. Stopping redis-server mid-traffic answers
+every request by the documented behaviour within the timeout, and answers recover once it is
+back."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -25,7 +27,8 @@ import pandas as pd
 import pytest
 from ferroserve import _core
 from ferroserve.demo import mlp_model
-from ferroserve.errors import InvalidInputError, NativePathOnlyError, status_code_for
+from ferroserve.errors import FeatureNotFoundError, InvalidInputError
+from ferroserve.features.declaration import read_declaration
 from ferroserve.server.app import Server
 from support import models as m
 from support.inprocess import native_calls, python_calls, serve
@@ -95,18 +98,6 @@ assembly {{
 """
     + USER_VIEW
 )
-# The view as `feast_write` needs it (a plan with only this view).
-WRITE_PLAN = {
-    "request_inputs": [{"name": "user_id", "datatype": "INT64", "columns": 1}],
-    "views": [
-        {
-            "name": "user",
-            "key": ["user_id"],
-            "features": [{"name": f, "datatype": "FP32", "default": 0.0} for f in FEATURES],
-        }
-    ],
-    "assembly": [{"model_input": "u", "segments": [{"view": "user"}]}],
-}
 
 
 def free_port() -> int:
@@ -151,7 +142,7 @@ class RedisServer:
 
 
 @pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
+def redis_server() -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
@@ -159,7 +150,6 @@ def redis() -> Iterator[RedisServer]:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
     server = RedisServer(binary)
     server.start()
-    write_users(server.url)
     try:
         yield server
     finally:
@@ -190,22 +180,25 @@ def region_rows() -> pd.DataFrame:
     )
 
 
-def write_users(url: str) -> None:
+def write_users(url: str, folder: Path) -> None:
+    """The user rows into Redis, through the crate's writer, with the view as the model at
+    `folder` declares it."""
+    declaration = read_declaration(folder)
+    assert declaration is not None and declaration.redis is not None
     rows = user_rows()
-    plan = _core.FeaturePlan(WRITE_PLAN, [("u", "FP32", [3])])
-    _core.feast_write(
-        url,
-        PROJECT,
-        plan,
+    written = _core.feast_write(
+        declaration.plan,
+        declaration.redis.as_core(),
         "user",
-        [[int(u)] for u in rows["user_id"]],
-        [r.tobytes() for r in rows[FEATURES].to_numpy(np.float32)],
-        [int(t) for t in rows["updated_us"]],
+        {"user_id": rows["user_id"].to_numpy(np.int64)},
+        {f: rows[f].to_numpy(np.float32) for f in FEATURES},
+        rows["updated_us"].to_numpy(np.int64),
     )
+    assert written == (len(rows), 0)
 
 
 @pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> Path:
+def repository(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Path:
     root = tmp_path_factory.mktemp("redis-features")
     mlp = mlp_model(inputs=7, hidden=(16,), outputs=3, input_name="x", output_name="y")
     for name, text, on_missing in [
@@ -215,11 +208,18 @@ def repository(tmp_path_factory: pytest.TempPathFactory, redis: RedisServer) -> 
     ]:
         folder = add_model(root, name, mlp, MLP_CONFIG.format(name=name))
         features = text.format(
-            max_age=MAX_AGE_S, on_missing=on_missing, url=redis.url, project=PROJECT
+            max_age=MAX_AGE_S, on_missing=on_missing, url=redis_server.url, project=PROJECT
         )
         (folder / "features.pbtxt").write_text(features, encoding="utf-8")
     region_rows().to_parquet(root / "redis_mixed" / "region.parquet")
+    write_users(redis_server.url, root / "redis_user")
     return root
+
+
+@pytest.fixture(scope="module")
+def redis(repository: Path, redis_server: RedisServer) -> RedisServer:
+    """The redis-server, holding the user rows."""
+    return redis_server
 
 
 def infer_call(channel: grpc.aio.Channel) -> Any:
@@ -239,6 +239,14 @@ def user_request(model: str, users: np.ndarray, dense: np.ndarray) -> pb.ModelIn
             ("dense", "FP32", [rows, dense.shape[1]], dense.astype(np.float32).tobytes()),
         ],
     )
+
+
+def compressible(request: pb.ModelInferRequest) -> pb.ModelInferRequest:
+    """`request` with a long, repetitive id: gRPC sends a message it was asked to compress
+    uncompressed when gzip would not make it smaller (random features do not shrink), and only
+    compressed messages are forwarded to the Python server."""
+    request.id = "compressed-" + "0" * 512
+    return request
 
 
 def joined_users(users: np.ndarray) -> np.ndarray:
@@ -346,18 +354,67 @@ def test_a_redis_view_beside_an_embedded_view(repository: Path) -> None:
     serve(repository, scenario)
 
 
-def test_the_python_general_path_refuses_with_failed_precondition(repository: Path) -> None:
-    """The Python server has no Redis lookup: a valid request that reaches it (a compressed
-    body is forwarded) is refused with what to do, never answered without its features; an
-    invalid one is worded as today."""
+def test_compressed_requests_are_joined_on_the_python_path_alike(repository: Path) -> None:
+    """A gzip-compressed request is forwarded to the Python server, which joins it through the
+    same Rust join: every answer (found, missing, stale and unknown keys; a Redis view beside an
+    embedded one) equals the uncompressed one and the pandas join, a REJECT view answers
+    NOT_FOUND in the same words, and both paths are counted alike."""
+    sent = random_requests(4, 12)
+    mixed = random_requests(5, 8, width=2)
+    rows = user_rows()
+    fresh = rows[rows["updated_us"] >= (NOW - MAX_AGE_S) * 1e6]
+    known = int(fresh["user_id"].iloc[0])
+    stale = int(rows.drop(fresh.index)["user_id"].iloc[0])
+    gzip = grpc.Compression.Gzip
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        infer = infer_call(channel)
+        for model, requests, views in [
+            ("redis_user", sent, lambda users: [joined_users(users)]),
+            ("redis_mixed", mixed, lambda users: [joined_users(users), joined_regions(users)]),
+        ]:
+            built = [compressible(user_request(model, u, dense)) for u, dense in requests]
+            plain = await asyncio.gather(*(infer(request) for request in built))
+            zipped = await asyncio.gather(*(infer(r, compression=gzip) for r in built))
+            for one, other, (users, dense) in zip(plain, zipped, requests, strict=True):
+                np.testing.assert_array_equal(outputs(other), outputs(one))
+                want = expected(repository, model, [dense, *views(users)])
+                np.testing.assert_allclose(outputs(other), want, rtol=1e-5)
+
+        dense = np.ones((2, 4))
+        for user, why in [(5, "no row for user_id=5"), (stale, "older than the view's max age")]:
+            request = compressible(user_request("redis_reject", np.array([known, user]), dense))
+            details = []
+            for compression in (None, gzip):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await infer(request, compression=compression)
+                assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+                # The same words, but for the row's age, which grew between the calls.
+                details.append(re.sub(r"is [\d.]+ s old", "is N s old", caught.value.details()))
+            assert details[0] == details[1], details
+            assert why in details[1] and "feature view 'user'" in details[1]
+        request = compressible(user_request("redis_reject", np.array([known]), dense[:1]))
+        answer = await infer(request, compression=gzip)
+        want = expected(repository, "redis_reject", [dense[:1], joined_users(np.array([known]))])
+        np.testing.assert_allclose(outputs(answer), want, rtol=1e-5)
+
+        ok = len(sent) + len(mixed)
+        assert native_calls(server) == {"OK": ok, "NOT_FOUND": 2}
+        assert python_calls(server) == {"OK": ok + 1, "NOT_FOUND": 2}
+        # Both paths count in the join's per-view counters and the store's.
         (version,) = server.registry.ready_versions("redis_user")
-        request = user_request("redis_user", np.array([1]), np.ones((1, 4)))
-        with pytest.raises(NativePathOnlyError) as caught:
-            await version.infer(request, None)
-        assert status_code_for(caught.value) == grpc.StatusCode.FAILED_PRECONDITION
-        assert "only on the native path" in str(caught.value)
+        assert version.features is not None
+        looked_up = 2 * sum(len(users) for users, _ in sent)
+        assert version.features.plan.stats()["views"]["user"]["lookups"] == looked_up
+        assert redis_stats(server, "redis_user")["calls"] == 2 * len(sent)
+        (reject,) = server.registry.ready_versions("redis_reject")
+        assert reject.features is not None
+        assert reject.features.plan.stats()["views"]["user"]["rejected"] == 4
+
+        # Called directly, the Python path raises what the status mapping words.
+        request = user_request("redis_reject", np.array([5]), dense[:1])
+        with pytest.raises(FeatureNotFoundError, match="user_id=5"):
+            await reject.infer(request, None)
         bad = raw_request("redis_user", [("user_id", "INT64", [1, 1], b"\0" * 8)])
         with pytest.raises(InvalidInputError):
             await version.infer(bad, None)
@@ -368,10 +425,12 @@ def test_the_python_general_path_refuses_with_failed_precondition(repository: Pa
 def test_redis_stopped_mid_traffic_serves_the_policy_and_recovers(
     repository: Path, redis: RedisServer
 ) -> None:
-    """With redis-server down every request is answered within the timeout: the defaults
-    (unavailable counted) or NOT_FOUND under REJECT; once it is back, the stored rows again."""
+    """With redis-server down every request is answered within the timeout, on both front ends
+    (compressed ones on the Python path): the defaults (unavailable counted) or NOT_FOUND under
+    REJECT; once it is back, the stored rows again."""
     users = np.array([1, 2, 4])  # found and fresh... or stale: compare with the join
     dense = np.ones((3, 4))
+    gzip = grpc.Compression.Gzip
 
     async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
         infer = infer_call(channel)
@@ -383,27 +442,37 @@ def test_redis_stopped_mid_traffic_serves_the_policy_and_recovers(
         try:
             defaults = np.tile(np.array(DEFAULTS, dtype=np.float32), (3, 1))
             unavailable = expected(repository, "redis_user", [dense, defaults])
+            request = compressible(user_request("redis_user", users, dense))
             started = time.monotonic()
             answers = await asyncio.gather(
-                *(infer(user_request("redis_user", users, dense), timeout=5) for _ in range(20))
+                *(infer(request, timeout=5) for _ in range(20)),
+                *(infer(request, timeout=5, compression=gzip) for _ in range(10)),
             )
             assert time.monotonic() - started < 4.0
             for answer in answers:
                 np.testing.assert_allclose(outputs(answer), unavailable, rtol=1e-5)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await infer(user_request("redis_reject", users, dense), timeout=5)
-            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-            assert "could not be asked" in str(caught.value.details())
-            assert redis_stats(server, "redis_user")["unavailable"] >= 60
+            for compression in (None, gzip):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await infer(
+                        compressible(user_request("redis_reject", users, dense)),
+                        timeout=5,
+                        compression=compression,
+                    )
+                assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+                assert "could not be asked" in str(caught.value.details())
+            assert redis_stats(server, "redis_user")["unavailable"] >= 90
+            assert python_calls(server) == {"OK": 10, "NOT_FOUND": 1}
         finally:
             redis.start()
-            write_users(redis.url)
-        deadline = time.monotonic() + 10
-        while True:
-            answer = await infer(user_request("redis_user", users, dense), timeout=5)
-            if np.allclose(outputs(answer), found, rtol=1e-5):
-                break
-            assert time.monotonic() < deadline, "answers did not recover after redis restarted"
-            await asyncio.sleep(0.05)
+            write_users(redis.url, repository / "redis_user")
+        for compression in (None, gzip):
+            deadline = time.monotonic() + 10
+            while True:
+                request = compressible(user_request("redis_user", users, dense))
+                answer = await infer(request, timeout=5, compression=compression)
+                if np.allclose(outputs(answer), found, rtol=1e-5):
+                    break
+                assert time.monotonic() < deadline, f"{compression}: no recovery after restart"
+                await asyncio.sleep(0.05)
 
     serve(repository, scenario)

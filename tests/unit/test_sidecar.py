@@ -16,6 +16,7 @@ import pytest
 from ferroserve import _core
 from ferroserve.errors import (
     DeadlineExceededError,
+    FeatureNotFoundError,
     InternalError,
     InvalidInputError,
     RequestCancelledError,
@@ -43,6 +44,7 @@ BOUNDS_NS = list(_core.DURATION_BUCKETS_NS)
     ("error", "reason"),
     [
         (InvalidInputError("x"), "invalid"),
+        (FeatureNotFoundError("x"), "invalid"),
         (ResourceExhaustedError("x"), "rejected"),
         (DeadlineExceededError("x"), "timeout"),
         (RequestCancelledError("x"), "cancelled"),

@@ -3,7 +3,8 @@ against the graph inputs), its embedded `_core.FeatureStore` loaded from the vie
 files, and hot reload (`reload()`, and a poller thread that reloads a view when its file
 changes). The loader (runtime/loader.py) builds one per version and hands `binding` to the
 native executor, which gathers every batch from the store's current snapshot; a version with
-views in Redis (`remote`) has its native route join each request instead, before queueing.
+views in Redis (`remote`) has each request joined before it is queued instead: by its native
+route, or by `join` for the requests the Python server answers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pyarrow as pa
 
 from ferroserve import _core
 from ferroserve.config import ModelSignature
-from ferroserve.errors import ConfigError
+from ferroserve.errors import ConfigError, InternalError
 from ferroserve.features.declaration import FeatureDeclaration, SnapshotSource
 from ferroserve.features.sources import Column, read_snapshot
 
@@ -108,9 +109,26 @@ class ModelFeatures:
 
     @property
     def remote(self) -> bool:
-        """Whether some views are in Redis: the front end then joins each request (native
-        path only) and the executor runs the graph inputs it queues."""
+        """Whether some views are in Redis: each request is then joined before it is queued
+        (`join` on the Python server, the native route on the front end) and the executor runs
+        the graph inputs queued."""
         return bool(self.store.remote)
+
+    def join(
+        self, buffers: list[bytes], rows: int, batches: bool
+    ) -> tuple[list[bytes], list[list[int]]]:
+        """The graph inputs (buffers, shapes) of one request for a `remote` version, from its
+        request inputs `buffers` of `rows` rows, joined in Rust exactly as the native front end
+        joins them. Blocking, up to about the Redis timeout: call it from a worker thread.
+        Raises FeatureNotFoundError (NOT_FOUND) when a REJECT view cannot serve a row.
+        `batches`: whether the model has a batch dim (without one, shapes carry none)."""
+        try:
+            graph_inputs, shapes = self.store.join(buffers, rows)
+        except InternalError as error:
+            raise InternalError(f"model '{self.model}': {error}") from error
+        if not batches:
+            shapes = [shape[1:] for shape in shapes]
+        return graph_inputs, shapes
 
     @property
     def binding(self) -> tuple[_core.FeaturePlan, _core.FeatureStore]:

@@ -20,7 +20,6 @@ from ferroserve.codec import (
     scheduling_parameters,
 )
 from ferroserve.config import ModelSignature
-from ferroserve.errors import NativePathOnlyError
 from ferroserve.features.store import ModelFeatures
 from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
@@ -79,16 +78,15 @@ class ServedModel:
             decoded = decode_inputs(request, self.name, self.signature)
             wanted = requested_outputs(request, self.name, self.signature)
             priority, timeout_us = scheduling_parameters(request, self.name)
+            buffers, shapes = decoded.buffers, decoded.shapes
             if self.features is not None and self.features.remote:
-                # Its queue holds graph inputs the front end joined from Redis; this path has
-                # no Redis lookup, and skipping it silently would serve wrong features.
-                raise NativePathOnlyError(
-                    f"model '{self.name}': its Redis feature views are served only on the native "
-                    "path: send the request uncompressed to the gRPC port"
+                # Its queue holds graph inputs, which the native front end joins from Redis
+                # before queueing; the same Rust join runs here, off the loop (it waits on
+                # Redis, at most the store's timeout).
+                buffers, shapes = await asyncio.to_thread(
+                    self.features.join, buffers, decoded.rows, self.signature.batches
                 )
-            result = await self._queued(
-                decoded.buffers, decoded.shapes, priority, timeout_us, time_remaining
-            )
+            result = await self._queued(buffers, shapes, priority, timeout_us, time_remaining)
             return encode_response(
                 request, (self.name, self.version_label), self.signature, wanted, result
             )

@@ -53,8 +53,9 @@ impl ColumnValues<'_> {
         self.len() == 0
     }
 
-    /// Writes value `row` little-endian into `out` (of the value's size).
-    fn write_le(&self, row: usize, out: &mut [u8]) {
+    /// Writes value `row` little-endian into `out`. Panics unless `row < len()` and `out` is
+    /// the value's size.
+    pub fn write_le(&self, row: usize, out: &mut [u8]) {
         match self {
             ColumnValues::Fp32(values) => out.copy_from_slice(&values[row].to_le_bytes()),
             ColumnValues::Fp64(values) => out.copy_from_slice(&values[row].to_le_bytes()),

@@ -3,8 +3,9 @@
 //! executor thread ever waits on the network. The route calls `join` with the request inputs
 //! it matched; every Redis view's rows are fetched concurrently over the store's one
 //! multiplexed connection, the embedded views are read from one snapshot of the version's
-//! store, and the graph inputs come back in owned buffers to queue. A model without Redis
-//! views has no `RemoteJoin` and pays nothing for it.
+//! store, and the graph inputs come back in owned buffers to queue. The Python server runs the
+//! same join for the requests it answers (`join_with`, through a store of its own). A model
+//! without Redis views has no `RemoteJoin` and pays nothing for it.
 
 use std::sync::Arc;
 
@@ -27,12 +28,14 @@ struct RedisView {
 }
 
 /// Why a request could not be joined.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JoinFailure {
     /// A reject-policy view could not serve one of its rows: NOT_FOUND with this message.
+    #[error("{0}")]
     Rejected(String),
     /// The buffers do not fit the plan, an embedded view is not loaded, or the store could not
     /// be created: INTERNAL with this message.
+    #[error("feature lookup failed: {0}")]
     Internal(String),
 }
 
@@ -133,11 +136,38 @@ impl RemoteJoin {
             .map_err(|error| JoinFailure::Internal(format!("feature store: {error}")))
     }
 
+    /// Where the Redis store is and its timeout, for a caller that keeps a store of its own
+    /// (see `join_with`).
+    pub fn redis_config(&self) -> &RedisStoreConfig {
+        &self.redis
+    }
+
     /// The graph inputs of one request of `rows` rows whose request inputs are `request` (in
-    /// the plan's request-input order). Redis failures never fail the call: their rows are
+    /// the plan's request-input order), fetched through the join's own store (created on the
+    /// calling runtime on first use). Redis failures never fail the call: their rows are
     /// unavailable and served by each view's policy.
     pub async fn join(&self, request: &[&[u8]], rows: usize) -> Result<Joined, JoinFailure> {
         let client = self.client().await?;
+        self.join_with(client, request, rows).await
+    }
+
+    /// `join` through `client`, a store of `redis_config()` that the caller created on its
+    /// own runtime. The Python server joins the requests it answers this way: had it used the
+    /// join's store, a first request from Python would have put the connection's task on
+    /// Python's runtime, and every native request would then cross threads to reach it.
+    pub async fn join_with(
+        &self,
+        client: &RedisStore,
+        request: &[&[u8]],
+        rows: usize,
+    ) -> Result<Joined, JoinFailure> {
+        if request.len() != self.plan.request_inputs().len() {
+            return Err(JoinFailure::Internal(format!(
+                "{} request inputs were passed for {} declared. This is a bug.",
+                request.len(),
+                self.plan.request_inputs().len()
+            )));
+        }
         let fetches = self.views.iter().map(|view| {
             let keys: Vec<&[u8]> = view.key_inputs.iter().map(|&i| request[i]).collect();
             async move { client.fetch(&view.feast, &keys, rows).await }

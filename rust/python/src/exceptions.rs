@@ -2,10 +2,13 @@
 //! `ferroserve.errors` re-exports these classes and maps them to gRPC status codes.
 
 use ferroserve_batcher::{BatchError, ErrorKind};
+use ferroserve_frontend::JoinFailure;
 use ferroserve_tensor::TensorError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::{PyErr, PyResult};
+
+use crate::feast::WriteError;
 
 create_exception!(
     ferroserve._core,
@@ -72,6 +75,15 @@ pub(crate) enum RustError {
     /// From ferroserve-batcher.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// From the Redis join (ferroserve-frontend's `RemoteJoin`).
+    #[error(transparent)]
+    Join(#[from] JoinFailure),
+    /// From writing rows into Redis (`feast_write`).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The runtime of the Redis calls made from Python could not start.
+    #[error("cannot start the runtime of Redis calls: {0}")]
+    Runtime(String),
 }
 
 impl From<RustError> for PyErr {
@@ -86,6 +98,16 @@ impl From<RustError> for PyErr {
                 ErrorKind::Unavailable => UnavailableError::new_err(message),
                 ErrorKind::Internal => InternalError::new_err(message),
             },
+            // A key a reject-policy view cannot serve: NOT_FOUND, as on the native path.
+            RustError::Join(JoinFailure::Rejected(_)) => FeatureNotFoundError::new_err(message),
+            RustError::Join(JoinFailure::Internal(_)) | RustError::Runtime(_) => {
+                InternalError::new_err(message)
+            }
+            RustError::Write(WriteError::Failed { .. }) => UnavailableError::new_err(message),
+            RustError::Write(WriteError::TimedOut { .. }) => {
+                DeadlineExceededError::new_err(message)
+            }
+            RustError::Write(WriteError::Refused(_)) => InvalidInputError::new_err(message),
         }
     }
 }

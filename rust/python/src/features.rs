@@ -1,37 +1,41 @@
 //! `FeaturePlan`, `FeatureStore` and `FeatureTable`: online feature lookup
 //! (`ferroserve-features`) as Python sees it. Python parses the declaration file and reads the
 //! snapshot files; this layer only converts their values and maps the errors. A store whose
-//! plan has views in Redis (Feast's layout) also holds their `RemoteJoin`, which the model's
-//! native route runs per request; `feast_write` writes rows in that layout (for tests and
-//! tools).
+//! plan has views in Redis (Feast's layout) also holds their join (`feast::RedisJoin`), which
+//! the model's native route runs per request and `FeatureStore.join` runs for the Python
+//! server.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferroserve_feast::{
-    FeastNames, FeastProject, FeastView, FeatureRow, RedisStore, RedisStoreConfig,
-    SerializationVersion,
-};
+use ferroserve_feast::{FeastNames, FeastProject, RedisStoreConfig, SerializationVersion};
 use ferroserve_features::{
     ColumnValues, Declaration, Feature, FeatureStore, FeatureTable, FeatureValue, FeatureView,
-    JoinPlan, KeyColumn, KeyKind, KeyValue, MissingPolicy, ModelInput, ModelInputAssembly,
-    ModelSignature, RequestInput, Segment, TableBuilder,
+    JoinPlan, KeyColumn, KeyKind, MissingPolicy, ModelInput, ModelInputAssembly, ModelSignature,
+    RequestInput, Segment, TableBuilder,
 };
 use ferroserve_frontend::RemoteJoin;
 use ferroserve_runtime::FeatureJoin;
 use ferroserve_tensor::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::exceptions::InvalidInputError;
+use crate::feast::RedisJoin;
+use crate::gil::{Work, without_gil};
 
-fn invalid(message: impl std::fmt::Display) -> PyErr {
+pub(crate) fn invalid(message: impl std::fmt::Display) -> PyErr {
     InvalidInputError::new_err(message.to_string())
 }
 
 /// `dict[key]`, or an error naming the key and `what` it belongs to.
-fn item<'py>(dict: &Bound<'py, PyDict>, key: &str, what: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn item<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &str,
+    what: &str,
+) -> PyResult<Bound<'py, PyAny>> {
     dict.get_item(key)?
         .ok_or_else(|| invalid(format!("{what}: '{key}' is missing")))
 }
@@ -60,7 +64,7 @@ fn default_value(
     })
 }
 
-fn request_input(entry: &Bound<'_, PyDict>) -> PyResult<RequestInput> {
+pub(crate) fn request_input(entry: &Bound<'_, PyDict>) -> PyResult<RequestInput> {
     let name: String = item(entry, "name", "request input")?.extract()?;
     let what = format!("request input '{name}'");
     Ok(RequestInput {
@@ -70,7 +74,7 @@ fn request_input(entry: &Bound<'_, PyDict>) -> PyResult<RequestInput> {
     })
 }
 
-fn feature_view(entry: &Bound<'_, PyDict>) -> PyResult<FeatureView> {
+pub(crate) fn feature_view(entry: &Bound<'_, PyDict>) -> PyResult<FeatureView> {
     let name: String = item(entry, "name", "feature view")?.extract()?;
     let what = format!("feature view '{name}'");
     let features = item(entry, "features", &what)?
@@ -155,7 +159,7 @@ fn assembly(entry: &Bound<'_, PyDict>) -> PyResult<ModelInputAssembly> {
     })
 }
 
-fn list_of<T>(
+pub(crate) fn list_of<T>(
     declaration: &Bound<'_, PyDict>,
     key: &str,
     convert: impl Fn(&Bound<'_, PyDict>) -> PyResult<T>,
@@ -319,15 +323,28 @@ pub(crate) struct PyFeatureStore {
     plan: Arc<JoinPlan>,
     store: Arc<FeatureStore>,
     /// The per-request join of the views in Redis; None when every view is embedded.
-    remote_join: Option<Arc<RemoteJoin>>,
+    redis: Option<RedisJoin>,
 }
 
 /// A Feast project from its name and `entity_key_serialization_version`.
-fn feast_project(name: String, serialization_version: u32) -> PyResult<FeastProject> {
+pub(crate) fn feast_project(name: String, serialization_version: u32) -> PyResult<FeastProject> {
     Ok(FeastProject {
         name,
         serialization_version: SerializationVersion::from_number(serialization_version)
             .map_err(invalid)?,
+    })
+}
+
+/// Feast's names of a view, from its entry in the `views` of the `redis` dict: {name?,
+/// features?}.
+pub(crate) fn feast_names(names: &Bound<'_, PyDict>) -> PyResult<FeastNames> {
+    Ok(FeastNames {
+        view: names.get_item("name")?.map(|v| v.extract()).transpose()?,
+        features: names
+            .get_item("features")?
+            .map(|v| v.extract())
+            .transpose()?,
+        join_keys: None,
     })
 }
 
@@ -346,17 +363,7 @@ fn remote_join(
     )?;
     let mut views = Vec::new();
     for (view, names) in item(redis, "views", what)?.cast_into::<PyDict>()?.iter() {
-        let view: String = view.extract()?;
-        let names = names.cast_into::<PyDict>()?;
-        let feast_names = FeastNames {
-            view: names.get_item("name")?.map(|v| v.extract()).transpose()?,
-            features: names
-                .get_item("features")?
-                .map(|v| v.extract())
-                .transpose()?,
-            join_keys: None,
-        };
-        views.push((view, feast_names));
+        views.push((view.extract()?, feast_names(&names.cast_into::<PyDict>()?)?));
     }
     let config = RedisStoreConfig {
         url,
@@ -374,7 +381,10 @@ fn remote_join(
 
 /// A key column's values in the raw BYTES layout: each element a 4-byte little-endian length
 /// and its bytes (str elements as UTF-8).
-fn bytes_key_column(values: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<u8>, usize)> {
+pub(crate) fn bytes_key_column(
+    values: &Bound<'_, PyAny>,
+    name: &str,
+) -> PyResult<(Vec<u8>, usize)> {
     let mut raw = Vec::new();
     let mut count = 0;
     for value in values.try_iter()? {
@@ -399,7 +409,7 @@ fn bytes_key_column(values: &Bound<'_, PyAny>, name: &str) -> PyResult<(Vec<u8>,
 }
 
 /// A numeric column borrowed from a numpy array of exactly the feature's dtype.
-enum Column<'py> {
+pub(crate) enum Column<'py> {
     Fp32(PyReadonlyArray1<'py, f32>),
     Fp64(PyReadonlyArray1<'py, f64>),
     Int64(PyReadonlyArray1<'py, i64>),
@@ -407,7 +417,11 @@ enum Column<'py> {
 }
 
 impl<'py> Column<'py> {
-    fn extract(values: &Bound<'py, PyAny>, datatype: DataType, name: &str) -> PyResult<Self> {
+    pub(crate) fn extract(
+        values: &Bound<'py, PyAny>,
+        datatype: DataType,
+        name: &str,
+    ) -> PyResult<Self> {
         let wrong = || {
             invalid(format!(
                 "feature column '{name}' must be a 1-D numpy array of {datatype} \
@@ -423,7 +437,7 @@ impl<'py> Column<'py> {
         })
     }
 
-    fn values(&self, name: &str) -> PyResult<ColumnValues<'_>> {
+    pub(crate) fn values(&self, name: &str) -> PyResult<ColumnValues<'_>> {
         let contiguous = |_| invalid(format!("feature column '{name}' must be C-contiguous"));
         Ok(match self {
             Column::Fp32(array) => ColumnValues::Fp32(array.as_slice().map_err(contiguous)?),
@@ -445,29 +459,54 @@ impl PyFeatureStore {
     #[pyo3(signature = (plan, redis = None))]
     fn new(plan: &FeaturePlan, redis: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let store = Arc::new(FeatureStore::new(plan.plan.view_layouts()));
-        let remote_join = redis
-            .map(|redis| remote_join(&plan.plan, &store, redis).map(Arc::new))
+        let redis = redis
+            .map(|redis| remote_join(&plan.plan, &store, redis).map(RedisJoin::new))
             .transpose()?;
         Ok(PyFeatureStore {
             store,
             plan: Arc::clone(&plan.plan),
-            remote_join,
+            redis,
         })
     }
 
-    /// Whether some views are read from Redis (the front end then joins per request).
+    /// Whether some views are read from Redis (each request is then joined before it is
+    /// queued: by the native route, or by `join` for the Python server).
     #[getter]
     fn remote(&self) -> bool {
-        self.remote_join.is_some()
+        self.redis.is_some()
+    }
+
+    /// The graph inputs of one request for a store with Redis views, joined as the native
+    /// front end joins them, through a Redis connection of the Python server's own. Blocks
+    /// without the GIL up to about the store's timeout: call it from a worker thread.
+    #[pyo3(name = "join")]
+    fn join_request<'py>(
+        &self,
+        py: Python<'py>,
+        request: Vec<PyBackedBytes>,
+        rows: usize,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<Vec<i64>>)> {
+        let redis = self
+            .redis
+            .as_ref()
+            .ok_or_else(|| invalid("the store has no Redis views: its executor joins"))?;
+        let request: Vec<&[u8]> = request.iter().map(|buffer| &buffer[..]).collect();
+        let joined = without_gil(py, Work::Blocking, || redis.join(&request, rows))?;
+        let buffers = joined
+            .buffers
+            .iter()
+            .map(|buffer| PyBytes::new(py, buffer))
+            .collect();
+        Ok((buffers, joined.shapes))
     }
 
     /// The Redis store's counters: {calls, rows, found, missing, unavailable, timeouts,
     /// errors, bad_rows, null_values}; None without Redis views.
     fn redis_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(join) = &self.remote_join else {
+        let Some(redis) = &self.redis else {
             return Ok(None);
         };
-        let stats = join.redis_stats();
+        let stats = redis.stats();
         let out = PyDict::new(py);
         out.set_item("calls", stats.calls)?;
         out.set_item("rows", stats.rows)?;
@@ -616,7 +655,7 @@ impl PyFeatureStore {
 impl PyFeatureStore {
     /// The per-request join of a store with Redis views.
     pub(crate) fn remote_join(&self) -> Option<Arc<RemoteJoin>> {
-        self.remote_join.clone()
+        self.redis.as_ref().map(RedisJoin::remote_join)
     }
 
     /// The join an executor runs with this store.
@@ -626,84 +665,4 @@ impl PyFeatureStore {
             store: Arc::clone(&self.store),
         }
     }
-}
-
-/// One key part from Python: int for INT64, bytes or str for BYTES.
-fn key_part<'a>(value: &'a Bound<'_, PyAny>, kind: KeyKind) -> PyResult<KeyValue<'a>> {
-    Ok(match kind {
-        KeyKind::Int64 => KeyValue::Int64(value.extract()?),
-        KeyKind::Bytes => {
-            if let Ok(bytes) = value.cast::<PyBytes>() {
-                KeyValue::Bytes(bytes.as_bytes())
-            } else {
-                KeyValue::Bytes(value.cast::<PyString>()?.to_str()?.as_bytes())
-            }
-        }
-    })
-}
-
-/// Writes rows of `plan`'s view `view` into Redis at `url` in Feast's layout (project
-/// `project`), as `feast materialize` would: `keys` one list of key parts per row, `values`
-/// each row's features in the view's row layout (little-endian, the features' datatypes, in
-/// order), `event_times_us` each row's event time. For tests and tools; blocks (without the
-/// GIL) until Redis has them.
-#[pyfunction]
-#[pyo3(signature = (url, project, plan, view, keys, values, event_times_us, *, serialization_version = 3, feast_view = None))]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn feast_write(
-    py: Python<'_>,
-    url: String,
-    project: String,
-    plan: &FeaturePlan,
-    view: &str,
-    keys: Vec<Vec<Bound<'_, PyAny>>>,
-    values: Vec<Vec<u8>>,
-    event_times_us: Vec<i64>,
-    serialization_version: u32,
-    feast_view: Option<String>,
-) -> PyResult<()> {
-    let layout = plan
-        .plan
-        .view_layout(view)
-        .ok_or_else(|| invalid(format!("no feature view '{view}'")))?;
-    if keys.len() != values.len() || keys.len() != event_times_us.len() {
-        return Err(invalid(
-            "keys, values and event_times_us must have one entry per row",
-        ));
-    }
-    let project = feast_project(project, serialization_version)?;
-    let names = FeastNames {
-        view: feast_view,
-        ..FeastNames::default()
-    };
-    let feast = FeastView::new(layout, &project, &names).map_err(invalid)?;
-    let parts: Vec<Vec<KeyValue<'_>>> = keys
-        .iter()
-        .map(|row| {
-            row.iter()
-                .zip(layout.key())
-                .map(|(value, part)| key_part(value, part.kind))
-                .collect()
-        })
-        .collect::<PyResult<_>>()?;
-    py.detach(|| {
-        let rows: Vec<FeatureRow<'_>> = parts
-            .iter()
-            .zip(&values)
-            .zip(&event_times_us)
-            .map(|((key, values), &event_time_us)| FeatureRow {
-                key,
-                values,
-                event_time_us,
-            })
-            .collect();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| invalid(format!("cannot start a runtime: {error}")))?;
-        runtime.block_on(async {
-            let store = RedisStore::new(&RedisStoreConfig::new(url)).map_err(invalid)?;
-            store.write(&feast, &rows).await.map_err(invalid)
-        })
-    })
 }
