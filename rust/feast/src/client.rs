@@ -12,14 +12,14 @@
 //! fetches succeed again on their own once Redis is back; no call waits longer than the timeout
 //! meanwhile.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferroserve_features::{FetchedRows, KeyValue};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::FeastError;
 use crate::row::{RowSink, StoredRow, push_row};
-use crate::stats::{CallCounts, CallEnd, StoreStats, StoreStatsSnapshot};
+use crate::stats::{CallCounts, CallEnd, FailureKind, StoreStats, StoreStatsSnapshot};
 use crate::view::FeastView;
 
 /// The timeout of a fetch when the configuration gives none: a loopback or same-zone Redis
@@ -95,25 +95,31 @@ impl RedisStore {
     /// The rows of `rows` request rows of `view`, whose key parts are the raw request buffers
     /// `key_columns` (one per key part in the view's order; see `FeastView::redis_keys`), in
     /// one pipelined round trip. Rows Redis could not give in time are unavailable (module
-    /// doc). Errors only for key buffers that do not hold `rows` keys (a caller bug).
+    /// doc). The rows carry the fetch's time (keys encoded, round trip, answers decoded), which
+    /// the join records as the view's lookup latency. Errors only for key buffers that do not
+    /// hold `rows` keys (a caller bug).
     pub async fn fetch(
         &self,
         view: &FeastView,
         key_columns: &[&[u8]],
         rows: usize,
     ) -> Result<FetchedRows, FeastError> {
+        let started = Instant::now();
         let keys = view.redis_keys(key_columns, rows)?;
         let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
         self.fetch_redis_keys(view, &keys, &mut out).await;
+        out.set_fetch_time(started.elapsed());
         Ok(out)
     }
 
     /// The rows of the entity keys `keys` (each one's parts in the view's key order), as
     /// `fetch` does for request buffers.
     pub async fn fetch_keys(&self, view: &FeastView, keys: &[&[KeyValue<'_>]]) -> FetchedRows {
+        let started = Instant::now();
         let keys = redis_keys(view, keys);
         let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
         self.fetch_redis_keys(view, &keys, &mut out).await;
+        out.set_fetch_time(started.elapsed());
         out
     }
 
@@ -163,14 +169,25 @@ impl RedisStore {
             .await
             {
                 Ok(Ok(answers)) if answers.len() == asked => Ok(answers),
-                Ok(Ok(_)) | Ok(Err(_)) => Err(CallEnd::Failed),
-                Err(_) => Err(CallEnd::TimedOut),
+                Ok(Ok(answers)) => Err(CallEnd::Failed(
+                    FailureKind::Protocol,
+                    format!("{} answers to {asked} commands", answers.len()),
+                )),
+                Ok(Err(error)) => Err(CallEnd::Failed(failure_kind(&error), error.to_string())),
+                Err(_) => Err(CallEnd::Failed(
+                    FailureKind::Timeout,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                )),
             }
         };
         let end = match answers {
             Ok(answers) => {
                 decode_answers(view, keys, &answers, out, &mut counts);
-                CallEnd::Answered
+                if asked == 0 {
+                    CallEnd::NotAsked
+                } else {
+                    CallEnd::Answered
+                }
             }
             Err(end) => {
                 for _ in keys {
@@ -181,6 +198,24 @@ impl RedisStore {
             }
         };
         self.stats.record(keys.len(), counts, end);
+    }
+}
+
+/// Whether a failed call means Redis could not be reached (an I/O error, a refused, broken or
+/// unauthenticated connection: the connection is being replaced) or that it answered wrongly.
+fn failure_kind(error: &redis::RedisError) -> FailureKind {
+    let connection = error.is_io_error()
+        || error.is_connection_refusal()
+        || error.is_connection_dropped()
+        || error.is_unrecoverable_error()
+        || matches!(
+            error.kind(),
+            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
+        );
+    if connection {
+        FailureKind::Connection
+    } else {
+        FailureKind::Protocol
     }
 }
 

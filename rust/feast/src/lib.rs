@@ -74,7 +74,7 @@ pub use error::FeastError;
 pub use field::{feature_field, murmur3_32, timestamp_field};
 pub use key::{EntityValue, EntityValueType, JoinKey, SerializationVersion, serialize_entity_key};
 pub use row::StoredRow;
-pub use stats::StoreStatsSnapshot;
+pub use stats::{CallFailure, FailureKind, StoreStatsSnapshot};
 pub use value::{FeastValue, ValueError, decode_timestamp, encode_timestamp};
 pub use view::{FeastNames, FeastProject, FeastView};
 pub use writer::{FeatureRow, Written};

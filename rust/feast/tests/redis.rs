@@ -10,8 +10,9 @@ mod support;
 use std::time::Duration;
 
 use ferroserve_feast::{
-    EntityValueType, FeastNames, FeastProject, FeastValue, FeastView, FeatureRow, JoinKey,
-    RedisStore, RedisStoreConfig, StoreStatsSnapshot, Written, encode_timestamp, feature_field,
+    EntityValueType, FailureKind, FeastNames, FeastProject, FeastValue, FeastView, FeatureRow,
+    JoinKey, RedisStore, RedisStoreConfig, StoreStatsSnapshot, Written, encode_timestamp,
+    feature_field,
 };
 use ferroserve_features::{KeyValue, MissingPolicy, unix_micros_now};
 use ferroserve_tensor::DataType;
@@ -123,8 +124,14 @@ async fn round_trip_writer_to_reader_and_missing_keys() {
         ),
         (3, 1, 0, 0)
     );
+    let stats = store.stats();
+    assert_eq!(stats.connected(), Some(true));
+    assert!(stats.last_answer_us.is_some());
     assert_eq!(
-        store.stats(),
+        StoreStatsSnapshot {
+            last_answer_us: None,
+            ..stats
+        },
         StoreStatsSnapshot {
             calls: 1,
             rows: 4,
@@ -436,10 +443,17 @@ async fn a_frozen_server_times_out_into_unavailable_rows_then_recovers() {
     assert_eq!(one.counters().unavailable, 2);
     let stats = store.stats();
     assert_eq!((stats.timeouts, stats.unavailable, stats.errors), (1, 2, 0));
+    assert_eq!(stats.connected(), Some(false));
+    let failure = stats.last_failure.expect("the timeout is the last failure");
+    assert_eq!(failure.kind, FailureKind::Timeout);
+    assert_eq!(failure.message, "no answer within 200 ms");
+    // The fetch time the join records as the view's latency: the wait for the timeout.
+    assert!(rows.fetch_time().expect("timed") >= TIMEOUT, "{rows:?}");
 
     server.signal("-CONT");
     let rows = fetch(&store, &view, &[1]).await;
     assert_eq!(one.serve(&[1], &rows, 0).0, [vec![10.0]]);
+    assert_eq!(store.stats().connected(), Some(true));
 }
 
 #[tokio::test]
@@ -471,6 +485,18 @@ async fn a_killed_server_gives_unavailable_rows_and_recovery_after_restart() {
     assert_eq!(stats.unavailable, 3);
     assert!(stats.errors + stats.timeouts >= 3, "{stats:?}");
     assert!(stats.errors >= 1, "{stats:?}");
+    // A dead server is a connection failure, never a protocol one.
+    assert_eq!(
+        (stats.connection_errors, stats.protocol_errors),
+        (stats.errors, 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.connected(), Some(false));
+    assert!(
+        stats
+            .last_failure
+            .is_some_and(|failure| !failure.message.is_empty())
+    );
 
     // Back (empty: no persistence). The store reconnects by itself within about a second.
     server.restart();
@@ -489,6 +515,7 @@ async fn a_killed_server_gives_unavailable_rows_and_recovery_after_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!("recovered {:?} after the restart", started.elapsed());
+    assert_eq!(store.stats().connected(), Some(true));
     write(&store, &view, &[(1, &[11.0], 0)]).await;
     assert_eq!(
         one.serve(&[1], &fetch(&store, &view, &[1]).await, 0).0,
