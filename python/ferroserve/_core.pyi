@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 __all__ = [
     "DURATION_BUCKETS_NS",
+    "LOOKUP_BUCKETS_NS",
     "REQUEST_OUTCOMES",
     "Batch",
     "BatchQueue",
@@ -105,6 +106,10 @@ REQUEST_OUTCOMES: tuple[str, ...]
 
 DURATION_BUCKETS_NS: tuple[int, ...]
 """Upper bounds (inclusive) of the duration histogram buckets in ns, 50 µs to 10 s; each
+histogram has one more bucket, +Inf."""
+
+LOOKUP_BUCKETS_NS: tuple[int, ...]
+"""Upper bounds (inclusive) of the feature lookup latency buckets in ns, 1 µs to 1 s; each
 histogram has one more bucket, +Inf."""
 
 @final
@@ -542,8 +547,10 @@ class FeaturePlan:
         """A view's key parts and features as (name, datatype), and whether it has a max age."""
 
     def stats(self) -> dict[str, Any]:
-        """{"views": {view: {"lookups", "hits", "misses", "stale", "unavailable",
-        "rejected"}}, "gathers", "rows", "gather_ns"}."""
+        """{"views": {view: {"lookups", "hits", "misses", "stale", "unavailable", "rejected",
+        "latency": (counts per bucket of LOOKUP_BUCKETS_NS with a last +Inf one, total ns)}},
+        "gathers", "rows", "gather_ns"}. A view's latency has one observation per gather call:
+        an embedded view's gather time, a Redis view's fetch (round trip) time."""
 
 @final
 class FeatureTable:
@@ -580,10 +587,13 @@ class FeatureStore:
         REJECT view cannot serve a row (the message names the key and the view);
         InvalidInputError for a store without Redis views."""
 
-    def redis_stats(self) -> dict[str, int] | None:
+    def redis_stats(self) -> dict[str, Any] | None:
         """The Redis store's counters (calls, rows, found, missing, unavailable, timeouts,
-        errors, bad_rows, null_values), both front ends' connections together; None without
-        Redis views."""
+        errors, connection_errors, protocol_errors, bad_rows, null_values: ints) and state
+        ("connected": whether Redis answered the last call, None before the first;
+        "last_answer_us": int | None; "last_failure": {"kind": "timeout" | "connection" |
+        "protocol", "message", "at_us"} | None), both front ends' connections together; None
+        without Redis views."""
 
     def build(
         self,

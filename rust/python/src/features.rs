@@ -279,7 +279,8 @@ impl FeaturePlan {
     }
 
     /// The lookup counters: {"views": {view: {lookups, hits, misses, stale, unavailable,
-    /// rejected}}, "gathers", "rows", "gather_ns"}.
+    /// rejected, latency: (counts per bucket of LOOKUP_BUCKETS_NS with a last +Inf one, total
+    /// ns)}}, "gathers", "rows", "gather_ns"}.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let snapshot = self.plan.stats().snapshot();
         let views = PyDict::new(py);
@@ -291,6 +292,10 @@ impl FeaturePlan {
             counts.set_item("stale", view.stale)?;
             counts.set_item("unavailable", view.unavailable)?;
             counts.set_item("rejected", view.rejected)?;
+            counts.set_item(
+                "latency",
+                (view.latency.counts.clone(), view.latency.sum_ns),
+            )?;
             views.set_item(&view.view, counts)?;
         }
         let out = PyDict::new(py);
@@ -501,7 +506,9 @@ impl PyFeatureStore {
     }
 
     /// The Redis store's counters: {calls, rows, found, missing, unavailable, timeouts,
-    /// errors, bad_rows, null_values}; None without Redis views.
+    /// errors, connection_errors, protocol_errors, bad_rows, null_values}, its state
+    /// (connected: whether Redis answered the last call, None before the first; last_answer_us;
+    /// last_failure: {kind, message, at_us} or None); None without Redis views.
     fn redis_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let Some(redis) = &self.redis else {
             return Ok(None);
@@ -515,8 +522,23 @@ impl PyFeatureStore {
         out.set_item("unavailable", stats.unavailable)?;
         out.set_item("timeouts", stats.timeouts)?;
         out.set_item("errors", stats.errors)?;
+        out.set_item("connection_errors", stats.connection_errors)?;
+        out.set_item("protocol_errors", stats.protocol_errors)?;
         out.set_item("bad_rows", stats.bad_rows)?;
         out.set_item("null_values", stats.null_values)?;
+        out.set_item("connected", stats.connected())?;
+        out.set_item("last_answer_us", stats.last_answer_us)?;
+        let failure = match &stats.last_failure {
+            None => None,
+            Some(failure) => {
+                let entry = PyDict::new(py);
+                entry.set_item("kind", failure.kind.name())?;
+                entry.set_item("message", &failure.message)?;
+                entry.set_item("at_us", failure.at_us)?;
+                Some(entry)
+            }
+        };
+        out.set_item("last_failure", failure)?;
         Ok(Some(out))
     }
 

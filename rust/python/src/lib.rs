@@ -67,6 +67,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REQUEST_OUTCOMES", PyTuple::new(py, outcomes)?)?;
     let bounds = ferroserve_batcher::DURATION_BOUNDS_NS;
     m.add("DURATION_BUCKETS_NS", PyTuple::new(py, bounds)?)?;
+    let lookup_bounds = ferroserve_features::LOOKUP_BOUNDS_NS;
+    m.add("LOOKUP_BUCKETS_NS", PyTuple::new(py, lookup_bounds)?)?;
     m.add_class::<queue::PyQueuePolicy>()?;
     m.add_class::<queue::PyBatchQueue>()?;
     m.add_class::<batch::PyBatch>()?;
