@@ -19,6 +19,7 @@ __all__ = [
     "Batch",
     "BatchQueue",
     "DeadlineExceededError",
+    "DriftTracker",
     "FeatureNotFoundError",
     "FeaturePlan",
     "FeatureStore",
@@ -37,6 +38,8 @@ __all__ = [
     "ResourceExhaustedError",
     "UnavailableError",
     "decode_bytes_tensor",
+    "drift_categorical_profile",
+    "drift_numeric_profile",
     "encode_bytes_tensor",
     "expected_byte_size",
     "feast_write",
@@ -435,6 +438,11 @@ class OrtExecutor:
         from the store's current snapshot; a row a reject-policy view cannot serve answers its
         request with FeatureNotFoundError."""
 
+    def track_drift(self, tracker: DriftTracker) -> None:
+        """Has every batch the executor threads run counted by `tracker` (over the model
+        inputs in this executor's order, then the outputs). Once, before `start`;
+        RuntimeError otherwise."""
+
     def start(self) -> None:
         """Starts one executor thread per instance (idempotent)."""
 
@@ -632,3 +640,56 @@ def feast_write(
     one per row. The whole write, connecting included, must end within `timeout_s`.
     InvalidInputError: the rows do not fit the view; UnavailableError: Redis refused or cannot
     be reached; DeadlineExceededError: it did not finish in time."""
+
+def drift_numeric_profile(name: str, values: npt.NDArray[np.float64], bins: int) -> str:
+    """The profile (JSON) of numeric column `name`: at most `bins` bins with edges at the
+    quantiles of the finite `values` (numpy's "linear" method, equal edges merged), their
+    counts, NaN/inf counts apart, mean, std, min and max. InvalidInputError: no finite value,
+    0 bins."""
+
+def drift_categorical_profile(values: npt.NDArray[np.int64], top_k: int) -> str:
+    """The profile (JSON) of a categorical column: the `top_k` most frequent `values` (ties:
+    the smaller first) with their counts, the rest counted as "other"."""
+
+@final
+class DriftTracker:
+    """A model version's streaming drift counts: the executor threads count every executed
+    batch (see OrtExecutor.track_drift); reports judge windows of the counts against the
+    reference profiles, in Rust, with the GIL released."""
+
+    def __new__(
+        cls,
+        columns: Sequence[tuple[str, int, int, str, str]],
+        datatypes: Sequence[str],
+        *,
+        instances: int,
+        window_rows: int | None = None,
+        window_seconds: float | None = None,
+        sample_every: int = 1,
+    ) -> DriftTracker:
+        """`columns`: per monitored column (name, tensor index, column on the feature axis,
+        v2 datatype, profile JSON); `datatypes`: every tensor the executor shows it (model
+        inputs, then outputs); exactly one of `window_rows`, `window_seconds`.
+        InvalidInputError saying what does not fit."""
+
+    @property
+    def columns(self) -> list[str]:
+        """The monitored columns' names, in order."""
+
+    @property
+    def errors(self) -> int:
+        """Batches the tracker refused, and executor threads left without a recorder."""
+
+    def profiles(self) -> str:
+        """The columns' profiles, a JSON list in column order."""
+
+    def report(self, thresholds: str) -> str:
+        """JSON: profile_id, errors, and the windows cumulative, current and last_closed
+        (null until one closed), each with rows, batches, counts and report (columns with
+        statistics, verdict and flagged_by; judged, warning, drift, status).
+        `thresholds`: JSON of the fields to override (psi_warning, psi_drift,
+        jensen_shannon, wasserstein, kolmogorov_smirnov, chi_squared_p_value, min_rows,
+        drift_share, warning_share)."""
+
+    def reset(self) -> None:
+        """Restarts the cumulative and current windows."""

@@ -5,7 +5,9 @@ a worker thread. The result is a `ServedModel` (model.py), which only serves.
 
 A model with a `features.pbtxt` (ferroserve.features) is shown to clients with its declared
 request inputs, while its executor and warm-up run on the graph's inputs, which each batch
-gathers from the feature store.
+gathers from the feature store. A model with a `drift.pbtxt` (ferroserve.drift) gets a drift
+tracker built from its version's reference dataset after warm-up (reference outputs may need
+the model), counting every batch its executor runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from typing import Any
 from ferroserve import _core
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import ModelSignature, complete_config, warn_unsupported
+from ferroserve.drift.declaration import DriftDeclaration
+from ferroserve.drift.declaration import read_declaration as read_drift_declaration
+from ferroserve.drift.tracking import ModelDrift, build_drift
 from ferroserve.errors import ConfigError, ModelLoadError
 from ferroserve.features.client import client_config, client_signature
 from ferroserve.features.declaration import FeatureDeclaration, read_declaration
@@ -51,12 +56,19 @@ def load_version(
             f"model '{config.name}': {declaration.path} declares looked-up features, which "
             'only the native engine gathers; remove parameter native_engine: "false"'
         )
+    drift_declaration = read_drift_declaration(model_dir)
+    if drift_declaration is not None and not native_engine_allowed(config):
+        raise ConfigError(
+            f"model '{config.name}': {drift_declaration.path} monitors drift, which only the "
+            'native engine counts; remove parameter native_engine: "false"'
+        )
     loaded = create_session(config, model_file)
     signature = complete_config(config, loaded.inputs, loaded.outputs)
     features = _features(config, declaration, loaded, signature)
     queue = build_queue(config)
     executor = _executor(f"{config.name}:{version}", loaded, signature, queue, loop, features)
     _warm_up(executor, config, signature, model_dir, version)
+    drift = _drift(config, drift_declaration, executor, signature, model_dir / str(version))
     executor.start()
     shown_config, shown_signature = config, signature
     if features is not None:
@@ -73,7 +85,38 @@ def load_version(
         native_route=executor.route(config.name, str(version)),
         report=LoadReport(loaded.provider, tuple(ignored), time.perf_counter() - started),
         features=features,
+        drift=drift,
     )
+
+
+def _drift(
+    config: mc.ModelConfig,
+    declaration: DriftDeclaration | None,
+    executor: Executor,
+    signature: ModelSignature,
+    version_dir: Path,
+) -> ModelDrift | None:
+    """The version's drift tracker, set on its executor before it starts, when the model
+    monitors drift."""
+    if declaration is None:
+        return None
+    if not isinstance(executor, NativeExecutor):
+        raise ConfigError(
+            f"model '{config.name}': {declaration.path} monitors drift, which only the native "
+            "engine counts, and the native engine cannot run this model (see the log for why)"
+        )
+    drift = build_drift(
+        config.name,
+        version_dir,
+        declaration,
+        executor.inputs,
+        signature.outputs,
+        signature.max_batch_size,
+        executor.instances,
+        executor.run_outputs,
+    )
+    executor.track_drift(drift)
+    return drift
 
 
 def _features(

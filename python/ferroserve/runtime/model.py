@@ -20,6 +20,7 @@ from ferroserve.codec import (
     scheduling_parameters,
 )
 from ferroserve.config import ModelSignature
+from ferroserve.drift.tracking import ModelDrift
 from ferroserve.features.store import ModelFeatures
 from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
@@ -58,6 +59,8 @@ class ServedModel:
     report: LoadReport
     features: ModelFeatures | None = None
     """The version's feature plan and store (features.pbtxt), whose poller reloads snapshots."""
+    drift: ModelDrift | None = None
+    """The version's drift tracker (drift.pbtxt), which its executor threads count into."""
 
     @property
     def version_label(self) -> str:

@@ -26,7 +26,8 @@ import onnxruntime as ort
 
 from ferroserve import _core
 from ferroserve.codec import output_buffer
-from ferroserve.config import ModelSignature
+from ferroserve.config import ModelSignature, TensorSpec
+from ferroserve.drift.tracking import ModelDrift
 from ferroserve.errors import ModelLoadError
 from ferroserve.runtime.placement import Placement
 from ferroserve.runtime.settings import SessionSettings
@@ -144,6 +145,11 @@ class NativeExecutor:
                 self._route_features, store = store, None
         else:
             inputs = list(signature.inputs)
+        self.instances: int = model.instances
+        """Executor threads (one per engine instance)."""
+        self.inputs: tuple[TensorSpec, ...] = tuple(inputs)
+        """The model inputs the executor runs with, in its order (a drift tracker's first
+        tensors; the outputs follow in `signature.outputs` order)."""
         self._core = _core.OrtExecutor(
             name,
             model,
@@ -168,6 +174,23 @@ class NativeExecutor:
         carry them."""
         arrays = [feeds[spec.name] for spec in self._signature.inputs]
         self._core.run([output_buffer(a) for a in arrays], [list(a.shape) for a in arrays])
+
+    def run_outputs(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray | None]:
+        """The outputs of one call on `feeds` (numpy, by input name, the executor's inputs) on
+        instance 0, from a loading thread; None for a BYTES output."""
+        arrays = [feeds[spec.name] for spec in self.inputs]
+        buffers, shapes = self._core.run(
+            [output_buffer(a) for a in arrays], [list(a.shape) for a in arrays]
+        )
+        results: list[np.ndarray | None] = []
+        for spec, buffer, shape in zip(self._signature.outputs, buffers, shapes, strict=True):
+            dtype = spec.datatype.numpy
+            results.append(None if dtype is None else np.frombuffer(buffer, dtype).reshape(shape))
+        return results
+
+    def track_drift(self, drift: ModelDrift) -> None:
+        """Has every executed batch counted into `drift`'s tracker; before `start`."""
+        self._core.track_drift(drift.tracker)
 
     def start(self) -> None:
         """Starts the executor threads and, from any thread, has the loop watch for answers."""

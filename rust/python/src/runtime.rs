@@ -209,8 +209,8 @@ pub(crate) struct OrtExecutor {
     layout: Layout,
     /// The feature join of a model with looked-up features.
     features: Option<ferroserve_runtime::FeatureJoin>,
-    /// The drift tracking of a model with a drift profile.
-    drift: Option<ferroserve_runtime::DriftTap>,
+    /// The drift tracking of a model with a drift profile (`track_drift`, before `start`).
+    drift: OnceLock<ferroserve_runtime::DriftTap>,
     completions: Arc<Answers>,
     /// Set by `start`.
     executor: OnceLock<Executor<HeldBytes, PyWaiter, Model>>,
@@ -232,10 +232,9 @@ impl OrtExecutor {
 impl OrtExecutor {
     /// With `features` (a model with looked-up features: its FeatureStore), the queue holds
     /// the plan's request inputs and `input_names` are the plan's model inputs, which each
-    /// batch gathers from the store's current snapshot. With `drift` (a DriftTracker over the
-    /// model inputs, then outputs), every executed batch is counted.
+    /// batch gathers from the store's current snapshot.
     #[new]
-    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None, drift = None))]
+    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -247,7 +246,6 @@ impl OrtExecutor {
         input_reshapes: Vec<Option<Vec<i64>>>,
         output_reshapes: Vec<Option<Vec<i64>>>,
         features: Option<PyRef<'_, PyFeatureStore>>,
-        drift: Option<PyRef<'_, PyDriftTracker>>,
     ) -> PyResult<Self> {
         let completions = Completions::new()
             .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
@@ -268,10 +266,24 @@ impl OrtExecutor {
                 output_reshapes,
             },
             features: features.map(|store| store.join()),
-            drift: drift.map(|tracker| tracker.tap()),
+            drift: OnceLock::new(),
             completions: Arc::new(completions),
             executor: OnceLock::new(),
         })
+    }
+
+    /// Has every batch the executor threads run counted by `tracker` (a DriftTracker over the
+    /// model inputs, then the outputs, in this executor's order). Once, before `start`: after
+    /// warm-up, whose outputs may have built the tracker's reference.
+    fn track_drift(&self, tracker: PyRef<'_, PyDriftTracker>) -> PyResult<()> {
+        if self.executor.get().is_some() {
+            return Err(PyRuntimeError::new_err(
+                "drift tracking is set before the executor starts",
+            ));
+        }
+        self.drift
+            .set(tracker.tap())
+            .map_err(|_| PyRuntimeError::new_err("drift tracking is already set"))
     }
 
     /// Starts one executor thread per instance (once).
@@ -286,7 +298,7 @@ impl OrtExecutor {
             Arc::clone(&self.completions) as _,
             self.layout.clone(),
             self.features.clone(),
-            self.drift.clone(),
+            self.drift.get().cloned(),
         )
         .map_err(|error| PyRuntimeError::new_err(format!("cannot start a thread: {error}")))?;
         let _ = self.executor.set(executor);

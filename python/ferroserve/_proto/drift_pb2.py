@@ -1,0 +1,13 @@
+"""Message classes of ``ferroserve.drift.v1.ModelDrift``, the contents of ``drift.pbtxt``.
+
+Built from the private pool in :mod:`ferroserve._proto` (``protos/ferroserve/drift.proto``);
+types come from the ``.pyi`` next to this file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import populate_module
+
+DESCRIPTOR = populate_module(sys.modules[__name__], "ferroserve/drift.proto")
