@@ -1,6 +1,6 @@
 """The `ferroserve` command: `serve` a model repository, `demo` (write an example repository
-and serve it), `metrics-sidecar`, and `features status|load` against a running server
-(cli_features.py). Flag names follow Triton's so operators feel at home."""
+and serve it), `metrics-sidecar`, and `features status|load` and `drift` against a running
+server (cli_features.py, cli_drift.py). Flag names follow Triton's so operators feel at home."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferroserve import __version__, cli_features
+from ferroserve import __version__, cli_drift, cli_features
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     cli_features.add_commands(commands)
+    cli_drift.add_commands(commands)
     return parser
 
 
@@ -217,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "features":
         return cli_features.run(args)
+    if args.command == "drift":
+        return cli_drift.run(args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

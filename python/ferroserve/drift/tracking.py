@@ -99,6 +99,9 @@ def build_drift(
     reference_path = _reference_path(model, declaration, version_dir)
     wanted = [spec.name for spec in inputs] + [plan.spec.name for plan in tensors if plan.is_output]
     reference = read_reference(reference_path, wanted)
+    for spec in (*inputs, *outputs):
+        if spec.name in reference:
+            _check_width(model, reference_path, spec, reference[spec.name], max_batch_size > 0)
     missing_outputs = [
         plan for plan in tensors if plan.is_output and plan.spec.name not in reference
     ]
@@ -192,6 +195,19 @@ def _plans(
     return plans
 
 
+def _check_width(model: str, path: Path, spec: TensorSpec, values: Array, batches: bool) -> None:
+    """The reference's columns per row must be the tensor's (where its dims are fixed)."""
+    dims = spec.dims if batches else spec.dims[1:] if len(spec.dims) == 2 else spec.dims
+    if any(d < 0 for d in dims):
+        return
+    width = int(np.prod(dims)) if dims else 1
+    if values.shape[1] != width:
+        raise ConfigError(
+            f"model '{model}': {path}: tensor '{spec.name}' has {values.shape[1]} reference "
+            f"column(s), the model has {width} (dims {list(spec.dims)})"
+        )
+
+
 def _reference_path(model: str, declaration: DriftDeclaration, version_dir: Path) -> Path:
     if declaration.reference:
         path = version_dir / declaration.reference
@@ -229,12 +245,15 @@ def _reference_outputs(
     rows = next(iter(reference.values())).shape[0]
     if max_batch_size > 0:
         chunk = max_batch_size
-    elif all(spec.model_dims and spec.model_dims[0] == -1 for spec in inputs):
+    elif all(spec.dims and spec.dims[0] == -1 for spec in inputs):
         chunk = REFERENCE_CHUNK_ROWS
+    elif all(spec.dims and spec.dims[0] == 1 for spec in inputs):
+        chunk = 1  # one row per call, as clients send it
     else:
         raise ConfigError(
-            f"model '{model}': {path} has no output columns, and a model without a batch dim "
-            "cannot be run on its rows; add the outputs to the reference dataset"
+            f"model '{model}': {path} has no output columns, and this model (no batch dim, "
+            "inputs not [1, ...] or [-1, ...]) cannot be run on its rows; add the outputs to "
+            "the reference dataset"
         )
     parts: list[list[Array]] = [[] for _ in outputs]
     for start in range(0, rows, chunk):
@@ -285,11 +304,6 @@ def _columns(
                 f"'{name}' (or '{name}[0]', '{name}[1]', ...) or an array '{name}'"
             )
         width = values.shape[1]
-        if plan.width is not None and width != plan.width:
-            raise ConfigError(
-                f"model '{model}': {path}: tensor '{name}' has {width} reference column(s), "
-                f"the model has {plan.width}"
-            )
         choice = choices.get(name, TensorChoice(name, "auto", ()))
         positions = choice.columns or tuple(range(width))
         for j in positions:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ferroserve import _core
+from ferroserve.drift.tracking import ModelDrift
 from ferroserve.metrics import snapshot
+from ferroserve.metrics.drift import drift_snapshot
 from ferroserve.metrics.features import feature_snapshot
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.registry.registry import ModelRegistry
@@ -49,6 +51,30 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
     }
 
 
+def _drifting(
+    registry: ModelRegistry, data: dict[str, Any]
+) -> list[tuple[dict[str, Any], ModelDrift]]:
+    """The snapshot's entries of loaded versions that monitor drift, with their trackers."""
+    pairs = []
+    for entry in data["models"]:
+        model = registry.loaded(entry["model"], entry["version"])
+        if model is not None and model.drift is not None:
+            pairs.append((entry, model.drift))
+    return pairs
+
+
+def _write(
+    path: Path, data: dict[str, Any], drifts: list[tuple[dict[str, Any], ModelDrift]]
+) -> None:
+    """In a worker thread: the drift reports (Rust, every column and window), then the file."""
+    for entry, drift in drifts:
+        try:
+            entry["drift"] = drift_snapshot(drift)
+        except Exception:  # a report bug must not stop the other metrics
+            log.exception("model '%s': cannot compute the drift report", entry["model"])
+    snapshot.write(path, data)
+
+
 class MetricsRecorder:
     """Keeps `directory/SNAPSHOT_FILE` at most `interval_s` old while running."""
 
@@ -64,7 +90,8 @@ class MetricsRecorder:
 
     async def write_now(self) -> None:
         data = collect(self._registry, self._rpcs, self._started_unix)
-        await asyncio.to_thread(snapshot.write, self.path, data)
+        drifts = _drifting(self._registry, data)
+        await asyncio.to_thread(_write, self.path, data, drifts)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="metrics-recorder")

@@ -21,6 +21,7 @@ from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
+from ferroserve.server.drift import DRIFT_SERVICE_NAME, DriftService
 from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
 from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
 from ferroserve.server.inference import InferenceService
@@ -88,8 +89,14 @@ class Server:
             FeatureService(self.registry),
             self.rpcs.wrap if options.metrics is not None else None,
         )
+        add_service(
+            self.grpc,
+            DRIFT_SERVICE_NAME,
+            DriftService(self.registry),
+            self.rpcs.wrap if options.metrics is not None else None,
+        )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
-        services = (SERVICE_NAME, FEATURE_SERVICE_NAME, HEALTH_SERVICE_NAME)
+        services = (SERVICE_NAME, FEATURE_SERVICE_NAME, DRIFT_SERVICE_NAME, HEALTH_SERVICE_NAME)
         for name, servicer in reflection_servicers(services).items():
             add_service(self.grpc, name, servicer)
         self.port = 0
