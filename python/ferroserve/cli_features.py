@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ferroserve._proto import feature_service_pb2 as pb
+from ferroserve.features.status_report import status_json, status_table
 
 SERVICE = "/ferroserve.features.v1.FeatureService"
 DEFAULT_SERVER = "127.0.0.1:8001"
@@ -116,45 +117,6 @@ def _call(
         return call(request, timeout=args.timeout)  # type: ignore[no-any-return]
 
 
-def _view_json(view: pb.ViewStatus) -> dict[str, Any]:
-    return {
-        "view": view.view,
-        "source": view.source,
-        "loaded": view.loaded,
-        "generation": view.generation,
-        "rows": view.rows,
-        "memory_bytes": view.memory_bytes,
-        "values_bytes": view.values_bytes,
-        "duplicate_keys": view.duplicate_keys,
-        "oldest_event_us": view.oldest_event_us if view.HasField("oldest_event_us") else None,
-        "newest_event_us": view.newest_event_us if view.HasField("newest_event_us") else None,
-        "lookups": view.lookups,
-        "hits": view.hits,
-        "misses": view.misses,
-        "stale": view.stale,
-        "unavailable": view.unavailable,
-        "rejected": view.rejected,
-    }
-
-
-def status_json(status: pb.FeatureStatusResponse) -> dict[str, Any]:
-    """The answer as plain JSON: integers stay numbers (protobuf's JSON mapping would quote
-    every 64-bit one)."""
-    return {
-        "models": [
-            {
-                "model": entry.model,
-                "version": entry.version,
-                "reloads": entry.reloads,
-                "reload_failures": entry.reload_failures,
-                "last_error": entry.last_error or None,
-                "views": [_view_json(view) for view in entry.views],
-            }
-            for entry in status.models
-        ]
-    }
-
-
 def reload_json(reloaded: pb.FeatureReloadResponse) -> dict[str, Any]:
     return {
         "reloads": [
@@ -169,87 +131,6 @@ def reload_json(reloaded: pb.FeatureReloadResponse) -> dict[str, Any]:
             for entry in reloaded.reloads
         ]
     }
-
-
-def size(count: float) -> str:
-    """Bytes as people read them: 512 B, 6.2 KiB, 1.5 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable: the loop returns at GiB")
-
-
-def age(seconds: float) -> str:
-    """A duration as people read it: 42s, 3m 5s, 2h 7m, 4d 1h."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
-COLUMNS = (
-    "MODEL",
-    "VERSION",
-    "VIEW",
-    "ROWS",
-    "MEMORY",
-    "NEWEST EVENT AGE",
-    "GENERATION",
-    "LOOKUPS",
-    "HIT %",
-    "MISSES",
-    "STALE",
-    "REJECTED",
-)
-
-
-def status_table(status: pb.FeatureStatusResponse, now_unix: float) -> str:
-    """One line per view, then a line per version whose reloads failed."""
-    if not status.models:
-        return "no model version with features is loaded"
-    rows = []
-    notes = []
-    for entry in status.models:
-        for view in entry.views:
-            newest = (
-                age(now_unix - view.newest_event_us / 1e6)
-                if view.HasField("newest_event_us")
-                else "-"
-            )
-            hit = f"{100 * view.hits / view.lookups:.1f}" if view.lookups else "-"
-            rows.append(
-                (
-                    entry.model,
-                    entry.version,
-                    view.view,
-                    f"{view.rows:,}" if view.loaded else "not loaded",
-                    size(view.memory_bytes),
-                    newest,
-                    str(view.generation),
-                    f"{view.lookups:,}",
-                    hit,
-                    f"{view.misses:,}",
-                    f"{view.stale:,}",
-                    f"{view.rejected:,}",
-                )
-            )
-        if entry.reload_failures:
-            note = f"{entry.model} version {entry.version}: {entry.reload_failures} failed load(s)"
-            if entry.last_error:
-                note += f"; the last load failed, previous snapshot serving: {entry.last_error}"
-            notes.append(note)
-    widths = [max(len(line[i]) for line in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-        for line in (COLUMNS, *rows)
-    ]
-    return "\n".join([line.rstrip() for line in lines] + notes)
 
 
 def reload_lines(reloaded: pb.FeatureReloadResponse) -> str:

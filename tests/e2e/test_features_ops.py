@@ -82,9 +82,10 @@ def test_status_shows_each_view_as_a_table_and_as_json(
     status, out, _ = cli(capsys, "status", "--server", server.url)
     assert status == 0
     header, *lines = out.splitlines()
-    assert header.split()[:4] == ["MODEL", "VERSION", "VIEW", "ROWS"]
-    assert [line.split()[:4] for line in lines] == [
-        [name, "1", "user", str(len(f.snapshot_ids()))]
+    assert header.split()[:5] == ["MODEL", "VERSION", "VIEW", "STORE", "ROWS"]
+    assert header.split()[-2:] == ["P50", "P99"]
+    assert [line.split()[:5] for line in lines] == [
+        [name, "1", "user", "embedded", str(len(f.snapshot_ids()))]
         for name in ("counted", "reloadable", "strict")
     ]  # the demo's mlp has no features: not listed
     # The newest event was 600 s old when the snapshot was written (at collection: more now).
@@ -106,6 +107,7 @@ def test_status_shows_each_view_as_a_table_and_as_json(
     assert view["memory_bytes"] >= view["values_bytes"] == len(f.snapshot_ids()) * 3 * 4
     assert abs(view["newest_event_us"] / 1e6 - (NOW - f.FRESH_AGE_S)) < 1
     assert abs(view["oldest_event_us"] / 1e6 - (NOW - f.STALE_AGE_S)) < 1
+    assert view["store"] == "embedded" and entry["redis"] is None
 
 
 def test_unknown_models_versions_and_views_are_not_found_and_a_model_is_needed(

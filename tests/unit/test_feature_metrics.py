@@ -1,7 +1,8 @@
-"""The online features' metric families from a snapshot dict (sidecar/exposition.py), the
-snapshot entry built from a real plan and store (metrics/features.py), the built-in dashboard's
-feature figures (sidecar/feature_history.py), and the formatting of `ferroserve features
-status` (cli_features.py)."""
+"""The online features' metric families from a snapshot dict (sidecar/feature_exposition.py),
+the snapshot entry built from a real plan and store (metrics/features.py), the built-in
+dashboard's feature figures (sidecar/feature_history.py), and the formatting of `ferroserve
+features status` (features/status_report.py). The Redis store's and the lookup latency's parts
+are test_feature_metrics_redis.py's."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 import numpy as np
 from ferroserve import _core
 from ferroserve._proto import feature_service_pb2 as fpb
-from ferroserve.cli_features import age, size, status_json, status_table
+from ferroserve.features.status_report import age, size, status_json, status_table
 from ferroserve.metrics.features import feature_snapshot
-from ferroserve.sidecar.exposition import feature_families
+from ferroserve.sidecar.feature_exposition import feature_families
 from ferroserve.sidecar.feature_history import (
     FEATURE_SERIES,
     FeatureSample,
@@ -37,6 +38,9 @@ def view_entry(name: str, **overrides: Any) -> dict[str, Any]:
         "generation": 3,
         "lookups": {"hit": 10, "miss": 4, "stale": 2, "unavailable": 0},
         "rejected": 1,
+        "store": "embedded",
+        # Per bucket of LOOKUP_BUCKETS_NS (1 µs, 2.5 µs, ...): 5 gathers <= 1 µs, 2 <= 2.5 µs.
+        "latency": {"counts": [5, 2] + [0] * 18, "sum_ns": 9_000},
     }
     entry.update(overrides)
     return entry
@@ -59,12 +63,14 @@ def snapshot_with_features() -> dict[str, Any]:
                 rejected=0,
             ),
         ],
+        "redis": None,
     }
     return {
+        "feature_lookup_buckets_ns": list(_core.LOOKUP_BUCKETS_NS),
         "models": [
             {"model": "fraud", "version": "2", "state": "READY", "features": features},
             {"model": "plain", "version": "1", "state": "READY"},
-        ]
+        ],
     }
 
 
@@ -143,12 +149,17 @@ def test_the_snapshot_entry_reads_the_plan_and_the_store() -> None:
     )
     store.install([table])
 
+    class Declaration:
+        redis = None
+
     class Features:  # the part of ModelFeatures the snapshot reads
         reloads = 1
         reload_failures = 0
+        declaration = Declaration()
 
         def __init__(self) -> None:
             self.plan = plan
+            self.store = store
 
         def status(self) -> list[dict[str, Any]]:
             return store.status()
@@ -159,9 +170,12 @@ def test_the_snapshot_entry_reads_the_plan_and_the_store() -> None:
     assert view["view"] == "user" and view["rows"] == 2 and view["loaded"]
     assert view["lookups"] == {"hit": 0, "miss": 0, "stale": 0, "unavailable": 0}
     assert view["newest_us"] is None and view["generation"] == 1
+    assert view["store"] == "embedded"
+    assert view["latency"] == {"counts": [0] * (len(_core.LOOKUP_BUCKETS_NS) + 1), "sum_ns": 0}
     assert sorted(entry) == sorted(
-        ["gathers", "gathered_rows", "gather_ns", "reloads", "reload_failures", "views"]
+        ["gathers", "gathered_rows", "gather_ns", "reloads", "reload_failures", "views", "redis"]
     )
+    assert entry["redis"] is None
 
 
 def test_status_table_and_json() -> None:
@@ -185,10 +199,10 @@ def test_status_table_and_json() -> None:
     header, user, card, note = status_table(status, now).splitlines()
     assert header.split()[:3] == ["MODEL", "VERSION", "VIEW"]
     assert user.split() == [
-        "fraud", "2", "user", "1,234", "6.2", "KiB", "1h", "2m", "2", "200", "75.0", "30", "20",
-        "0",
+        "fraud", "2", "user", "embedded", "1,234", "6.2", "KiB", "1h", "2m", "2", "200", "75.0",
+        "30", "20", "0", "-", "-",
     ]  # fmt: skip
-    assert card.split()[3:7] == ["5", "0", "B", "-"]
+    assert card.split()[3:8] == ["embedded", "5", "0", "B", "-"]
     assert note == (
         "fraud version 2: 1 failed load(s); the last load failed, previous snapshot serving: "
         "snapshot user.parquet: no column 'f1'"

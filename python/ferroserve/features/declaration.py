@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.protobuf import text_format
 
@@ -77,6 +78,22 @@ class RedisSettings:
     serialization_version: int
     views: dict[str, dict[str, Any]]
     """Per Redis view: {"name": Feast's view name?, "features": Feast's feature names?}."""
+
+    @property
+    def address(self) -> str:
+        """Where the store is, safe to show (status, metrics snapshot, dashboards): the URL's
+        scheme, host, port and database, without its user, password or query
+        (`redis://10.0.0.5:6379/0`, `redis+unix:///run/redis.sock`)."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6: keep the brackets the URL had
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:  # not a number: the store refused the URL at load already
+            port = None
+        netloc = host if port is None else f"{host}:{port}"
+        return f"{parts.scheme}://{netloc}{parts.path}"
 
     def as_core(self) -> dict[str, Any]:
         return {

@@ -45,6 +45,7 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
         "started_unix": started_unix,
         "written_unix": time.time(),
         "duration_buckets_ns": list(_core.DURATION_BUCKETS_NS),
+        "feature_lookup_buckets_ns": list(_core.LOOKUP_BUCKETS_NS),
         "outcomes": list(_core.REQUEST_OUTCOMES),
         "models": models,
         "rpcs": [[*key, count] for key, count in sorted(rpcs.counts().items())],

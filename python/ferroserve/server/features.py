@@ -6,10 +6,12 @@ behind access control yet (docs/features.md)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
+from ferroserve import _core
 from ferroserve._proto import feature_service_pb2 as pb
 from ferroserve.errors import (
     ConfigError,
@@ -19,6 +21,7 @@ from ferroserve.errors import (
     status_code_for,
 )
 from ferroserve.features.store import ModelFeatures
+from ferroserve.metrics.histogram import histogram_quantile
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.runtime.model import ServedModel
 
@@ -71,9 +74,12 @@ def _features_of(model: ServedModel) -> ModelFeatures:
 
 
 def version_status(model: ServedModel, features: ModelFeatures) -> pb.VersionFeatures:
-    """One version's store (`FeatureStore.status`) and lookup counts (`FeaturePlan.stats`)."""
+    """One version's store (`FeatureStore.status`), lookup counts and latencies
+    (`FeaturePlan.stats`) and Redis store (`FeatureStore.redis_stats`)."""
     counts = features.plan.stats()["views"]
     sources = {source.view: str(source.path) for source in features.declaration.sources}
+    settings = features.declaration.redis
+    redis_views = frozenset(settings.views) if settings is not None else frozenset()
     entry = pb.VersionFeatures(
         model=model.name,
         version=str(model.version),
@@ -93,16 +99,66 @@ def version_status(model: ServedModel, features: ModelFeatures) -> pb.VersionFea
             memory_bytes=int(view["memory_bytes"]),
             values_bytes=int(view["values_bytes"]),
             duplicate_keys=int(view["duplicate_keys"]),
+            store=pb.ViewStatus.REDIS if name in redis_views else pb.ViewStatus.EMBEDDED,
+            latency=lookup_latency(*lookups.get("latency", ((), 0))),
             **{key: int(lookups.get(key, 0)) for key in _LOOKUP_FIELDS},
         )
         if view["oldest_us"] is not None:
             status.oldest_event_us = int(view["oldest_us"])
         if view["newest_us"] is not None:
             status.newest_event_us = int(view["newest_us"])
+    stats = features.store.redis_stats()
+    if settings is not None and stats is not None:
+        entry.redis.CopyFrom(redis_status(settings.address, stats))
     return entry
 
 
 _LOOKUP_FIELDS = ("lookups", "hits", "misses", "stale", "unavailable", "rejected")
+# The Redis store's counters the status copies as they are (`FeatureStore.redis_stats`).
+_REDIS_COUNTERS = (
+    "calls",
+    "rows",
+    "found",
+    "missing",
+    "unavailable",
+    "bad_rows",
+    "null_values",
+    "timeouts",
+    "connection_errors",
+    "protocol_errors",
+)
+
+
+def lookup_latency(counts: Sequence[int], sum_ns: int) -> pb.LookupLatency:
+    """A view's latency histogram (per bucket of `_core.LOOKUP_BUCKETS_NS`, a last +Inf one)
+    as count, mean, p50 and p99 since the version loaded."""
+    calls = sum(counts)
+    if not calls:
+        return pb.LookupLatency()
+    bounds_s = [bound / 1e9 for bound in _core.LOOKUP_BUCKETS_NS]
+    return pb.LookupLatency(
+        count=calls,
+        mean_seconds=sum_ns / 1e9 / calls,
+        p50_seconds=histogram_quantile(0.5, bounds_s, counts) or 0.0,
+        p99_seconds=histogram_quantile(0.99, bounds_s, counts) or 0.0,
+    )
+
+
+def redis_status(address: str, stats: dict[str, Any]) -> pb.RedisStoreStatus:
+    """The Redis store's state and counters; `address` is the URL without its credentials."""
+    status = pb.RedisStoreStatus(address=address)
+    for key in _REDIS_COUNTERS:
+        setattr(status, key, int(stats[key]))
+    if stats["connected"] is not None:
+        status.connected = bool(stats["connected"])
+    if stats["last_answer_us"] is not None:
+        status.last_answer_us = int(stats["last_answer_us"])
+    failure = stats["last_failure"]
+    if failure is not None:
+        status.last_error_kind = failure["kind"]
+        status.last_error = failure["message"]
+        status.last_error_us = int(failure["at_us"])
+    return status
 
 
 class FeatureService:

@@ -1,10 +1,10 @@
 """Snapshot -> Prometheus metric families (base units, `_total` counters, histograms with fixed
-buckets so they aggregate across replicas), labelled by model and version (and by view for the
-online features)."""
+buckets so they aggregate across replicas), labelled by model and version; the online
+features' families are feature_exposition's."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -15,6 +15,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ferroserve.metrics.histogram import duration_buckets
+from ferroserve.sidecar.feature_exposition import feature_families
 from ferroserve.sidecar.source import SnapshotSource
 
 MODEL_LABELS = ("model", "version")
@@ -48,18 +50,6 @@ DURATION_HISTOGRAMS = (
         "Time per execution splitting outputs back per request.",
     ),
 )
-
-
-def duration_buckets(bounds_ns: Sequence[int], counts: Sequence[int]) -> list[tuple[str, float]]:
-    """Cumulative Prometheus buckets from per-bucket counts (the last one is +Inf)."""
-    buckets = []
-    total = 0
-    for bound_ns, count in zip(bounds_ns, counts, strict=False):
-        total += count
-        buckets.append((repr(bound_ns / 1e9), float(total)))
-    total += sum(counts[len(bounds_ns) :])
-    buckets.append(("+Inf", float(total)))
-    return buckets
 
 
 def batch_size_buckets(executions_by_size: dict[int, int]) -> list[tuple[str, float]]:
@@ -171,121 +161,6 @@ def model_families(data: dict[str, Any]) -> Iterator[Metric]:
     yield requests
     yield failures
     yield pending
-
-
-# (snapshot key of a view, metric name, help) of the per-view snapshot gauges.
-SNAPSHOT_GAUGES = (
-    ("rows", "ferroserve_feature_snapshot_rows", "Rows (distinct keys) in the view's snapshot."),
-    (
-        "memory_bytes",
-        "ferroserve_feature_snapshot_bytes",
-        "Bytes the view's snapshot holds: values, keys and index, event times.",
-    ),
-    (
-        "values_bytes",
-        "ferroserve_feature_snapshot_values_bytes",
-        "Bytes of feature values alone in the view's snapshot.",
-    ),
-    (
-        "duplicate_keys",
-        "ferroserve_feature_snapshot_duplicate_keys",
-        "Snapshot rows dropped at load because another row had the same key.",
-    ),
-)
-# (snapshot key, metric name, help): event times, absent for a view without them.
-EVENT_TIME_GAUGES = (
-    (
-        "oldest_us",
-        "ferroserve_feature_snapshot_oldest_event_timestamp_seconds",
-        "Event time of the oldest row in the view's snapshot (Unix seconds).",
-    ),
-    (
-        "newest_us",
-        "ferroserve_feature_snapshot_newest_event_timestamp_seconds",
-        "Event time of the newest row in the view's snapshot (Unix seconds); "
-        "time() minus it is how old the freshest data is.",
-    ),
-)
-
-
-def feature_families(data: dict[str, Any]) -> Iterator[Metric]:
-    """The online features of every model version that has them (`features` in the snapshot:
-    metrics/features.py). Lookup and rejection counts are rows; gathers are batches."""
-    view_labels = [*MODEL_LABELS, "view"]
-    lookups = CounterMetricFamily(
-        "ferroserve_feature_lookups",
-        "Rows looked up in a feature view, by result: hit, miss (no row for the key), stale "
-        "(older than the view's max age) or unavailable (the store could not answer).",
-        labels=[*view_labels, "result"],
-    )
-    rejections = CounterMetricFamily(
-        "ferroserve_feature_rejections",
-        "Rows a REJECT view could not serve (a miss, stale or unavailable row): their requests "
-        "were answered NOT_FOUND.",
-        labels=view_labels,
-    )
-    gathers = CounterMetricFamily(
-        "ferroserve_feature_gathers",
-        "Batches whose features were gathered (one gather per model execution).",
-        labels=MODEL_LABELS,
-    )
-    gathered_rows = CounterMetricFamily(
-        "ferroserve_feature_gathered_rows",
-        "Request rows whose features were gathered.",
-        labels=MODEL_LABELS,
-    )
-    gather_seconds = CounterMetricFamily(
-        "ferroserve_feature_gather_seconds",
-        "Time spent gathering features into batches (divide by gathers: time per batch).",
-        labels=MODEL_LABELS,
-    )
-    reloads = CounterMetricFamily(
-        "ferroserve_feature_reloads",
-        "Snapshot loads by result: ok (installed; the load at model start included) or "
-        "failed (the previous snapshot kept serving).",
-        labels=[*MODEL_LABELS, "result"],
-    )
-    generation = GaugeMetricFamily(
-        "ferroserve_feature_snapshot_generation",
-        "The feature store's generation: each install of new snapshots increments it.",
-        labels=MODEL_LABELS,
-    )
-    gauges = [
-        (key, GaugeMetricFamily(name, text, labels=view_labels))
-        for key, name, text in (*SNAPSHOT_GAUGES, *EVENT_TIME_GAUGES)
-    ]
-    for model in data["models"]:
-        features = model.get("features")
-        if features is None:
-            continue
-        labels = [model["model"], model["version"]]
-        gathers.add_metric(labels, float(features["gathers"]))
-        gathered_rows.add_metric(labels, float(features["gathered_rows"]))
-        gather_seconds.add_metric(labels, features["gather_ns"] / 1e9)
-        reloads.add_metric([*labels, "ok"], float(features["reloads"]))
-        reloads.add_metric([*labels, "failed"], float(features["reload_failures"]))
-        generations = [view["generation"] for view in features["views"]]
-        generation.add_metric(labels, float(max(generations, default=0)))
-        for view in features["views"]:
-            per_view = [*labels, view["view"]]
-            for result, rows in view["lookups"].items():
-                lookups.add_metric([*per_view, result], float(rows))
-            rejections.add_metric(per_view, float(view["rejected"]))
-            if not view["loaded"]:
-                continue
-            for key, family in gauges:
-                if view[key] is not None:
-                    scale = 1e-6 if key.endswith("_us") else 1.0
-                    family.add_metric(per_view, view[key] * scale)
-    yield lookups
-    yield rejections
-    yield gathers
-    yield gathered_rows
-    yield gather_seconds
-    yield reloads
-    yield generation
-    for _, family in gauges:
-        yield family
 
 
 def rpc_families(data: dict[str, Any]) -> Iterator[Metric]:

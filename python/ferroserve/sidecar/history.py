@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ferroserve.metrics.histogram import histogram_quantile
 from ferroserve.sidecar.feature_history import (
     FEATURE_SERIES,
     FeatureSample,
@@ -37,24 +38,6 @@ class ModelSample:
     pending: int
     features: FeatureSample | None = None
     """Lookup and gather counters, for a version with looked-up features."""
-
-
-def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[int]) -> float | None:
-    """The q-quantile of events in per-bucket `counts` (the last bucket is +Inf), linearly
-    interpolated inside its bucket; None without events. In the +Inf bucket: the last bound."""
-    total = sum(counts)
-    if total <= 0:
-        return None
-    rank = q * total
-    cumulative = 0
-    for index, count in enumerate(counts):
-        if count > 0 and cumulative + count >= rank:
-            if index >= len(bounds):
-                return bounds[-1]
-            lower = bounds[index - 1] if index > 0 else 0.0
-            return lower + (bounds[index] - lower) * (rank - cumulative) / count
-        cumulative += count
-    return bounds[-1]
 
 
 def _delta(now: int, before: int) -> int:
