@@ -23,6 +23,8 @@ from ferroserve._proto import drift_service_pb2 as dpb
 from ferroserve.demo import mlp_model
 from ferroserve.metrics.drift import drift_snapshot
 from ferroserve.server.app import Server
+from support import models as m
+from support.features import add_features_model, snapshot_ids
 from support.inprocess import native_calls, python_calls, serve
 from support.repository import add_model
 from tritonclient.grpc import service_pb2 as pb
@@ -294,5 +296,137 @@ def test_a_model_without_drift_pbtxt_answers_failed_precondition(tmp_path: Path)
             response_deserializer=dpb.DriftReportResponse.FromString,
         )
         assert not (await call(dpb.DriftReportRequest())).models
+
+    serve(tmp_path, scenario)
+
+
+PLUS_ONE_CONFIG = """\
+name: "{name}"
+max_batch_size: 32
+input [{{ name: "INPUT0" data_type: TYPE_FP32 dims: [4] }}]
+output [{{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] }}]
+"""
+CATEGORY_CONFIG = """\
+name: "{name}"
+max_batch_size: 32
+input [{{ name: "INPUT0" data_type: TYPE_INT64 dims: [1] }}]
+output [{{ name: "OUTPUT0" data_type: TYPE_INT64 dims: [1] }}]
+"""
+
+
+def raw(model: str, datatype: str, values: np.ndarray) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name=model)
+    tensor = request.inputs.add(name="INPUT0", datatype=datatype)
+    tensor.shape.extend(values.shape)
+    request.raw_input_contents.append(values.tobytes())
+    return request
+
+
+def test_a_shifted_output_distribution_drifts_while_the_inputs_do_not(tmp_path: Path) -> None:
+    """The reference holds the outputs a previous version gave (y = x); this version answers
+    x + 1 on the same inputs: its outputs drift, its inputs stay ok."""
+    folder = add_model(
+        tmp_path, "plus_one", m.plus_constant_model(1.0), PLUS_ONE_CONFIG.format(name="plus_one")
+    )
+    (folder / "drift.pbtxt").write_text("thresholds { min_rows: 400 }\n", encoding="utf-8")
+    x = np.random.default_rng(6).normal(size=(10_000, 4)).astype(np.float32)
+    np.savez(folder / "1" / "drift_reference.npz", INPUT0=x, OUTPUT0=x)
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        values = np.random.default_rng(7).normal(size=(1_000, 4)).astype(np.float32)
+        await send(
+            channel, [raw("plus_one", "FP32", values[i : i + 8]) for i in range(0, 1_000, 8)]
+        )
+        cumulative = window(await report(channel, "plus_one"), "cumulative")
+        verdicts = {column.name: column.verdict for column in cumulative.columns}
+        assert verdicts == {
+            **{f"INPUT0[{j}]": "ok" for j in range(4)},
+            **{f"OUTPUT0[{j}]": "drift" for j in range(4)},
+        }
+        assert cumulative.status == "drift"  # half the columns drift: the default share
+
+    serve(tmp_path, scenario)
+
+
+def test_a_new_category_drifts_an_integer_column(tmp_path: Path) -> None:
+    """An INT64 column with 4 distinct reference values is categorical (AUTO): traffic with a
+    category the reference never had moves it to "other" and drifts it."""
+    folder = add_model(
+        tmp_path,
+        "category",
+        m.identity_model("INT64", ["batch", 1]),
+        CATEGORY_CONFIG.format(name="category"),
+    )
+    (folder / "drift.pbtxt").write_text("thresholds { min_rows: 400 }\n", encoding="utf-8")
+    rng = np.random.default_rng(8)
+    weights = [0.4, 0.3, 0.2, 0.1]
+    reference = rng.choice([1, 2, 3, 4], size=(10_000, 1), p=weights).astype(np.int64)
+    np.savez(folder / "1" / "drift_reference.npz", INPUT0=reference)
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        same = rng.choice([1, 2, 3, 4], size=(800, 1), p=weights).astype(np.int64)
+        await send(channel, [raw("category", "INT64", same[i : i + 8]) for i in range(0, 800, 8)])
+        cumulative = window(await report(channel, "category"), "cumulative")
+        assert [(c.name, c.verdict) for c in cumulative.columns] == [
+            ("INPUT0", "ok"),
+            ("OUTPUT0", "ok"),
+        ]
+        assert all(c.HasField("chi_squared_p_value") for c in cumulative.columns)
+        await reset(channel, "category")
+        new = rng.choice([1, 2, 3, 4, 9], size=(800, 1), p=[0.3, 0.2, 0.2, 0.1, 0.2]).astype(
+            np.int64
+        )
+        await send(channel, [raw("category", "INT64", new[i : i + 8]) for i in range(0, 800, 8)])
+        cumulative = window(await report(channel, "category"), "cumulative")
+        assert [(c.name, c.verdict) for c in cumulative.columns] == [
+            ("INPUT0", "drift"),
+            ("OUTPUT0", "drift"),
+        ]
+        assert not cumulative.columns[0].HasField("wasserstein")  # numeric columns only
+
+    serve(tmp_path, scenario)
+
+
+def test_looked_up_features_are_monitored_like_request_inputs(tmp_path: Path) -> None:
+    """A model with a feature join: its graph input INPUT0 is 4 request-time values then 3
+    looked up per user (all 1.0 in the snapshot, -1 by default for a missing user). Known users
+    keep the looked-up columns ok; unknown ones get the defaults, and those columns drift."""
+    folder = add_features_model(tmp_path, "joined", polling=False)
+    (folder / "drift.pbtxt").write_text(
+        'tensor { name: "INPUT0" }\n', encoding="utf-8"
+    )
+    rng = np.random.default_rng(9)
+    reference = np.hstack([rng.normal(size=(5_000, 4)), np.ones((5_000, 3))]).astype(np.float32)
+    np.savez(folder / "1" / "drift_reference.npz", INPUT0=reference)
+    fresh = [int(u) for i, u in enumerate(snapshot_ids()) if i % 3 != 0]
+
+    def request(users: list[int]) -> pb.ModelInferRequest:
+        built = pb.ModelInferRequest(model_name="joined")
+        ids = built.inputs.add(name="user_id", datatype="INT64")
+        ids.shape.extend([len(users), 1])
+        dense = built.inputs.add(name="dense", datatype="FP32")
+        dense.shape.extend([len(users), 4])
+        built.raw_input_contents.append(np.array(users, np.int64).tobytes())
+        built.raw_input_contents.append(
+            rng.normal(size=(len(users), 4)).astype(np.float32).tobytes()
+        )
+        return built
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        # 2000 rows: the default min_rows, below which nothing is judged.
+        known = [request(list(rng.choice(fresh, size=8))) for _ in range(250)]
+        await send(channel, known)
+        cumulative = window(await report(channel, "joined"), "cumulative")
+        assert cumulative.rows == 2_000
+        assert all(c.verdict == "ok" for c in cumulative.columns), cumulative
+        await reset(channel, "joined")
+        unknown = [request([1_000 + i] * 8) for i in range(250)]
+        await send(channel, unknown)
+        cumulative = window(await report(channel, "joined"), "cumulative")
+        verdicts = {c.name: c.verdict for c in cumulative.columns}
+        assert verdicts == {
+            **{f"INPUT0[{j}]": "ok" for j in range(4)},
+            **{f"INPUT0[{j}]": "drift" for j in range(4, 7)},
+        }
 
     serve(tmp_path, scenario)
