@@ -134,7 +134,7 @@ def _number(value: float | None) -> str:
 def _window_line(window: pb.WindowDrift) -> str:
     span = ""
     if window.window == "last_closed":
-        span = f" (#{window.index}, {window.opened_s:.0f}-{window.closed_s:.0f} s)"
+        span = f" (#{window.index}, {window.opened_s:.1f}-{window.closed_s:.1f} s)"
     return (
         f"  {window.window + span:<28} {window.status.upper():<8} {window.rows:>10,} rows  "
         f"judged {window.judged}, warning {window.warning}, drift {window.drift}"
@@ -180,7 +180,7 @@ def report_table(report: pb.DriftReportResponse, window_name: str, rows: int) ->
         if len(shown) < len(columns):
             lines.append(f"  ... {len(columns) - len(shown)} more (--rows 0 lists all)")
         lines.append("")
-    return "\n".join(lines).rstrip()
+    return "\n".join(line.rstrip() for line in lines).rstrip()
 
 
 def _rank(verdict: str) -> int:
