@@ -1,7 +1,8 @@
 """`ferroserve features status` and `ferroserve features load`: a command-line client of a
 running server's `ferroserve.features.v1.FeatureService` (server/features.py). Prints a table
 for people or JSON for scripts; a server error exits 1 with the server's message and what to
-try next."""
+try next. `features load --file` instead writes a file's rows into a Redis view in Feast's
+layout (features/redis_writer.py), without a server."""
 
 from __future__ import annotations
 
@@ -9,13 +10,22 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 from google.protobuf.message import Message
 
 from ferroserve._proto import feature_service_pb2 as pb
+from ferroserve.errors import (
+    DeadlineExceededError,
+    FerroserveError,
+    UnavailableError,
+)
 from ferroserve.features.status_report import status_json, status_table
+
+if TYPE_CHECKING:
+    from ferroserve.features.redis_writer import RedisWrite
 
 SERVICE = "/ferroserve.features.v1.FeatureService"
 DEFAULT_SERVER = "127.0.0.1:8001"
@@ -42,7 +52,14 @@ def add_commands(commands: Any) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     load = actions.add_parser(
         "load",
-        help="read a model's snapshot files again now and install them atomically",
+        help="read a model's snapshot files again now and install them atomically; with "
+        "--file, write a file's rows into a Redis view in Feast's layout",
+        description="Without --file: asks the server at --server to read the model's snapshot "
+        "files again and install them atomically. With --file: writes the file's rows into the "
+        "Redis store of a view with store: REDIS, in Feast's online-store layout (as `feast "
+        "materialize` would), reading the view, its store and Feast's names from "
+        "MODEL_REPOSITORY/MODEL/features.pbtxt; no server is needed, and servers read the "
+        "rows from Redis at once.",
     )
     load.add_argument("--model", required=True, help="the model whose snapshots to load")
     load.add_argument("--version", default="", help="only this version (default: ready ones)")
@@ -54,6 +71,28 @@ def add_commands(commands: Any) -> None:
         help="only this view (repeatable; default: every view)",
     )
     load.add_argument("--json", action="store_true", help="print JSON for scripts")
+    load.add_argument(
+        "--file",
+        type=Path,
+        help="write this file's rows (.parquet, .csv or .npz: the view's key and feature "
+        "columns, named as in features.pbtxt, and an event-time column) into the Redis view "
+        "named by --view",
+    )
+    load.add_argument(
+        "--model-repository",
+        type=Path,
+        help="with --file: the repository whose MODEL/features.pbtxt declares the view",
+    )
+    load.add_argument(
+        "--event-time-column",
+        help="with --file: the rows' event times, timestamps or numbers with "
+        "--event-time-unit (default event_timestamp, as in Feast's examples)",
+    )
+    load.add_argument(
+        "--event-time-unit",
+        choices=("s", "ms", "us"),
+        help="with --file: the unit of numeric event times since the Unix epoch",
+    )
     for parser, timeout_s in ((status, 10.0), (load, 600.0)):
         parser.add_argument(
             "--server",
@@ -82,6 +121,24 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             else:
                 print(status_table(status, time.time()), file=out)
             return 0
+        if args.file is not None:
+            return _write_redis(args, out)
+        stray = [
+            flag
+            for flag, value in (
+                ("--model-repository", args.model_repository),
+                ("--event-time-column", args.event_time_column),
+                ("--event-time-unit", args.event_time_unit),
+            )
+            if value is not None
+        ]
+        if stray:
+            print(
+                f"ferroserve features load: {', '.join(stray)} go with --file (the rows to write "
+                "into a Redis view); without it the server reloads the snapshot files",
+                file=sys.stderr,
+            )
+            return 1
         request_load = pb.FeatureReloadRequest(
             model=args.model, version=args.version, views=args.view
         )
@@ -103,6 +160,78 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+# What to try next when writing into Redis failed, by the error.
+_WRITE_HINTS: tuple[tuple[type[FerroserveError], str], ...] = (
+    (UnavailableError, "is redis-server running at the redis.url of features.pbtxt?"),
+    (DeadlineExceededError, "raise --timeout for large files"),
+)
+
+
+def _write_redis(args: argparse.Namespace, out: TextIO) -> int:
+    """`features load --file`: the file's rows into a Redis view; exit status 1 with the
+    reason on stderr when the arguments, the model, the file or Redis do not allow it."""
+    # Imported here: it needs numpy and pyarrow, which the server's clients do not.
+    from ferroserve.features.redis_writer import DEFAULT_EVENT_TIME_COLUMN, write_file
+
+    try:
+        if args.model_repository is None:
+            raise _UsageError("--file needs --model-repository (the folder of MODEL)")
+        if len(args.view) != 1:
+            raise _UsageError("--file needs exactly one --view: the Redis view to write")
+        if args.version:
+            raise _UsageError(
+                "--version does not apply to --file: features.pbtxt belongs to the model folder"
+            )
+        written = write_file(
+            args.model_repository,
+            args.model,
+            args.view[0],
+            args.file,
+            event_time_column=args.event_time_column or DEFAULT_EVENT_TIME_COLUMN,
+            event_time_unit=args.event_time_unit,
+            timeout_s=args.timeout,
+        )
+    except (FerroserveError, _UsageError) as error:
+        hint = next((h for kind, h in _WRITE_HINTS if isinstance(error, kind)), None)
+        print(
+            f"ferroserve features load: {error}" + (f"\n  {hint}" if hint else ""),
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(write_json(written), indent=2), file=out)
+    else:
+        print(write_line(written), file=out)
+    return 0
+
+
+class _UsageError(Exception):
+    """Flags that do not go together."""
+
+
+def write_json(written: RedisWrite) -> dict[str, Any]:
+    return {
+        "model": written.model,
+        "view": written.view,
+        "project": written.project,
+        "rows": written.rows,
+        "duplicate_keys": written.duplicate_keys,
+        "seconds": written.seconds,
+    }
+
+
+def write_line(written: RedisWrite) -> str:
+    dropped = (
+        f"; {written.duplicate_keys:,} older row(s) of a key written twice dropped"
+        if written.duplicate_keys
+        else ""
+    )
+    return (
+        f"{written.model}: wrote {written.rows:,} rows of view {written.view} into Redis "
+        f"(Feast project {written.project}) in {written.seconds:.3f} s{dropped}"
+    )
 
 
 def _call(

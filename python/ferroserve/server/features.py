@@ -205,6 +205,15 @@ class FeatureService:
                         f"{', '.join(repr(v) for v in unknown)}; its views: "
                         f"{', '.join(features.plan.views)}"
                     )
+                redis = features.declaration.redis
+                in_redis = [view for view in views if redis is not None and view in redis.views]
+                if in_redis:
+                    raise InvalidInputError(
+                        f"model '{model.name}' view '{in_redis[0]}' is stored in Redis, not "
+                        "loaded from a file: write its rows with `ferroserve features load "
+                        f"--model {model.name} --view {in_redis[0]} --file ROWS "
+                        "--model-repository DIR`"
+                    )
             response = pb.FeatureReloadResponse()
             for model, features in targets:
                 response.reloads.append(await _reload(model, features, views or None))
