@@ -1,205 +1,48 @@
 """Feast itself writes Redis, ferroserve's Rust reader (rust/feast) reads it.
 
-A tiny Feast feature repository (an Int64 entity and a String entity, two FileSource parquet
-files, two FeatureViews, `online_store: type: redis`) is applied and materialized with Feast's
-own CLI into a redis-server this test starts; the crate's `read` example then reads the rows
-and must agree with Feast's own `get_online_features` value for value, nulls and missing
-entities included, with the event times Feast stored.
-
-Feast is not a test dependency (it pins pandas < 3, which the suite's environment is past):
-the test runs it from the Python named by FEAST_PYTHON (`make test` builds `.venv-feast` with
-`make feast-venv` and sets it), else from the current interpreter if it has `feast`, and skips
-otherwise.
+A tiny Feast feature repository (support/feast.py: an Int64 and a String entity, two FileSource
+parquet files, two FeatureViews, `online_store: type: redis`) is applied and materialized with
+Feast's own CLI into a redis-server this test starts; the crate's `read` example then reads the
+rows and must agree with Feast's own `get_online_features` value for value, nulls and missing
+entities included, with the event times Feast stored. (A model serving what Feast wrote, and
+Feast reading what `ferroserve features load` wrote: tests/e2e/test_feast_serving.py.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from support.feast import (
+    NOW,
+    PROJECT,
+    feast_cli,
+    feast_python,
+    feast_read,
+    materialize,
+    materialized_tables,
+    tool,
+    write_repo,
+)
+from support.redis import RedisServer, redis_server_binary
 
 pytestmark = pytest.mark.timeout(600)
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "ferroserve_e2e"
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def feast_python() -> str:
-    configured = os.environ.get("FEAST_PYTHON")
-    if configured:
-        return configured
-    if importlib.util.find_spec("feast") is not None:
-        return sys.executable
-    pytest.skip(
-        "feast is not installed: pip install 'feast[redis]' into a separate venv and set "
-        "FEAST_PYTHON to its python (Feast pins pandas < 3; see docs/features.md)"
-    )
-
-
-def tool(name: str, package: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing: `make test` installs Debian's {package} package")
-        pytest.skip(f"{name} is not installed (Debian: apt-get install {package})")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def redis_port() -> Iterator[int]:
-    binary = tool("redis-server", "redis-server")
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer(redis_server_binary())
+    server.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield port
+        yield server.port
     finally:
-        server.kill()
-        server.wait()
-
-
-def write_repo(repo: Path, port: int) -> None:
-    """feature_store.yaml, repo.py and the two parquet sources."""
-    data = repo / "data"
-    data.mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(
-        textwrap.dedent(
-            f"""\
-            project: {PROJECT}
-            provider: local
-            registry: {data / "registry.db"}
-            online_store:
-              type: redis
-              connection_string: "localhost:{port}"
-            offline_store:
-              type: file
-            entity_key_serialization_version: 3
-            """
-        )
-    )
-    (repo / "repo.py").write_text(
-        textwrap.dedent(
-            f"""\
-            from datetime import timedelta
-
-            from feast import Entity, FeatureView, Field, FileSource, ValueType
-            from feast.types import Float32, Float64
-
-            driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
-            user = Entity(name="user", join_keys=["user_name"], value_type=ValueType.STRING)
-            driver_stats = FeatureView(
-                name="driver_stats",
-                entities=[driver],
-                ttl=timedelta(days=3650),
-                schema=[
-                    Field(name="conv_rate", dtype=Float32),
-                    Field(name="acc_rate", dtype=Float32),
-                ],
-                source=FileSource(
-                    path="{data / "drivers.parquet"}", timestamp_field="event_timestamp"
-                ),
-            )
-            user_stats = FeatureView(
-                name="user_stats",
-                entities=[user],
-                ttl=timedelta(days=3650),
-                schema=[Field(name="score", dtype=Float64)],
-                source=FileSource(
-                    path="{data / "users.parquet"}", timestamp_field="event_timestamp"
-                ),
-            )
-            """
-        )
-    )
-    timestamp = pa.timestamp("us", tz="UTC")
-    pq.write_table(
-        pa.table(
-            {
-                "driver_id": pa.array([1001, 1002, 1003, -4], pa.int64()),
-                "event_timestamp": pa.array(
-                    [NOW - timedelta(hours=hours) for hours in (1, 2, 3, 4)], timestamp
-                ),
-                "conv_rate": pa.array([0.5, 0.25, None, 1e-3], pa.float32()),
-                "acc_rate": pa.array([0.75, 1.5, 2.0, -3.0], pa.float32()),
-            }
-        ),
-        data / "drivers.parquet",
-    )
-    pq.write_table(
-        pa.table(
-            {
-                "user_name": pa.array(["alice", "bob", "café"], pa.string()),
-                "event_timestamp": pa.array([NOW - timedelta(minutes=5)] * 3, timestamp),
-                "score": pa.array([0.1, -2.5, 1e300], pa.float64()),
-            }
-        ),
-        data / "users.parquet",
-    )
-
-
-FEAST_READ = textwrap.dedent(
-    """\
-    import json, sys
-    from feast import FeatureStore
-
-    store = FeatureStore(repo_path=sys.argv[1])
-    view, features, key_name = sys.argv[2], sys.argv[3].split(","), sys.argv[4]
-    keys = json.loads(sys.argv[5])
-    rows = store.get_online_features(
-        features=[f"{view}:{feature}" for feature in features],
-        entity_rows=[{key_name: key} for key in keys],
-    ).to_dict()
-    print(json.dumps([[rows[feature][i] for feature in features] for i in range(len(keys))]))
-    """
-)
-
-
-def feast_read(
-    python: str, repo: Path, view: str, features: list[str], key: str, keys: list
-) -> list:
-    out = subprocess.run(
-        [python, "-c", FEAST_READ, str(repo), view, ",".join(features), key, json.dumps(keys)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=feast_env(),
-    )
-    return json.loads(out.stdout)
-
-
-def feast_env() -> dict[str, str]:
-    return {**os.environ, "FEAST_USAGE": "False"}
+        server.stop()
 
 
 def ferroserve_read(
@@ -245,20 +88,10 @@ def test_rows_feast_materialized_read_the_same_through_the_rust_reader(
     tmp_path: Path, redis_port: int
 ) -> None:
     python = feast_python()
-    feast_cli = Path(python).parent / "feast"
     repo = tmp_path / "repo"
-    write_repo(repo, redis_port)
-    env = feast_env()
-    subprocess.run([str(feast_cli), "apply"], cwd=repo, check=True, capture_output=True, env=env)
-    start = (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    end = (NOW + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
-    subprocess.run(
-        [str(feast_cli), "materialize", start, end],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    write_repo(repo, redis_port, *materialized_tables())
+    feast_cli(python, repo, "apply")
+    materialize(python, repo)
 
     # Int64 entity, Float32 features: a null (Feast stores it as an empty Value), a missing key.
     features = ["conv_rate", "acc_rate"]
