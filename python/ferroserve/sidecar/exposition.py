@@ -16,6 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ferroserve.metrics.histogram import duration_buckets
+from ferroserve.sidecar.drift_exposition import drift_families
 from ferroserve.sidecar.feature_exposition import feature_families
 from ferroserve.sidecar.source import SnapshotSource
 
@@ -87,6 +88,7 @@ class SnapshotCollector(Collector):
             return
         yield from model_families(data)
         yield from feature_families(data)
+        yield from drift_families(data)
         yield from rpc_families(data)
 
 

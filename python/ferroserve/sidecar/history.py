@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferroserve.metrics.histogram import histogram_quantile
+from ferroserve.sidecar.drift_panel import drift_panel
 from ferroserve.sidecar.feature_history import (
     FEATURE_SERIES,
     FeatureSample,
@@ -200,6 +201,8 @@ class History:
                     row.update(track.view(bounds_s))
                 if "features" in entry:
                     row["features"] = feature_panel(entry["features"], time.time())
+                if "drift" in entry:
+                    row["drift"] = drift_panel(entry["drift"])
                 models.append(row)
             samples = min(self._samples, self._keep)
         return {
