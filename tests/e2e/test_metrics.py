@@ -32,6 +32,7 @@ from support.batching import (
     run,
     spawn,
 )
+from support.drift import MONITORED_COLUMNS, WIDTH, add_drift_model, send_rows
 from support.metrics import (
     Samples,
     background_traffic,
@@ -58,6 +59,7 @@ input [ { name: "input" data_type: TYPE_FP32 dims: [ 64 ] } ]
 output [ { name: "output" data_type: TYPE_FP32 dims: [ 10 ] } ]
 """
 SERVICE = "inference.GRPCInferenceService"
+DRIFTY = {"model": "drifty", "version": "1"}
 
 
 def write_repository(root: Path) -> Path:
@@ -529,3 +531,68 @@ def test_dashboard_api_reports_rates_and_latency(metrics_server: ServerProcess) 
         return again if again["totals"]["pending"] == 0 else None
 
     assert wait_for(settled, "no pending mlp request after the traffic")["totals"]["pending"] == 0
+
+
+def test_drift_of_a_served_model_is_exported(tmp_path: Path) -> None:
+    """A model with a drift.pbtxt, after 1,024 rows shifted by one standard deviation in
+    requests of 16 (windows of 400 rows): /metrics shows it drifting in the cumulative and the
+    last closed window, the open one (224 rows) not judged yet, exact rows, every column by
+    verdict and the top columns' scores; the same figures in /api/dashboard's drift panel."""
+    root = tmp_path / "repository"
+    add_drift_model(root, "drifty")
+    add_model(root, "mlp", mlp_model(), MLP_CONFIG)  # no drift.pbtxt: no drift series
+    server = ServerProcess(root, tmp_path / "server.log", ["--metrics-interval-ms", "200"])
+    with server:
+        server.wait_ready()
+        send_rows(server.url, "drifty", 1_024, shift=1.0)
+
+        def drift_settled() -> Samples | None:
+            samples = scrape(server.metrics_url)
+            rows = value(samples, "ferroserve_drift_window_rows", window="cumulative", **DRIFTY)
+            return samples if rows == 1_024 else None
+
+        samples = wait_for(drift_settled, "the drift of 1,024 rows in /metrics")
+        board = next(m for m in dashboard(server.metrics_url)["models"] if m["model"] == "drifty")
+
+    def drift(name: str, **labels: str) -> float | None:
+        return value(samples, f"ferroserve_drift_{name}", **DRIFTY, **labels)
+
+    assert drift("monitored_columns") == MONITORED_COLUMNS
+    assert drift("uncounted_batches_total") == 0
+    windows = {"cumulative": (2, 1_024), "last_closed": (2, 400), "current": (0, 224)}
+    for window, (status, rows) in windows.items():
+        assert drift("status", window=window) == status, window
+        assert drift("window_rows", window=window) == rows, window
+        by_verdict = {
+            verdict: drift("columns", window=window, verdict=verdict)
+            for verdict in ("ok", "warning", "drift", "too_few_rows")
+        }
+        assert sum(n or 0 for n in by_verdict.values()) == MONITORED_COLUMNS, by_verdict
+    assert drift("columns", window="current", verdict="too_few_rows") == MONITORED_COLUMNS
+    assert (drift("columns", window="cumulative", verdict="drift") or 0) >= WIDTH
+    for j in range(WIDTH):
+        column = {"window": "last_closed", "column": f"x[{j}]"}
+        assert (drift("score", statistic="psi", **column) or 0) > 0.2
+        assert drift("column_status", **column) == 2
+        assert drift("column_non_finite_ratio", **column) == 0
+        # chi-squared is for categorical columns: absent, not 0
+        assert drift("score", statistic="chi_squared_p_value", **column) is None
+    # The open window's columns are not judged yet: no verdict, but their statistics are there.
+    assert drift("column_status", window="current", column="x[0]") is None
+    assert (drift("score", window="current", column="x[0]", statistic="psi") or 0) > 0.2
+    assert not [
+        key
+        for key in samples
+        if key[0].startswith("ferroserve_drift") and ("model", "mlp") in key[1]
+    ]
+    panel = board["drift"]
+    assert [(w["window"], w["status"], w["rows"]) for w in panel["windows"]] == [
+        ("cumulative", "drift", 1_024),
+        ("current", "ok", 224),
+        ("last_closed", "drift", 400),
+    ]
+    assert len(panel["histograms"]) == MONITORED_COLUMNS
+    histogram = panel["histograms"][0]
+    assert sum(histogram["reference"]) == pytest.approx(1.0)
+    assert sum(histogram["windows"]["last_closed"]) == pytest.approx(1.0)
+    assert histogram["values"]["cumulative"] == 1_024
