@@ -5,6 +5,7 @@
 mod batch;
 mod drift;
 mod exceptions;
+mod feast;
 mod features;
 mod frontend;
 mod gil;
@@ -78,7 +79,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<features::FeaturePlan>()?;
     m.add_class::<features::PyFeatureStore>()?;
     m.add_class::<features::PyFeatureTable>()?;
-    m.add_function(wrap_pyfunction!(features::feast_write, m)?)?;
+    m.add_function(wrap_pyfunction!(feast::feast_write, m)?)?;
     m.add_class::<drift::PyDriftTracker>()?;
     m.add_function(wrap_pyfunction!(drift::drift_numeric_profile, m)?)?;
     m.add_function(wrap_pyfunction!(drift::drift_categorical_profile, m)?)?;
