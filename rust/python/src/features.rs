@@ -453,6 +453,10 @@ impl<'py> Column<'py> {
     }
 }
 
+/// One request's graph inputs for Python: a buffer per graph input and its shape, in the plan's
+/// model-input order.
+type GraphInputs<'py> = (Vec<Bound<'py, PyBytes>>, Vec<Vec<i64>>);
+
 #[pymethods]
 impl PyFeatureStore {
     /// An empty store for `plan`'s views (a batch before the first install fails: load the
@@ -490,7 +494,7 @@ impl PyFeatureStore {
         py: Python<'py>,
         request: Vec<PyBackedBytes>,
         rows: usize,
-    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<Vec<i64>>)> {
+    ) -> PyResult<GraphInputs<'py>> {
         let redis = self
             .redis
             .as_ref()
