@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from ferroserve.demo import write_demo_repository
 from support import features as f
+from support.drift import add_drift_model, drift_traffic
 from support.metrics import background_traffic, dashboard, wait_for
 from support.server import ServerProcess
 
@@ -51,6 +52,9 @@ class PageReader(HTMLParser):
         self.text: list[str] = []
         self.views: dict[str, list[str]] = {}  # the features table: view -> its cells
         self._view: str | None = None
+        self.windows: dict[str, list[str]] = {}  # the drift table: window -> its cells
+        self._window: str | None = None
+        self.canvases: dict[str, dict[str, str | None]] = {}  # chart -> its attributes
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
@@ -63,9 +67,13 @@ class PageReader(HTMLParser):
                 self.points[attributes["data-chart"] or ""] = int(
                     attributes.get("data-points") or 0
                 )
+                self.canvases[attributes["data-chart"] or ""] = attributes
             if tag == "tr" and attributes.get("data-view"):
                 self._view = attributes["data-view"]
                 self.views[self._view or ""] = []
+            if tag == "tr" and attributes.get("data-window"):
+                self._window = attributes["data-window"]
+                self.windows[self._window or ""] = []
             if tag == "div" and "data-figure" in attributes:
                 self._figure = attributes["data-figure"]
             elif tag == "div" and attributes.get("class") == "value" and self._figure:
@@ -76,6 +84,7 @@ class PageReader(HTMLParser):
             self.depth -= 1
         if tag == "tr":
             self._view = None
+            self._window = None
 
     def handle_data(self, data: str) -> None:
         if not self.depth:
@@ -83,6 +92,8 @@ class PageReader(HTMLParser):
         self.text.append(data)
         if self._view is not None and data.strip():
             self.views[self._view].append(data.strip())
+        if self._window is not None and data.strip():
+            self.windows[self._window].append(data.strip())
         if self._figure is not None and self._figure in self.figures and data.strip():
             self.figures[self._figure] = data.strip()
             self._figure = None
@@ -190,3 +201,46 @@ def feature_page(server: ServerProcess, tmp_path: Path) -> str:
             profile=tmp_path / "shot",
         )
     return page
+
+
+def test_dashboard_shows_the_drift_of_a_model(tmp_path: Path) -> None:
+    """A model with a drift.pbtxt sent rows shifted by one standard deviation: its card's drift
+    section shows DRIFT for the cumulative and the last closed window, and draws the top
+    column's histogram in the last closed window (bars for every bin)."""
+    chromium()  # skip before starting anything where it is missing
+    repository = tmp_path / "repository"
+    add_drift_model(repository, "drifty")
+    server = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
+    with server:
+        server.wait_ready()
+        with drift_traffic(server.url, "drifty", shift=1.0, pause_s=0.002):
+
+            def drifted() -> bool:
+                rows = dashboard(server.metrics_url)["models"]
+                drift = next(r for r in rows if r["model"] == "drifty").get("drift", {})
+                statuses = {w["window"]: w["status"] for w in drift.get("windows", [])}
+                return statuses.get("last_closed") == "drift"
+
+            wait_for(drifted, "a closed window that drifted")
+            page = run_chromium(server.metrics_url + "/", "--dump-dom", profile=tmp_path / "dom")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            screenshot = ARTIFACTS / "dashboard-drift.png"
+            run_chromium(
+                server.metrics_url + "/", f"--screenshot={screenshot}", profile=tmp_path / "shot"
+            )
+
+    reader = PageReader("model-drifty-1")
+    reader.feed(page)
+    assert set(reader.windows) == {"cumulative", "current", "last_closed"}, reader.windows
+    for window in ("cumulative", "last_closed"):
+        cells = reader.windows[window]
+        assert cells[:2] == [window, "DRIFT"], cells
+        assert number(cells[2]) > 0  # rows
+        assert number(cells[5]) > 0  # drifting columns
+    histogram = reader.canvases["drift_histogram"]
+    assert histogram["data-window"] == "last_closed"
+    assert histogram["data-column"], histogram
+    # The reference's ten quantile bins (its NaN and infinity slots are empty: not drawn).
+    assert reader.points["drift_histogram"] == 10
+    assert screenshot.stat().st_size > 10_000
+    print(f"dashboard screenshot: {screenshot}")
