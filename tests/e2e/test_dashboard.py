@@ -1,8 +1,9 @@
 """The sidecar's built-in dashboard in real headless Chromium (Debian's `chromium`, installed by
 `make test`): after traffic, the page's JavaScript has drawn every chart with data points and
 shows the model's live figures, and for a model with looked-up features its features section
-(charts, hit ratio, a row per view). The screenshots are kept in test-artifacts/ (or
-$FERROSERVE_TEST_ARTIFACTS) for a human to look at."""
+(charts, hit ratio, a row per view), with its Redis store's line and charts for a model whose
+view is in Redis. The screenshots are kept in test-artifacts/ (or $FERROSERVE_TEST_ARTIFACTS)
+for a human to look at."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from ferroserve.demo import write_demo_repository
 from support import features as f
 from support.drift import add_drift_model, drift_traffic
 from support.metrics import background_traffic, dashboard, wait_for
+from support.redis import RedisServer, redis_server_binary
+from support.redis_features import add_redis_features_model
 from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
 CHARTS = ("throughput", "latency", "errors", "batch")
-FEATURE_CHARTS = ("feature_lookups", "feature_hit_ratio", "feature_gather")
+FEATURE_CHARTS = ("feature_lookups", "feature_hit_ratio", "feature_gather", "feature_latency")
 ARTIFACTS = Path(
     os.environ.get(
         "FERROSERVE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -55,6 +58,7 @@ class PageReader(HTMLParser):
         self.windows: dict[str, list[str]] = {}  # the drift table: window -> its cells
         self._window: str | None = None
         self.canvases: dict[str, dict[str, str | None]] = {}  # chart -> its attributes
+        self.redis: str | None = None  # the Redis store line's state: up, down or unknown
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
@@ -74,6 +78,8 @@ class PageReader(HTMLParser):
             if tag == "tr" and attributes.get("data-window"):
                 self._window = attributes["data-window"]
                 self.windows[self._window or ""] = []
+            if tag == "div" and "data-redis" in attributes:
+                self.redis = attributes["data-redis"]
             if tag == "div" and "data-figure" in attributes:
                 self._figure = attributes["data-figure"]
             elif tag == "div" and attributes.get("class") == "value" and self._figure:
@@ -178,18 +184,57 @@ def test_dashboard_shows_the_online_features_of_a_model(tmp_path: Path) -> None:
     assert number(reader.figures["feature_gather"]) > 0
     assert reader.figures["feature_rejected"] == "0"
     view = reader.views["user"]
-    assert view[:2] == ["user", str(len(f.snapshot_ids()))] and view[3] == "10 min", view
+    assert view[:3] == ["user", "embedded", str(len(f.snapshot_ids()))], view
+    assert view[4] == "10 min", view
+    assert reader.redis is None and "feature_redis" not in reader.points
     assert screenshot.stat().st_size > 10_000
     print(f"dashboard screenshot: {screenshot}")
 
 
-def feature_page(server: ServerProcess, tmp_path: Path) -> str:
-    """The page's DOM after feature traffic (and its screenshot in ARTIFACTS)."""
-    with f.feature_traffic(server.url, "fraud", pause_s=0.002):
+def test_dashboard_shows_a_redis_feature_store(tmp_path: Path) -> None:
+    chromium()  # skip before starting anything where it is missing
+    redis = RedisServer(redis_server_binary())
+    redis.start()
+    try:
+        repository = tmp_path / "repository"
+        add_redis_features_model(repository, "scored", redis.url)
+        server = ServerProcess(
+            repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"]
+        )
+        with server:
+            server.wait_ready()
+            page = feature_page(server, tmp_path, "scored", "dashboard-redis.png")
+    finally:
+        redis.stop()
+
+    reader = PageReader("model-scored-1")
+    reader.feed(page)
+    for chart in (*FEATURE_CHARTS, "feature_redis"):
+        assert reader.points.get(chart, 0) > 0, (chart, reader.points)
+    assert reader.figures["feature_redis"] == "up" and reader.redis == "up"
+    assert number(reader.figures["feature_redis_errors"]) == 0
+    text = " ".join("".join(reader.text).split())
+    assert f"Redis {redis.url} · connected ·" in text, text
+    # A Redis view has no snapshot: dashes where an embedded view shows its rows and memory;
+    # its lookup latency is its fetches'.
+    view = reader.views["user"]
+    dash = "\N{EN DASH}"  # the page's "no value"
+    assert view[:4] == ["user", "redis", dash, dash], view
+    assert 0 < number(view[-2]) <= number(view[-1]), view
+
+
+def feature_page(
+    server: ServerProcess,
+    tmp_path: Path,
+    model: str = "fraud",
+    screenshot: str = "dashboard-features.png",
+) -> str:
+    """The page's DOM after feature traffic to `model` (and its screenshot in ARTIFACTS)."""
+    with f.feature_traffic(server.url, model, pause_s=0.002):
 
         def has_feature_series() -> bool:
             rows = dashboard(server.metrics_url)["models"]
-            series = next(r for r in rows if r["model"] == "fraud").get("series", {})
+            series = next(r for r in rows if r["model"] == model).get("series", {})
             return len([v for v in series.get("feature_hit_ratio", []) if v is not None]) >= 3
 
         wait_for(has_feature_series, "three dashboard samples with feature lookups")
@@ -197,7 +242,7 @@ def feature_page(server: ServerProcess, tmp_path: Path) -> str:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         run_chromium(
             server.metrics_url + "/",
-            f"--screenshot={ARTIFACTS / 'dashboard-features.png'}",
+            f"--screenshot={ARTIFACTS / screenshot}",
             profile=tmp_path / "shot",
         )
     return page

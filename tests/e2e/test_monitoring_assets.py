@@ -1,8 +1,9 @@
 """deploy/grafana and deploy/prometheus against a real Prometheus (Debian's `prometheus`
 package, installed by `make test`): Prometheus scrapes a ferroserve sidecar during traffic (to
-the demo's MLP and to a model with looked-up features), every Grafana panel query evaluates
-without error, the traffic and feature panels return data, and every alerting rule loads and
-evaluates healthily; every metric a panel queries is documented in docs/metrics.md."""
+the demo's MLP, to a model with looked-up features and to one whose view is in Redis), every
+Grafana panel query evaluates without error, the traffic, feature and Redis panels return data,
+and every alerting rule loads and evaluates healthily; every metric a panel queries is
+documented in docs/metrics.md."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import pytest
 from ferroserve.demo import write_demo_repository
 from support.features import add_features_model, feature_traffic
 from support.metrics import background_traffic, get, scrape, wait_for
+from support.redis import RedisServer, redis_server_binary
+from support.redis_features import add_redis_features_model
 from support.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.timeout(240)
@@ -54,7 +57,12 @@ MUST_HAVE_DATA = (
     "Feature snapshot age (newest event)",
     "Feature snapshot memory",
     "Feature snapshot loads",
+    "Feature lookup latency p50 / p99 by view",
+    "Redis store calls and rows (per s)",
+    "Redis store errors by kind (calls/s)",
+    "Redis store up",
 )
+RULES = 8
 # A histogram's or counter's series names in PromQL, and the family name the docs list.
 _SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -116,18 +124,28 @@ def test_every_dashboard_metric_is_documented() -> None:
         "ferroserve_feature_lookups_total",
         "ferroserve_feature_gather_seconds_total",
         "ferroserve_feature_snapshot_newest_event_timestamp_seconds",
+        "ferroserve_feature_lookup_duration_seconds_bucket",
+        "ferroserve_feature_redis_errors_total",
     } <= queried
 
 
 @pytest.fixture()
 def monitored_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """The demo's MLP and a model with looked-up features, metrics every 250 ms."""
-    repository = write_demo_repository(tmp_path / "repository")
-    add_features_model(repository, "fraud")
-    process = ServerProcess(repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"])
-    with process:
-        process.wait_ready()
-        yield process
+    """The demo's MLP, a model with looked-up features (`fraud`) and one whose view is in a
+    redis-server started here (`scored`), metrics every 250 ms."""
+    tool("prometheus")  # skip before starting anything where it is missing
+    redis = RedisServer(redis_server_binary())
+    redis.start()
+    try:
+        repository = write_demo_repository(tmp_path / "repository")
+        add_features_model(repository, "fraud")
+        add_redis_features_model(repository, "scored", redis.url)
+        log = tmp_path / "server.log"
+        with ServerProcess(repository, log, ["--metrics-interval-ms", "250"]) as process:
+            process.wait_ready()
+            yield process
+    finally:
+        redis.stop()
 
 
 def test_alert_rules_pass_promtool() -> None:
@@ -138,7 +156,7 @@ def test_alert_rules_pass_promtool() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert f"SUCCESS: {RULES} rules found" in result.stdout
 
 
 class Prometheus:
@@ -190,6 +208,7 @@ def test_panels_and_alerts_evaluate_in_prometheus(
         Prometheus(tmp_path, f"127.0.0.1:{monitored_server.metrics_port}") as prometheus,
         background_traffic(monitored_server, rows=2, invalid=True, pause_s=0.002),
         feature_traffic(monitored_server.url, "fraud", pause_s=0.005),
+        feature_traffic(monitored_server.url, "scored", pause_s=0.005),
     ):
 
         def throughput_visible() -> bool:
@@ -214,7 +233,7 @@ def test_panels_and_alerts_evaluate_in_prometheus(
             return rules if rules and evaluated else None
 
         rules = wait_for(rules_evaluated, "every alerting rule to be evaluated", timeout_s=30)
-        assert len(rules) == 7
+        assert len(rules) == RULES
         for rule in rules:
             assert rule["health"] == "ok", rule
         # Half of the requests are invalid on purpose: only that alert may be pending.

@@ -230,20 +230,31 @@ def test_sizes_and_ages_read_like_people_write_them() -> None:
     ]
 
 
+BOUNDS_S = [bound / 1e9 for bound in _core.LOOKUP_BUCKETS_NS]
+
+
 def test_dashboard_feature_figures_between_two_samples() -> None:
     features = snapshot_with_features()["models"][0]["features"]
-    before = FeatureSample.of(features)
+    before = FeatureSample.of(features, BOUNDS_S)
     assert before.lookups == (26, 4, 2, 0) and before.rejected == 1
+    # user: 4 more gathers, all in the 2.5-5 µs bucket; card: none.
+    slower = {"counts": [5, 2, 4] + [0] * 17, "sum_ns": 21_000}
     later = {
         **features,
         "gathers": 9,
         "gather_ns": 4_500_000,
         "views": [
-            view_entry("user", lookups={"hit": 16, "miss": 6, "stale": 2, "unavailable": 0}),
+            view_entry(
+                "user",
+                lookups={"hit": 16, "miss": 6, "stale": 2, "unavailable": 0},
+                latency=slower,
+            ),
             view_entry("card", lookups={"hit": 20, "miss": 0, "stale": 0, "unavailable": 0}),
         ],
     }
-    figures = feature_figures(before, FeatureSample.of(later), 2.0)
+    figures = feature_figures(before, FeatureSample.of(later, BOUNDS_S), 2.0)
+    user_p99 = figures.pop("feature_lookup_p99_ms:user")
+    assert user_p99 is not None and 0.0025 < user_p99 <= 0.005
     assert figures == {
         "feature_hits_per_s": 5.0,
         "feature_misses_per_s": 1.0,
@@ -252,15 +263,23 @@ def test_dashboard_feature_figures_between_two_samples() -> None:
         "feature_lookups_per_s": 6.0,
         "feature_hit_ratio": 10 / 12,
         "feature_gather_us": 500.0,
+        "feature_redis_calls_per_s": None,  # no Redis views
+        "feature_redis_errors_per_s": None,
+        "feature_lookup_p99_ms:card": None,  # no gathers between the samples
     }
-    assert set(figures) == set(FEATURE_SERIES)
+    assert set(figures) | {"feature_lookup_p99_ms:user"} == set(before.series_names())
+    assert set(FEATURE_SERIES) < set(before.series_names())
     assert feature_figures(None, before, 1.0) == {}
     idle = feature_figures(before, before, 1.0)
     assert idle["feature_hit_ratio"] is None and idle["feature_gather_us"] is None
 
-    panel = feature_panel(features, now_unix=1_700_000_660.5)
+    panel = feature_panel(features, 1_700_000_660.5, BOUNDS_S)
     user, card = panel["views"]
     assert (panel["reloads"], panel["reload_failures"]) == (3, 1)
     assert user["newest_event_age_s"] == 60.0 and user["hit_ratio"] == 10 / 16
     assert (user["lookups"], user["miss"], user["stale"], user["rejected"]) == (16, 4, 2, 1)
     assert card["newest_event_age_s"] is None
+    # 5 gathers <= 1 µs, 2 <= 2.5 µs since load: p50 within the first bucket, p99 the second.
+    assert user["store"] == "embedded" and 0 < user["lookup_p50_ms"] <= 0.001
+    assert 0.001 < user["lookup_p99_ms"] <= 0.0025
+    assert panel["redis"] is None

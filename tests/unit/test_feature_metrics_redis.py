@@ -1,7 +1,8 @@
 """Redis feature views made visible: the Redis store's families and every view's lookup latency
-histogram from a snapshot dict (sidecar/feature_exposition.py), the snapshot entry and the
-`features status` answer built from a real store whose Redis cannot be reached (calls fail fast:
-nothing listens on the port), and how the status reads for people and scripts."""
+histogram from a snapshot dict (sidecar/feature_exposition.py) and on the built-in dashboard
+(sidecar/feature_history.py), the snapshot entry and the `features status` answer built from a
+real store whose Redis cannot be reached (calls fail fast: nothing listens on the port), and how
+the status reads for people and scripts."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ferroserve.features.status_report import status_json, status_table
 from ferroserve.metrics.features import feature_snapshot
 from ferroserve.server.features import lookup_latency, redis_status
 from ferroserve.sidecar.feature_exposition import feature_families
+from ferroserve.sidecar.feature_history import FeatureSample, feature_figures, feature_panel
 from prometheus_client.core import Metric
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -315,3 +317,34 @@ def test_lookup_latency_quantiles_from_the_histogram() -> None:
     assert 0.00025 < latency.p50_seconds < 0.0005
     assert latency.p99_seconds == pytest.approx(0.0005)
     assert lookup_latency([0] * BUCKETS, 0) == fpb.LookupLatency()
+
+
+def test_dashboard_redis_figures_and_panel() -> None:
+    bounds_s = [bound / 1e9 for bound in _core.LOOKUP_BUCKETS_NS]
+    first = snapshot(redis_entry())["models"][0]["features"]
+    later = snapshot(redis_entry(calls=60, timeouts=3, connection_errors=4, connected=False))[
+        "models"
+    ][0]["features"]
+    score_counts = list(later["views"][1]["latency"]["counts"])
+    score_counts[13] += 20  # 20 more fetches in the 10-25 ms bucket (waiting for Redis)
+    later["views"][1]["latency"] = {"counts": score_counts, "sum_ns": 0}
+    figures = feature_figures(
+        FeatureSample.of(first, bounds_s), FeatureSample.of(later, bounds_s), 2.0
+    )
+    assert figures["feature_redis_calls_per_s"] == 10.0
+    assert figures["feature_redis_errors_per_s"] == 2.0  # 4 more failed calls in 2 s
+    p99 = figures["feature_lookup_p99_ms:score"]
+    assert p99 is not None and 10 < p99 <= 25
+    assert figures["feature_lookup_p99_ms:user"] is None
+
+    panel = feature_panel(later, 1_000.0, bounds_s)
+    score = panel["views"][1]
+    assert score["store"] == "redis" and 0.25 <= score["lookup_p50_ms"] <= 0.5
+    redis = panel["redis"]
+    assert redis["address"] == "redis://10.0.0.5:6379/0" and redis["connected"] is False
+    assert (redis["calls"], redis["errors"], redis["timeouts"]) == (60, 7, 3)
+    assert redis["last_error"] == {
+        "kind": "connection",
+        "message": "refused",
+        "age_s": 1_000.0 - 1e-6,
+    }

@@ -15,7 +15,6 @@ from typing import Any
 from ferroserve.metrics.histogram import histogram_quantile
 from ferroserve.sidecar.drift_panel import drift_panel
 from ferroserve.sidecar.feature_history import (
-    FEATURE_SERIES,
     FeatureSample,
     feature_figures,
     feature_panel,
@@ -41,12 +40,17 @@ class ModelSample:
     """Lookup and gather counters, for a version with looked-up features."""
 
 
+def _lookup_bounds_s(data: dict[str, Any]) -> list[float]:
+    """The feature lookup latency buckets' bounds in seconds (none without features)."""
+    return [bound / 1e9 for bound in data.get("feature_lookup_buckets_ns", [])]
+
+
 def _delta(now: int, before: int) -> int:
     """Counter increase; a decrease means the serving process restarted from zero."""
     return now - before if now >= before else now
 
 
-def _sample_of(model: dict[str, Any]) -> ModelSample:
+def _sample_of(model: dict[str, Any], lookup_bounds_s: Sequence[float]) -> ModelSample:
     stats = model["stats"]
     features = model.get("features")
     outcomes = stats["outcomes"]
@@ -58,7 +62,7 @@ def _sample_of(model: dict[str, Any]) -> ModelSample:
         inferences=int(stats["inference_count"]),
         executions=int(stats["execution_count"]),
         pending=int(stats["pending"]),
-        features=None if features is None else FeatureSample.of(features),
+        features=None if features is None else FeatureSample.of(features, lookup_bounds_s),
     )
 
 
@@ -73,7 +77,7 @@ class Interval:
     inferences: int
     executions: int
     features: dict[str, float | None]
-    """The feature_history.FEATURE_SERIES figures; empty without looked-up features."""
+    """The FeatureSample.series_names() figures; empty without looked-up features."""
 
     @staticmethod
     def between(before: ModelSample, after: ModelSample, seconds: float) -> Interval:
@@ -133,7 +137,7 @@ class Track:
             else {}
         )
         series: dict[str, list[Any]] = {"t": [t for t, _ in self.points]}
-        names = SERIES + (FEATURE_SERIES if latest.features is not None else ())
+        names = SERIES + (latest.features.series_names() if latest.features is not None else ())
         for name in names:
             series[name] = [figures.get(name) for _, figures in self.points]
         return {
@@ -167,6 +171,7 @@ class History:
             return
         written = float(data["written_unix"])
         bounds_s = [bound / 1e9 for bound in data["duration_buckets_ns"]]
+        lookup_bounds_s = _lookup_bounds_s(data)
         with self._lock:
             if written <= self._last_written:
                 return
@@ -179,13 +184,14 @@ class History:
                 key = (model["model"], model["version"])
                 present.add(key)
                 track = self._tracks.setdefault(key, Track(self._keep))
-                track.add(written, _sample_of(model), bounds_s)
+                track.add(written, _sample_of(model, lookup_bounds_s), bounds_s)
             for gone in self._tracks.keys() - present:  # unloaded versions
                 del self._tracks[gone]
 
     def dashboard(self) -> dict[str, Any]:
         data = self._source.current()
         bounds_s = [] if data is None else [b / 1e9 for b in data["duration_buckets_ns"]]
+        lookup_bounds_s = [] if data is None else _lookup_bounds_s(data)
         models = []
         with self._lock:
             for entry in [] if data is None else data["models"]:
@@ -200,7 +206,7 @@ class History:
                 if track is not None:
                     row.update(track.view(bounds_s))
                 if "features" in entry:
-                    row["features"] = feature_panel(entry["features"], time.time())
+                    row["features"] = feature_panel(entry["features"], time.time(), lookup_bounds_s)
                 if "drift" in entry:
                     row["drift"] = drift_panel(entry["drift"])
                 models.append(row)
