@@ -1,9 +1,10 @@
 """deploy/grafana and deploy/prometheus against a real Prometheus (Debian's `prometheus`
 package, installed by `make test`): Prometheus scrapes a ferroserve sidecar during traffic (to
-the demo's MLP, to a model with looked-up features and to one whose view is in Redis), every
-Grafana panel query evaluates without error, the traffic, feature and Redis panels return data,
-and every alerting rule loads and evaluates healthily; every metric a panel queries is
-documented in docs/metrics.md."""
+the demo's MLP, to a model with looked-up features, to one whose view is in Redis and to one
+that drifts), every Grafana panel query evaluates without error, the traffic, feature, Redis
+and drift panels return data, and every alerting rule loads and evaluates healthily (the drift
+alert pending); every metric a panel queries is documented in docs/metrics.md. promtool's unit
+test checks when the drift alert fires."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 from ferroserve.demo import write_demo_repository
+from support.drift import add_drift_model, drift_traffic
 from support.features import add_features_model, feature_traffic
 from support.metrics import background_traffic, get, scrape, wait_for
 from support.redis import RedisServer, redis_server_binary
@@ -61,8 +63,14 @@ MUST_HAVE_DATA = (
     "Redis store calls and rows (per s)",
     "Redis store errors by kind (calls/s)",
     "Redis store up",
+    "Drift status by window",
+    "Top drift scores (PSI, last closed window)",
+    "Columns by verdict (last closed window)",
+    "Rows in the drift windows",
+    "Batches not counted for drift (per s)",
+    "Drifting columns (last closed window)",
 )
-RULES = 8
+RULES = 9
 # A histogram's or counter's series names in PromQL, and the family name the docs list.
 _SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -124,6 +132,8 @@ def test_every_dashboard_metric_is_documented() -> None:
         "ferroserve_feature_lookups_total",
         "ferroserve_feature_gather_seconds_total",
         "ferroserve_feature_snapshot_newest_event_timestamp_seconds",
+        "ferroserve_drift_status",
+        "ferroserve_drift_score",
         "ferroserve_feature_lookup_duration_seconds_bucket",
         "ferroserve_feature_redis_errors_total",
     } <= queried
@@ -139,6 +149,7 @@ def monitored_server(tmp_path: Path) -> Iterator[ServerProcess]:
     try:
         repository = write_demo_repository(tmp_path / "repository")
         add_features_model(repository, "fraud")
+        add_drift_model(repository, "drifty")
         add_redis_features_model(repository, "scored", redis.url)
         log = tmp_path / "server.log"
         with ServerProcess(repository, log, ["--metrics-interval-ms", "250"]) as process:
@@ -208,6 +219,7 @@ def test_panels_and_alerts_evaluate_in_prometheus(
         Prometheus(tmp_path, f"127.0.0.1:{monitored_server.metrics_port}") as prometheus,
         background_traffic(monitored_server, rows=2, invalid=True, pause_s=0.002),
         feature_traffic(monitored_server.url, "fraud", pause_s=0.005),
+        drift_traffic(monitored_server.url, "drifty", shift=1.0, pause_s=0.005),
         feature_traffic(monitored_server.url, "scored", pause_s=0.005),
     ):
 
@@ -236,6 +248,100 @@ def test_panels_and_alerts_evaluate_in_prometheus(
         assert len(rules) == RULES
         for rule in rules:
             assert rule["health"] == "ok", rule
-        # Half of the requests are invalid on purpose: only that alert may be pending.
+
+        def drift_pending() -> list[dict[str, Any]] | None:
+            groups = prometheus.api("rules", type="alert")["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            states = {rule["name"]: rule["state"] for rule in rules}
+            return rules if states["FerroserveModelDrift"] == "pending" else None
+
+        # Half of the requests are invalid on purpose, and the drift model's rows are shifted by
+        # one standard deviation: only those two alerts may be pending, and the drift one is
+        # (it fires after 10 minutes of it).
+        rules = wait_for(drift_pending, "FerroserveModelDrift pending", timeout_s=30)
         active = {rule["name"] for rule in rules if rule["state"] != "inactive"}
-        assert active <= {"FerroserveInvalidRequests"}
+        assert active <= {"FerroserveInvalidRequests", "FerroserveModelDrift"}
+
+
+# promtool's unit test of FerroserveModelDrift, one sample a minute:
+# (instance, model, version, window, ferroserve_drift_status values).
+DRIFT_SERIES = (
+    ("a", "fraud", "1", "last_closed", "0x4 2x30"),  # drifts from minute 4, on one replica
+    ("b", "fraud", "1", "last_closed", "0x34"),
+    ("a", "scored", "1", "last_closed", "1x34"),  # in warning only
+    ("a", "flaky", "1", "last_closed", "2 0" + " 2 0" * 16 + " 2"),  # every other window
+    ("a", "quiet", "1", "current", "2x34"),  # the open window alone
+    ("a", "reset", "1", "last_closed", "2x19 _x15"),  # reset at minute 20: no last closed window
+)
+# Minute -> the models FerroserveModelDrift fires for (after 10 minutes of drift).
+DRIFT_FIRING = {9: [], 10: ["reset"], 16: ["fraud", "reset"], 30: ["fraud"]}
+
+
+def drift_annotations(model: str) -> dict[str, str]:
+    """FerroserveModelDrift's summary and description for `model` version 1, job ferroserve."""
+    return {
+        "summary": f"{model} v1: its traffic drifted from the reference data",
+        "description": (
+            f"In the last closed drift window of {model} version 1, at least drift_share of the "
+            "judged input and output columns drifted from the reference dataset, for 10 "
+            f"minutes. `ferroserve drift {model}` (with --server HOST:PORT of an instance of "
+            "job ferroserve) lists the columns and their statistics; the sidecar's dashboard "
+            "draws each column's histogram against the reference. Look for an upstream change "
+            "first (a client, a feature pipeline, a unit or encoding) before retraining; once "
+            f"handled, `ferroserve drift {model} --reset` restarts the windows."
+        ),
+    }
+
+
+def test_the_drift_alert_fires_on_a_drifted_closed_window_only(tmp_path: Path) -> None:
+    """promtool test rules: FerroserveModelDrift fires after 10 minutes of DRIFT in a version's
+    last closed window (once per version, whichever replica), not before, not for a warning, a
+    window that drifts every other time or the open window alone, and no more after a reset."""
+    series = [
+        {
+            "series": f'ferroserve_drift_status{{job="ferroserve", instance="{instance}:8002", '
+            f'model="{model}", version="{version}", window="{window}"}}',
+            "values": values,
+        }
+        for instance, model, version, window, values in DRIFT_SERIES
+    ]
+    expectations = [
+        {
+            "eval_time": f"{minute}m",
+            "alertname": "FerroserveModelDrift",
+            "exp_alerts": [
+                {
+                    "exp_labels": {
+                        "severity": "warning",
+                        "job": "ferroserve",
+                        "model": model,
+                        "version": "1",
+                    },
+                    "exp_annotations": drift_annotations(model),
+                }
+                for model in models
+            ],
+        }
+        for minute, models in DRIFT_FIRING.items()
+    ]
+    tests = tmp_path / "drift-alert-tests.yml"  # YAML: JSON is a subset of it
+    tests.write_text(
+        json.dumps(
+            {
+                "rule_files": [str(ALERTS)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {"interval": "1m", "input_series": series, "alert_rule_test": expectations}
+                ],
+            },
+            indent=2,
+        )
+    )
+    result = subprocess.run(
+        [tool("promtool"), "test", "rules", str(tests)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
