@@ -1,6 +1,6 @@
 """Snapshot -> Prometheus metric families (base units, `_total` counters, histograms with fixed
 buckets so they aggregate across replicas), labelled by model and version; the online
-features' families are feature_exposition's."""
+features' families are feature_exposition's, drift's drift_exposition's."""
 
 from __future__ import annotations
 

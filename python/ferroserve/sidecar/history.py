@@ -1,7 +1,8 @@
 """The dashboard's data: the sidecar samples the snapshot every interval and keeps the last
 minutes in memory; rates and latency percentiles come from the differences between samples
-(percentiles interpolated within histogram buckets, as Prometheus' histogram_quantile), and
-the online features' figures from feature_history."""
+(percentiles interpolated within histogram buckets, as Prometheus' histogram_quantile), the
+online features' figures from feature_history and each version's drift panel from
+drift_panel."""
 
 from __future__ import annotations
 
