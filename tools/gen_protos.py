@@ -44,7 +44,7 @@ PROTOS = {
     "ferroserve/features.proto": "features",
     # Operating a running server's feature stores (`ferroserve features status|load`).
     "ferroserve/feature_service.proto": "feature_service",
-    # drift.pbtxt beside config.pbtxt, and reading/resetting a server's windows (`ferroserve drift`).
+    # drift.pbtxt beside config.pbtxt; reading and resetting windows (`ferroserve drift`).
     "ferroserve/drift.proto": "drift",
     "ferroserve/drift_service.proto": "drift_service",
 }

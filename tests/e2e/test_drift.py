@@ -392,9 +392,7 @@ def test_looked_up_features_are_monitored_like_request_inputs(tmp_path: Path) ->
     looked up per user (all 1.0 in the snapshot, -1 by default for a missing user). Known users
     keep the looked-up columns ok; unknown ones get the defaults, and those columns drift."""
     folder = add_features_model(tmp_path, "joined", polling=False)
-    (folder / "drift.pbtxt").write_text(
-        'tensor { name: "INPUT0" }\n', encoding="utf-8"
-    )
+    (folder / "drift.pbtxt").write_text('tensor { name: "INPUT0" }\n', encoding="utf-8")
     rng = np.random.default_rng(9)
     reference = np.hstack([rng.normal(size=(5_000, 4)), np.ones((5_000, 3))]).astype(np.float32)
     np.savez(folder / "1" / "drift_reference.npz", INPUT0=reference)
