@@ -15,10 +15,10 @@ use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use crate::drift::PyDriftTracker;
 use crate::exceptions::{
     DeadlineExceededError, FeatureNotFoundError, InternalError, InvalidInputError, UnavailableError,
 };
-use crate::drift::PyDriftTracker;
 use crate::features::PyFeatureStore;
 use crate::queue::PyBatchQueue;
 use crate::queued::{HeldBytes, PyWaiter, Queue};
