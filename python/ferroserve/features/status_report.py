@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferroserve._proto import feature_service_pb2 as pb
+from ferroserve.features.redis_counters import REDIS_COUNTERS
 
 # ViewStatus.Store as the JSON and the table write it.
 STORE_NAMES = {pb.ViewStatus.EMBEDDED: "embedded", pb.ViewStatus.REDIS: "redis"}
@@ -98,18 +99,6 @@ def _view_json(view: pb.ViewStatus) -> dict[str, Any]:
 
 
 def _redis_json(redis: pb.RedisStoreStatus) -> dict[str, Any]:
-    counters = (
-        "calls",
-        "rows",
-        "found",
-        "missing",
-        "unavailable",
-        "bad_rows",
-        "null_values",
-        "timeouts",
-        "connection_errors",
-        "protocol_errors",
-    )
     last_error = None
     if redis.HasField("last_error_us"):
         last_error = {
@@ -120,7 +109,7 @@ def _redis_json(redis: pb.RedisStoreStatus) -> dict[str, Any]:
     return {
         "address": redis.address,
         "connected": redis.connected if redis.HasField("connected") else None,
-        **{name: getattr(redis, name) for name in counters},
+        **{name: getattr(redis, name) for name in REDIS_COUNTERS},
         "last_answer_us": redis.last_answer_us if redis.HasField("last_answer_us") else None,
         "last_error": last_error,
     }

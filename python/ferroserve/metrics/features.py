@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferroserve.features.redis_counters import REDIS_COUNTERS
 from ferroserve.features.store import ModelFeatures
 
 # How a lookup ended: the snapshot's `lookups` keys, the plan's statistic names beside them.
@@ -21,19 +22,6 @@ LOOKUP_RESULTS = (
 # Where a view's rows come from (the snapshot's `store` of a view).
 EMBEDDED = "embedded"
 REDIS = "redis"
-# The Redis store's counters copied into the snapshot as they are (`FeatureStore.redis_stats`).
-REDIS_COUNTERS = (
-    "calls",
-    "rows",
-    "found",
-    "missing",
-    "unavailable",
-    "bad_rows",
-    "null_values",
-    "timeouts",
-    "connection_errors",
-    "protocol_errors",
-)
 
 
 def feature_snapshot(features: ModelFeatures) -> dict[str, Any]:

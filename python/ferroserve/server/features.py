@@ -20,6 +20,7 @@ from ferroserve.errors import (
     ModelNotFoundError,
     status_code_for,
 )
+from ferroserve.features.redis_counters import REDIS_COUNTERS
 from ferroserve.features.store import ModelFeatures
 from ferroserve.metrics.histogram import histogram_quantile
 from ferroserve.registry.registry import ModelRegistry
@@ -114,19 +115,6 @@ def version_status(model: ServedModel, features: ModelFeatures) -> pb.VersionFea
 
 
 _LOOKUP_FIELDS = ("lookups", "hits", "misses", "stale", "unavailable", "rejected")
-# The Redis store's counters the status copies as they are (`FeatureStore.redis_stats`).
-_REDIS_COUNTERS = (
-    "calls",
-    "rows",
-    "found",
-    "missing",
-    "unavailable",
-    "bad_rows",
-    "null_values",
-    "timeouts",
-    "connection_errors",
-    "protocol_errors",
-)
 
 
 def lookup_latency(counts: Sequence[int], sum_ns: int) -> pb.LookupLatency:
@@ -147,7 +135,7 @@ def lookup_latency(counts: Sequence[int], sum_ns: int) -> pb.LookupLatency:
 def redis_status(address: str, stats: dict[str, Any]) -> pb.RedisStoreStatus:
     """The Redis store's state and counters; `address` is the URL without its credentials."""
     status = pb.RedisStoreStatus(address=address)
-    for key in _REDIS_COUNTERS:
+    for key in REDIS_COUNTERS:
         setattr(status, key, int(stats[key]))
     if stats["connected"] is not None:
         status.connected = bool(stats["connected"])
