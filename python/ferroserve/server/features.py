@@ -25,6 +25,7 @@ from ferroserve.features.store import ModelFeatures
 from ferroserve.metrics.histogram import histogram_quantile
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.runtime.model import ServedModel
+from ferroserve.server.versions import every_version, named_versions
 
 FEATURE_SERVICE_NAME = "ferroserve.features.v1.FeatureService"
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -51,17 +52,6 @@ def _status_code(error: FerroserveError) -> grpc.StatusCode:
         if isinstance(error, error_type):
             return code
     return status_code_for(error)
-
-
-def _versions(registry: ModelRegistry, model: str, version: str) -> list[ServedModel]:
-    """The ready versions a request names. ModelNotFoundError for an unknown model or version,
-    UnavailableError for a known one that is not ready (the registry's words)."""
-    if version:
-        return [registry.resolve(model, version)]
-    ready = registry.ready_versions(model)
-    if not ready:
-        registry.resolve(model)  # raises, saying why nothing is ready
-    return ready
 
 
 def _features_of(model: ServedModel) -> ModelFeatures:
@@ -161,13 +151,12 @@ class FeatureService:
         response = pb.FeatureStatusResponse()
         try:
             if request.model:
-                for model in _versions(self._registry, request.model, request.version):
+                for model in named_versions(self._registry, request.model, request.version):
                     response.models.append(version_status(model, _features_of(model)))
                 return response
             if request.version:
                 raise InvalidInputError("name the model (`model`) whose version you ask for")
-            versions = [model for (_, label), model in self._registry.routes().items() if label]
-            for model in sorted(versions, key=lambda model: (model.name, model.version)):
+            for model in every_version(self._registry):
                 if model.features is not None:
                     response.models.append(version_status(model, model.features))
         except FerroserveError as error:
@@ -182,7 +171,7 @@ class FeatureService:
                 raise InvalidInputError("name the model whose snapshots to load (`model`)")
             targets = [
                 (model, _features_of(model))
-                for model in _versions(self._registry, request.model, request.version)
+                for model in named_versions(self._registry, request.model, request.version)
             ]
             views = list(request.views)
             for model, features in targets:
