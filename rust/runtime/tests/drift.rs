@@ -4,16 +4,19 @@
 // A test that cannot set up panics: unwrap says as much as expect would here.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use ferroserve_batcher::{BatchQueue, BatcherConfig, Request};
 use ferroserve_drift::{
     ColumnProfile, DriftTracker, MonitoredColumn, NumericProfile, TrackerConfig, WindowPolicy,
     numeric_bin,
 };
 use ferroserve_runtime::{
-    Completed, Completions, Deliver, DriftTap, Engine, Executor, InputTensor, Layout, OutputTensor,
+    Completions, Deliver, DriftTap, Engine, Executor, InputTensor, Layout, OutputTensor,
     RuntimeError,
 };
 use ferroserve_tensor::DataType;
@@ -116,16 +119,6 @@ fn request(token: u32, values: &[f32], shape: Vec<i64>) -> Request<Vec<u8>, u32>
         timeout_us: 0,
         deadline: None,
     }
-}
-
-fn wait_for(done: &Done, count: usize) -> Vec<Completed<u32, Vec<u8>>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut all = Vec::new();
-    while all.len() < count && Instant::now() < deadline {
-        all.extend(done.take());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    all
 }
 
 /// The expected bins of `values` among `edges`.

@@ -3,14 +3,17 @@
 // A test that cannot set up panics: unwrap says as much as expect would here.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use ferroserve_batcher::{BatchQueue, BatcherConfig, QueuePolicy, Request};
 use ferroserve_runtime::{
-    Answer, Completed, Completions, Deliver, Engine, Executor, Failure, InputTensor, Layout,
-    OutputTensor, Routed, RuntimeError, Waiter,
+    Answer, Completions, Deliver, Engine, Executor, Failure, InputTensor, Layout, OutputTensor,
+    Routed, RuntimeError, Waiter,
 };
 use proptest::prelude::*;
 
@@ -84,18 +87,6 @@ fn request(token: u32, rows: usize, fill: u8) -> Request<Vec<u8>, u32> {
         timeout_us: 0,
         deadline: None,
     }
-}
-
-/// Answers until `count` arrived (or 5 s passed), sorted by token.
-fn wait_for(done: &Done, count: usize) -> Vec<Completed<u32, Vec<u8>>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut all = Vec::new();
-    while all.len() < count && Instant::now() < deadline {
-        all.extend(done.take());
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    all.sort_by_key(|(token, _)| *token);
-    all
 }
 
 fn bytes(answer: &Answer<Vec<u8>>) -> Vec<u8> {
