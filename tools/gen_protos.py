@@ -47,6 +47,8 @@ PROTOS = {
     # drift.pbtxt beside config.pbtxt; reading and resetting windows (`ferroserve drift`).
     "ferroserve/drift.proto": "drift",
     "ferroserve/drift_service.proto": "drift_service",
+    # Deploying versions into a running server (`ferroserve push|versions|load|unload`).
+    "ferroserve/admin.proto": "admin",
 }
 DESCRIPTOR_SET = "inference.binpb"
 STUBS = tuple(f"{module}_pb2.pyi" for module in PROTOS.values())

@@ -1,6 +1,7 @@
 """The `ferroserve` command: `serve` a model repository, `demo` (write an example repository
-and serve it), `metrics-sidecar`, and `features status|load` and `drift` against a running
-server (cli_features.py, cli_drift.py). Flag names follow Triton's so operators feel at home."""
+and serve it), `metrics-sidecar`, and `features status|load`, `drift` and
+`push|versions|load|unload` against a running server (cli_features.py, cli_drift.py,
+cli_admin.py). Flag names follow Triton's so operators feel at home."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferroserve import __version__, cli_drift, cli_features
-from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+from ferroserve import __version__, cli_admin, cli_drift, cli_features
+from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSH_BYTES
 
 if TYPE_CHECKING:
     from ferroserve.server.app import MetricsOptions, ServerOptions
@@ -78,6 +79,20 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="threads of the native front end (default 1; see docs/configuration.md)",
+    )
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help="file holding the token every admin call (push, load, unload, versions) must send "
+        "as `authorization: Bearer <token>`; without it the admin service is open "
+        "(docs/deploying.md)",
+    )
+    parser.add_argument(
+        "--admin-max-push-bytes",
+        type=int,
+        default=DEFAULT_MAX_PUSH_BYTES,
+        help="largest push accepted, model file and drift reference together (default 2 GiB)",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -150,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_features.add_commands(commands)
     cli_drift.add_commands(commands)
+    cli_admin.add_commands(commands)
     return parser
 
 
@@ -200,6 +216,19 @@ def _check_frontend(frontend: str | None) -> None:
     log.warning("--frontend native has no effect (the native front end always listens); remove it")
 
 
+def _check_token_file(path: Path | None) -> None:
+    """Exits with the reason when --admin-token-file cannot give a token."""
+    if path is None:
+        return
+    from ferroserve.server.auth import TokenGuard
+
+    try:
+        TokenGuard.from_file(path, "--admin-token-file")
+    except (OSError, ValueError) as error:
+        print(f"ferroserve: --admin-token-file: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+
+
 def _run(options: ServerOptions, use_uvloop: bool) -> None:
     from ferroserve.server.app import serve_forever
 
@@ -220,12 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_features.run(args)
     if args.command == "drift":
         return cli_drift.run(args)
+    if args.command in cli_admin.COMMANDS:
+        return cli_admin.run(args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "metrics-sidecar":
         return _run_sidecar(args)
     _check_frontend(args.frontend)
+    _check_token_file(args.admin_token_file)
     from ferroserve.server.app import ServerOptions
 
     metrics = _metrics_options(args)
@@ -244,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_message_bytes=args.grpc_max_message_bytes,
             metrics=metrics,
             frontend_threads=args.frontend_threads,
+            admin_token_file=args.admin_token_file,
+            admin_max_push_bytes=args.admin_max_push_bytes,
         )
     else:
         options = ServerOptions(
@@ -255,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tuple(args.load_model) if args.load_model else None,
             metrics,
             args.frontend_threads,
+            args.admin_token_file,
+            args.admin_max_push_bytes,
         )
     try:
         _run(options, args.uvloop)

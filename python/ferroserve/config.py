@@ -136,19 +136,24 @@ class ModelSignature:
 
 def read_config(model_dir: Path) -> mc.ModelConfig:
     """Parses `model_dir/config.pbtxt` if present, else returns an empty config."""
-    config = mc.ModelConfig()
     path = model_dir / CONFIG_FILE
-    if path.exists():
-        try:
-            text_format.Parse(path.read_text(encoding="utf-8"), config)
-        except text_format.ParseError as error:
-            raise ConfigError(f"{path}: {error}") from error
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return parse_config(text, model_dir.name, path)
+
+
+def parse_config(text: str, name: str, path: Path | str) -> mc.ModelConfig:
+    """Parses config.pbtxt `text` of the model folder `name` (`path`: where it is, for the
+    errors): ConfigError for text that does not parse, a `name` that is not the folder's, or a
+    platform or backend ferroserve does not serve."""
+    config = mc.ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as error:
+        raise ConfigError(f"{path}: {error}") from error
     if not config.name:
-        config.name = model_dir.name
-    elif config.name != model_dir.name:
-        raise ConfigError(
-            f"{path}: name '{config.name}' does not match the model folder '{model_dir.name}'"
-        )
+        config.name = name
+    elif config.name != name:
+        raise ConfigError(f"{path}: name '{config.name}' does not match the model folder '{name}'")
     if config.platform and config.platform != PLATFORM:
         raise ConfigError(
             f"{path}: platform '{config.platform}' is not served by ferroserve (only '{PLATFORM}')"

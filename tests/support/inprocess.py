@@ -4,6 +4,7 @@ each call: the native front end (`Frontend.rpc_counts()`) or the Python server b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def serve(
     scenario: Callable[[Server, grpc.aio.Channel], Awaitable[None]],
     threads: int = 1,
     max_message_bytes: int = 64 * 1024 * 1024,
+    admin_token_file: Path | None = None,
+    admin_max_push_bytes: int | None = None,
 ) -> None:
     """Starts a server on `repository` (port chosen by the OS), runs `scenario` with a channel
     to it, and stops it."""
@@ -41,7 +44,10 @@ def serve(
             max_message_bytes=max_message_bytes,
             metrics=MetricsOptions(sidecar=False),
             frontend_threads=threads,
+            admin_token_file=admin_token_file,
         )
+        if admin_max_push_bytes is not None:
+            options = dataclasses.replace(options, admin_max_push_bytes=admin_max_push_bytes)
         server = Server(options)
         await server.start()
         try:

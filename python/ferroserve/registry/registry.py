@@ -1,6 +1,8 @@
 """The live model registry: which versions are loading, ready, unloading or failed, and which
 `ServedModel` answers a (name, version) pair. All state changes happen on the event loop; the
-blocking part of a load (session creation, warm-up) runs in a worker thread.
+blocking part of a load (sha256 check of a pushed version, session creation, warm-up) runs in a
+worker thread. Besides whole models (RepositoryModelLoad/Unload), it adds a pushed version and
+loads or unloads single versions (the admin service, server/admin.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from ferroserve.errors import (
     ModelNotFoundError,
     UnavailableError,
 )
-from ferroserve.registry.repository import ModelRepository
+from ferroserve.registry.record import verify_version
+from ferroserve.registry.repository import ModelRepository, ModelSource
+from ferroserve.registry.writer import StagedVersion, remove_version
 from ferroserve.runtime.loader import load_version
 from ferroserve.runtime.model import ServedModel
 
@@ -52,6 +56,9 @@ class VersionStatus:
     state: State
     reason: str = ""
     model: ServedModel | None = None
+    wanted: bool = True
+    """False once unloaded on purpose (left the version policy, UnloadVersion): readiness
+    does not wait for it."""
 
 
 @dataclass(slots=True)
@@ -62,6 +69,11 @@ class ModelEntry:
     reason: str = ""
     """Why the model as a whole failed (bad config), when no version could even be tried."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pinned: set[int] = field(default_factory=set)
+    """Versions LoadVersion (or a push the policy does not select) keeps loaded beside the
+    policy's."""
+    held_off: set[int] = field(default_factory=set)
+    """Versions UnloadVersion took out, kept out until LoadVersion or RepositoryModelLoad."""
 
 
 class ModelRegistry:
@@ -84,13 +96,18 @@ class ModelRegistry:
         targets = self.repository.model_names() if names is None else names
         await asyncio.gather(*(self.load(name) for name in targets))
 
-    async def load(self, name: str) -> None:
-        """(Re)loads a model's selected versions. New versions become ready before versions that
-        left the policy are unloaded, so a reload never drops traffic. Raises ModelNotFoundError
-        for an unknown model and ModelLoadError when no selected version could load."""
+    async def load(self, name: str, reset_versions: bool = False) -> None:
+        """(Re)loads a model's selected versions (the version policy's, plus pinned ones, less
+        held-off ones; `reset_versions` forgets pins and holds first, as RepositoryModelLoad
+        does). New versions become ready before versions that left the selection are unloaded,
+        so a reload never drops traffic. Raises ModelNotFoundError for an unknown model and
+        ModelLoadError when no selected version could load."""
         entry = self._entries.setdefault(name, ModelEntry())
         self._wanted.add(name)
         async with entry.lock:
+            if reset_versions:
+                entry.pinned.clear()
+                entry.held_off.clear()
             try:
                 source = await asyncio.to_thread(self.repository.source, name)
             except ModelNotFoundError:
@@ -106,21 +123,15 @@ class ModelRegistry:
             entry.reason = ""
             loop = asyncio.get_running_loop()
             failures = []
-            for version in source.versions:
+            selected = _selection(source, entry)
+            for version in selected:
                 status = VersionStatus(State.LOADING)
                 previous = entry.versions.get(version)
                 entry.versions[version] = (
                     status if previous is None or previous.model is None else previous
                 )
                 try:
-                    model = await asyncio.to_thread(
-                        load_version,
-                        source.config,
-                        source.path,
-                        source.model_file(version),
-                        version,
-                        loop,
-                    )
+                    model = await asyncio.to_thread(_load_checked, source, version, loop)
                 except Exception as error:  # any load failure fails this version alone
                     log.error("model '%s' version %d failed to load: %s", name, version, error)
                     failures.append(str(error))
@@ -139,11 +150,121 @@ class ModelRegistry:
                 self._publish(name)
                 if old is not None and old.model is not None and old.model is not model:
                     await old.model.unload()
-            stale = [v for v in entry.versions if v not in source.versions]
+            stale = [v for v, s in entry.versions.items() if v not in selected and s.wanted]
             await self._unload_versions(name, entry, stale)
             self._publish(name)
-            if failures and len(failures) == len(source.versions):
+            if failures and len(failures) == len(selected):
                 raise ModelLoadError("; ".join(failures))
+
+    async def add_version(self, staged: StagedVersion) -> tuple[int, ServedModel]:
+        """Puts a finished upload in place as the model's next version, loads and warms it
+        up, then unloads the versions that left the selection. When it fails to load, the
+        version is removed from the repository again and the versions serving before are
+        untouched; ModelLoadError says why. Returns the version number and its model."""
+        name = staged.model
+        entry = self._entries.setdefault(name, ModelEntry())
+        async with entry.lock:
+            version = await asyncio.to_thread(staged.commit)
+            try:
+                source = await asyncio.to_thread(self.repository.source, name)
+                entry.versions[version] = VersionStatus(State.LOADING)
+                loop = asyncio.get_running_loop()
+                model = await asyncio.to_thread(_load_checked, source, version, loop)
+            except Exception as error:  # the version goes, whatever stopped it
+                entry.versions.pop(version, None)
+                if not entry.versions and name not in self._wanted:
+                    self._entries.pop(name, None)
+                await asyncio.to_thread(
+                    remove_version, self.repository.root, name, version, staged.new_model
+                )
+                log.error("model '%s' pushed version %d failed to load: %s", name, version, error)
+                raise ModelLoadError(
+                    f"model '{name}' version {version} failed to load and was removed from the "
+                    f"repository (the versions serving before still serve): {error}"
+                ) from error
+            self._wanted.add(name)
+            entry.reason = ""
+            if version not in source.versions:
+                entry.pinned.add(version)
+            entry.versions[version] = VersionStatus(State.READY, model=model)
+            log.info(
+                "model '%s' pushed version %d ready on %s in %.2fs",
+                name,
+                version,
+                model.provider,
+                model.report.load_seconds,
+            )
+            self._publish(name)
+            selected = _selection(source, entry)
+            stale = [v for v, s in entry.versions.items() if v not in selected and s.wanted]
+            await self._unload_versions(name, entry, stale)
+            return version, model
+
+    async def load_version(self, name: str, version: int) -> ServedModel:
+        """Loads one version and keeps it loaded beside the policy's (until RepositoryModelLoad
+        resets the selection). ModelNotFoundError when it has no folder; ModelLoadError when it
+        fails to load (the other versions are untouched)."""
+        entry = self._entries.setdefault(name, ModelEntry())
+        async with entry.lock:
+            try:
+                source = await asyncio.to_thread(self.repository.source, name)
+            except FerroserveError:
+                if not entry.versions:
+                    self._entries.pop(name, None)
+                raise
+            if version not in source.available:
+                if not entry.versions:
+                    self._entries.pop(name, None)
+                raise ModelNotFoundError(
+                    f"model '{name}' has no version {version} in the repository "
+                    f"(versions: {list(source.available)})"
+                )
+            self._wanted.add(name)
+            entry.pinned.add(version)
+            entry.held_off.discard(version)
+            current = entry.versions.get(version)
+            if current is not None and current.model is not None:
+                return current.model
+            entry.versions[version] = VersionStatus(State.LOADING)
+            loop = asyncio.get_running_loop()
+            try:
+                model = await asyncio.to_thread(_load_checked, source, version, loop)
+            except Exception as error:  # this version fails alone
+                entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error))
+                self._publish(name)
+                raise ModelLoadError(
+                    f"model '{name}' version {version} failed to load: {error}"
+                ) from error
+            entry.versions[version] = VersionStatus(State.READY, model=model)
+            self._publish(name)
+            return model
+
+    async def unload_version(self, name: str, version: int) -> None:
+        """Unloads one version (queued requests finish first) and holds it off until
+        LoadVersion or RepositoryModelLoad. ModelNotFoundError unless it is loaded."""
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFoundError(f"model '{name}' is not loaded")
+        async with entry.lock:
+            status = entry.versions.get(version)
+            if status is None or status.model is None:
+                loaded = [v for v, s in sorted(entry.versions.items()) if s.model is not None]
+                raise ModelNotFoundError(
+                    f"model '{name}' version {version} is not loaded (loaded: {loaded})"
+                )
+            entry.held_off.add(version)
+            entry.pinned.discard(version)
+            await self._unload_versions(name, entry, [version])
+
+    def version_states(self, name: str) -> dict[int, VersionStatus]:
+        """The registry's state of each version of a model it knows (a copy)."""
+        entry = self._entries.get(name)
+        return {} if entry is None else dict(entry.versions)
+
+    def model_reason(self, name: str) -> str:
+        """Why the model as a whole failed, when it did."""
+        entry = self._entries.get(name)
+        return "" if entry is None else entry.reason
 
     async def unload(self, name: str) -> None:
         """Unloads every version of a model; queued requests finish first."""
@@ -167,7 +288,7 @@ class ModelRegistry:
             self._publish(name)
             if model is not None:
                 await model.unload()
-            entry.versions[version] = VersionStatus(State.UNAVAILABLE, "unloaded")
+            entry.versions[version] = VersionStatus(State.UNAVAILABLE, "unloaded", wanted=False)
         self._publish(name)
 
     def _publish(self, name: str) -> None:
@@ -245,9 +366,10 @@ class ModelRegistry:
         """True when every model selected for loading has all its selected versions ready."""
         for name in self._wanted:
             entry = self._entries.get(name)
-            if entry is None or entry.reason or not entry.versions:
+            wanted = [s for s in entry.versions.values() if s.wanted] if entry else []
+            if entry is None or entry.reason or not wanted:
                 return False
-            if any(s.state is not State.READY for s in entry.versions.values()):
+            if any(s.state is not State.READY for s in wanted):
                 return False
         return True
 
@@ -284,3 +406,20 @@ class ModelRegistry:
             IndexRow(name, str(version), status.state.value, status.reason)
             for version, status in sorted(entry.versions.items())
         ]
+
+
+def _selection(source: ModelSource, entry: ModelEntry) -> list[int]:
+    """The versions to keep loaded: the policy's, plus pinned ones still on disk, less held-off
+    ones."""
+    chosen = (set(source.versions) | (entry.pinned & set(source.available))) - entry.held_off
+    return sorted(chosen)
+
+
+def _load_checked(
+    source: ModelSource, version: int, loop: asyncio.AbstractEventLoop
+) -> ServedModel:
+    """Checks a pushed version's model file against its sha256 record, then loads it
+    (blocking: a worker thread's)."""
+    model_file = source.model_file(version)
+    verify_version(model_file.parent, model_file)
+    return load_version(source.config, source.path, model_file, version, loop)

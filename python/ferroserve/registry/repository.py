@@ -20,6 +20,9 @@ class ModelSource:
     path: Path
     config: mc.ModelConfig
     versions: tuple[int, ...]
+    """The versions the version policy selects."""
+    available: tuple[int, ...] = ()
+    """Every version folder, in order."""
 
     def model_file(self, version: int) -> Path:
         filename = self.config.default_model_filename or "model.onnx"
@@ -33,6 +36,13 @@ class ModelRepository:
         if not root.is_dir():
             raise FileNotFoundError(f"model repository {root} is not a directory")
         self.root = root
+
+    def version_numbers(self, name: str) -> list[int]:
+        """A model's version folders, in order ([] when the model folder is missing)."""
+        path = self.root / name
+        if "/" in name or name in ("", ".", "..") or not path.is_dir():
+            return []
+        return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and p.name.isdigit())
 
     def model_names(self) -> list[str]:
         """Every folder in the repository that looks like a model (hidden folders skipped)."""
@@ -54,7 +64,7 @@ class ModelRepository:
                 f"model '{name}': no version folder matches the version policy "
                 f"(found versions {available or 'none'} in {path})"
             )
-        return ModelSource(name, path, config, tuple(versions))
+        return ModelSource(name, path, config, tuple(versions), tuple(available))
 
 
 def select_versions(config: mc.ModelConfig, available: list[int]) -> list[int]:

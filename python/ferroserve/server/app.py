@@ -1,6 +1,7 @@
 """Hosts a running ferroserve: the native front end (`_core.Frontend`, Rust) on the public port,
 and behind it, on a private Unix socket, one grpc.aio server with the inference, feature
-(`FeatureService`), health and reflection services for every call the front end forwards;
+(`FeatureService`), drift, admin (`AdminService`: pushing and loading versions), health and
+reflection services for every call the front end forwards;
 message limits sized for real tensors, and an orderly start and stop."""
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
+from ferroserve.registry.writer import sweep_staging
+from ferroserve.server.admin import ADMIN_SERVICE_NAME, DEFAULT_MAX_PUSH_BYTES, AdminService
+from ferroserve.server.auth import TokenGuard, chain
 from ferroserve.server.drift import DRIFT_SERVICE_NAME, DriftService
 from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
 from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
@@ -59,6 +63,10 @@ class ServerOptions:
     """None: no metrics snapshot and no sidecar."""
     frontend_threads: int = 1
     """Threads of the native front end."""
+    admin_token_file: Path | None = None
+    """The bearer token AdminService calls need; None: the admin service is open."""
+    admin_max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES
+    """Largest push (model file and drift reference together)."""
 
 
 class Server:
@@ -95,8 +103,28 @@ class Server:
             DriftService(self.registry),
             self.rpcs.wrap if options.metrics is not None else None,
         )
+        self.admin_guard = (
+            None
+            if options.admin_token_file is None
+            else TokenGuard.from_file(options.admin_token_file, "--admin-token-file")
+        )
+        add_service(
+            self.grpc,
+            ADMIN_SERVICE_NAME,
+            AdminService(self.registry, options.admin_max_push_bytes),
+            chain(
+                self.rpcs.wrap if options.metrics is not None else None,
+                self.admin_guard.wrap if self.admin_guard is not None else None,
+            ),
+        )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
-        services = (SERVICE_NAME, FEATURE_SERVICE_NAME, DRIFT_SERVICE_NAME, HEALTH_SERVICE_NAME)
+        services = (
+            SERVICE_NAME,
+            FEATURE_SERVICE_NAME,
+            DRIFT_SERVICE_NAME,
+            ADMIN_SERVICE_NAME,
+            HEALTH_SERVICE_NAME,
+        )
         for name, servicer in reflection_servicers(services).items():
             add_service(self.grpc, name, servicer)
         self.port = 0
@@ -159,6 +187,14 @@ class Server:
 
     async def start(self) -> int:
         """Binds, starts answering (live, not yet ready), then loads the models."""
+        removed = await asyncio.to_thread(sweep_staging, self.options.model_repository)
+        for path in removed:
+            log.warning("removed %s, an unfinished push left by a server that stopped", path)
+        if self.admin_guard is None:
+            log.warning(
+                "the admin service (pushing, loading and unloading model versions) is open to "
+                "anyone who can reach the gRPC port; give --admin-token-file to protect it"
+            )
         await self._bind()
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)

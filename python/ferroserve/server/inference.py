@@ -176,7 +176,7 @@ class InferenceService:
                 f"repository and load again (got {sorted(request.parameters)})",
             )
         try:
-            await self._registry.load(request.model_name)
+            await self._registry.load(request.model_name, reset_versions=True)
         except FerroserveError as error:
             await _abort(context, error)
             raise

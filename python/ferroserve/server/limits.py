@@ -3,3 +3,6 @@ parser, and the metrics sidecar that shares it, import nothing heavy)."""
 
 # Triton accepts messages up to 2 GiB; gRPC's own default (4 MiB) is too small for images.
 DEFAULT_MAX_MESSAGE_BYTES = 2**31 - 1
+
+# The largest push the admin service accepts (model file and drift reference together).
+DEFAULT_MAX_PUSH_BYTES = 2 * 1024**3
