@@ -30,6 +30,7 @@ from onnx import numpy_helper
 from support import models as m
 from support.inprocess import native_calls, serve
 from support.repository import add_model
+from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
 MODEL = "fraud"
@@ -548,3 +549,33 @@ def test_server_errors_exit_1_with_a_hint(tmp_path: Path) -> None:
     assert code == 1 and "UNAVAILABLE" in err and "--server" in err
     code, _, err = run_cli("push", str(tmp_path / "missing.onnx"), "--model", MODEL)
     assert code == 2 and "missing.onnx" in err
+
+
+def test_serve_flags_in_a_server_process(repository: Path, tmp_path: Path) -> None:
+    """`ferroserve serve --admin-token-file` protects the service; without it the log warns;
+    an empty token file stops the start with the reason."""
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    new = tmp_path / "v2.onnx"
+    new.write_bytes(plus(2.0))
+    with ServerProcess(
+        repository, tmp_path / "protected.log", ["--admin-token-file", str(token)]
+    ) as server:
+        server.wait_ready()
+        code, _, err = run_cli("push", str(new), "--model", MODEL, "--server", server.url)
+        assert code == 1 and "UNAUTHENTICATED" in err
+        code, out, err = run_cli(
+            "push", str(new), "--model", MODEL, "--server", server.url, "--token-file", str(token)
+        )
+        assert code == 0 and "version 2: READY" in out, err
+        assert "open to anyone" not in server.log()
+    with ServerProcess(repository, tmp_path / "open.log") as server:
+        server.wait_ready()
+        assert "the admin service (pushing, loading and unloading model versions) is open" in (
+            server.log()
+        )
+    token.write_text("\n")
+    err = io.StringIO()
+    with redirect_stderr(err), pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--model-repository", str(repository), "--admin-token-file", str(token)])
+    assert exited.value.code == 2 and "the token is empty" in err.getvalue()
