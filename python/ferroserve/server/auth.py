@@ -26,7 +26,8 @@ class TokenGuard:
     token; each message says what to send."""
 
     def __init__(self, token: str, source: str) -> None:
-        """`token`: the secret; `source`: where it came from, named in refusals (the flag)."""
+        """`token`: the secret; `source`: where it came from, named in refusals (the flag,
+        never the file's path: that is the server's business)."""
         if not token:
             raise ValueError(f"{source}: the token is empty")
         self._token = token.encode("utf-8")
@@ -35,8 +36,11 @@ class TokenGuard:
     @classmethod
     def from_file(cls, path: Path, flag: str) -> TokenGuard:
         """The token in `path` (surrounding whitespace and the final newline stripped).
-        OSError when unreadable, ValueError when empty."""
-        return cls(path.read_text(encoding="utf-8").strip(), f"{flag} {path}")
+        OSError when unreadable, ValueError (naming the file) when empty."""
+        token = path.read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"{flag} {path}: the token is empty")
+        return cls(token, flag)
 
     def refusal(self, metadata: Any) -> tuple[grpc.StatusCode, str] | None:
         """Why a call with this invocation metadata is refused, or None when it may go on."""
@@ -45,7 +49,7 @@ class TokenGuard:
             for key, value in (metadata or ())
             if key == "authorization" and isinstance(value, str)
         ]
-        hint = f"send metadata `authorization: Bearer <token>` with the token in {self._source}"
+        hint = f"send metadata `authorization: Bearer <token>` with the server's {self._source}"
         if not values:
             return grpc.StatusCode.UNAUTHENTICATED, f"this call needs a token: {hint}"
         value = values[0]
