@@ -510,6 +510,9 @@ def test_single_versions_load_unload_and_sha256_check(repository: Path, tmp_path
             code == 1 and "INVALID_ARGUMENT" in err and "does not match its version.json" in err
         ), err
         assert await asyncio.to_thread(infer, url) == 1.0
+        assert server.service.server_ready()  # a failed LoadVersion does not turn it not-ready
+        listed = server.registry.version_states(MODEL)
+        assert listed[2].state.value == "UNAVAILABLE" and "sha256" in listed[2].reason
 
     serve(repository, scenario)
 

@@ -219,22 +219,25 @@ class ModelRegistry:
                     f"model '{name}' has no version {version} in the repository "
                     f"(versions: {list(source.available)})"
                 )
-            self._wanted.add(name)
-            entry.pinned.add(version)
-            entry.held_off.discard(version)
             current = entry.versions.get(version)
             if current is not None and current.model is not None:
+                entry.pinned.add(version)
                 return current.model
-            entry.versions[version] = VersionStatus(State.LOADING)
+            entry.versions[version] = VersionStatus(State.LOADING, wanted=False)
             loop = asyncio.get_running_loop()
             try:
                 model = await asyncio.to_thread(_load_checked, source, version, loop)
             except Exception as error:  # this version fails alone
-                entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error))
+                # Listed with its reason, but not wanted: an operator's failed load of an old
+                # version must not turn the server not-ready.
+                entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error), wanted=False)
                 self._publish(name)
                 raise ModelLoadError(
                     f"model '{name}' version {version} failed to load: {error}"
                 ) from error
+            self._wanted.add(name)
+            entry.pinned.add(version)
+            entry.held_off.discard(version)
             entry.versions[version] = VersionStatus(State.READY, model=model)
             self._publish(name)
             return model
