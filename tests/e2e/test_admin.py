@@ -12,9 +12,10 @@ import asyncio
 import io
 import json
 import os
+import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -582,3 +583,51 @@ def test_serve_flags_in_a_server_process(repository: Path, tmp_path: Path) -> No
     with redirect_stderr(err), pytest.raises(SystemExit) as exited:
         cli.main(["serve", "--model-repository", str(repository), "--admin-token-file", str(token)])
     assert exited.value.code == 2 and "the token is empty" in err.getvalue()
+
+
+def test_a_server_killed_during_a_push_restarts_consistent(
+    repository: Path, tmp_path: Path
+) -> None:
+    """SIGKILL mid-upload: the next start removes the staging folder and serves version 1."""
+    before = tree(repository)
+    server = ServerProcess(repository, tmp_path / "killed.log", ["--no-allow-metrics"]).start()
+    try:
+        server.wait_ready()
+        release = threading.Event()
+        outcome: list[BaseException] = []
+
+        def requests() -> Iterator[apb.PushVersionRequest]:
+            yield header_request(model=MODEL)
+            yield chunk_request(b"\0" * 300_000)
+            release.wait(30)
+
+        def push() -> None:
+            with grpc.insecure_channel(server.url) as channel:
+                call = channel.stream_unary(
+                    PUSH,
+                    request_serializer=apb.PushVersionRequest.SerializeToString,
+                    response_deserializer=apb.PushVersionResponse.FromString,
+                )
+                try:
+                    call(requests(), timeout=30)
+                except grpc.RpcError as error:
+                    outcome.append(error)
+
+        pusher = threading.Thread(target=push)
+        pusher.start()
+        for _ in range(500):
+            if list(repository.rglob(".ferroserve-push-*/model.onnx")):
+                break
+            threading.Event().wait(0.02)
+        assert list(repository.rglob(".ferroserve-push-*/model.onnx"))
+        os.kill(server.pid, signal.SIGKILL)
+        release.set()
+        pusher.join()
+        assert outcome and outcome[0].code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    finally:
+        server.stop()
+    with ServerProcess(repository, tmp_path / "restarted.log", ["--no-allow-metrics"]) as again:
+        again.wait_ready()
+        assert tree(repository) == before
+        assert "an unfinished push left by a server that stopped" in again.log()
+        assert infer(again.url) == 1.0

@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -106,10 +107,17 @@ class StagedVersion:
         self._hash = hashlib.sha256()
         self._model_bytes = 0
         self._files: dict[str, BinaryIO] = {}
+        # A cancelled push discards from one worker thread while the write it interrupted may
+        # still run in another: the lock makes the discard wait for it.
+        self._lock = threading.Lock()
 
     def write(self, reference: bool, data: bytes) -> None:
         """Appends `data` to the model file (or the drift reference): RESOURCE_EXHAUSTED once
         the push passes `max_bytes`, INVALID_ARGUMENT for reference bytes without a name."""
+        with self._lock:
+            self._write(reference, data)
+
+    def _write(self, reference: bool, data: bytes) -> None:
         self.received += len(data)
         if self.received > self.max_bytes:
             raise ResourceExhaustedError(
@@ -185,9 +193,10 @@ class StagedVersion:
 
     def discard(self) -> None:
         """Removes the staging folder (an upload that failed or was cancelled)."""
-        for file in self._files.values():
-            file.close()
-        shutil.rmtree(self.stage, ignore_errors=True)
+        with self._lock:
+            for file in self._files.values():
+                file.close()
+            shutil.rmtree(self.stage, ignore_errors=True)
 
 
 def next_version(model_dir: Path) -> int:
