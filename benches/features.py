@@ -10,11 +10,17 @@ Target: `mlp_features` >= 90% of `mlp`'s throughput (median of the per-round rat
 Feast's layout into a redis-server the bench starts on loopback and looked up by the front end
 per request. Target: >= 60% of `mlp`'s throughput, p99 <= 5 ms.
 
+`--feast` (implies `--redis`) also starts Feast's own feature server (`feast serve`, HTTP, one
+worker per core) over the same Redis, checks that it reads the values ferroserve wrote, and
+loads it with one lookup (one entity) per call for the same users at c=16 and c=1
+(benches/feast_serve.py); `mlp_redis` is measured at c=1 too. Target: ferroserve's whole
+inference with the lookup has a lower p99 than Feast's lookup alone at c=16.
+
 `--scale N` instead loads a snapshot of N keys x 32 FP32 features into a fresh server and
 reports the load time (server start to ready, and the snapshot's own load from the log) and the
 server's resident memory before and after.
 
-    python benches/features.py [--rounds N] [--keys K] [--redis] [--out FILE]
+    python benches/features.py [--rounds N] [--keys K] [--redis | --feast] [--out FILE]
     python benches/features.py --scale 10000000 [--out FILE]
 """
 
@@ -24,6 +30,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -37,6 +44,15 @@ from pathlib import Path
 
 import numpy as np
 from batching_load import Analyzer
+from feast_serve import (
+    ComparisonRow,
+    FeastTarget,
+    FeastView,
+    comparison,
+    feast_beside,
+    inference_row,
+    write_bodies,
+)
 from load_client import LoadSettings
 from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
@@ -103,10 +119,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=100_000, help="users in the snapshot [100k]")
     parser.add_argument("--scale", type=int, help="only measure loading a snapshot of N keys")
     parser.add_argument("--redis", action="store_true", help="also measure a Redis view")
+    parser.add_argument(
+        "--feast", action="store_true", help="also Feast's `feast serve` (implies --redis)"
+    )
+    parser.add_argument(
+        "--feast-workers", type=int, default=os.cpu_count() or 1, help="[one per core]"
+    )
     parser.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer window [3000]")
     parser.add_argument("--tools", type=Path, default=Path("/work/shared/tools"))
     parser.add_argument("--out", type=Path, help="also write the report to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.redis = args.redis or args.feast
+    return args
 
 
 def write_snapshot(path: Path, keys: int) -> None:
@@ -146,8 +170,7 @@ def write_redis(folder: Path, keys: int) -> None:
 
     declaration = read_declaration(folder)
     assert declaration is not None and declaration.redis is not None
-    rng = np.random.default_rng(1)
-    values = rng.standard_normal((keys, FEATURES), dtype=np.float32)
+    values = redis_values(keys)
     _core.feast_write(
         declaration.plan,
         declaration.redis.as_core(),
@@ -156,6 +179,14 @@ def write_redis(folder: Path, keys: int) -> None:
         {f"f{i}": np.ascontiguousarray(values[:, i]) for i in range(FEATURES)},
         np.full(keys, int(time.time() * 1e6), dtype=np.int64),
     )
+
+
+def redis_values(keys: int) -> np.ndarray:
+    """The [keys, FEATURES] FP32 values `write_redis` writes (user i's in row i)."""
+    return np.random.default_rng(1).standard_normal((keys, FEATURES), dtype=np.float32)
+
+
+FEAST_VIEW = FeastView(REDIS_PROJECT, "user", "user_id", tuple(f"f{i}" for i in range(FEATURES)))
 
 
 @contextlib.contextmanager
@@ -221,46 +252,87 @@ def server_argv(launcher: list[str], repository: Path, port: int) -> list[str]:
 
 
 def measure_all(
-    repository: Path, workdir: Path, args: argparse.Namespace, notes: list[str]
-) -> list[Result]:
+    repository: Path,
+    workdir: Path,
+    args: argparse.Namespace,
+    notes: list[str],
+    feast: FeastTarget | None = None,
+) -> tuple[list[Result], list[ComparisonRow]]:
+    """Every round's perf_analyzer rows at c=16; with `feast`, also Feast's lookup at c=16 and
+    c=1 (before the models in odd rounds, after them in even ones) and `mlp_redis` at c=1."""
     pa = analyzer(args, workdir)
     notes.append(f"Client: {pa.description.splitlines()[0]}.")
     data = write_data(workdir, args.keys)
+    bodies = workdir / "feast-bodies.json"
+    if feast is not None:
+        rows = json.loads(data["mlp_redis"].read_text())["data"]
+        write_bodies(bodies, FEAST_VIEW, [row["user_id"][0] for row in rows])
     launcher, env = ferroserve_launcher(notes)
-    results = []
+    results: list[Result] = []
+    compared: list[ComparisonRow] = []
     for round_ in range(args.rounds):
         models = ["mlp", "mlp_features"] + (["mlp_redis"] if args.redis else [])
         if round_ % 2:
             models.reverse()
+        feast_window_s = 3 * args.window_ms / 1000  # perf_analyzer's last three windows
+        if feast is not None and round_ % 2:
+            compared += feast.measure_round(bodies, (CONCURRENCY, 1), feast_window_s, round_)
         port = free_port()
         with contextlib.ExitStack() as stack:
             argv = server_argv(launcher, repository, port)
             pid = stack.enter_context(serving(argv, port, workdir / f"server-{round_}.log", env))
             cpu = stack.enter_context(CpuSampler(pid))
             for model in models:
-                run = pa.measure(port, model, CONCURRENCY, input_data=data[model])
-                if run.measurement is None:  # unstable on a busy machine: once more
-                    run = pa.measure(port, model, CONCURRENCY, input_data=data[model])
-                if run.measurement is None:
-                    print(f"round {round_}: {model}: {run.error}; round left out", file=sys.stderr)
-                    continue
-                m = run.measurement
-                time.sleep(0.1)
-                server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
-                rate = m.infer_per_s
-                results.append(
-                    Result(
-                        model,
-                        round_,
-                        rate,
-                        m.p50_ms,
-                        m.p99_ms,
-                        1e6 * server_s / max(1, m.inferences),
-                        run.mean_batch,
-                    )
-                )
-                print(f"round {round_}: {model}: {rate:.0f}/s", file=sys.stderr)
-    return results
+                result = measure_model(pa, port, model, CONCURRENCY, data[model], cpu, round_)
+                if result is not None:
+                    results.append(result)
+            if feast is not None:
+                single = measure_model(pa, port, "mlp_redis", 1, data["mlp_redis"], cpu, round_)
+                if single is not None:
+                    compared.append(comparison_row(single, 1))
+        if feast is not None and not round_ % 2:
+            compared += feast.measure_round(bodies, (CONCURRENCY, 1), feast_window_s, round_)
+    return results, compared
+
+
+def measure_model(
+    pa: Analyzer,
+    port: int,
+    model: str,
+    concurrency: int,
+    data: Path,
+    cpu: CpuSampler,
+    round_: int,
+) -> Result | None:
+    """One perf_analyzer row (tried twice), None if it never stabilized."""
+    run = pa.measure(port, model, concurrency, input_data=data)
+    if run.measurement is None:  # unstable on a busy machine: once more
+        run = pa.measure(port, model, concurrency, input_data=data)
+    if run.measurement is None:
+        print(f"round {round_}: {model}: {run.error}; round left out", file=sys.stderr)
+        return None
+    m = run.measurement
+    time.sleep(0.1)
+    server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
+    rate = m.infer_per_s
+    label = model if concurrency == CONCURRENCY else f"{model} c={concurrency}"
+    print(f"round {round_}: {label}: {rate:.0f}/s", file=sys.stderr)
+    return Result(
+        model,
+        round_,
+        rate,
+        m.p50_ms,
+        m.p99_ms,
+        1e6 * server_s / max(1, m.inferences),
+        run.mean_batch,
+    )
+
+
+def comparison_row(result: Result, concurrency: int) -> ComparisonRow:
+    r = result
+    return inference_row(
+        r.round, concurrency, r.infer_per_s, r.p50_ms, r.p99_ms, r.server_us_per_request
+    )
 
 
 def report(results: Sequence[Result]) -> list[list[str]]:
@@ -357,6 +429,17 @@ def measure_scale(workdir: Path, args: argparse.Namespace, notes: list[str]) -> 
     return [table, summary]
 
 
+def feast_side(
+    workdir: Path, url: str, args: argparse.Namespace, notes: list[str]
+) -> contextlib.AbstractContextManager[FeastTarget]:
+    """`feast serve` over the bench's Redis, checked on the first and last users and three
+    between."""
+    values = redis_values(args.keys)
+    checked = sorted({0, args.keys - 1, *np.random.default_rng(3).integers(0, args.keys, 3)})
+    expected = {int(key): values[key] for key in checked}
+    return feast_beside(workdir, url, FEAST_VIEW, expected, args.feast_workers, notes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     notes: list[str] = []
@@ -369,8 +452,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with contextlib.ExitStack() as stack:
                     url = stack.enter_context(redis_server(workdir)) if args.redis else None
                     write_repository(workdir / "repository", args.keys, url)
-                    results = measure_all(workdir / "repository", workdir, args, notes)
+                    feast = None
+                    if args.feast and url is not None:
+                        feast = stack.enter_context(feast_side(workdir, url, args, notes))
+                    results, compared = measure_all(
+                        workdir / "repository", workdir, args, notes, feast
+                    )
                 sections = report(results)
+                if args.feast:
+                    compared += [
+                        comparison_row(r, CONCURRENCY) for r in results if r.model == "mlp_redis"
+                    ]
+                    sections += comparison(compared, CONCURRENCY)
         except ServerFailed as error:
             print(f"the server failed to start: {error}", file=sys.stderr)
             return 1
