@@ -8,11 +8,8 @@ loads or unloads single versions (the admin service, server/admin.py).
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from ferroserve.errors import (
     FerroserveError,
@@ -20,60 +17,21 @@ from ferroserve.errors import (
     ModelNotFoundError,
     UnavailableError,
 )
+from ferroserve.registry.entries import (
+    IndexRow,
+    ModelEntry,
+    State,
+    VersionStatus,
+    selection,
+)
 from ferroserve.registry.record import verify_version
 from ferroserve.registry.repository import ModelRepository, ModelSource
 from ferroserve.registry.writer import StagedVersion, remove_version
 from ferroserve.runtime.loader import load_version
 from ferroserve.runtime.model import ServedModel
 
+__all__ = ["IndexRow", "ModelRegistry", "State", "VersionStatus"]
 log = logging.getLogger(__name__)
-
-
-class State(enum.Enum):
-    """Triton's model states, as RepositoryIndex reports them."""
-
-    LOADING = "LOADING"
-    READY = "READY"
-    UNLOADING = "UNLOADING"
-    UNAVAILABLE = "UNAVAILABLE"
-
-
-class IndexRow(NamedTuple):
-    """One version as RepositoryIndex reports it (version "" and the reason when no version of
-    the model could even be tried)."""
-
-    name: str
-    version: str
-    state: str
-    """A `State` value."""
-    reason: str
-
-
-@dataclass(slots=True)
-class VersionStatus:
-    """One version's state and, when it is not READY, why."""
-
-    state: State
-    reason: str = ""
-    model: ServedModel | None = None
-    wanted: bool = True
-    """False once unloaded on purpose (left the version policy, UnloadVersion): readiness
-    does not wait for it."""
-
-
-@dataclass(slots=True)
-class ModelEntry:
-    """Every version the registry knows of one model."""
-
-    versions: dict[int, VersionStatus] = field(default_factory=dict)
-    reason: str = ""
-    """Why the model as a whole failed (bad config), when no version could even be tried."""
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pinned: set[int] = field(default_factory=set)
-    """Versions LoadVersion (or a push the policy does not select) keeps loaded beside the
-    policy's."""
-    held_off: set[int] = field(default_factory=set)
-    """Versions UnloadVersion took out, kept out until LoadVersion or RepositoryModelLoad."""
 
 
 class ModelRegistry:
@@ -123,7 +81,7 @@ class ModelRegistry:
             entry.reason = ""
             loop = asyncio.get_running_loop()
             failures = []
-            selected = _selection(source, entry)
+            selected = selection(source, entry)
             for version in selected:
                 status = VersionStatus(State.LOADING)
                 previous = entry.versions.get(version)
@@ -195,7 +153,7 @@ class ModelRegistry:
                 model.report.load_seconds,
             )
             self._publish(name)
-            selected = _selection(source, entry)
+            selected = selection(source, entry)
             stale = [v for v, s in entry.versions.items() if v not in selected and s.wanted]
             await self._unload_versions(name, entry, stale)
             return version, model
@@ -409,13 +367,6 @@ class ModelRegistry:
             IndexRow(name, str(version), status.state.value, status.reason)
             for version, status in sorted(entry.versions.items())
         ]
-
-
-def _selection(source: ModelSource, entry: ModelEntry) -> list[int]:
-    """The versions to keep loaded: the policy's, plus pinned ones still on disk, less held-off
-    ones."""
-    chosen = (set(source.versions) | (entry.pinned & set(source.available))) - entry.held_off
-    return sorted(chosen)
 
 
 def _load_checked(

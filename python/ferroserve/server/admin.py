@@ -26,8 +26,9 @@ from ferroserve.errors import (
     ResourceExhaustedError,
     status_code_for,
 )
+from ferroserve.registry.entries import VersionStatus
 from ferroserve.registry.record import VersionRecord, read_record
-from ferroserve.registry.registry import ModelRegistry, VersionStatus
+from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.writer import (
     PushConflictError,
     StagedVersion,
