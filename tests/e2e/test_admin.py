@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 import pytest
 import tritonclient.grpc as triton_grpc
-from ferroserve import cli
+from ferroserve import cli, cli_admin
 from ferroserve._proto import admin_pb2 as apb
 from ferroserve.server.app import Server
 from onnx import numpy_helper
@@ -631,3 +631,26 @@ def test_a_server_killed_during_a_push_restarts_consistent(
         assert tree(repository) == before
         assert "an unfinished push left by a server that stopped" in again.log()
         assert infer(again.url) == 1.0
+
+
+def test_listing_and_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version on disk that was never loaded is NOT_LOADED; a large push prints progress."""
+    root = tmp_path / "models"
+    add_model(root, MODEL, plus(1.0), CONFIG, versions=(1, 2))
+    new = tmp_path / "v3.onnx"
+    new.write_bytes(plus(3.0, padding_floats=600_000))
+    monkeypatch.setattr(cli_admin, "PROGRESS_FROM_BYTES", 1)
+
+    async def scenario(server: Server, channel: grpc.aio.Channel) -> None:
+        url = f"127.0.0.1:{server.port}"
+        code, out, err = await asyncio.to_thread(run_cli, "versions", MODEL, "--server", url)
+        assert code == 0, err
+        rows = [line.split()[:3] for line in out.splitlines()[1:3]]
+        assert rows == [[MODEL, "1", "NOT_LOADED"], [MODEL, "2", "READY"]]
+        code, out, err = await asyncio.to_thread(
+            run_cli, "push", str(new), "--model", MODEL, "--server", url
+        )
+        assert code == 0, err
+        assert "uploaded 2.4 MB of 2.4 MB (100%" in err and "upload done" in err, err
+
+    serve(root, scenario)
