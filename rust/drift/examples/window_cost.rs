@@ -2,7 +2,8 @@
 //! reference profiles built once (load time), then per window the executor's work (every row
 //! counted by `Recorder::observe` in 64-row batches, the window rolling at its last batch) and
 //! the exporter's (`evaluate` of the closed window, and its report serialised to JSON as the
-//! Python binding does). Prints one JSON object with the timings and each window's report.
+//! Python binding does). Prints one JSON object with the timings and each window's report, and
+//! for contrast the cost of counting one batch over and over, as the criterion bench does.
 //!
 //! ```text
 //! cargo run --release -p ferroserve-drift --example window_cost -- DIR \
@@ -21,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ferroserve_drift::{
-    CategoricalProfile, ColumnProfile, DriftTracker, MonitoredColumn, NumericProfile, TensorView,
-    Thresholds, TrackerConfig, WindowPolicy,
+    CategoricalProfile, ColumnProfile, DriftTracker, MonitoredColumn, NumericProfile, Recorder,
+    TensorView, Thresholds, TrackerConfig, WindowPolicy,
 };
 use ferroserve_tensor::DataType;
 use serde_json::json;
@@ -144,6 +145,40 @@ fn median(mut values: Vec<u64>) -> u64 {
     values[values.len() / 2]
 }
 
+/// Counts a window's rows (`category.len() / 8`) in `BATCH`-row batches as the executor does:
+/// an FP32 `[rows, columns]` tensor and an INT64 `[rows]` one per batch. With `same_batch`,
+/// every batch is the window's first one instead.
+fn observe_window(
+    recorder: &mut Recorder,
+    numeric: &[u8],
+    category: &[u8],
+    columns: usize,
+    same_batch: bool,
+) -> Result<(), Box<dyn Error>> {
+    let row_bytes = columns * 4;
+    let rows = category.len() / 8;
+    for first in (0..rows).step_by(BATCH) {
+        let batch = BATCH.min(rows - first);
+        let at = if same_batch { 0 } else { first };
+        let shape_numeric = [batch as i64, columns as i64];
+        let shape_category = [batch as i64];
+        let tensors = [
+            TensorView {
+                datatype: DataType::Fp32,
+                shape: &shape_numeric,
+                data: &numeric[at * row_bytes..(at + batch) * row_bytes],
+            },
+            TensorView {
+                datatype: DataType::Int64,
+                shape: &shape_category,
+                data: &category[at * 8..(at + batch) * 8],
+            },
+        ];
+        recorder.observe(&tensors, Instant::now())?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args = args()?;
     let reference = read(
@@ -207,24 +242,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             // last batch reaches `window_rows`, which rolls the window.
             let cpu = thread_cpu_ns();
             let started = Instant::now();
-            for first in (0..args.window_rows).step_by(BATCH) {
-                let rows = BATCH.min(args.window_rows - first);
-                let shape_numeric = [rows as i64, args.columns as i64];
-                let shape_category = [rows as i64];
-                let tensors = [
-                    TensorView {
-                        datatype: DataType::Fp32,
-                        shape: &shape_numeric,
-                        data: &numeric[first * row_bytes..(first + rows) * row_bytes],
-                    },
-                    TensorView {
-                        datatype: DataType::Int64,
-                        shape: &shape_category,
-                        data: &category[first * 8..(first + rows) * 8],
-                    },
-                ];
-                recorder.observe(&tensors, Instant::now())?;
-            }
+            observe_window(&mut recorder, &numeric, &category, args.columns, false)?;
             observe.push(nanos(started.elapsed()));
             observe_cpu.extend(thread_cpu_ns().zip(cpu).map(|(end, start)| end - start));
 
@@ -258,6 +276,18 @@ fn main() -> Result<(), Box<dyn Error>> {
             "report": report,
         }));
     }
+    // The criterion bench's way for contrast: the first window's first batch counted again
+    // and again, as many rows as a window (the branch predictor may learn its comparisons).
+    let numeric = std::fs::read(args.dir.join("window_0_numeric.bin"))?;
+    let category = std::fs::read(args.dir.join("window_0_category.bin"))?;
+    let (mut repeated, mut repeated_cpu) = (Vec::new(), Vec::new());
+    for _ in 0..args.repeats {
+        let cpu = thread_cpu_ns();
+        let started = Instant::now();
+        observe_window(&mut recorder, &numeric, &category, args.columns, true)?;
+        repeated.push(nanos(started.elapsed()));
+        repeated_cpu.extend(thread_cpu_ns().zip(cpu).map(|(end, start)| end - start));
+    }
     let output = json!({
         "columns": args.columns + 1,
         "reference_rows": args.reference_rows,
@@ -267,6 +297,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         "repeats": args.repeats,
         "profile_ns": nanos(profile_time),
         "windows": windows,
+        "repeated_batch": {
+            "values": args.window_rows * (args.columns + 1),
+            "observe_ns": median(repeated),
+            "observe_cpu_ns": (!repeated_cpu.is_empty()).then(|| median(repeated_cpu)),
+        },
     });
     println!("{output}");
     Ok(())
