@@ -3,14 +3,14 @@
 //! `snapshot` and `evaluate` for 74 columns (64 inputs + 10 outputs).
 //!
 //! Measured 2026-11-30 on the 2-core AMD EPYC VM (criterion, median; `Instant::now()` per
-//! batch included): 64 rows x 64 FP32 columns counted **again and again from one batch**
-//! 39.8 µs = 9.7 ns per value, but from **fresh batches** (64 distinct ones cycled, as serving
-//! sees) 137.6 µs = 33.6 ns per value, over the 20 ns target. The gap is data history, not
-//! cache: copying each fresh batch into one hot buffer first is as slow, two alternating
-//! batches are nearly as fast as one, and neither removing the counter increments nor a
-//! cmov-forced search (`select_unpredictable`) moved the fresh figure; something in the loop
-//! learns a repeated batch. Not found yet (no PMU on this VM). Earlier, 2026-11-29: 64 x 64
-//! one batch 42.6 µs = 10.4 ns; 64 rows x 74 columns in two tensors 49.6 µs = 10.5 ns;
+//! batch included), 64 rows x 64 FP32 columns: from **fresh batches** (64 distinct ones
+//! cycled, as serving sees them) 38.9-47.9 µs = 9.5-11.7 ns per value; one batch counted again
+//! and again 41-42 µs. Before the edges were counted rather than searched (scan.rs,
+//! LINEAR_EDGES) fresh batches read 137.6 µs = 33.6 ns per value against 9.7 for a repeated
+//! batch: the search's select was a branch that the predictor learned on a repeated batch and
+//! missed on fresh ones (a hot-buffer copy of fresh batches was as slow; two alternating batches
+//! nearly as fast as one). 64 rows x 74 columns in two tensors 48.4 µs = 10.2 ns per value.
+//! Earlier, 2026-11-29 (one batch): 64 x 64 42.6 µs = 10.4 ns;
 //! `snapshot` of 74 columns over 2 instances 26 µs; `evaluate` of 74 numeric columns 147 µs
 //! (~2 µs per column). Under load from other jobs on the same cores the per-value figure
 //! read 22-30 ns wall before the four-row grouping and ~14 ns CPU time.

@@ -79,7 +79,12 @@ fn each_float<const N: usize, D: Fn([u8; N]) -> f32>(
             *lane = rows.next().map_or(f32::NAN, value);
         }
         if values.iter().all(|v| v.is_finite()) {
-            for slot in search_lanes(edges, values) {
+            let found = if edges.len() <= LINEAR_EDGES {
+                values.map(|value| count_linear(edges, value))
+            } else {
+                search_lanes(edges, values)
+            };
+            for slot in found {
                 if let Some(counter) = slots.get(slot) {
                     bump_by(counter, 1);
                 }
@@ -97,6 +102,20 @@ fn each_float<const N: usize, D: Fn([u8; N]) -> f32>(
             bump_by(counter, 1);
         }
     }
+}
+
+/// FP32 columns with at most this many edges (up to 65 bins) count the edges a value is at or
+/// above instead of searching them: no step depends on the data, and the compares vectorize.
+/// The search's select compiled to a branch that mispredicts on fresh values: on 64 x 64 FP32
+/// with 32 bins, 33.6 ns per value on fresh batches (9.7 on one batch counted again, whose
+/// outcomes the predictor learns); counting reads 9.5 on fresh batches.
+const LINEAR_EDGES: usize = 64;
+
+/// How many of `edges` are `<= value`, by looking at every one.
+#[inline(always)]
+fn count_linear(edges: &[f32], value: f32) -> usize {
+    let below: u32 = edges.iter().map(|&edge| u32::from(edge <= value)).sum();
+    below as usize
 }
 
 /// The bins of `LANES` finite values: `count_at_or_below` for each, interleaved.
@@ -176,6 +195,28 @@ fn each<const N: usize, F: Fn([u8; N]) -> usize>(
         };
         if let Some(counter) = slots.get(slot(bytes)) {
             bump_by(counter, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Counting and searching give the same bin, also for edges beyond LINEAR_EDGES.
+        #[test]
+        fn counting_equals_searching(
+            mut edges in proptest::collection::vec(-1e6f32..1e6, 0..100),
+            values in proptest::array::uniform4(-2e6f32..2e6),
+        ) {
+            edges.sort_by(f32::total_cmp);
+            let searched = search_lanes(&edges, values);
+            for (value, searched) in values.iter().zip(searched) {
+                prop_assert_eq!(count_linear(&edges, *value), searched);
+                prop_assert_eq!(searched, edges.partition_point(|&edge| edge <= *value));
+            }
         }
     }
 }
