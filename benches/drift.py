@@ -17,12 +17,11 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from features import CONCURRENCY, Result, analyzer, server_argv
+from features import CONCURRENCY, Result, analyzer, measure_model, server_argv
 from report import publish
 from server_process import CpuSampler, ServerFailed, free_port, serving
 from serving_core import SOURCE_TREE, ferroserve_launcher
@@ -87,27 +86,9 @@ def measure_all(
             pid = stack.enter_context(serving(argv, port, workdir / f"server-{round_}.log", env))
             cpu = stack.enter_context(CpuSampler(pid))
             for model in models:
-                run = pa.measure(port, model, CONCURRENCY, input_data=data_file)
-                if run.measurement is None:  # unstable on a busy machine: once more
-                    run = pa.measure(port, model, CONCURRENCY, input_data=data_file)
-                if run.measurement is None:
-                    print(f"round {round_}: {model}: {run.error}; left out", file=sys.stderr)
-                    continue
-                m = run.measurement
-                time.sleep(0.1)
-                server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
-                results.append(
-                    Result(
-                        model,
-                        round_,
-                        m.infer_per_s,
-                        m.p50_ms,
-                        m.p99_ms,
-                        1e6 * server_s / max(1, m.inferences),
-                        run.mean_batch,
-                    )
-                )
-                print(f"round {round_}: {model}: {m.infer_per_s:.0f}/s", file=sys.stderr)
+                result = measure_model(pa, port, model, CONCURRENCY, data_file, cpu, round_)
+                if result is not None:
+                    results.append(result)
     return results
 
 
