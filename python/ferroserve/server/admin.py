@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,27 +166,26 @@ class AdminService:
     async def LoadVersion(
         self, request: pb.LoadVersionRequest, context: Context
     ) -> pb.LoadVersionResponse:
-        try:
-            _check_version(request.model, request.version)
-            await self._registry.load_version(request.model, request.version)
-            info = await asyncio.to_thread(
-                self._version_info,
-                request.model,
-                request.version,
-                self._status(request.model, request.version),
-            )
-        except FerroserveError as error:
-            await context.abort(_status_code(error), str(error))
-            raise
+        info = await self._change_version(request, self._registry.load_version, context)
         return pb.LoadVersionResponse(version=info)
 
     async def UnloadVersion(
         self, request: pb.UnloadVersionRequest, context: Context
     ) -> pb.UnloadVersionResponse:
+        info = await self._change_version(request, self._registry.unload_version, context)
+        return pb.UnloadVersionResponse(version=info)
+
+    async def _change_version(
+        self,
+        request: pb.LoadVersionRequest | pb.UnloadVersionRequest,
+        change: Callable[[str, int], Awaitable[object]],
+        context: Context,
+    ) -> pb.VersionInfo:
+        """Loads or unloads one version; its listing afterwards."""
         try:
             _check_version(request.model, request.version)
-            await self._registry.unload_version(request.model, request.version)
-            info = await asyncio.to_thread(
+            await change(request.model, request.version)
+            return await asyncio.to_thread(
                 self._version_info,
                 request.model,
                 request.version,
@@ -195,7 +194,6 @@ class AdminService:
         except FerroserveError as error:
             await context.abort(_status_code(error), str(error))
             raise
-        return pb.UnloadVersionResponse(version=info)
 
     def _status(self, model: str, version: int) -> VersionStatus | None:
         return self._registry.version_states(model).get(version)
