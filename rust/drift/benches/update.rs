@@ -10,6 +10,7 @@
 //! batch: the search's select was a branch that the predictor learned on a repeated batch and
 //! missed on fresh ones (a hot-buffer copy of fresh batches was as slow; two alternating batches
 //! nearly as fast as one). 64 rows x 74 columns in two tensors 48.4 µs = 10.2 ns per value.
+//! Serving's small batches cost the same per value: 4 rows x 64 columns, fresh, 2.33 µs = 9.1 ns.
 //! Earlier, 2026-11-29 (one batch): 64 x 64 42.6 µs = 10.4 ns;
 //! `snapshot` of 74 columns over 2 instances 26 µs; `evaluate` of 74 numeric columns 147 µs
 //! (~2 µs per column). Under load from other jobs on the same cores the per-value figure
@@ -35,6 +36,8 @@ const OUTPUTS: usize = 10;
 const BINS: usize = 32;
 /// Distinct batches cycled through (1 MiB of values: beyond the branch predictor's memory).
 const FRESH_BATCHES: usize = 64;
+/// Rows of a batch as serving forms them at c=16 (the MLP's mean batch).
+const SMALL_ROWS: usize = 4;
 
 /// splitmix64 -> standard normal (Box-Muller).
 struct Random(u64);
@@ -170,6 +173,27 @@ fn bench(c: &mut Criterion) {
                 datatype: DataType::Fp32,
                 shape: &input_shape,
                 data: &fresh[next],
+            }];
+            recorder64
+                .observe(black_box(&view), Instant::now())
+                .unwrap()
+        });
+    });
+    // Serving's batches: a few rows (the MLP at c=16 forms ~4), where the per-batch and
+    // per-column work weighs against 4 values per column.
+    let small_shape = [SMALL_ROWS as i64, INPUTS as i64];
+    let small: Vec<Vec<u8>> = fresh
+        .iter()
+        .map(|batch| batch[..SMALL_ROWS * INPUTS * 4].to_vec())
+        .collect();
+    group.throughput(Throughput::Elements((INPUTS * SMALL_ROWS) as u64));
+    group.bench_function("4 rows x 64 FP32 columns, 32 bins, fresh batches", |b| {
+        b.iter(|| {
+            next = (next + 1) % FRESH_BATCHES;
+            let view = [TensorView {
+                datatype: DataType::Fp32,
+                shape: &small_shape,
+                data: &small[next],
             }];
             recorder64
                 .observe(black_box(&view), Instant::now())
