@@ -46,25 +46,16 @@ class TensorPlan:
     index: int
     """Its position among the executor's tensors (inputs, then outputs)."""
     spec: TensorSpec
-    width: int | None
-    """Columns on its feature axis (None: -1 in the config, taken from the reference)."""
     is_output: bool
 
 
 class ModelDrift:
     """A model version's drift tracking: the Rust tracker and how to judge its windows."""
 
-    def __init__(
-        self, model: str, declaration: DriftDeclaration, reference: Path, tracker: Any
-    ) -> None:
+    def __init__(self, model: str, declaration: DriftDeclaration, tracker: Any) -> None:
         self.model = model
         self.declaration = declaration
-        self.reference = reference
         self.tracker: _core.DriftTracker = tracker
-
-    @property
-    def columns(self) -> list[str]:
-        return self.tracker.columns
 
     def report(self) -> dict[str, Any]:
         """The cumulative, current and last closed windows with their counts and reports
@@ -132,7 +123,7 @@ def build_drift(
         reference_path,
         declaration.window_policy,
     )
-    return ModelDrift(model, declaration, reference_path, tracker)
+    return ModelDrift(model, declaration, tracker)
 
 
 def _per_row_dims(spec: TensorSpec, batches: bool) -> tuple[int, ...] | None:
@@ -184,9 +175,7 @@ def _plans(
                 )
             log.info("model '%s': drift skips tensor '%s': %s", model, spec.name, problem)
             continue
-        assert row is not None
-        width = (row[0] if row else 1) if (not row or row[0] >= 0) else None
-        plans.append(TensorPlan(index, spec, width, is_output))
+        plans.append(TensorPlan(index, spec, is_output))
     if not plans:
         raise ConfigError(
             f"model '{model}': {declaration.path}: no tensor of the model can be monitored "
@@ -281,8 +270,8 @@ def _feed(spec: TensorSpec, rows: Array, max_batch_size: int) -> Array:
     dtype = spec.datatype.numpy
     if dtype is None:
         raise ConfigError(f"input '{spec.name}' is BYTES: its reference cannot be fed")
-    dims = [d if d >= 0 else -1 for d in spec.dims]
-    shape = [rows.shape[0], *dims] if max_batch_size > 0 else [rows.shape[0], *dims[1:]]
+    dims = spec.dims if max_batch_size > 0 else spec.dims[1:]
+    shape = [rows.shape[0], *dims]
     return np.ascontiguousarray(rows.astype(dtype).reshape(shape))
 
 
