@@ -49,10 +49,15 @@ pub(crate) fn drift_numeric_profile(
 /// The profile (JSON) of a categorical column: the `top_k` most frequent of `values`.
 #[pyfunction]
 pub(crate) fn drift_categorical_profile(
+    py: Python<'_>,
     values: PyReadonlyArray1<'_, i64>,
     top_k: usize,
 ) -> PyResult<String> {
-    let profile = CategoricalProfile::from_values(values.as_slice()?, top_k).map_err(invalid)?;
+    let values = values.as_slice()?;
+    // A load thread's work: the event loop runs meanwhile, as for numeric profiles.
+    let profile = without_gil(py, Work::Bytes(values.len() * 8), || {
+        CategoricalProfile::from_values(values, top_k).map_err(invalid)
+    })?;
     json(&ColumnProfile::Categorical(profile))
 }
 
