@@ -93,16 +93,21 @@ class AdminService:
             )
             return pb.PushVersionResponse(version=info, load_seconds=time.perf_counter() - started)
         except FerroserveError as error:
+            # Clean up before answering: abort() sends the status at once, and a client that
+            # looks at the repository next must not find the staging folder still there.
+            await _discard(staged)
+            staged = None
             await context.abort(_status_code(error), str(error))
             raise
         except OSError as error:  # the repository's disk: full, read-only, permissions
+            await _discard(staged)
+            staged = None
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"writing the version into the repository failed: {error}"
             )
             raise
-        finally:
-            if staged is not None:
-                await asyncio.shield(asyncio.to_thread(staged.discard))
+        finally:  # cancelled: the client went away mid-upload
+            await _discard(staged)
 
     def _stage(self, header: pb.PushHeader) -> StagedVersion:
         """Checks the header against the repository and opens the staging folder (blocking)."""
@@ -227,6 +232,12 @@ class AdminService:
             if model_file is not None:
                 info.size_bytes = model_file.stat().st_size
         return info
+
+
+async def _discard(staged: StagedVersion | None) -> None:
+    """Removes an unfinished upload's staging folder, even if the push is being cancelled."""
+    if staged is not None:
+        await asyncio.shield(asyncio.to_thread(staged.discard))
 
 
 def _check_version(model: str, version: int) -> None:
