@@ -691,5 +691,12 @@ class DriftTracker:
         jensen_shannon, wasserstein, kolmogorov_smirnov, chi_squared_p_value, min_rows,
         drift_share, warning_share)."""
 
+    def export(self, thresholds: str, top: int) -> str:
+        """JSON for the metrics snapshot: profile_id, columns_total, top (the `top` column
+        indices by highest PSI in any window, in rank order) and windows (cumulative,
+        current, last_closed once one closed), each with rows, batches, status, judged,
+        warning, drift, and for the top columns their statistics (columns) and slot counts
+        (counts: bins, then NaN, -inf, +inf for numeric columns)."""
+
     def reset(self) -> None:
         """Restarts the cumulative and current windows."""

@@ -21,7 +21,7 @@ import pytest
 from ferroserve import cli
 from ferroserve._proto import drift_service_pb2 as dpb
 from ferroserve.demo import mlp_model
-from ferroserve.metrics.drift import drift_snapshot
+from ferroserve.metrics.drift import STATISTICS, drift_snapshot
 from ferroserve.server.app import Server
 from support import models as m
 from support.features import add_features_model, snapshot_ids
@@ -207,6 +207,8 @@ def test_chosen_columns_a_time_window_and_the_metrics_snapshot(repository: Path)
         snapshot = await asyncio.to_thread(drift_snapshot, model.drift)
         assert snapshot["columns_total"] == 2
         assert snapshot["windows"]["cumulative"]["rows"] == 800
+        column = snapshot["windows"]["cumulative"]["columns"][0]
+        assert set(column) == {"name", "values", "verdict", "non_finite_share", *STATISTICS}
         histogram = snapshot["histograms"][0]
         assert histogram["kind"] == "numeric"
         assert len(histogram["labels"]) == len(histogram["reference"])

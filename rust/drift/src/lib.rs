@@ -87,6 +87,7 @@
 mod bins;
 mod counts;
 mod error;
+mod export;
 mod profile;
 mod scan;
 pub mod stats;
@@ -97,6 +98,7 @@ mod window;
 pub use bins::numeric_bin;
 pub use counts::{ColumnCounts, WindowCounts};
 pub use error::{CountsError, ObserveError, ProfileError, RecorderError};
+pub use export::{DriftExport, ExportedColumn, ExportedWindow, top_columns};
 pub use profile::{CategoricalProfile, ColumnProfile, NumericProfile};
 pub use tracker::{
     CATEGORICAL_DATATYPES, DriftTracker, MonitoredColumn, NUMERIC_DATATYPES, Recorder, TensorView,

@@ -214,6 +214,20 @@ impl PyDriftTracker {
         })
     }
 
+    /// What the metrics snapshot exports (JSON of the crate's `DriftExport`): the windows
+    /// judged under `thresholds`, reduced to the `top` columns by PSI, with their counts.
+    fn export(&self, py: Python<'_>, thresholds: &str, top: usize) -> PyResult<String> {
+        let thresholds: Thresholds = serde_json::from_str(thresholds)
+            .map_err(|error| invalid(format!("thresholds: {error}")))?;
+        let tracker = &self.tap.tracker;
+        without_gil(py, Work::Blocking, || {
+            let export = tracker
+                .export(Instant::now(), &thresholds, top)
+                .map_err(invalid)?;
+            json(&export)
+        })
+    }
+
     /// Restarts the cumulative and current windows (the counts so far are left behind).
     fn reset(&self) {
         self.tap.tracker.reset(Instant::now());
