@@ -499,6 +499,9 @@ class NativeRoute:
         which words them. With `features` whose store has views in Redis (`remote`), each
         request's graph inputs are joined (Redis fetched) before queueing, and `executor` runs
         without features."""
+    def holders(self) -> int:
+        """Holders of the route besides this object: the front end's route table while the
+        route is in it, and each request from its route lookup until its answer (0: drained)."""
 
 @final
 class Frontend:

@@ -1,7 +1,8 @@
 """The `ferroserve` command: `serve` a model repository, `demo` (write an example repository
 and serve it), `metrics-sidecar`, and `features status|load`, `drift` and
-`push|versions|load|unload` against a running server (cli_features.py, cli_drift.py,
-cli_admin.py). Flag names follow Triton's so operators feel at home."""
+`push|versions|load|unload|alias|rollback|traffic` against a running server (cli_features.py,
+cli_drift.py, cli_admin.py, cli_routing.py). Flag names follow Triton's so operators feel at
+home."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferroserve import __version__, cli_admin, cli_drift, cli_features
+from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_routing
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSH_BYTES
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_features.add_commands(commands)
     cli_drift.add_commands(commands)
     cli_admin.add_commands(commands)
+    cli_routing.add_commands(commands)
     return parser
 
 
@@ -251,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_drift.run(args)
     if args.command in cli_admin.COMMANDS:
         return cli_admin.run(args)
+    if args.command in cli_routing.COMMANDS:
+        return cli_routing.run(args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,26 +15,29 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 
 from ferroserve._proto import admin_pb2 as pb
+from ferroserve.cli_client import (
+    SERVICE,
+    Metadata,
+    UsageError,
+    add_client_flags,
+    call,
+    run_action,
+    table,
+)
 
-SERVICE = "/ferroserve.admin.v1.AdminService"
-DEFAULT_SERVER = "127.0.0.1:8001"
-TOKEN_ENV = "FERROSERVE_ADMIN_TOKEN_FILE"
 CHUNK_BYTES = 1 << 20
 PROGRESS_FROM_BYTES = 16 << 20
 """Files smaller than this upload in well under a second on a LAN: no progress lines."""
 _HINTS = {
-    grpc.StatusCode.UNAVAILABLE: "is `ferroserve serve` running there? Pass --server HOST:PORT",
-    grpc.StatusCode.UNAUTHENTICATED: "pass --token-file with the server's --admin-token-file "
-    f"(or set {TOKEN_ENV})",
-    grpc.StatusCode.PERMISSION_DENIED: "the token differs from the server's --admin-token-file",
-    grpc.StatusCode.NOT_FOUND: "`ferroserve versions` lists the models and versions",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "raise the server's --admin-max-push-bytes",
     grpc.StatusCode.FAILED_PRECONDITION: "push without --config to keep the model's config",
     grpc.StatusCode.ABORTED: "another push changed the repository meanwhile; push again",
-    grpc.StatusCode.UNIMPLEMENTED: "the server predates the admin service; upgrade it",
+}
+_UNLOAD_HINTS = {
+    grpc.StatusCode.FAILED_PRECONDITION: "point its aliases elsewhere (`ferroserve alias`) "
+    "and take it out of the traffic policy (`ferroserve traffic`) first",
 }
 COMMANDS = ("push", "versions", "load", "unload")
 
@@ -65,13 +66,18 @@ def add_commands(commands: Any) -> None:
         help="the version's drift reference dataset (.parquet, .csv, .npz, .npy; docs/drift.md)",
     )
     push.add_argument("--notes", default="", help="free-form text kept with the version")
-    _add_client_flags(push, timeout=600.0)
+    push.add_argument(
+        "--alias",
+        default="",
+        help="point this alias (e.g. canary) at the new version once it serves",
+    )
+    add_client_flags(push, timeout=600.0)
 
     versions = commands.add_parser(
         "versions", help="list a running server's models and versions (state, sha256, notes)"
     )
     versions.add_argument("model", nargs="?", default="", help="only this model (default: all)")
-    _add_client_flags(versions)
+    add_client_flags(versions)
 
     for verb, text in (
         ("load", "load one version of a model (kept loaded beside the policy's)"),
@@ -80,107 +86,42 @@ def add_commands(commands: Any) -> None:
         command = commands.add_parser(verb, help=text)
         command.add_argument("model", help="the model")
         command.add_argument("--version", type=int, required=True, help="the version number")
-        _add_client_flags(command, timeout=300.0 if verb == "load" else 60.0)
-
-
-def _add_client_flags(parser: argparse.ArgumentParser, timeout: float = 10.0) -> None:
-    parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"gRPC address (default {DEFAULT_SERVER})"
-    )
-    parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=os.environ.get(TOKEN_ENV) or None,
-        help=f"file with the server's admin token (default: ${TOKEN_ENV})",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=timeout,
-        help=f"seconds to wait for the answer (default {timeout:g})",
-    )
+        add_client_flags(command, timeout=300.0 if verb == "load" else 60.0)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Runs one admin command, printing to `out` (default stdout); the exit status."""
-    out = sys.stdout if out is None else out
-    command = args.command
-    try:
-        metadata = _metadata(args.token_file)
-        with grpc.insecure_channel(args.server) as channel:
-            if command == "push":
-                response: Any = _push(channel, args, metadata)
-            elif command == "versions":
-                response = _call(channel, "ListVersions", pb.ListVersionsRequest)(
-                    pb.ListVersionsRequest(model=args.model),
-                    timeout=args.timeout,
-                    metadata=metadata,
-                )
-            else:
-                method = "LoadVersion" if command == "load" else "UnloadVersion"
-                request_type = (
-                    pb.LoadVersionRequest if command == "load" else pb.UnloadVersionRequest
-                )
-                response = _call(channel, method, request_type)(
-                    request_type(model=args.model, version=args.version),
-                    timeout=args.timeout,
-                    metadata=metadata,
-                )
-    except UsageError as error:
-        print(f"ferroserve {command}: {error}", file=sys.stderr)
-        return 2
-    except grpc.RpcError as error:
-        code = error.code()  # a failed call is also a grpc.Call
-        hint = _HINTS.get(code)
-        where = f" at {args.server}" if code is grpc.StatusCode.UNAVAILABLE else ""
-        print(
-            f"ferroserve {command}: {code.name}{where}: {error.details() or code.name}"
-            + (f"\n  {hint}" if hint else ""),
-            file=sys.stderr,
-        )
-        return 1
-    if args.json:
-        print(json.dumps(_json(response), indent=2), file=out)
-    elif command == "push":
-        print(push_line(response), file=out)
-    elif command == "versions":
-        print(versions_table(response), file=out)
+    """Runs one of COMMANDS, printing to `out` (default stdout); the exit status."""
+    if args.command == "push":
+        return run_action(args, _push, out, _HINTS)
+    if args.command == "versions":
+        return run_action(args, _versions, out)
+    return run_action(args, _load_or_unload, out, _UNLOAD_HINTS)
+
+
+def _versions(
+    channel: grpc.Channel, args: argparse.Namespace, metadata: Metadata
+) -> tuple[pb.ListVersionsResponse, str]:
+    request = pb.ListVersionsRequest(model=args.model)
+    response: pb.ListVersionsResponse = call(channel, "ListVersions", request, args, metadata)
+    return response, versions_table(response)
+
+
+def _load_or_unload(
+    channel: grpc.Channel, args: argparse.Namespace, metadata: Metadata
+) -> tuple[Any, str]:
+    if args.command == "load":
+        request: Any = pb.LoadVersionRequest(model=args.model, version=args.version)
+        response = call(channel, "LoadVersion", request, args, metadata)
     else:
-        info = response.version
-        print(f"{info.model} version {info.version}: {_state(info)}", file=out)
-    return 0
-
-
-class UsageError(Exception):
-    """A problem with the command line or a local file: exit status 2."""
-
-
-def _metadata(token_file: Path | None) -> list[tuple[str, str]]:
-    if token_file is None:
-        return []
-    try:
-        token = token_file.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise UsageError(f"--token-file: {error}") from error
-    if not token:
-        raise UsageError(f"--token-file {token_file} is empty")
-    return [("authorization", f"Bearer {token}")]
-
-
-def _call(channel: grpc.Channel, method: str, request_type: Any) -> Any:
-    """The unary `method`; its response type is `<method>Response`."""
-    response_type = getattr(pb, f"{method}Response")
-    return channel.unary_unary(
-        f"{SERVICE}/{method}",
-        request_serializer=request_type.SerializeToString,
-        response_deserializer=response_type.FromString,
-    )
+        request = pb.UnloadVersionRequest(model=args.model, version=args.version)
+        response = call(channel, "UnloadVersion", request, args, metadata)
+    info = response.version
+    return response, f"{info.model} version {info.version}: {_state(info)}"
 
 
 def _push(
-    channel: grpc.Channel, args: argparse.Namespace, metadata: list[tuple[str, str]]
-) -> pb.PushVersionResponse:
+    channel: grpc.Channel, args: argparse.Namespace, metadata: Metadata
+) -> tuple[pb.PushVersionResponse, str]:
     model_file: Path = args.file
     reference: Path | None = args.drift_reference
     try:
@@ -197,6 +138,7 @@ def _push(
         model_sha256=digest,
         total_bytes=model_size + reference_size,
         drift_reference_name="" if reference is None else reference.name,
+        alias=args.alias,
     )
     total = model_size + reference_size
     progress = Progress(total) if total >= PROGRESS_FROM_BYTES else None
@@ -220,10 +162,8 @@ def _push(
         request_serializer=pb.PushVersionRequest.SerializeToString,
         response_deserializer=pb.PushVersionResponse.FromString,
     )
-    response: pb.PushVersionResponse = push(
-        requests(), timeout=args.timeout, metadata=tuple(metadata)
-    )
-    return response
+    response: pb.PushVersionResponse = push(requests(), timeout=args.timeout, metadata=metadata)
+    return response, push_line(response)
 
 
 class Progress:
@@ -265,13 +205,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _json(response: Any) -> dict[str, Any]:
-    result: dict[str, Any] = MessageToDict(
-        response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    return result
-
-
 def _size(count: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
@@ -291,8 +224,9 @@ def _state(info: pb.VersionInfo) -> str:
 def push_line(response: pb.PushVersionResponse) -> str:
     """What `ferroserve push` prints."""
     info = response.version
+    aliases = f" as {', '.join(info.aliases)}" if info.aliases else ""
     return (
-        f"pushed {info.model} version {info.version}: {_state(info)}, sha256 "
+        f"pushed {info.model} version {info.version}{aliases}: {_state(info)}, sha256 "
         f"{info.sha256[:12]}, {_size(info.size_bytes)}, ready {response.load_seconds:.2f} s "
         "after the upload"
     )
@@ -302,7 +236,17 @@ def versions_table(response: pb.ListVersionsResponse) -> str:
     """A readable listing: one row per version, models in order."""
     if not response.models:
         return "no models (push one with `ferroserve push FILE --model NAME`)"
-    header = ("MODEL", "VERSION", "STATE", "PROVIDER", "SIZE", "CREATED", "SHA256", "NOTES")
+    header = (
+        "MODEL",
+        "VERSION",
+        "STATE",
+        "ALIASES",
+        "PROVIDER",
+        "SIZE",
+        "CREATED",
+        "SHA256",
+        "NOTES",
+    )
     rows: list[tuple[str, ...]] = []
     reasons: list[str] = []
     for model in response.models:
@@ -314,6 +258,7 @@ def versions_table(response: pb.ListVersionsResponse) -> str:
                     info.model,
                     str(info.version),
                     info.state,
+                    ",".join(info.aliases) or "-",
                     info.provider.removesuffix("ExecutionProvider") or "-",
                     _size(info.size_bytes) if info.size_bytes else "-",
                     info.created or "-",
@@ -323,13 +268,37 @@ def versions_table(response: pb.ListVersionsResponse) -> str:
             )
             if info.reason and info.state != "READY":
                 reasons.append(f"{info.model} {info.version}: {info.reason}")
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in (header, *rows)
+    lines = table(header, rows)
+    policies = [
+        f"{model.model}: requests without a version go to {traffic_text(model.routing)}"
+        for model in response.models
+        if model.routing.split or model.routing.shadow
     ]
-    lines = [line.rstrip() for line in lines]
+    if policies:
+        lines.append("")
+        lines.extend(policies)
     if reasons:
         lines.append("")
         lines.extend(reasons)
     return "\n".join(lines)
+
+
+def traffic_text(routing: pb.ModelRouting) -> str:
+    """`production (version 3) 90%, canary (version 4) 10%; shadow canary (version 4) 5%`, or
+    the default's words."""
+
+    def shares(items: Any) -> str:
+        return ", ".join(
+            f"{share.target}{'' if share.target.isdigit() else f' (version {share.version})'} "
+            f"{share.percent}%"
+            for share in items
+        )
+
+    text = shares(routing.split) or (
+        "production"
+        if any(a.name == "production" for a in routing.aliases)
+        else "the newest ready version"
+    )
+    if routing.shadow:
+        text += f"; shadow copies to {shares(routing.shadow)}"
+    return text

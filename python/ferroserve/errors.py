@@ -23,6 +23,7 @@ from ferroserve._core import (
 __all__ = [
     "ConfigError",
     "DeadlineExceededError",
+    "FailedPreconditionError",
     "FeatureNotFoundError",
     "FerroserveError",
     "InternalError",
@@ -44,6 +45,11 @@ class ConfigError(ModelLoadError):
     """config.pbtxt cannot be parsed or contradicts the ONNX model."""
 
 
+class FailedPreconditionError(FerroserveError):
+    """A valid request the current state forbids (FAILED_PRECONDITION): a rollback with no
+    earlier target, deleting an alias or unloading a version the traffic policy uses."""
+
+
 _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
@@ -53,6 +59,7 @@ _STATUS_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (RequestCancelledError, grpc.StatusCode.CANCELLED),
     (ModelLoadError, grpc.StatusCode.INVALID_ARGUMENT),
+    (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (InternalError, grpc.StatusCode.INTERNAL),
 )
 

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import grpc
@@ -29,23 +29,16 @@ from ferroserve._proto import admin_pb2 as apb
 from ferroserve.server.app import Server
 from onnx import numpy_helper
 from support import models as m
+from support.admin import CONFIG, MODEL, run_cli, tree
 from support.inprocess import native_calls, serve
 from support.repository import add_model
 from support.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(180)
-MODEL = "fraud"
 PUSH = "/ferroserve.admin.v1.AdminService/PushVersion"
 LIST = "/ferroserve.admin.v1.AdminService/ListVersions"
 LOAD = "/ferroserve.admin.v1.AdminService/LoadVersion"
 UNLOAD = "/ferroserve.admin.v1.AdminService/UnloadVersion"
-CONFIG = f"""\
-name: "{MODEL}"
-max_batch_size: 8
-input [{{ name: "INPUT0" data_type: TYPE_FP32 dims: [4] }}]
-output [{{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [4] }}]
-dynamic_batching {{ max_queue_delay_microseconds: 500 }}
-"""
 
 
 def plus(value: float, padding_floats: int = 0) -> bytes:
@@ -57,25 +50,6 @@ def plus(value: float, padding_floats: int = 0) -> bytes:
         model.graph.initializer.append(numpy_helper.from_array(pad, "padding"))
         onnx.checker.check_model(model)
     return model.SerializeToString()
-
-
-def tree(root: Path) -> list[tuple[str, int]]:
-    """Every path under `root` with its size (folders 0): what 'unchanged' compares."""
-    entries = []
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            entries.append((os.path.relpath(Path(folder, name), root), 0))
-        for name in files:
-            path = Path(folder, name)
-            entries.append((os.path.relpath(path, root), path.stat().st_size))
-    return sorted(entries)
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def infer(url: str, version: str = "") -> float:

@@ -202,7 +202,7 @@ def test_chosen_columns_a_time_window_and_the_metrics_snapshot(repository: Path)
         cumulative = window(version, "cumulative")
         assert [c.name for c in cumulative.columns] == ["x[0]", "x[1]"]
         assert not [w for w in version.windows if w.window == "last_closed"]
-        model = server.registry.resolve("chosen", "1")
+        model = server.registry.routes.resolve("chosen", "1")
         assert model.drift is not None
         snapshot = await asyncio.to_thread(drift_snapshot, model.drift)
         assert snapshot["columns_total"] == 2

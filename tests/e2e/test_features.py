@@ -388,7 +388,7 @@ def test_hot_reload_under_traffic_serves_one_snapshot_per_response(repository: P
         assert float(snapshots) in seen
         assert seen <= {float(v) for v in range(snapshots + 1)}
         assert len(seen) >= 3  # old and new snapshots really were served under traffic
-        features = server.registry.resolve("reloading").features
+        features = server.registry.routes.resolve("reloading").features
         assert features is not None and features.reload_failures == 0
         assert native_calls(server) == {"OK": sent}
 

@@ -224,7 +224,7 @@ def outputs(answer: pb.ModelInferResponse) -> np.ndarray:
 
 
 def redis_stats(server: Server, model: str) -> dict[str, int]:
-    (version,) = server.registry.ready_versions(model)
+    (version,) = server.registry.routes.ready_versions(model)
     assert version.features is not None
     stats = version.features.store.redis_stats()
     assert stats is not None
@@ -353,12 +353,12 @@ def test_compressed_requests_are_joined_on_the_python_path_alike(repository: Pat
         assert native_calls(server) == {"OK": ok, "NOT_FOUND": 2}
         assert python_calls(server) == {"OK": ok + 1, "NOT_FOUND": 2}
         # Both paths count in the join's per-view counters and the store's.
-        (version,) = server.registry.ready_versions("redis_user")
+        (version,) = server.registry.routes.ready_versions("redis_user")
         assert version.features is not None
         looked_up = 2 * sum(len(users) for users, _ in sent)
         assert version.features.plan.stats()["views"]["user"]["lookups"] == looked_up
         assert redis_stats(server, "redis_user")["calls"] == 2 * len(sent)
-        (reject,) = server.registry.ready_versions("redis_reject")
+        (reject,) = server.registry.routes.ready_versions("redis_reject")
         assert reject.features is not None
         assert reject.features.plan.stats()["views"]["user"]["rejected"] == 4
 

@@ -27,20 +27,22 @@ class PushVersionRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[PushHeader, _Mapping]] = ..., chunk: _Optional[_Union[FileChunk, _Mapping]] = ...) -> None: ...
 
 class PushHeader(_message.Message):
-    __slots__ = ("model", "config_pbtxt", "notes", "model_sha256", "total_bytes", "drift_reference_name")
+    __slots__ = ("model", "config_pbtxt", "notes", "model_sha256", "total_bytes", "drift_reference_name", "alias")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CONFIG_PBTXT_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DRIFT_REFERENCE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
     model: str
     config_pbtxt: str
     notes: str
     model_sha256: str
     total_bytes: int
     drift_reference_name: str
-    def __init__(self, model: _Optional[str] = ..., config_pbtxt: _Optional[str] = ..., notes: _Optional[str] = ..., model_sha256: _Optional[str] = ..., total_bytes: _Optional[int] = ..., drift_reference_name: _Optional[str] = ...) -> None: ...
+    alias: str
+    def __init__(self, model: _Optional[str] = ..., config_pbtxt: _Optional[str] = ..., notes: _Optional[str] = ..., model_sha256: _Optional[str] = ..., total_bytes: _Optional[int] = ..., drift_reference_name: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("file", "data")
@@ -59,7 +61,7 @@ class PushVersionResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ..., load_seconds: _Optional[float] = ...) -> None: ...
 
 class VersionInfo(_message.Message):
-    __slots__ = ("model", "version", "state", "reason", "sha256", "size_bytes", "created", "notes", "provider", "pushed")
+    __slots__ = ("model", "version", "state", "reason", "sha256", "size_bytes", "created", "notes", "provider", "pushed", "aliases")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +72,7 @@ class VersionInfo(_message.Message):
     NOTES_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PUSHED_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     state: str
@@ -80,7 +83,8 @@ class VersionInfo(_message.Message):
     notes: str
     provider: str
     pushed: bool
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., created: _Optional[str] = ..., notes: _Optional[str] = ..., provider: _Optional[str] = ..., pushed: _Optional[bool] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., created: _Optional[str] = ..., notes: _Optional[str] = ..., provider: _Optional[str] = ..., pushed: _Optional[bool] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListVersionsRequest(_message.Message):
     __slots__ = ("model",)
@@ -95,14 +99,50 @@ class ListVersionsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelVersions, _Mapping]]] = ...) -> None: ...
 
 class ModelVersions(_message.Message):
-    __slots__ = ("model", "reason", "versions")
+    __slots__ = ("model", "reason", "versions", "routing")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
     model: str
     reason: str
     versions: _containers.RepeatedCompositeFieldContainer[VersionInfo]
-    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ...) -> None: ...
+    routing: ModelRouting
+    def __init__(self, model: _Optional[str] = ..., reason: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionInfo, _Mapping]]] = ..., routing: _Optional[_Union[ModelRouting, _Mapping]] = ...) -> None: ...
+
+class ModelRouting(_message.Message):
+    __slots__ = ("model", "aliases", "split", "shadow")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    aliases: _containers.RepeatedCompositeFieldContainer[AliasInfo]
+    split: _containers.RepeatedCompositeFieldContainer[TrafficShare]
+    shadow: _containers.RepeatedCompositeFieldContainer[TrafficShare]
+    def __init__(self, model: _Optional[str] = ..., aliases: _Optional[_Iterable[_Union[AliasInfo, _Mapping]]] = ..., split: _Optional[_Iterable[_Union[TrafficShare, _Mapping]]] = ..., shadow: _Optional[_Iterable[_Union[TrafficShare, _Mapping]]] = ...) -> None: ...
+
+class AliasInfo(_message.Message):
+    __slots__ = ("name", "version", "history", "updated")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    history: _containers.RepeatedScalarFieldContainer[int]
+    updated: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., history: _Optional[_Iterable[int]] = ..., updated: _Optional[str] = ...) -> None: ...
+
+class TrafficShare(_message.Message):
+    __slots__ = ("target", "percent", "version")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    percent: int
+    version: int
+    def __init__(self, target: _Optional[str] = ..., percent: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class LoadVersionRequest(_message.Message):
     __slots__ = ("model", "version")
@@ -131,3 +171,69 @@ class UnloadVersionResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: VersionInfo
     def __init__(self, version: _Optional[_Union[VersionInfo, _Mapping]] = ...) -> None: ...
+
+class SetAliasRequest(_message.Message):
+    __slots__ = ("model", "alias", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    version: int
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SetAliasResponse(_message.Message):
+    __slots__ = ("routing", "previous_version")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    routing: ModelRouting
+    previous_version: int
+    def __init__(self, routing: _Optional[_Union[ModelRouting, _Mapping]] = ..., previous_version: _Optional[int] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("model", "alias")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ("routing",)
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    routing: ModelRouting
+    def __init__(self, routing: _Optional[_Union[ModelRouting, _Mapping]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("model", "alias")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    alias: str
+    def __init__(self, model: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("routing", "from_version", "to_version")
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    routing: ModelRouting
+    from_version: int
+    to_version: int
+    def __init__(self, routing: _Optional[_Union[ModelRouting, _Mapping]] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ...) -> None: ...
+
+class SetTrafficRequest(_message.Message):
+    __slots__ = ("model", "split", "shadow")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    split: _containers.RepeatedCompositeFieldContainer[TrafficShare]
+    shadow: _containers.RepeatedCompositeFieldContainer[TrafficShare]
+    def __init__(self, model: _Optional[str] = ..., split: _Optional[_Iterable[_Union[TrafficShare, _Mapping]]] = ..., shadow: _Optional[_Iterable[_Union[TrafficShare, _Mapping]]] = ...) -> None: ...
+
+class SetTrafficResponse(_message.Message):
+    __slots__ = ("routing",)
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    routing: ModelRouting
+    def __init__(self, routing: _Optional[_Union[ModelRouting, _Mapping]] = ...) -> None: ...

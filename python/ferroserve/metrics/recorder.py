@@ -31,7 +31,7 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
         entry: dict[str, Any] = {"model": name, "version": version, "state": state}
         if reason:
             entry["reason"] = reason
-        model = registry.loaded(name, version)
+        model = registry.routes.loaded(name, version)
         if model is not None:
             entry["provider"] = model.provider
             entry["load_seconds"] = model.report.load_seconds
@@ -58,7 +58,7 @@ def _drifting(
     """The snapshot's entries of loaded versions that monitor drift, with their trackers."""
     pairs = []
     for entry in data["models"]:
-        model = registry.loaded(entry["model"], entry["version"])
+        model = registry.routes.loaded(entry["model"], entry["version"])
         if model is not None and model.drift is not None:
             pairs.append((entry, model.drift))
     return pairs

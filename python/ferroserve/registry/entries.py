@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ferroserve.registry.repository import ModelSource
+from ferroserve.registry.routing import Routing
 from ferroserve.runtime.model import ServedModel
 
 
@@ -59,10 +60,23 @@ class ModelEntry:
     policy's."""
     held_off: set[int] = field(default_factory=set)
     """Versions UnloadVersion took out, kept out until LoadVersion or RepositoryModelLoad."""
+    routing: Routing = field(default_factory=Routing)
+    """Its aliases and traffic policy in force (routing.json as last read or written)."""
 
 
 def selection(source: ModelSource, entry: ModelEntry) -> list[int]:
     """The versions to keep loaded: the policy's, plus pinned ones still on disk, less held-off
-    ones."""
-    chosen = (set(source.versions) | (entry.pinned & set(source.available))) - entry.held_off
-    return sorted(chosen)
+    ones, plus every version the model's aliases and traffic policy route to."""
+    available = set(source.available)
+    chosen = (set(source.versions) | (entry.pinned & available)) - entry.held_off
+    return sorted(chosen | (entry.routing.needed_versions() & available))
+
+
+def entry_rows(name: str, entry: ModelEntry) -> list[IndexRow]:
+    """A model's rows as RepositoryIndex lists them."""
+    if not entry.versions:
+        return [IndexRow(name, "", State.UNAVAILABLE.value, entry.reason)]
+    return [
+        IndexRow(name, str(version), status.state.value, status.reason)
+        for version, status in sorted(entry.versions.items())
+    ]

@@ -1,8 +1,10 @@
 """The live model registry: which versions are loading, ready, unloading or failed, and which
-`ServedModel` answers a (name, version) pair. All state changes happen on the event loop; the
-blocking part of a load (sha256 check of a pushed version, session creation, warm-up) runs in a
-worker thread. Besides whole models (RepositoryModelLoad/Unload), it adds a pushed version and
-loads or unloads single versions (the admin service, server/admin.py).
+`ServedModel` answers a request for a model and a version, an alias or no version (its routes,
+routes.py, after its aliases and traffic policy, routing.py). All state changes happen on the
+event loop; the blocking part of a load (sha256 check of a pushed version, session creation,
+warm-up) runs in a worker thread. Besides whole models (RepositoryModelLoad/Unload), it adds a
+pushed version, loads or unloads single versions and changes routing (the admin service,
+server/admin.py).
 """
 
 from __future__ import annotations
@@ -12,20 +14,23 @@ import logging
 from collections.abc import Callable
 
 from ferroserve.errors import (
+    FailedPreconditionError,
     FerroserveError,
     ModelLoadError,
     ModelNotFoundError,
-    UnavailableError,
 )
 from ferroserve.registry.entries import (
     IndexRow,
     ModelEntry,
     State,
     VersionStatus,
+    entry_rows,
     selection,
 )
 from ferroserve.registry.record import verify_version
 from ferroserve.registry.repository import ModelRepository, ModelSource
+from ferroserve.registry.routes import PublishedRoutes
+from ferroserve.registry.routing import Routing, write_routing
 from ferroserve.registry.writer import StagedVersion, remove_version
 from ferroserve.runtime.loader import load_version
 from ferroserve.runtime.model import ServedModel
@@ -44,8 +49,8 @@ class ModelRegistry:
     ) -> None:
         self.repository = repository
         self._entries: dict[str, ModelEntry] = {}
-        # (name, version label) -> model; version label "" is the newest ready version.
-        self._routes: dict[tuple[str, str], ServedModel] = {}
+        self.routes = PublishedRoutes(self._entries)
+        """Where requests go: the lookups of the inference and operating services."""
         self._wanted: set[str] = set()
         self._on_change = on_change
 
@@ -79,6 +84,7 @@ class ModelRegistry:
                 self._publish(name)
                 raise ModelLoadError(str(error)) from error
             entry.reason = ""
+            entry.routing = source.routing
             loop = asyncio.get_running_loop()
             failures = []
             selected = selection(source, entry)
@@ -114,11 +120,12 @@ class ModelRegistry:
             if failures and len(failures) == len(selected):
                 raise ModelLoadError("; ".join(failures))
 
-    async def add_version(self, staged: StagedVersion) -> tuple[int, ServedModel]:
+    async def add_version(self, staged: StagedVersion, alias: str = "") -> tuple[int, ServedModel]:
         """Puts a finished upload in place as the model's next version, loads and warms it
-        up, then unloads the versions that left the selection. When it fails to load, the
-        version is removed from the repository again and the versions serving before are
-        untouched; ModelLoadError says why. Returns the version number and its model."""
+        up, points `alias` (if any) at it, then unloads the versions that left the selection.
+        When it fails to load, the version is removed from the repository again and the
+        versions serving before are untouched; ModelLoadError says why. Returns the version
+        number and its model."""
         name = staged.model
         entry = self._entries.setdefault(name, ModelEntry())
         async with entry.lock:
@@ -142,9 +149,14 @@ class ModelRegistry:
                 ) from error
             self._wanted.add(name)
             entry.reason = ""
+            entry.routing = source.routing
             if version not in source.versions:
                 entry.pinned.add(version)
             entry.versions[version] = VersionStatus(State.READY, model=model)
+            if alias:
+                routing = entry.routing.with_alias(alias, version)
+                await asyncio.to_thread(write_routing, source.path, routing)
+                entry.routing = routing
             log.info(
                 "model '%s' pushed version %d ready on %s in %.2fs",
                 name,
@@ -177,28 +189,37 @@ class ModelRegistry:
                     f"model '{name}' has no version {version} in the repository "
                     f"(versions: {list(source.available)})"
                 )
+            entry.routing = source.routing
             current = entry.versions.get(version)
             if current is not None and current.model is not None:
                 entry.pinned.add(version)
                 return current.model
-            entry.versions[version] = VersionStatus(State.LOADING, wanted=False)
-            loop = asyncio.get_running_loop()
-            try:
-                model = await asyncio.to_thread(_load_checked, source, version, loop)
-            except Exception as error:  # this version fails alone
-                # Listed with its reason, but not wanted: an operator's failed load of an old
-                # version must not turn the server not-ready.
-                entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error), wanted=False)
-                self._publish(name)
-                raise ModelLoadError(
-                    f"model '{name}' version {version} failed to load: {error}"
-                ) from error
+            model = await self._load_asked(name, entry, source, version, "")
             self._wanted.add(name)
             entry.pinned.add(version)
-            entry.held_off.discard(version)
-            entry.versions[version] = VersionStatus(State.READY, model=model)
             self._publish(name)
             return model
+
+    async def _load_asked(
+        self, name: str, entry: ModelEntry, source: ModelSource, version: int, outcome: str
+    ) -> ServedModel:
+        """Loads one version an operator asked for (LoadVersion, a routing change), READY
+        but not yet published. A failure fails this version alone: listed with its reason but
+        not wanted (an operator's failed load must not turn the server not-ready), raised as
+        ModelLoadError with `outcome` (what did not happen) and the reason."""
+        entry.versions[version] = VersionStatus(State.LOADING, wanted=False)
+        loop = asyncio.get_running_loop()
+        try:
+            model = await asyncio.to_thread(_load_checked, source, version, loop)
+        except Exception as error:  # any load failure
+            entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error), wanted=False)
+            self._publish(name)
+            raise ModelLoadError(
+                f"model '{name}' version {version} failed to load{outcome}: {error}"
+            ) from error
+        entry.held_off.discard(version)
+        entry.versions[version] = VersionStatus(State.READY, model=model)
+        return model
 
     async def unload_version(self, name: str, version: int) -> None:
         """Unloads one version (queued requests finish first) and holds it off until
@@ -213,9 +234,51 @@ class ModelRegistry:
                 raise ModelNotFoundError(
                     f"model '{name}' version {version} is not loaded (loaded: {loaded})"
                 )
+            routed_by = entry.routing.routed_by(version)
+            if routed_by:
+                raise FailedPreconditionError(
+                    f"model '{name}' version {version} serves {routed_by}; route them "
+                    "elsewhere first"
+                )
             entry.held_off.add(version)
             entry.pinned.discard(version)
             await self._unload_versions(name, entry, [version])
+
+    async def change_routing(self, name: str, change: Callable[[ModelSource], Routing]) -> Routing:
+        """Applies `change` (source, whose routing is routing.json as on disk now -> the new
+        routing; it raises to refuse) under the model's lock: loads and warms up every version
+        the new routing routes to that is not ready, writes routing.json, publishes the
+        routes, then unloads (drained) the versions that left the selection. Nothing changes
+        when `change` refuses or a version fails to load (ModelLoadError says why)."""
+        entry = self._entries.setdefault(name, ModelEntry())
+        async with entry.lock:
+            try:
+                source = await asyncio.to_thread(self.repository.source, name)
+                routing = change(source)
+            except FerroserveError:
+                if not entry.versions:
+                    self._entries.pop(name, None)
+                raise
+            for version in sorted(routing.needed_versions() & set(source.available)):
+                status = entry.versions.get(version)
+                if status is None or status.state is not State.READY:
+                    outcome = ", so the routing was not changed"
+                    await self._load_asked(name, entry, source, version, outcome)
+            self._wanted.add(name)
+            try:
+                await asyncio.to_thread(write_routing, source.path, routing)
+                entry.routing = routing
+                self._publish(name)
+            finally:  # versions loaded for a change that could not be written go again
+                chosen = selection(source, entry)
+                stale = [v for v, s in entry.versions.items() if v not in chosen and s.wanted]
+                await self._unload_versions(name, entry, stale)
+            return routing
+
+    def routing(self, name: str) -> Routing:
+        """The model's aliases and traffic policy in force (empty for an unknown model)."""
+        entry = self._entries.get(name)
+        return Routing() if entry is None else entry.routing
 
     def version_states(self, name: str) -> dict[int, VersionStatus]:
         """The registry's state of each version of a model it knows (a copy)."""
@@ -254,74 +317,9 @@ class ModelRegistry:
 
     def _publish(self, name: str) -> None:
         """Rebuilds the routes for one model and tells health listeners."""
-        for key in [k for k in self._routes if k[0] == name]:
-            del self._routes[key]
-        entry = self._entries.get(name)
-        ready = (
-            []
-            if entry is None
-            else sorted(
-                (v, s.model)
-                for v, s in entry.versions.items()
-                if s.model is not None and s.state is State.READY
-            )
-        )
-        for version, model in ready:
-            assert model is not None
-            self._routes[(name, str(version))] = model
-        if ready:
-            self._routes[(name, "")] = ready[-1][1]
+        ready = self.routes.publish(name, self._entries.get(name))
         if self._on_change is not None:
-            self._on_change(name, bool(ready))
-
-    def resolve(self, name: str, version: str = "") -> ServedModel:
-        """The ready model for a request: NOT_FOUND for unknown names or versions, UNAVAILABLE
-        for a known version that is not ready."""
-        model = self._routes.get((name, version))
-        if model is not None:
-            return model
-        entry = self._entries.get(name)
-        if entry is None:
-            raise ModelNotFoundError(f"model '{name}' is not in the repository")
-        if version:
-            if not version.isdigit():
-                raise ModelNotFoundError(f"model '{name}' has no version '{version}'")
-            status = entry.versions.get(int(version))
-            if status is None:
-                raise ModelNotFoundError(
-                    f"model '{name}' has no version {version} (known: {sorted(entry.versions)})"
-                )
-            raise UnavailableError(
-                f"model '{name}' version {version} is {status.state.value}"
-                + (f": {status.reason}" if status.reason else "")
-            )
-        states = (
-            ", ".join(f"{v}: {s.state.value}" for v, s in sorted(entry.versions.items()))
-            or entry.reason
-            or "no versions"
-        )
-        raise UnavailableError(f"model '{name}' has no ready version ({states})")
-
-    def routes(self) -> dict[tuple[str, str], ServedModel]:
-        """(name, version label) -> the model answering it; label "" is the default version."""
-        return dict(self._routes)
-
-    def loaded(self, name: str, version: str) -> ServedModel | None:
-        """The ready model of one explicit version, or None (no error: for reporting)."""
-        return self._routes.get((name, version)) if version else None
-
-    def ready_versions(self, name: str) -> list[ServedModel]:
-        entry = self._entries.get(name)
-        if entry is None:
-            return []
-        return [
-            s.model
-            for _, s in sorted(entry.versions.items())
-            if s.model is not None and s.state is State.READY
-        ]
-
-    def is_ready(self, name: str, version: str = "") -> bool:
-        return (name, version) in self._routes
+            self._on_change(name, ready)
 
     def all_ready(self) -> bool:
         """True when every model selected for loading has all its selected versions ready."""
@@ -347,25 +345,14 @@ class ModelRegistry:
             if entry is None:
                 rows.append(IndexRow(name, "", State.UNAVAILABLE.value, "not loaded"))
             else:
-                rows.extend(self._entry_rows(name, entry))
+                rows.extend(entry_rows(name, entry))
         return rows
 
     def known(self) -> list[IndexRow]:
         """Like `index`, for the models the registry was asked to load only: no repository
         listing (no I/O), so the metrics recorder can call it on the event loop."""
         return [
-            row
-            for name in sorted(self._entries)
-            for row in self._entry_rows(name, self._entries[name])
-        ]
-
-    @staticmethod
-    def _entry_rows(name: str, entry: ModelEntry) -> list[IndexRow]:
-        if not entry.versions:
-            return [IndexRow(name, "", State.UNAVAILABLE.value, entry.reason)]
-        return [
-            IndexRow(name, str(version), status.state.value, status.reason)
-            for version, status in sorted(entry.versions.items())
+            row for name in sorted(self._entries) for row in entry_rows(name, self._entries[name])
         ]
 
 

@@ -1,15 +1,17 @@
-"""A Triton-style model repository on local disk: `<repo>/<model>/[config.pbtxt]` and
-`<repo>/<model>/<version>/model.onnx`. Only reads the file system; loading is the registry's job.
+"""A Triton-style model repository on local disk: `<repo>/<model>/[config.pbtxt]`,
+`<repo>/<model>/<version>/model.onnx` and ferroserve's `<repo>/<model>/routing.json` (aliases and
+traffic policy). Only reads the file system; loading is the registry's job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import read_config
 from ferroserve.errors import ConfigError, ModelNotFoundError
+from ferroserve.registry.routing import Routing, read_routing
 
 
 @dataclass(slots=True, frozen=True)
@@ -23,6 +25,8 @@ class ModelSource:
     """The versions the version policy selects."""
     available: tuple[int, ...] = ()
     """Every version folder, in order."""
+    routing: Routing = field(default_factory=Routing)
+    """Its aliases and traffic policy (routing.json)."""
 
     def model_file(self, version: int) -> Path:
         filename = self.config.default_model_filename or "model.onnx"
@@ -52,7 +56,8 @@ class ModelRepository:
 
     def source(self, name: str) -> ModelSource:
         """Reads one model's config and selects its versions. Raises ModelNotFoundError if the
-        folder is missing, ConfigError if its config or version folders are unusable."""
+        folder is missing, ConfigError if its config, version folders or routing.json are
+        unusable."""
         path = self.root / name
         if "/" in name or name in ("", ".", "..") or not path.is_dir():
             raise ModelNotFoundError(f"model '{name}' is not in the repository {self.root}")
@@ -64,7 +69,8 @@ class ModelRepository:
                 f"model '{name}': no version folder matches the version policy "
                 f"(found versions {available or 'none'} in {path})"
             )
-        return ModelSource(name, path, config, tuple(versions), tuple(available))
+        routing = read_routing(path)
+        return ModelSource(name, path, config, tuple(versions), tuple(available), routing)
 
 
 def select_versions(config: mc.ModelConfig, available: list[int]) -> list[int]:

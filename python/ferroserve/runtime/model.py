@@ -26,6 +26,7 @@ from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
 
 _DRAIN_TIMEOUT_S = 30.0
+_DRAIN_POLL_S = 0.002
 
 
 @dataclass(slots=True, frozen=True)
@@ -121,7 +122,14 @@ class ServedModel:
             raise
 
     async def unload(self) -> None:
-        """Stops taking requests, lets queued ones finish, then stops the executor threads."""
+        """Stops taking requests, lets queued ones finish, then stops the executor threads.
+        Called once the version has left the routes: it first waits until the native front
+        end holds no request it routed here before (they are answered), so none of them
+        meets a closed queue."""
+        route = self.native_route
+        give_up = time.monotonic() + _DRAIN_TIMEOUT_S
+        while route is not None and route.holders() > 0 and time.monotonic() < give_up:
+            await asyncio.sleep(_DRAIN_POLL_S)
         self.queue.close(True)
         if self.features is not None:
             await asyncio.to_thread(self.features.stop_polling)

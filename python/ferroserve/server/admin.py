@@ -1,5 +1,6 @@
 """`ferroserve.admin.v1.AdminService`: deployers push model versions into the running server,
-list them, and load or unload single versions (`ferroserve push|versions|load|unload`).
+list them, and load or unload single versions (`ferroserve push|versions|load|unload`); the
+routing RPCs (aliases, rollback, traffic policy) are admin_routing.py's.
 Served by the Python server behind the native front end, which forwards these calls (the
 client-streamed upload included) unchanged. Uploads go to disk chunk by chunk in worker
 threads (registry/writer.py); the registry puts the version in place, loads and warms it up
@@ -29,11 +30,13 @@ from ferroserve.errors import (
 from ferroserve.registry.entries import VersionStatus
 from ferroserve.registry.record import VersionRecord, read_record
 from ferroserve.registry.registry import ModelRegistry
+from ferroserve.registry.routing import Routing, check_alias_name, read_routing
 from ferroserve.registry.writer import (
     PushConflictError,
     StagedVersion,
     check_model_name,
 )
+from ferroserve.server.admin_routing import RoutingAdmin, routing_message
 from ferroserve.server.limits import DEFAULT_MAX_PUSH_BYTES
 
 ADMIN_SERVICE_NAME = "ferroserve.admin.v1.AdminService"
@@ -54,7 +57,7 @@ def _status_code(error: FerroserveError) -> grpc.StatusCode:
     return status_code_for(error)
 
 
-class AdminService:
+class AdminService(RoutingAdmin):
     """The servicer; runs on the event loop, file work in worker threads."""
 
     def __init__(self, registry: ModelRegistry, max_push_bytes: int) -> None:
@@ -85,12 +88,13 @@ class AdminService:
             started = time.perf_counter()
             # The upload is complete: the push finishes (or fails and cleans up) even if the
             # client goes away now.
-            adding = asyncio.ensure_future(self._registry.add_version(staged))
+            adding = asyncio.ensure_future(self._registry.add_version(staged, header.alias))
             committed, staged = staged, None
             version, _ = await asyncio.shield(adding)
             info = await asyncio.to_thread(
                 self._version_info, committed.model, version, self._status(committed.model, version)
             )
+            info.aliases.extend(self._registry.routing(committed.model).aliases_of(version))
             return pb.PushVersionResponse(version=info, load_seconds=time.perf_counter() - started)
         except FerroserveError as error:
             # Clean up before answering: abort() sends the status at once, and a client that
@@ -112,6 +116,8 @@ class AdminService:
     def _stage(self, header: pb.PushHeader) -> StagedVersion:
         """Checks the header against the repository and opens the staging folder (blocking)."""
         check_model_name(header.model)
+        if header.alias:
+            check_alias_name(header.alias)
         model_dir = self._root / header.model
         pushed = "the pushed config.pbtxt"
         if model_dir.is_dir():
@@ -159,14 +165,27 @@ class AdminService:
                 if request.model and not numbers and not states:
                     raise ModelNotFoundError(f"model '{name}' is not in the repository")
                 entry = response.models.add(model=name, reason=self._registry.model_reason(name))
+                routing = await self._routing(name)
+                entry.routing.CopyFrom(routing_message(name, routing))
                 for version in sorted(set(numbers) | set(states)):
                     info = await asyncio.to_thread(
                         self._version_info, name, version, states.get(version)
                     )
+                    info.aliases.extend(routing.aliases_of(version))
                     entry.versions.append(info)
         except FerroserveError as error:
             await context.abort(_status_code(error), str(error))
         return response
+
+    async def _routing(self, name: str) -> Routing:
+        """The routing in force for a model the registry knows, else its routing.json (empty
+        when it cannot be read: the model's reason says why it does not load)."""
+        if self._registry.version_states(name):
+            return self._registry.routing(name)
+        try:
+            return await asyncio.to_thread(read_routing, self._root / name)
+        except FerroserveError:
+            return Routing()
 
     async def LoadVersion(
         self, request: pb.LoadVersionRequest, context: Context
@@ -190,12 +209,14 @@ class AdminService:
         try:
             _check_version(request.model, request.version)
             await change(request.model, request.version)
-            return await asyncio.to_thread(
+            info = await asyncio.to_thread(
                 self._version_info,
                 request.model,
                 request.version,
                 self._status(request.model, request.version),
             )
+            info.aliases.extend(self._registry.routing(request.model).aliases_of(request.version))
+            return info
         except FerroserveError as error:
             await context.abort(_status_code(error), str(error))
             raise

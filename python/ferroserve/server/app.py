@@ -153,16 +153,23 @@ class Server:
         self._publish_routes()
 
     def _publish_routes(self) -> None:
-        """Hands the native front end every ready version it can answer itself."""
+        """Hands the native front end every route it can answer itself: each ready version
+        and alias, and requests without a version when one target takes them all (a split
+        between several targets is forwarded to the Python server, which draws by weight)."""
         if self.frontend is None:  # not started yet: `_bind` publishes them once it is
             return
-        self.frontend.set_routes(
-            [
-                (name, version, model.native_route)
-                for (name, version), model in self.registry.routes().items()
+        table: list[tuple[str, str, _core.NativeRoute]] = []
+        for name, routes in self.registry.routes.models().items():
+            labelled = [(str(v), m) for v, m in routes.versions.items()]
+            labelled.extend(routes.aliases.items())
+            if len(routes.default) == 1:
+                labelled.append(("", routes.default[0].model))
+            table.extend(
+                (name, label, model.native_route)
+                for label, model in labelled
                 if model.native_route is not None
-            ]
-        )
+            )
+        self.frontend.set_routes(table)
 
     async def _bind(self) -> None:
         address = f"{self.options.host}:{self.options.grpc_port}"

@@ -54,7 +54,8 @@ class InferenceService:
         return pb.ServerReadyResponse(ready=self.server_ready())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
-        return pb.ModelReadyResponse(ready=self._registry.is_ready(request.name, request.version))
+        ready = self._registry.routes.is_ready(request.name, request.version)
+        return pb.ModelReadyResponse(ready=ready)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
         return pb.ServerMetadataResponse(
@@ -63,7 +64,7 @@ class InferenceService:
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
         try:
-            model = self._registry.resolve(request.name, request.version)
+            model = self._registry.routes.resolve(request.name, request.version)
         except FerroserveError as error:
             await _abort(context, error)
             raise
@@ -71,7 +72,7 @@ class InferenceService:
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=model.name,
-            versions=[m.version_label for m in self._registry.ready_versions(model.name)],
+            versions=[m.version_label for m in self._registry.routes.ready_versions(model.name)],
             platform=model.config.platform,
             inputs=[
                 tensor(name=s.name, datatype=s.datatype.name, shape=signature.client_shape(s))
@@ -85,7 +86,7 @@ class InferenceService:
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
         try:
-            model = self._registry.resolve(request.name, request.version)
+            model = self._registry.routes.resolve(request.name, request.version)
         except FerroserveError as error:
             await _abort(context, error)
             raise
@@ -95,18 +96,18 @@ class InferenceService:
         try:
             if request.name:
                 models = (
-                    [self._registry.resolve(request.name, request.version)]
+                    [self._registry.routes.resolve(request.name, request.version)]
                     if request.version
-                    else self._registry.ready_versions(request.name)
+                    else self._registry.routes.ready_versions(request.name)
                 )
                 if not models:
-                    self._registry.resolve(request.name)  # raises the right error
+                    self._registry.routes.resolve(request.name)  # raises the right error
             else:
                 models = [
                     m
                     for row in self._registry.index()
                     if row.state == State.READY.value
-                    for m in [self._registry.resolve(row.name, row.version)]
+                    for m in [self._registry.routes.resolve(row.name, row.version)]
                 ]
         except FerroserveError as error:
             await _abort(context, error)
@@ -126,8 +127,8 @@ class InferenceService:
     async def _infer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        model = self._registry.resolve(request.model_name, request.model_version)
-        return await model.infer(request, context.time_remaining())
+        target = self._registry.routes.route(request.model_name, request.model_version)
+        return await target.model.infer(request, context.time_remaining())
 
     async def ModelStreamInfer(self, messages: AsyncIterator[bytes], context: Context) -> None:
         """Requests on one stream run concurrently; each response carries its request's id.

@@ -12,14 +12,18 @@ def named_versions(registry: ModelRegistry, model: str, version: str) -> list[Se
     ModelNotFoundError for an unknown model or version, UnavailableError for a known one that
     is not ready (the registry's words)."""
     if version:
-        return [registry.resolve(model, version)]
-    ready = registry.ready_versions(model)
+        return [registry.routes.resolve(model, version)]
+    ready = registry.routes.ready_versions(model)
     if not ready:
-        registry.resolve(model)  # raises, saying why nothing is ready
+        registry.routes.resolve(model)  # raises, saying why nothing is ready
     return ready
 
 
 def every_version(registry: ModelRegistry) -> list[ServedModel]:
     """Every ready version of every model, by model then version."""
-    versions = [model for (_, label), model in registry.routes().items() if label]
-    return sorted(versions, key=lambda model: (model.name, model.version))
+    models = registry.routes.models()
+    return [
+        routes.versions[version]
+        for _, routes in sorted(models.items())
+        for version in sorted(routes.versions)
+    ]

@@ -72,6 +72,14 @@ impl PyNativeRoute {
             route: Arc::new(route),
         }
     }
+
+    /// Holders of the route besides this object: the front end's route table while the route
+    /// is in it, and each request from its route lookup until its answer. Zero once the route
+    /// left the table and those requests are answered: its queue can then close without
+    /// turning away a request the front end already sent there.
+    fn holders(&self) -> usize {
+        Arc::strong_count(&self.route) - 1
+    }
 }
 
 /// The running front end.
