@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # makes `support` importable
 
-from support.server import RUNNING, ServerProcess
+from support.server import EXPLICIT, RUNNING, ServerProcess
 
 LOG_TAIL_LINES = 80
 
@@ -43,7 +43,7 @@ def server(
 ) -> Iterator[ServerProcess]:
     """ferroserve serving the main repository, READY."""
     log = tmp_path_factory.mktemp("logs") / "main-server.log"
-    with ServerProcess(main_repository, log) as process:
+    with ServerProcess(main_repository, log, EXPLICIT) as process:
         process.wait_ready()
         yield process
 

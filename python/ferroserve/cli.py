@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_routing
+from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSH_BYTES
 
 if TYPE_CHECKING:
@@ -126,7 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--load-model",
         action="append",
         metavar="NAME",
-        help="load only these models at start (repeatable; default: all)",
+        help="load only these models at start (repeatable; `*`: all; default: all, or none "
+        "with --model-control-mode=explicit)",
+    )
+    serve.add_argument(
+        "--model-control-mode",
+        choices=MODES,
+        default=NONE,
+        help="Triton's model control: none (default: load the repository at start, refuse "
+        "RepositoryModelLoad/Unload), explicit (clients load and unload), poll (serve what "
+        "changes in the repository every --repository-poll-secs)",
+    )
+    serve.add_argument(
+        "--repository-poll-secs",
+        type=float,
+        default=DEFAULT_POLL_SECS,
+        help=f"poll mode's scan interval in seconds (default {DEFAULT_POLL_SECS:g})",
     )
     _add_server_flags(serve)
     demo = commands.add_parser("demo", help="write an example model repository and serve it")
@@ -291,10 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.allow_empty,
             args.grpc_max_message_bytes,
             tuple(args.load_model) if args.load_model else None,
-            metrics,
-            args.frontend_threads,
-            args.admin_token_file,
-            args.admin_max_push_bytes,
+            metrics=metrics,
+            frontend_threads=args.frontend_threads,
+            admin_token_file=args.admin_token_file,
+            admin_max_push_bytes=args.admin_max_push_bytes,
+            model_control_mode=args.model_control_mode,
+            repository_poll_secs=args.repository_poll_secs,
         )
     try:
         _run(options, args.uvloop)

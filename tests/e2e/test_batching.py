@@ -37,7 +37,7 @@ from support.batching import (
 )
 from support.models import reference
 from support.repository import model_file
-from support.server import ServerProcess
+from support.server import EXPLICIT, ServerProcess
 from tritonclient.grpc import aio
 from tritonclient.utils import InferenceServerException
 
@@ -62,7 +62,7 @@ def batching_server(
     repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "batching-server.log"
-    with ServerProcess(repository, log) as process:
+    with ServerProcess(repository, log, EXPLICIT) as process:
         process.wait_ready()
         yield process
 

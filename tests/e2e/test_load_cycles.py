@@ -12,7 +12,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 from ferroserve.demo import mlp_model
 from support.repository import add_model
-from support.server import ServerProcess
+from support.server import EXPLICIT, ServerProcess
 
 pytestmark = pytest.mark.timeout(300)
 CYCLES = 50
@@ -49,7 +49,7 @@ def infer_once(client: triton_grpc.InferenceServerClient) -> None:
 
 def test_fifty_load_unload_cycles_give_the_memory_back(tmp_path: Path) -> None:
     add_model(tmp_path / "repository", "big", mlp_model(hidden=(HIDDEN, HIDDEN)), CONFIG)
-    server = ServerProcess(tmp_path / "repository", tmp_path / "server.log")
+    server = ServerProcess(tmp_path / "repository", tmp_path / "server.log", EXPLICIT)
     with server, triton_grpc.InferenceServerClient(server.url) as client:
         server.wait_ready()
         samples: list[int] = []

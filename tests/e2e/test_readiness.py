@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from support import models as m
 from support.repository import add_model
 from support.rpc import assert_triton_error, infer_input, raw_stub
-from support.server import ServerProcess
+from support.server import EXPLICIT, ServerProcess
 from tritonclient.grpc import service_pb2
 
 SERVICE = "inference.GRPCInferenceService"
@@ -64,7 +64,7 @@ def broken_server(
     broken_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("logs") / "broken-server.log"
-    with ServerProcess(broken_repository, log) as process:
+    with ServerProcess(broken_repository, log, EXPLICIT) as process:
         process.wait_settled(["good", "corrupt"])
         yield process
 

@@ -19,6 +19,9 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 STARTUP_TIMEOUT_S = 60.0
+EXPLICIT = ("--model-control-mode=explicit", "--load-model=*")
+"""Flags of a server whose tests load and unload models (RepositoryModelLoad/Unload), with
+every model loaded at start; without them the server runs Triton's default mode, none."""
 # Servers currently running in this pytest process; conftest attaches their logs to failures.
 RUNNING: list[ServerProcess] = []
 

@@ -114,8 +114,7 @@ class ModelRegistry:
                 self._publish(name)
                 if old is not None and old.model is not None and old.model is not model:
                     await old.model.unload()
-            stale = [v for v, s in entry.versions.items() if v not in selected and s.wanted]
-            await self._unload_versions(name, entry, stale)
+            await self._retire_stale(name, entry, selected, bool(failures))
             self._publish(name)
             if failures and len(failures) == len(selected):
                 raise ModelLoadError("; ".join(failures))
@@ -303,6 +302,27 @@ class ModelRegistry:
 
     async def unload_all(self) -> None:
         await asyncio.gather(*(self.unload(name) for name in list(self._entries)))
+
+    async def _retire_stale(
+        self, name: str, entry: ModelEntry, selected: list[int], failed: bool
+    ) -> None:
+        """After a (re)load: unloads the versions that left the selection, unless some new
+        version failed while old ones still serve. Then the old ones stay (a failed load
+        leaves the serving versions untouched); the failed ones stay listed with their reason,
+        and readiness follows the versions still serving."""
+        stale = [v for v, s in entry.versions.items() if v not in selected and s.wanted]
+        serving = [v for v in stale if entry.versions[v].state is State.READY]
+        if not (failed and serving):
+            await self._unload_versions(name, entry, stale)
+            return
+        for version in selected:
+            if entry.versions[version].state is State.UNAVAILABLE:
+                entry.versions[version].wanted = False
+        log.warning(
+            "model '%s': keeping version(s) %s, which served before the failed load",
+            name,
+            ", ".join(map(str, serving)),
+        )
 
     async def _unload_versions(self, name: str, entry: ModelEntry, versions: list[int]) -> None:
         for version in versions:

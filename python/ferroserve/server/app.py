@@ -20,6 +20,8 @@ from ferroserve._proto.service import SERVICE_NAME, add_inference_service, add_s
 from ferroserve.metrics.recorder import MetricsRecorder
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
+from ferroserve.registry.control import ALL_MODELS, DEFAULT_POLL_SECS, EXPLICIT, NONE, POLL
+from ferroserve.registry.poller import RepositoryPoller
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
 from ferroserve.registry.writer import sweep_staging
@@ -58,7 +60,11 @@ class ServerOptions:
     allow_empty: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     models: tuple[str, ...] | None = None
-    """Models to load at start; None loads every model in the repository."""
+    """Models to load at start (`*`: all); None: every model, or none in explicit mode."""
+    model_control_mode: str = NONE
+    """Triton's --model-control-mode: none, explicit or poll (registry/control.py)."""
+    repository_poll_secs: float = DEFAULT_POLL_SECS
+    """How often poll mode scans the repository."""
     metrics: MetricsOptions | None = None
     """None: no metrics snapshot and no sidecar."""
     frontend_threads: int = 1
@@ -78,7 +84,14 @@ class Server:
         self.registry = ModelRegistry(
             ModelRepository(options.model_repository), on_change=self._model_changed
         )
-        self.service = InferenceService(self.registry, options.allow_empty)
+        self.service = InferenceService(
+            self.registry, options.allow_empty, options.model_control_mode
+        )
+        self.poller = (
+            RepositoryPoller(self.registry, options.repository_poll_secs)
+            if options.model_control_mode == POLL
+            else None
+        )
         self.rpcs = RpcCounter()
         self.grpc = grpc.aio.server(
             options=[
@@ -207,10 +220,9 @@ class Server:
             self._start_metrics(self.options.metrics)
         self.health.refresh()
         log.info("gRPC listening on %s:%d; loading models", self.options.host, self.port)
-        models = None if self.options.models is None else list(self.options.models)
-        results = await asyncio.gather(
-            *(self._load(n) for n in (models or self.registry.repository.model_names())),
-        )
+        if self.poller is not None:
+            await self.poller.baseline()  # what changes from now on is picked up by a poll
+        results = await asyncio.gather(*(self._load(name) for name in self._startup_models()))
         self.health.refresh()
         ready = self.service.server_ready()
         log.info(
@@ -219,7 +231,20 @@ class Server:
             len(results),
             "READY" if ready else "NOT READY",
         )
+        if self.poller is not None:
+            self.poller.start()
+            log.info("polling the repository every %g s", self.options.repository_poll_secs)
         return self.port
+
+    def _startup_models(self) -> list[str]:
+        """The models to load at start: --load-model's (`*`: all), else every model in the
+        repository, except in explicit mode, which starts with none (Triton's semantics)."""
+        models = self.options.models
+        if models is not None and ALL_MODELS not in models:
+            return list(models)
+        if models is None and self.options.model_control_mode == EXPLICIT:
+            return []
+        return self.registry.repository.model_names()
 
     async def _load(self, name: str) -> bool:
         try:
@@ -229,6 +254,8 @@ class Server:
         return True
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        if self.poller is not None:
+            await self.poller.stop()
         self.health.shutdown()
         if self.frontend is not None:
             await asyncio.to_thread(self.frontend.stop, grace_s)

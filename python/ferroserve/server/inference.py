@@ -17,6 +17,7 @@ from ferroserve import __version__
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve.codec import parse_request, serialize_response
 from ferroserve.errors import FerroserveError, status_code_for
+from ferroserve.registry.control import EXPLICIT
 from ferroserve.registry.registry import ModelRegistry, State
 from ferroserve.server.statistics import model_statistics
 
@@ -38,14 +39,33 @@ class InferenceService:
     # stream one error_message response instead of the end of the stream (docs/errors.md).
     raw_message_methods = frozenset({"ModelInfer", "ModelStreamInfer"})
 
-    def __init__(self, registry: ModelRegistry, allow_empty: bool = False) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        allow_empty: bool = False,
+        model_control_mode: str = EXPLICIT,
+    ) -> None:
         self._registry = registry
-        self._allow_empty = allow_empty
+        self._model_control_mode = model_control_mode
+        # Started to be driven by RepositoryModelLoad, a server may rightly hold no model yet.
+        self._allow_empty = allow_empty or model_control_mode == EXPLICIT
 
     def server_ready(self) -> bool:
         if self._registry.model_count == 0 and not self._allow_empty:
             return False
         return self._registry.all_ready()
+
+    async def _check_model_control(self, context: Context) -> None:
+        """RepositoryModelLoad/Unload only in explicit mode, as Triton (which answers
+        UNAVAILABLE; FAILED_PRECONDITION here, so clients do not retry what cannot succeed)."""
+        if self._model_control_mode != EXPLICIT:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "explicit model load / unload is not allowed: the server runs with "
+                f"--model-control-mode={self._model_control_mode}; start it with "
+                "--model-control-mode=explicit, or push and (un)load versions through the "
+                "admin service (ferroserve push / load / unload)",
+            )
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -170,6 +190,7 @@ class InferenceService:
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> Any:
+        await self._check_model_control(context)
         if request.parameters:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -186,6 +207,7 @@ class InferenceService:
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> Any:
+        await self._check_model_control(context)
         try:
             await self._registry.unload(request.model_name)
         except FerroserveError as error:
