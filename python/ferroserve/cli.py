@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_routing
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
+from ferroserve.registry.s3 import is_s3_url
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSH_BYTES
 
 if TYPE_CHECKING:
@@ -114,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a Triton-style model repository")
     serve.add_argument(
         "--model-repository",
-        type=Path,
         required=True,
-        help="folder with <model>/[config.pbtxt] and <model>/<version>/model.onnx",
+        help="folder with <model>/[config.pbtxt] and <model>/<version>/model.onnx, or "
+        "s3://bucket/prefix (S3-compatible storage, mirrored locally; docs/deploying.md)",
+    )
+    serve.add_argument(
+        "--repository-cache",
+        type=Path,
+        default=None,
+        help="local mirror of an s3:// repository (default: a temporary folder)",
     )
     serve.add_argument(
         "--allow-empty",
@@ -300,8 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_max_push_bytes=args.admin_max_push_bytes,
         )
     else:
+        repository_url = args.model_repository if is_s3_url(args.model_repository) else None
+        root = Path(args.model_repository)
+        if repository_url is not None:
+            root = args.repository_cache or Path(tempfile.mkdtemp(prefix="ferroserve-s3-"))
+            root.mkdir(parents=True, exist_ok=True)
         options = ServerOptions(
-            args.model_repository,
+            root,
             args.host,
             args.grpc_port,
             args.allow_empty,
@@ -313,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_max_push_bytes=args.admin_max_push_bytes,
             model_control_mode=args.model_control_mode,
             repository_poll_secs=args.repository_poll_secs,
+            repository_url=repository_url,
         )
     try:
         _run(options, args.uvloop)

@@ -41,7 +41,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        repository: Path,
+        repository: Path | str,
         log_path: Path,
         extra_args: Iterable[str] = (),
         env: dict[str, str] | None = None,

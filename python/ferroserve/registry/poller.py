@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ferroserve.errors import FerroserveError
 from ferroserve.registry.registry import ModelRegistry
+from ferroserve.registry.s3 import S3Mirror
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,22 @@ def stamp_repository(root: Path) -> dict[str, ModelStamp]:
 
 
 class RepositoryPoller:
-    """Applies the repository's changes to the registry every `interval_s` seconds."""
+    """Every `interval_s` seconds: syncs the S3 mirror (if any), then applies the
+    repository's changes to the registry (if `apply`: poll mode)."""
 
-    def __init__(self, registry: ModelRegistry, interval_s: float) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        interval_s: float,
+        mirror: S3Mirror | None = None,
+        apply: bool = True,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"--repository-poll-secs must be > 0 (got {interval_s})")
         self._registry = registry
         self._interval_s = interval_s
+        self._mirror = mirror
+        self._apply_changes = apply
         self._seen: dict[str, ModelStamp] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -106,10 +116,34 @@ class RepositoryPoller:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
+            await self.sync()
+            if not self._apply_changes:
+                continue
             try:
                 await self.poll()
             except Exception:  # a poll must never stop the next one
                 log.exception("polling the model repository failed")
+
+    async def sync(self) -> None:
+        """Syncs the S3 mirror; an unreachable bucket is logged and retried next time (the
+        versions loaded keep serving)."""
+        if self._mirror is None:
+            return
+        try:
+            report = await asyncio.to_thread(self._mirror.sync)
+        except Exception as error:  # boto3's errors: network, credentials, throttling
+            log.warning(
+                "syncing with %s failed (retried next poll): %s", self._mirror.location, error
+            )
+            return
+        for kind, paths in (
+            ("downloaded", report.downloaded),
+            ("uploaded", report.uploaded),
+            ("removed here", report.removed_here),
+            ("removed in the bucket", report.removed_there),
+        ):
+            if paths:
+                log.info("%s %s: %s", self._mirror.location, kind, ", ".join(paths))
 
     async def poll(self) -> list[str]:
         """One scan: loads, reloads and unloads what changed; returns the models it touched."""

@@ -24,6 +24,7 @@ from ferroserve.registry.control import ALL_MODELS, DEFAULT_POLL_SECS, EXPLICIT,
 from ferroserve.registry.poller import RepositoryPoller
 from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
+from ferroserve.registry.s3 import S3Mirror, parse_s3_url
 from ferroserve.registry.writer import sweep_staging
 from ferroserve.server.admin import ADMIN_SERVICE_NAME, DEFAULT_MAX_PUSH_BYTES, AdminService
 from ferroserve.server.auth import TokenGuard, chain
@@ -64,7 +65,9 @@ class ServerOptions:
     model_control_mode: str = NONE
     """Triton's --model-control-mode: none, explicit or poll (registry/control.py)."""
     repository_poll_secs: float = DEFAULT_POLL_SECS
-    """How often poll mode scans the repository."""
+    """How often poll mode scans the repository (and an S3 repository syncs)."""
+    repository_url: str | None = None
+    """An `s3://` repository that `model_repository` mirrors (registry/s3.py); None: local."""
     metrics: MetricsOptions | None = None
     """None: no metrics snapshot and no sidecar."""
     frontend_threads: int = 1
@@ -87,9 +90,19 @@ class Server:
         self.service = InferenceService(
             self.registry, options.allow_empty, options.model_control_mode
         )
+        self.mirror = (
+            None
+            if options.repository_url is None
+            else S3Mirror(parse_s3_url(options.repository_url), options.model_repository)
+        )
         self.poller = (
-            RepositoryPoller(self.registry, options.repository_poll_secs)
-            if options.model_control_mode == POLL
+            RepositoryPoller(
+                self.registry,
+                options.repository_poll_secs,
+                self.mirror,
+                apply=options.model_control_mode == POLL,
+            )
+            if options.model_control_mode == POLL or self.mirror is not None
             else None
         )
         self.rpcs = RpcCounter()
@@ -215,6 +228,14 @@ class Server:
                 "the admin service (pushing, loading and unloading model versions) is open to "
                 "anyone who can reach the gRPC port; give --admin-token-file to protect it"
             )
+        if self.mirror is not None:
+            report = await asyncio.to_thread(self.mirror.sync)
+            log.info(
+                "mirrored %s into %s (%d file(s))",
+                self.mirror.location,
+                self.options.model_repository,
+                len(report.downloaded),
+            )
         await self._bind()
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
@@ -256,6 +277,7 @@ class Server:
     async def stop(self, grace_s: float = 5.0) -> None:
         if self.poller is not None:
             await self.poller.stop()
+            await self.poller.sync()  # what was pushed since the last sync reaches the bucket
         self.health.shutdown()
         if self.frontend is not None:
             await asyncio.to_thread(self.frontend.stop, grace_s)
