@@ -92,6 +92,13 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "(docs/deploying.md)",
     )
     parser.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve the admin service (push, versions, load, unload, alias, traffic) on this "
+        "port instead of the gRPC port (default: the gRPC port)",
+    )
+    parser.add_argument(
         "--admin-max-push-bytes",
         type=int,
         default=DEFAULT_MAX_PUSH_BYTES,
@@ -305,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frontend_threads=args.frontend_threads,
             admin_token_file=args.admin_token_file,
             admin_max_push_bytes=args.admin_max_push_bytes,
+            admin_port=args.admin_port,
         )
     else:
         repository_url = args.model_repository if is_s3_url(args.model_repository) else None
@@ -323,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             frontend_threads=args.frontend_threads,
             admin_token_file=args.admin_token_file,
             admin_max_push_bytes=args.admin_max_push_bytes,
+            admin_port=args.admin_port,
             model_control_mode=args.model_control_mode,
             repository_poll_secs=args.repository_poll_secs,
             repository_url=repository_url,

@@ -30,7 +30,8 @@ HINTS = {
     f"(or set {TOKEN_ENV})",
     grpc.StatusCode.PERMISSION_DENIED: "the token differs from the server's --admin-token-file",
     grpc.StatusCode.NOT_FOUND: "`ferroserve versions` lists the models, versions and aliases",
-    grpc.StatusCode.UNIMPLEMENTED: "the server predates this command; upgrade it",
+    grpc.StatusCode.UNIMPLEMENTED: "if the server runs with --admin-port, pass --server "
+    "HOST:ADMIN_PORT; otherwise it predates this command: upgrade it",
 }
 
 

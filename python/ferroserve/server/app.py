@@ -27,6 +27,7 @@ from ferroserve.registry.repository import ModelRepository
 from ferroserve.registry.s3 import S3Mirror, parse_s3_url
 from ferroserve.registry.writer import sweep_staging
 from ferroserve.server.admin import ADMIN_SERVICE_NAME, DEFAULT_MAX_PUSH_BYTES, AdminService
+from ferroserve.server.admin_listener import AdminListener
 from ferroserve.server.auth import TokenGuard, chain
 from ferroserve.server.drift import DRIFT_SERVICE_NAME, DriftService
 from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
@@ -76,6 +77,8 @@ class ServerOptions:
     """The bearer token AdminService calls need; None: the admin service is open."""
     admin_max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES
     """Largest push (model file and drift reference together)."""
+    admin_port: int | None = None
+    """Serve the admin service on this port instead of the inference port (0: any free one)."""
 
 
 class Server:
@@ -134,26 +137,31 @@ class Server:
             if options.admin_token_file is None
             else TokenGuard.from_file(options.admin_token_file, "--admin-token-file")
         )
-        add_service(
-            self.grpc,
-            ADMIN_SERVICE_NAME,
-            AdminService(self.registry, options.admin_max_push_bytes),
-            chain(
-                self.rpcs.wrap if options.metrics is not None else None,
-                self.admin_guard.wrap if self.admin_guard is not None else None,
-            ),
+        admin = AdminService(self.registry, options.admin_max_push_bytes)
+        admin_wrap = chain(
+            self.rpcs.wrap if options.metrics is not None else None,
+            self.admin_guard.wrap if self.admin_guard is not None else None,
         )
+        self.admin_listener: AdminListener | None = None
+        if options.admin_port is None:
+            add_service(self.grpc, ADMIN_SERVICE_NAME, admin, admin_wrap)
+        else:
+            self.admin_listener = AdminListener(
+                admin, admin_wrap, self.health.servicer, options.max_message_bytes
+            )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
         services = (
             SERVICE_NAME,
             FEATURE_SERVICE_NAME,
             DRIFT_SERVICE_NAME,
-            ADMIN_SERVICE_NAME,
+            *([ADMIN_SERVICE_NAME] if options.admin_port is None else []),
             HEALTH_SERVICE_NAME,
         )
         for name, servicer in reflection_servicers(services).items():
             add_service(self.grpc, name, servicer)
         self.port = 0
+        self.admin_port = 0
+        """Where the admin service listens when it has a port of its own."""
         self.frontend: _core.Frontend | None = None
         self._socket_dir: tempfile.TemporaryDirectory[str] | None = None
         self.recorder: MetricsRecorder | None = None
@@ -226,7 +234,8 @@ class Server:
         if self.admin_guard is None:
             log.warning(
                 "the admin service (pushing, loading and unloading model versions) is open to "
-                "anyone who can reach the gRPC port; give --admin-token-file to protect it"
+                "anyone who can reach the %s; give --admin-token-file to protect it",
+                "gRPC port" if self.options.admin_port is None else "admin port",
             )
         if self.mirror is not None:
             report = await asyncio.to_thread(self.mirror.sync)
@@ -237,6 +246,12 @@ class Server:
                 len(report.downloaded),
             )
         await self._bind()
+        if self.admin_listener is not None:
+            assert self.options.admin_port is not None
+            self.admin_port = await self.admin_listener.start(
+                self.options.host, self.options.admin_port
+            )
+            log.info("admin service on %s:%d", self.options.host, self.admin_port)
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
         self.health.refresh()
@@ -282,6 +297,8 @@ class Server:
         if self.frontend is not None:
             await asyncio.to_thread(self.frontend.stop, grace_s)
         await self.grpc.stop(grace_s)
+        if self.admin_listener is not None:
+            await self.admin_listener.stop(grace_s)
         await self.registry.unload_all()
         if self.recorder is not None:
             await self.recorder.stop()
