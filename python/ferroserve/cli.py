@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_routing
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
 from ferroserve.registry.s3 import is_s3_url
-from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PUSH_BYTES
+from ferroserve.server.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PUSH_BYTES,
+    DEFAULT_MAX_PUSHES,
+    DEFAULT_PUSH_IDLE_S,
+)
 
 if TYPE_CHECKING:
     from ferroserve.server.app import MetricsOptions, ServerOptions
@@ -90,6 +95,19 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         help="file holding the token every admin call (push, load, unload, versions) must send "
         "as `authorization: Bearer <token>`; without it the admin service is open "
         "(docs/deploying.md)",
+    )
+    parser.add_argument(
+        "--admin-max-concurrent-pushes",
+        type=int,
+        default=DEFAULT_MAX_PUSHES,
+        help=f"pushes in progress at once; more are refused (default {DEFAULT_MAX_PUSHES})",
+    )
+    parser.add_argument(
+        "--admin-push-idle-secs",
+        type=float,
+        default=DEFAULT_PUSH_IDLE_S,
+        help="a push that sends nothing for this long is abandoned and its partial upload "
+        f"removed (default {DEFAULT_PUSH_IDLE_S:g})",
     )
     parser.add_argument(
         "--admin-port",
@@ -313,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_token_file=args.admin_token_file,
             admin_max_push_bytes=args.admin_max_push_bytes,
             admin_port=args.admin_port,
+            admin_max_pushes=args.admin_max_concurrent_pushes,
+            admin_push_idle_s=args.admin_push_idle_secs,
         )
     else:
         repository_url = args.model_repository if is_s3_url(args.model_repository) else None
@@ -332,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin_token_file=args.admin_token_file,
             admin_max_push_bytes=args.admin_max_push_bytes,
             admin_port=args.admin_port,
+            admin_max_pushes=args.admin_max_concurrent_pushes,
+            admin_push_idle_s=args.admin_push_idle_secs,
             model_control_mode=args.model_control_mode,
             repository_poll_secs=args.repository_poll_secs,
             repository_url=repository_url,

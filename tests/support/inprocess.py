@@ -32,13 +32,14 @@ def serve(
     max_message_bytes: int = 64 * 1024 * 1024,
     admin_token_file: Path | None = None,
     admin_max_push_bytes: int | None = None,
+    **options: object,
 ) -> None:
     """Starts a server on `repository` (port chosen by the OS), runs `scenario` with a channel
-    to it, and stops it."""
+    to it, and stops it. `options`: other ServerOptions fields."""
 
     async def main() -> None:
         # Metrics on (no sidecar): the Python server then counts the calls it answers.
-        options = ServerOptions(
+        settings = ServerOptions(
             repository,
             grpc_port=0,
             max_message_bytes=max_message_bytes,
@@ -47,8 +48,9 @@ def serve(
             admin_token_file=admin_token_file,
         )
         if admin_max_push_bytes is not None:
-            options = dataclasses.replace(options, admin_max_push_bytes=admin_max_push_bytes)
-        server = Server(options)
+            settings = dataclasses.replace(settings, admin_max_push_bytes=admin_max_push_bytes)
+        settings = dataclasses.replace(settings, **options)  # type: ignore[arg-type]
+        server = Server(settings)
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -37,7 +37,11 @@ from ferroserve.registry.writer import (
     check_model_name,
 )
 from ferroserve.server.admin_routing import RoutingAdmin, routing_message
-from ferroserve.server.limits import DEFAULT_MAX_PUSH_BYTES
+from ferroserve.server.limits import (
+    DEFAULT_MAX_PUSH_BYTES,
+    DEFAULT_MAX_PUSHES,
+    DEFAULT_PUSH_IDLE_S,
+)
 
 ADMIN_SERVICE_NAME = "ferroserve.admin.v1.AdminService"
 __all__ = ["ADMIN_SERVICE_NAME", "DEFAULT_MAX_PUSH_BYTES", "AdminService"]
@@ -45,11 +49,17 @@ Context = grpc.aio.ServicerContext[Any, Any]
 NOT_LOADED = "NOT_LOADED"
 
 
+class PushIdleError(FerroserveError):
+    """A push whose client sent nothing for too long (DEADLINE_EXCEEDED)."""
+
+
 class ConfigChangeError(FerroserveError):
     """A push whose config.pbtxt differs from the model's (FAILED_PRECONDITION)."""
 
 
 def _status_code(error: FerroserveError) -> grpc.StatusCode:
+    if isinstance(error, PushIdleError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
     if isinstance(error, ConfigChangeError):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, PushConflictError):
@@ -60,12 +70,37 @@ def _status_code(error: FerroserveError) -> grpc.StatusCode:
 class AdminService(RoutingAdmin):
     """The servicer; runs on the event loop, file work in worker threads."""
 
-    def __init__(self, registry: ModelRegistry, max_push_bytes: int) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        max_push_bytes: int,
+        max_pushes: int = DEFAULT_MAX_PUSHES,
+        push_idle_s: float = DEFAULT_PUSH_IDLE_S,
+    ) -> None:
         self._registry = registry
         self._root = registry.repository.root
         self._max_push_bytes = max_push_bytes
+        self._max_pushes = max_pushes
+        self._push_idle_s = push_idle_s
+        self._pushes = 0
+        """Pushes in progress: each holds a staging folder, an open file and a worker thread."""
 
     async def PushVersion(
+        self, requests: AsyncIterator[pb.PushVersionRequest], context: Context
+    ) -> pb.PushVersionResponse:
+        if self._pushes >= self._max_pushes:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self._pushes} pushes are in progress, the server's limit "
+                "(--admin-max-concurrent-pushes); retry when one has finished",
+            )
+        self._pushes += 1
+        try:
+            return await self._push(_paced(requests, self._push_idle_s), context)
+        finally:
+            self._pushes -= 1
+
+    async def _push(
         self, requests: AsyncIterator[pb.PushVersionRequest], context: Context
     ) -> pb.PushVersionResponse:
         staged: StagedVersion | None = None
@@ -253,6 +288,24 @@ class AdminService(RoutingAdmin):
             if model_file is not None:
                 info.size_bytes = model_file.stat().st_size
         return info
+
+
+async def _paced(
+    requests: AsyncIterator[pb.PushVersionRequest], idle_s: float
+) -> AsyncIterator[pb.PushVersionRequest]:
+    """`requests`, failing with PushIdleError when the next message takes over `idle_s`: a
+    client that opens a push and goes quiet does not hold its slot and folder for ever."""
+    while True:
+        try:
+            request = await asyncio.wait_for(anext(requests), idle_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            raise PushIdleError(
+                f"the push sent nothing for {idle_s:g} s (--admin-push-idle-secs); it was "
+                "abandoned and its partial upload removed"
+            ) from error
+        yield request
 
 
 async def _discard(staged: StagedVersion | None) -> None:

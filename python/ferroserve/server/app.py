@@ -33,7 +33,11 @@ from ferroserve.server.drift import DRIFT_SERVICE_NAME, DriftService
 from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
 from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
 from ferroserve.server.inference import InferenceService
-from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES
+from ferroserve.server.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PUSHES,
+    DEFAULT_PUSH_IDLE_S,
+)
 from ferroserve.server.reflection import reflection_servicers
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,10 @@ class ServerOptions:
     """The bearer token AdminService calls need; None: the admin service is open."""
     admin_max_push_bytes: int = DEFAULT_MAX_PUSH_BYTES
     """Largest push (model file and drift reference together)."""
+    admin_max_pushes: int = DEFAULT_MAX_PUSHES
+    """Pushes in progress at once; more are RESOURCE_EXHAUSTED."""
+    admin_push_idle_s: float = DEFAULT_PUSH_IDLE_S
+    """A push silent for this long is abandoned (DEADLINE_EXCEEDED)."""
     admin_port: int | None = None
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
 
@@ -137,7 +145,12 @@ class Server:
             if options.admin_token_file is None
             else TokenGuard.from_file(options.admin_token_file, "--admin-token-file")
         )
-        admin = AdminService(self.registry, options.admin_max_push_bytes)
+        admin = AdminService(
+            self.registry,
+            options.admin_max_push_bytes,
+            options.admin_max_pushes,
+            options.admin_push_idle_s,
+        )
         admin_wrap = chain(
             self.rpcs.wrap if options.metrics is not None else None,
             self.admin_guard.wrap if self.admin_guard is not None else None,
