@@ -1,8 +1,8 @@
 """The `ferroserve` command: `serve` a model repository, `demo` (write an example repository
-and serve it), `metrics-sidecar`, and `features status|load`, `drift` and
+and serve it), `metrics-sidecar`, and `features status|load`, `drift`, `health` and
 `push|versions|load|unload|alias|rollback|traffic` against a running server (cli_features.py,
-cli_drift.py, cli_admin.py, cli_routing.py). Flag names follow Triton's so operators feel at
-home."""
+cli_drift.py, cli_health.py, cli_admin.py, cli_routing.py). Flag names follow Triton's so
+operators feel at home."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_routing
+from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_health, cli_routing
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
 from ferroserve.registry.s3 import is_s3_url
 from ferroserve.server.limits import (
@@ -176,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_POLL_SECS,
         help=f"poll mode's scan interval in seconds (default {DEFAULT_POLL_SECS:g})",
     )
+    serve.add_argument(
+        "--model-name",
+        default=None,
+        help="serve --model-repository as this one model when it is one model's folder "
+        "(config.pbtxt, 1/model.onnx) or holds a single .onnx file, as KServe's storage "
+        "initializer lays out a storageUri (docs/deploying-kubernetes.md); the folders of a "
+        "repository, local or s3://, name its models themselves",
+    )
     _add_server_flags(serve)
     demo = commands.add_parser("demo", help="write an example model repository and serve it")
     demo.add_argument(
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli_features.add_commands(commands)
     cli_drift.add_commands(commands)
+    cli_health.add_commands(commands)
     cli_admin.add_commands(commands)
     cli_routing.add_commands(commands)
     return parser
@@ -299,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_features.run(args)
     if args.command == "drift":
         return cli_drift.run(args)
+    if args.command == "health":
+        return cli_health.run(args)
     if args.command in cli_admin.COMMANDS:
         return cli_admin.run(args)
     if args.command in cli_routing.COMMANDS:
@@ -310,9 +321,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_sidecar(args)
     _check_frontend(args.frontend)
     _check_token_file(args.admin_token_file)
+    metrics = _metrics_options(args)
+    if args.command == "serve" and not is_s3_url(args.model_repository):
+        from ferroserve.storage_layout import LayoutError, served_repository
+
+        try:
+            with served_repository(Path(args.model_repository), args.model_name) as repository:
+                return _serve(args, metrics, repository)
+        except LayoutError as error:
+            print(f"ferroserve: {error}", file=sys.stderr)
+            return 2
+    return _serve(args, metrics, None)
+
+
+def _serve(
+    args: argparse.Namespace, metrics: MetricsOptions | None, repository: Path | None
+) -> int:
+    """Runs `serve` or `demo` until stopped; the exit status. `repository`: the local folder
+    `serve` serves (None for an s3:// repository, which is mirrored into a folder of its own)."""
     from ferroserve.server.app import ServerOptions
 
-    metrics = _metrics_options(args)
     if args.command == "demo":
         from ferroserve.demo import usage, write_demo_repository
 
@@ -336,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         repository_url = args.model_repository if is_s3_url(args.model_repository) else None
-        root = Path(args.model_repository)
+        root = Path(args.model_repository) if repository is None else repository
         if repository_url is not None:
             root = args.repository_cache or Path(tempfile.mkdtemp(prefix="ferroserve-s3-"))
             root.mkdir(parents=True, exist_ok=True)

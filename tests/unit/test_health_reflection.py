@@ -13,6 +13,7 @@ from ferroserve._proto import health_pb2, reflection_pb2, reflection_v1alpha_pb2
 from ferroserve._proto.service import SERVICE_NAME
 from ferroserve.server.health import (
     HEALTH_SERVICE_NAME,
+    LIVENESS,
     NOT_SERVING,
     SERVICE_UNKNOWN,
     SERVING,
@@ -71,11 +72,21 @@ def test_reporter_follows_models_and_readiness() -> None:
         return {name: entry.status for name, entry in answer.statuses.items()}
 
     assert asyncio.run(scenario()) == {
+        LIVENESS: SERVING,
         "": SERVING,
         SERVICE_NAME: SERVING,
         "m": SERVING,
         "n": NOT_SERVING,
     }
+
+
+def test_liveness_is_serving_before_readiness_and_stops_at_shutdown() -> None:
+    reporter = HealthReporter(lambda: False)
+    reporter.refresh()
+    assert check(reporter.servicer, LIVENESS) == SERVING
+    assert check(reporter.servicer, "") == NOT_SERVING
+    reporter.shutdown()
+    assert check(reporter.servicer, LIVENESS) == NOT_SERVING
 
 
 def test_watch_sends_changes_and_coalesces_for_a_slow_reader() -> None:

@@ -1,7 +1,8 @@
 """The standard `grpc.health.v1.Health` service, served from our own descriptors (no
 grpcio-health-checking: its generated code pins the protobuf runtime), and the reporter that
 keeps it truthful: the overall service ("") and the v2 service name are SERVING only while the
-server is ready; each model name is SERVING while a version of it is ready."""
+server is ready; each model name is SERVING while a version of it is ready; LIVENESS is SERVING
+from the start until shutdown begins (what Kubernetes' liveness probe asks)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 OVERALL = ""
 """The name that asks for the server as a whole (the protocol's convention)."""
+LIVENESS = "ferroserve/live"
+"""SERVING whenever the server answers at all, ready or not: a liveness probe that asked for
+readiness would restart a server whose model cannot load (a loop that hides the reason). The `/`
+keeps it apart from every model name: a model is a folder, and a folder name has no `/`."""
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -59,7 +64,7 @@ class HealthServicer:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
                 f"unknown service '{request.service}': ask for '' (the server), "
-                f"'{SERVICE_NAME}' or a model name",
+                f"'{SERVICE_NAME}', '{LIVENESS}' or a model name",
             )
         return health_pb2.HealthCheckResponse(status=status)
 
@@ -89,6 +94,7 @@ class HealthReporter:
 
     def __init__(self, server_ready: Callable[[], bool]) -> None:
         self.servicer = HealthServicer()
+        self.servicer.set(LIVENESS, SERVING)
         self._server_ready = server_ready
 
     def model_changed(self, name: str, serving: bool) -> None:
