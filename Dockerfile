@@ -43,9 +43,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
+# The s3 extra (boto3) serves --model-repository s3://bucket/prefix (deploy/kubernetes/overlays/s3).
 RUN --mount=type=bind,from=builder,source=/dist,target=/dist \
     python3 -m venv /opt/ferroserve \
- && /opt/ferroserve/bin/pip install --no-cache-dir /dist/ferroserve-*.whl \
+ && wheel="$(echo /dist/ferroserve-*.whl)" \
+ && /opt/ferroserve/bin/pip install --no-cache-dir "${wheel}[s3]" \
       "onnxruntime-gpu==${ONNXRUNTIME_GPU_VERSION}"
 # Not root: uid/gid 10001 (the Kubernetes manifests' runAsUser), no login shell; /models is
 # where a repository is mounted by default.

@@ -29,12 +29,17 @@ from support.tools import tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 ADAPTER_RULES = KUBERNETES / "prometheus-adapter" / "rules.yaml"
-KUSTOMIZATIONS = ["base", "overlays/gpu"]
+KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/s3"]
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS)
 def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return kustomize(KUBERNETES / request.param)
+
+
+@pytest.fixture(scope="module")
+def s3_overlay() -> list[dict[str, Any]]:
+    return kustomize(KUBERNETES / "overlays/s3")
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +60,20 @@ def flag(args: list[str], name: str) -> str:
 
 def test_every_resource_is_valid(rendered: list[dict[str, Any]]) -> None:
     kinds = sorted(r["kind"] for r in rendered)
-    assert kinds == sorted(
-        [
-            "Deployment",
-            "HorizontalPodAutoscaler",
-            "PersistentVolumeClaim",
-            "PodDisruptionBudget",
-            "PrometheusRule",
-            "Service",
-            "Service",
-            "ServiceAccount",
-            "ServiceMonitor",
-        ]
-    )
+    common = [
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "PrometheusRule",
+        "Service",
+        "Service",
+        "ServiceAccount",
+        "ServiceMonitor",
+    ]
+    # The shared volume's claim, except where each replica mirrors a bucket of its own.
+    s3 = flag(container(pod_spec(rendered), "server")["args"], "--model-repository")
+    claims = [] if s3.startswith("s3://") else ["PersistentVolumeClaim"]
+    assert kinds == sorted(common + claims)
     errors = [e for resource in rendered for e in validation_errors(resource)]
     assert not errors, "\n".join(errors)
 
@@ -360,3 +366,59 @@ def test_the_documented_overlay_renders_valid(tmp_path: Path) -> None:
     claim = one(rendered, "PersistentVolumeClaim")
     assert claim["spec"]["storageClassName"] == "nfs-client"
     assert {r["metadata"].get("namespace") for r in rendered} == {"serving"}
+
+
+def test_every_replica_polls_its_repository(rendered: list[dict[str, Any]]) -> None:
+    args = container(pod_spec(rendered), "server")["args"]
+    assert flag(args, "--model-control-mode") == "poll"
+    assert float(flag(args, "--repository-poll-secs")) > 0
+
+
+def test_the_s3_overlay_mirrors_the_bucket_into_a_volume_of_its_own(
+    s3_overlay: list[dict[str, Any]],
+) -> None:
+    spec = pod_spec(s3_overlay)
+    server = container(spec, "server")
+    assert flag(server["args"], "--model-repository").startswith("s3://")
+    cache = flag(server["args"], "--repository-cache")
+    mount = next(v for v in server["volumeMounts"] if v["mountPath"] == cache)
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert set(volume) == {"name", "emptyDir"}
+    assert server["envFrom"] == [{"secretRef": {"name": "ferroserve-s3"}}]
+    # Apart from the repository, the overlay's args are the base's.
+    base_args = container(pod_spec(kustomize(KUBERNETES / "base")), "server")["args"]
+    repository_flags = ("--model-repository=", "--repository-cache=")
+    assert [a for a in server["args"] if not a.startswith(repository_flags)] == [
+        a for a in base_args if not a.startswith(repository_flags)
+    ]
+
+
+def test_the_s3_overlay_command_line_serves_a_bucket(
+    s3_overlay: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from support.s3 import local_s3
+
+    server = container(pod_spec(s3_overlay), "server")
+    model_folder = tmp_path / "upload"
+    add_model(model_folder, "identity", m.identity_model("FP32", ["batch", 4]))
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with local_s3() as s3:
+        s3.upload_tree(model_folder, "ferroserve")
+
+        def argv(grpc_port: int, _metrics_port: int) -> list[str]:
+            local = {
+                "--model-repository": f"s3://{s3.bucket}/ferroserve",
+                "--repository-cache": str(tmp_path / "mirror"),
+                "--host": "127.0.0.1",
+                "--grpc-port": str(grpc_port),
+                "--metrics-dir": str(tmp_path / "metrics"),
+                "--admin-token-file": str(token),
+            }
+            return with_flags(server["args"], local)
+
+        env = {**os.environ, **s3.environment()}  # what the Secret `ferroserve-s3` provides
+        with CommandServer(argv, tmp_path / "mirror", tmp_path / "server.log", env) as process:
+            process.wait_ready()
+            assert _health(process.url, "identity") == health_pb2.HealthCheckResponse.SERVING
+        assert (tmp_path / "mirror" / "identity" / "1" / "model.onnx").exists()

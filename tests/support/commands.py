@@ -39,9 +39,13 @@ class CommandServer(ServerProcess):
     and the arguments a deploy file gives it."""
 
     def __init__(
-        self, argv_for: Callable[[int, int], list[str]], repository: Path, log_path: Path
+        self,
+        argv_for: Callable[[int, int], list[str]],
+        repository: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(repository, log_path)
+        super().__init__(repository, log_path, env=env)
         self._argv_for = argv_for
 
     def command(self) -> list[str]:
