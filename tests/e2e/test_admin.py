@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import redirect_stderr
 from pathlib import Path
@@ -600,7 +601,11 @@ def test_a_server_killed_during_a_push_restarts_consistent(
         assert outcome and outcome[0].code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
     finally:
         server.stop()
-    with ServerProcess(repository, tmp_path / "restarted.log", ["--no-allow-metrics"]) as again:
+    # A staging folder is swept once quiet for twice the push idle timeout (a replica on a
+    # shared volume may still be writing a younger one).
+    time.sleep(1.2)
+    restart = ["--no-allow-metrics", "--admin-push-idle-secs", "0.5"]
+    with ServerProcess(repository, tmp_path / "restarted.log", restart) as again:
         again.wait_ready()
         assert tree(repository) == before
         assert "an unfinished push left by a server that stopped" in again.log()

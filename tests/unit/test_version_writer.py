@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import grpc
@@ -133,8 +134,15 @@ def test_remove_and_sweep(tmp_path: Path) -> None:
     (tmp_path / f"{STAGING_PREFIX}1-dead").mkdir()
     (tmp_path / "m" / f"{STAGING_PREFIX}1-dead").mkdir()
     own = StagedVersion(tmp_path, "m", "model.onnx", 100)  # this process's: kept
+    assert sweep_staging(tmp_path, quiet_s=60) == []  # written just now: maybe a live push
     removed = sweep_staging(tmp_path)
     assert len(removed) == 2 and own.stage.exists()
+    old = tmp_path / f"{STAGING_PREFIX}2-old"
+    (old / "1").mkdir(parents=True)
+    (old / "1" / "model.onnx").write_bytes(b"x")
+    for path in (old / "1" / "model.onnx", old / "1", old):
+        os.utime(path, (1, 1))
+    assert sweep_staging(tmp_path, quiet_s=60) == [old]
     remove_version(tmp_path, "m", 1, whole_model=True)
     assert not (tmp_path / "m").exists()
 

@@ -11,11 +11,13 @@ threads. Used by the registry (`ModelRegistry.add_version`) and server/admin.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -218,18 +220,33 @@ def remove_version(repository: Path, model: str, version: int, whole_model: bool
     shutil.rmtree(hidden, ignore_errors=True)
 
 
-def sweep_staging(repository: Path) -> list[Path]:
-    """Removes staging folders a crashed or killed server left (its own process's excepted);
-    returns them. Assumes one server writes a repository at a time."""
+def sweep_staging(repository: Path, quiet_s: float = 0.0) -> list[Path]:
+    """Removes staging folders a crashed or killed server left (its own process's excepted)
+    whose files have all been untouched for `quiet_s` seconds; returns them. With `quiet_s`
+    above the push idle timeout, a folder another server (a replica on a shared volume) is
+    still writing is left alone: a live push touches its files at least that often."""
     own = f"{STAGING_PREFIX}{os.getpid()}-"
     folders = [repository, *(p for p in repository.iterdir() if p.is_dir())]
     removed = []
+    now = time.time()
     for folder in folders:
         for path in folder.glob(f"{STAGING_PREFIX}*"):
-            if path.is_dir() and not path.name.startswith(own):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+            if not path.is_dir() or path.name.startswith(own):
+                continue
+            if quiet_s > 0 and now - _last_write(path) < quiet_s:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
     return removed
+
+
+def _last_write(folder: Path) -> float:
+    """The newest modification time of `folder` and everything in it."""
+    newest = folder.stat().st_mtime
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            newest = max(newest, path.stat().st_mtime)
+    return newest
 
 
 def _write_synced(path: Path, data: bytes) -> None:

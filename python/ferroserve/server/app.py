@@ -241,7 +241,11 @@ class Server:
 
     async def start(self) -> int:
         """Binds, starts answering (live, not yet ready), then loads the models."""
-        removed = await asyncio.to_thread(sweep_staging, self.options.model_repository)
+        # Twice the push idle timeout: a push another replica is still receiving on a shared
+        # volume has written within it, and is left alone.
+        removed = await asyncio.to_thread(
+            sweep_staging, self.options.model_repository, 2 * self.options.admin_push_idle_s
+        )
         for path in removed:
             log.warning("removed %s, an unfinished push left by a server that stopped", path)
         if self.admin_guard is None:
