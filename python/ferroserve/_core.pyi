@@ -463,11 +463,11 @@ class OrtExecutor:
         the queue is closed and nothing is left to wait for."""
 
     def run(
-        self, inputs: Sequence[bytes], shapes: Sequence[Sequence[int]]
+        self, inputs: Sequence[bytes], shapes: Sequence[Sequence[int]], instance: int = 0
     ) -> tuple[list[bytes], list[list[int]]]:
-        """One call on instance 0 on this thread without the GIL (warm-up, from a loading
+        """One call on `instance` on this thread without the GIL (warm-up, from a loading
         thread): (buffers, shapes) per output; `inputs`: a bytes object per input.
-        InternalError when onnxruntime fails."""
+        InternalError when onnxruntime fails; InvalidInputError for an instance it lacks."""
 
     def join(self, timeout_s: float) -> bool:
         """Waits (without the GIL) for the executor threads to stop after the queue closed;

@@ -12,7 +12,7 @@ converted once. Element-wise work on BYTES (length prefixes) happens in the Rust
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve.classification import RequestedOutput, check_classifiable, class_count, classify
 from ferroserve.config import ModelSignature, TensorSpec
 from ferroserve.errors import InvalidInputError
 
@@ -51,9 +52,14 @@ def serialize_response(response: pb.ModelInferResponse, stream: bool) -> bytes:
 
 
 def decode_inputs(
-    request: pb.ModelInferRequest, model: str, signature: ModelSignature
+    request: pb.ModelInferRequest,
+    model: str,
+    signature: ModelSignature,
+    defaults: Mapping[str, tuple[bytes, list[int]]] | None = None,
 ) -> DecodedInputs:
-    """Validates the request's inputs and returns their raw buffers. InvalidInputError otherwise."""
+    """Validates the request's inputs and returns their raw buffers; an optional input the
+    request leaves out gets its value from `defaults` (raw bytes and shape, by name).
+    InvalidInputError otherwise."""
     specs = signature.inputs
     received = request.inputs
     raw = request.raw_input_contents
@@ -67,12 +73,21 @@ def decode_inputs(
         if tensor.name in by_name:
             raise InvalidInputError(f"model '{model}': input '{tensor.name}' is given twice")
         by_name[tensor.name] = index
-    if len(by_name) != len(specs) or any(s.name not in by_name for s in specs):
+    left_out = [s.name for s in specs if s.name not in by_name]
+    if any(name not in (defaults or {}) for name in left_out) or len(by_name) + len(
+        left_out
+    ) != len(specs):
         _raise_name_mismatch(model, specs, by_name)
     buffers: list[bytes] = []
     shapes: list[list[int]] = []
     rows = -1
     for spec in specs:
+        if spec.name not in by_name:
+            assert defaults is not None
+            buffer, shape = defaults[spec.name]
+            buffers.append(buffer)
+            shapes.append(list(shape))
+            continue
         index = by_name[spec.name]
         tensor = received[index]
         shape = _check_shape(model, spec, tensor, signature)
@@ -91,7 +106,7 @@ def decode_inputs(
 
 def _raise_name_mismatch(model: str, specs: Sequence[TensorSpec], by_name: dict[str, int]) -> None:
     expected = [s.name for s in specs]
-    missing = [n for n in expected if n not in by_name]
+    missing = [s.name for s in specs if s.name not in by_name and not s.optional]
     extra = [n for n in by_name if n not in expected]
     parts = []
     if missing:
@@ -196,10 +211,11 @@ def output_buffer(array: np.ndarray) -> bytes:
 
 def requested_outputs(
     request: pb.ModelInferRequest, model: str, signature: ModelSignature
-) -> list[int]:
-    """Indices (into signature.outputs) of the outputs the client asked for; all by default."""
+) -> list[RequestedOutput]:
+    """The outputs the client asked for (all by default), each with the class count it asked
+    for through Triton's classification extension (0: the tensor itself)."""
     if not request.outputs:
-        return list(range(len(signature.outputs)))
+        return [RequestedOutput(index) for index in range(len(signature.outputs))]
     names = [s.name for s in signature.outputs]
     chosen = []
     for wanted in request.outputs:
@@ -208,12 +224,13 @@ def requested_outputs(
                 f"model '{model}': requested output '{wanted.name}' does not exist; outputs "
                 f"are {names}"
             )
+        index = names.index(wanted.name)
+        count = 0
         if "classification" in wanted.parameters:
-            raise InvalidInputError(
-                f"model '{model}': output '{wanted.name}': the classification extension is "
-                "not supported"
-            )
-        chosen.append(names.index(wanted.name))
+            count = class_count(wanted.parameters["classification"], model, wanted.name)
+            if count:
+                check_classifiable(signature.outputs[index], model)
+        chosen.append(RequestedOutput(index, count))
     return chosen
 
 
@@ -246,18 +263,30 @@ def encode_response(
     request: pb.ModelInferRequest,
     model: tuple[str, str],
     signature: ModelSignature,
-    wanted: Sequence[int],
+    wanted: Sequence[RequestedOutput],
     result: tuple[list[bytes], list[list[int]]],
+    labels: Mapping[str, tuple[str, ...]] | None = None,
 ) -> pb.ModelInferResponse:
-    """The response to `request` from `model` (name, version label): the outputs `wanted`
-    (indices into signature.outputs) of `result` (a buffer and a shape per output)."""
+    """The response to `request` from `model` (name, version label): the outputs `wanted` of
+    `result` (a buffer and a shape per output), classified where asked, with `labels` (per
+    output name, from `label_filename`)."""
     buffers, shapes = result
     name, version = model
     response = pb.ModelInferResponse(model_name=name, model_version=version, id=request.id)
     outputs = signature.outputs
-    for index in wanted:
-        response.outputs.add(
-            name=outputs[index].name, datatype=outputs[index].datatype.name, shape=shapes[index]
-        )
-        response.raw_output_contents.append(buffers[index])
+    for output in wanted:
+        spec = outputs[output.index]
+        buffer, shape, datatype = buffers[output.index], shapes[output.index], spec.datatype.name
+        if output.class_count:
+            buffer, shape = classify(
+                spec,
+                buffer,
+                shape,
+                signature.batches,
+                output.class_count,
+                (labels or {}).get(spec.name, ()),
+            )
+            datatype = "BYTES"
+        response.outputs.add(name=spec.name, datatype=datatype, shape=shape)
+        response.raw_output_contents.append(buffer)
     return response

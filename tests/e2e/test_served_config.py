@@ -25,6 +25,8 @@ def test_model_config_is_completed_from_the_graph(
     assert config.name == "mlp"
     assert config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 64  # dynamic dim 0 -> batching with the default size
+    # Triton's onnxruntime backend adds a dynamic batcher to a model it completes as batching.
+    assert config.HasField("dynamic_batching")
     assert [(t.name, DataType.Name(t.data_type), list(t.dims)) for t in config.input] == [
         ("input", "TYPE_FP32", [64])
     ]

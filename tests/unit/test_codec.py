@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 from ferroserve._proto import grpc_service_pb2 as pb
+from ferroserve.classification import RequestedOutput
 from ferroserve.codec import decode_inputs, output_buffer, requested_outputs
 from ferroserve.config import ModelSignature, TensorSpec
 from ferroserve.datatypes import DATATYPES
@@ -232,9 +233,12 @@ def test_output_buffer_strings() -> None:
 
 def test_requested_outputs() -> None:
     request = pb.ModelInferRequest(model_name="m")
-    assert requested_outputs(request, "m", TWO_OUTPUTS) == [0, 1]
+    assert requested_outputs(request, "m", TWO_OUTPUTS) == [
+        RequestedOutput(0),
+        RequestedOutput(1),
+    ]
     request.outputs.add(name="Q")
-    assert requested_outputs(request, "m", TWO_OUTPUTS) == [1]
+    assert requested_outputs(request, "m", TWO_OUTPUTS) == [RequestedOutput(1)]
 
 
 def test_requested_output_unknown() -> None:
@@ -244,8 +248,50 @@ def test_requested_output_unknown() -> None:
         requested_outputs(request, "m", TWO_OUTPUTS)
 
 
-def test_requested_output_classification_is_refused() -> None:
+def test_requested_output_classification_takes_its_class_count() -> None:
     request = pb.ModelInferRequest(model_name="m")
     request.outputs.add(name="P").parameters["classification"].int64_param = 3
-    with pytest.raises(InvalidInputError, match="classification"):
+    request.outputs.add(name="Q").parameters["classification"].int64_param = 0
+    assert requested_outputs(request, "m", TWO_OUTPUTS) == [
+        RequestedOutput(0, 3),
+        RequestedOutput(1, 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (pb.InferParameter(string_param="3"), "must be an integer"),
+        (pb.InferParameter(int64_param=-1), "must be >= 0"),
+    ],
+)
+def test_requested_output_classification_needs_a_count(
+    value: pb.InferParameter, message: str
+) -> None:
+    request = pb.ModelInferRequest(model_name="m")
+    request.outputs.add(name="P").parameters["classification"].CopyFrom(value)
+    with pytest.raises(InvalidInputError, match=rf"'P'.*{message}"):
         requested_outputs(request, "m", TWO_OUTPUTS)
+
+
+def test_classification_of_a_datatype_triton_cannot_classify_is_refused() -> None:
+    signature = ModelSignature(0, (spec("X", "FP32", (1,)),), (spec("H", "FP16", (4,)),))
+    request = pb.ModelInferRequest(model_name="m")
+    request.outputs.add(name="H").parameters["classification"].int64_param = 2
+    with pytest.raises(InvalidInputError, match="class result not available for datatype FP16"):
+        requested_outputs(request, "m", signature)
+
+
+def test_optional_input_left_out_gets_its_stored_value() -> None:
+    optional = TensorSpec("W", DATATYPES["FP32"], (2,), (2,), optional=True)
+    signature = ModelSignature(0, (spec("X", "FP32", (2,)), optional), (spec("Y", "FP32", (2,)),))
+    stored = np.array([10, 20], np.float32).tobytes()
+    x = ("X", "FP32", [2], np.ones(2, np.float32).tobytes())
+    decoded = decode_inputs(raw_request(x), "m", signature, {"W": (stored, [2])})
+    assert decoded.buffers == [x[3], stored]
+    assert decoded.shapes == [[2], [2]]
+    sent = ("W", "FP32", [2], np.zeros(2, np.float32).tobytes())
+    decoded = decode_inputs(raw_request(x, sent), "m", signature, {"W": (stored, [2])})
+    assert decoded.buffers == [x[3], sent[3]]
+    with pytest.raises(InvalidInputError, match=r"missing input\(s\) \['X'\]"):
+        decode_inputs(raw_request(sent), "m", signature, {"W": (stored, [2])})

@@ -416,3 +416,34 @@ def test_specific_version_without_folder() -> None:
 def test_latest_zero_versions() -> None:
     with pytest.raises(ConfigError, match="num_versions"):
         select_versions(parse('name: "m" version_policy: { latest: { num_versions: 0 } }'), [1])
+
+
+# -- fields the proto does not know ---------------------------------------------------------------
+
+
+def test_unknown_fields_are_skipped_and_named_with_their_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (
+        "max_batch_size: 4\n"
+        "instance_group [ { kind: KIND_CPU future_knob: { depth: 2 } count: 3 } ]\n"
+        "typo_field: 7\n"
+        'parameters { key: "k" value { string_value: "v" flavour: "x" } }\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="ferroserve"):
+        config = read_config(write_config(tmp_path, "m", text))
+    assert config.max_batch_size == 4
+    assert config.instance_group[0].count == 3  # parsing went on after the unknown field
+    assert config.parameters["k"].string_value == "v"
+    messages = [r.getMessage() for r in caplog.records]
+    for path, line in (
+        ("instance_group.future_knob", 2),
+        ("typo_field", 3),
+        ("parameters.value.flavour", 4),
+    ):
+        assert any(f":{line}: field '{path}'" in m for m in messages), messages
+
+
+def test_an_ensemble_is_refused_naming_the_feature(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"ensemble.*does not support yet"):
+        read_config(write_config(tmp_path, "e", 'platform: "ensemble"\n'))

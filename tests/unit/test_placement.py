@@ -4,11 +4,13 @@ served."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.errors import ModelLoadError
+from ferroserve.runtime import placement as placement_module
 from ferroserve.runtime.placement import Placement, default_engine_cache, placement
 from ferroserve.runtime.session import binding_providers
 from google.protobuf import text_format
@@ -27,7 +29,8 @@ def test_cpu_groups_add_up() -> None:
     assert got.provider == "CPUExecutionProvider"
 
 
-def test_count_instances_on_each_listed_gpu() -> None:
+def test_count_instances_on_each_listed_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     got = where("instance_group [ { count: 2 kind: KIND_GPU gpus: [ 0, 1 ] } ]")
     assert got.accelerator == "cuda"
     assert got.provider == "CUDAExecutionProvider"
@@ -139,3 +142,58 @@ def test_the_python_binding_gets_the_same_cuda_options() -> None:
         "CUDAExecutionProvider",
         {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC"},
     )
+
+
+def test_gpu_ids_the_machine_lacks_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """core ValidateInstanceGroup: a config error, not a provider failure a fallback could hide."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # one GPU, shown to CUDA as id 0
+    text = "instance_group [ { kind: KIND_GPU gpus: [ 0, 2 ] } ]"
+    with pytest.raises(ModelLoadError, match=r"GPU id\(s\) \[2\].*CUDA devices are \[0\]"):
+        where(text)
+    # Where the GPUs cannot be counted (no driver), the provider says what is missing.
+    monkeypatch.setattr(placement_module, "detected_gpus", lambda: None)
+    assert where(text).gpus == (0, 2)
+
+
+def test_gpu_accelerators_on_a_cpu_model_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    accelerators = """optimization { execution_accelerators { gpu_execution_accelerator: [
+      { name: "tensorrt" }, { name: "cuda" } ] } }"""
+    for groups in ("", "instance_group [ { kind: KIND_CPU } ]"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ferroserve"):
+            assert where(groups + accelerators).accelerator == "cpu"
+        messages = [r.getMessage() for r in caplog.records]
+        for name in ("tensorrt", "cuda"):
+            assert any(f"'{name}' has no effect: the model runs on CPU" in m for m in messages)
+
+
+def test_parameters_triton_accepts_but_ferroserve_does_not_apply_are_named(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = """instance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]
+    optimization { execution_accelerators { gpu_execution_accelerator: [
+      { name: "tensorrt"
+        parameters { key: "trt_max_partition_iterations" value: "10" }
+        parameters { key: "precision_mode" value: "INT8" } },
+      { name: "cuda" parameters { key: "arena_extend_strategy" value: "1" } } ] } }"""
+    with caplog.at_level(logging.WARNING, logger="ferroserve"):
+        got = where(text)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert got.tensorrt is not None and not got.tensorrt.fp16
+    for name in (
+        "tensorrt parameter 'trt_max_partition_iterations'",
+        "precision_mode INT8",
+        "cuda accelerator parameter 'arena_extend_strategy'",
+    ):
+        assert name in messages, messages
+
+
+def test_cpu_accelerators_as_triton_knows_them(caplog: pytest.LogCaptureFixture) -> None:
+    openvino = (
+        'optimization { execution_accelerators { cpu_execution_accelerator: [ { name: "%s" } ] } }'
+    )
+    with caplog.at_level(logging.WARNING, logger="ferroserve"):
+        assert where(openvino % "openvino").accelerator == "cpu"
+    assert any("'openvino'" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ModelLoadError, match="cpu_execution_accelerator 'dnnl'"):
+        where(openvino % "dnnl")

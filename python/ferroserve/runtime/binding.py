@@ -99,15 +99,21 @@ class BindingExecutor:
         if self._queue.cancel(request_id) and self._in_order is not None:
             _settle(self._in_order.withdraw(request_id))
 
-    def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """One call on `feeds` (numpy, by input name), from a loading thread; BF16 bit
-        patterns become bfloat16 OrtValues."""
+    @property
+    def warm_up_instances(self) -> int:
+        """Its threads share one session: one warm-up serves them all."""
+        return 1
+
+    def warm_up(self, feeds: dict[str, np.ndarray], instance: int) -> None:
+        """One call on `feeds` (numpy, by input name; optional inputs may be left out), from a
+        loading thread; BF16 bit patterns become bfloat16 OrtValues."""
         self.run(
             {
                 spec.name: _bf16(feeds[spec.name])
                 if spec.datatype.name == "BF16"
                 else feeds[spec.name]
                 for spec in self._signature.inputs
+                if spec.name in feeds
             }
         )
 
@@ -244,7 +250,7 @@ class BindingExecutor:
     def _client_shape(self, spec: TensorSpec, array: np.ndarray, rows: int) -> list[int]:
         tail = list(array.shape[1:]) if self._signature.batches else list(array.shape)
         if spec.model_dims != spec.dims:
-            tail = _resolve(spec.dims, int(np.prod(tail)))
+            tail = _resolve(spec.output_dims, int(np.prod(tail)))
         return [rows, *tail] if self._signature.batches else tail
 
     def _split_objects(self, array: np.ndarray, rows: Sequence[int]) -> list[bytes]:

@@ -20,9 +20,14 @@ RequestResult = tuple[list[bytes], list[list[int]]]
 class Executor(Protocol):
     """The executor threads of one model version and the calls around their lifetime."""
 
-    def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """Runs one call on `feeds` (numpy arrays by input name) before the threads start;
-        blocking, from a loading thread. Raises on failure."""
+    @property
+    def warm_up_instances(self) -> int:
+        """How many engine instances `warm_up` can run on (each warmed, as Triton does)."""
+
+    def warm_up(self, feeds: dict[str, np.ndarray], instance: int) -> None:
+        """Runs one call on `feeds` (numpy arrays by input name; optional inputs may be left
+        out) on `instance` before the threads start; blocking, from a loading thread. Raises on
+        failure."""
 
     def start(self) -> None:
         """Starts the threads; from then on they take batches from the queue."""

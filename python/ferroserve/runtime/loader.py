@@ -13,27 +13,38 @@ the model), counting every batch its executor runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from ferroserve import _core
 from ferroserve._proto import model_config_pb2 as mc
-from ferroserve.config import ModelSignature, complete_config, warn_unsupported
+from ferroserve.classification import read_labels
+from ferroserve.config import (
+    ModelSignature,
+    TensorSpec,
+    complete_config,
+    warn_unsupported,
+)
+from ferroserve.config.triton_fed import refuse_batch_io
 from ferroserve.drift.declaration import DriftDeclaration
 from ferroserve.drift.declaration import read_declaration as read_drift_declaration
 from ferroserve.drift.tracking import ModelDrift, build_drift
-from ferroserve.errors import ConfigError, ModelLoadError
+from ferroserve.errors import ConfigError
 from ferroserve.features.client import client_config, client_signature
 from ferroserve.features.declaration import FeatureDeclaration, read_declaration
 from ferroserve.features.store import ModelFeatures
 from ferroserve.runtime.binding import BindingExecutor
 from ferroserve.runtime.executor import Executor
+from ferroserve.runtime.initializers import overridable_initializers, stored_values
 from ferroserve.runtime.model import LoadReport, ServedModel
 from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.session import LoadedSession, create_session
 from ferroserve.runtime.settings import native_engine_allowed, warn_retired_parameters
-from ferroserve.runtime.warmup import warmup_feeds
+from ferroserve.runtime.warmup import warm_up
+
+log = logging.getLogger(__name__)
 
 
 def load_version(
@@ -48,6 +59,7 @@ def load_version(
     ModelLoadError (ConfigError) naming what is wrong."""
     started = time.perf_counter()
     config = _copy(config)
+    refuse_batch_io(config)
     ignored = warn_unsupported(config)
     warn_retired_parameters(config)
     declaration = read_declaration(model_dir)
@@ -63,11 +75,20 @@ def load_version(
             'native engine counts; remove parameter native_engine: "false"'
         )
     loaded = create_session(config, model_file)
-    signature = complete_config(config, loaded.inputs, loaded.outputs)
+    signature = complete_config(
+        config,
+        loaded.inputs,
+        loaded.outputs,
+        initializers=lambda: overridable_initializers(model_file),
+    )
+    optional = [spec for spec in signature.inputs if spec.optional]
+    if optional and loaded.native is not None:
+        loaded = _rebind_for_initializers(config, model_file, optional, declaration)
+    labels = read_labels(config, model_dir)
     features = _features(config, declaration, loaded, signature)
     queue = build_queue(config)
     executor = _executor(f"{config.name}:{version}", loaded, signature, queue, loop, features)
-    _warm_up(executor, config, signature, model_dir, version)
+    warmup = warm_up(executor, config, signature, model_dir, version)
     drift = _drift(config, drift_declaration, executor, signature, model_dir / str(version))
     executor.start()
     shown_config, shown_signature = config, signature
@@ -83,10 +104,36 @@ def load_version(
         queue=queue,
         executor=executor,
         native_route=executor.route(config.name, str(version)),
-        report=LoadReport(loaded.provider, tuple(ignored), time.perf_counter() - started),
+        report=LoadReport(loaded.provider, tuple(ignored), time.perf_counter() - started, warmup),
         features=features,
         drift=drift,
+        labels=labels,
+        input_defaults=stored_values(model_file, optional) if optional else {},
     )
+
+
+def _rebind_for_initializers(
+    config: mc.ModelConfig,
+    model_file: Path,
+    optional: list[TensorSpec],
+    declaration: FeatureDeclaration | None,
+) -> LoadedSession:
+    """The version on onnxruntime's Python binding: only it feeds graph initializers by name,
+    which optional inputs are."""
+    names = [spec.name for spec in optional]
+    if declaration is not None:
+        raise ConfigError(
+            f"model '{config.name}': optional input(s) {names} override graph initializers, "
+            f"which only onnxruntime's Python binding feeds, and {declaration.path} declares "
+            "looked-up features, which only the native engine gathers"
+        )
+    log.info(
+        "model '%s': optional input(s) %s override graph initializers, which only "
+        "onnxruntime's Python binding feeds; using it",
+        config.name,
+        names,
+    )
+    return create_session(config, model_file, allow_native=False)
 
 
 def _drift(
@@ -199,19 +246,3 @@ def _executor(
         return NativeExecutor(name, loaded.native, signature, queue, loop)
     assert loaded.session is not None
     return BindingExecutor(name, loaded.session, signature, queue, loop, loaded.instance_count)
-
-
-def _warm_up(
-    executor: Executor,
-    config: mc.ModelConfig,
-    signature: ModelSignature,
-    model_dir: Path,
-    version: int,
-) -> None:
-    for feeds in warmup_feeds(config, signature, model_dir):
-        try:
-            executor.warm_up(feeds)
-        except Exception as error:
-            raise ModelLoadError(
-                f"model '{config.name}' version {version}: warm-up inference failed: {error}"
-            ) from error

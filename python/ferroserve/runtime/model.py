@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ferroserve import _core
 from ferroserve._proto import grpc_service_pb2 as pb
@@ -31,11 +32,14 @@ _DRAIN_POLL_S = 0.002
 
 @dataclass(slots=True, frozen=True)
 class LoadReport:
-    """What loading found: the provider in use and config fields we ignore."""
+    """What loading found: the provider in use, config fields we ignore, the warm-up."""
 
     provider: str
     ignored_fields: tuple[str, ...]
     load_seconds: float
+    warmup: str = ""
+    """What the warm-up ran and how it went (runtime/warmup.py): a generated request that
+    failed is reported here and in the log, and the version still serves."""
 
 
 @dataclass(slots=True, frozen=True, eq=False)
@@ -62,6 +66,11 @@ class ServedModel:
     """The version's feature plan and store (features.pbtxt), whose poller reloads snapshots."""
     drift: ModelDrift | None = None
     """The version's drift tracker (drift.pbtxt), which its executor threads count into."""
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Class labels by output name (`label_filename`), for the classification extension."""
+    input_defaults: Mapping[str, tuple[bytes, list[int]]] = field(default_factory=dict)
+    """The stored value (raw bytes, shape) of each optional input, fed when a request leaves
+    it out."""
 
     @property
     def version_label(self) -> str:
@@ -79,7 +88,7 @@ class ServedModel:
         started = time.perf_counter_ns()
         outcome = SUCCESS
         try:
-            decoded = decode_inputs(request, self.name, self.signature)
+            decoded = decode_inputs(request, self.name, self.signature, self.input_defaults)
             wanted = requested_outputs(request, self.name, self.signature)
             priority, timeout_us = scheduling_parameters(request, self.name)
             buffers, shapes = decoded.buffers, decoded.shapes
@@ -92,7 +101,12 @@ class ServedModel:
                 )
             result = await self._queued(buffers, shapes, priority, timeout_us, time_remaining)
             return encode_response(
-                request, (self.name, self.version_label), self.signature, wanted, result
+                request,
+                (self.name, self.version_label),
+                self.signature,
+                wanted,
+                result,
+                self.labels,
             )
         except BaseException as error:
             outcome = failure_outcome(error)

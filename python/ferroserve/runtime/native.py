@@ -161,19 +161,26 @@ class NativeExecutor:
                 list(spec.model_dims) if spec.model_dims != spec.dims else None for spec in inputs
             ],
             output_reshapes=[
-                list(spec.dims) if spec.model_dims != spec.dims else None
+                list(spec.output_dims) if spec.model_dims != spec.dims else None
                 for spec in signature.outputs
             ],
             features=store,
         )
         self._watching = False
 
-    def warm_up(self, feeds: dict[str, np.ndarray]) -> None:
-        """One call on `feeds` (numpy, by input name) on instance 0, without the GIL (from a
+    @property
+    def warm_up_instances(self) -> int:
+        """Each instance has its own session, warmed up on its own."""
+        return self.instances
+
+    def warm_up(self, feeds: dict[str, np.ndarray], instance: int) -> None:
+        """One call on `feeds` (numpy, by input name) on `instance`, without the GIL (from a
         loading thread). BYTES feeds (object arrays) are sent length-prefixed, as requests
         carry them."""
         arrays = [feeds[spec.name] for spec in self._signature.inputs]
-        self._core.run([output_buffer(a) for a in arrays], [list(a.shape) for a in arrays])
+        self._core.run(
+            [output_buffer(a) for a in arrays], [list(a.shape) for a in arrays], instance
+        )
 
     def run_outputs(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray | None]:
         """The outputs of one call on `feeds` (numpy, by input name, the executor's inputs) on

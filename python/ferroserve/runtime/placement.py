@@ -14,6 +14,27 @@ from pathlib import Path
 
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.errors import ModelLoadError
+from ferroserve.runtime.accelerators import (
+    TensorRtSettings,
+    cpu_accelerators,
+    default_engine_cache,
+    gpu_accelerators,
+    warn_gpu_accelerators_on_cpu,
+)
+
+__all__ = [
+    "CPU",
+    "CUDA",
+    "PROVIDER_NAMES",
+    "TENSORRT",
+    "Placement",
+    "TensorRtSettings",
+    "conv_algo_search",
+    "default_engine_cache",
+    "detected_gpus",
+    "placement",
+    "visible_gpus",
+]
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +42,6 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 PROVIDER_NAMES = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-# Triton's onnxruntime backend names for TensorRT accelerator parameters that we honour.
-_TENSORRT_PARAMETERS = {
-    "precision_mode",
-    "max_workspace_size_bytes",
-    "trt_engine_cache_enable",
-    "trt_engine_cache_path",
-}
-
-
-@dataclass(slots=True, frozen=True)
-class TensorRtSettings:
-    """TensorRT's options for one model version."""
-
-    fp16: bool
-    engine_cache_path: str | None
-    """Built engines are kept here and reused by the next load (a build takes seconds to
-    minutes); None rebuilds them at every load."""
-    max_workspace_bytes: int | None
 
 
 @dataclass(slots=True, frozen=True)
@@ -65,25 +65,31 @@ class Placement:
 
 def placement(config: mc.ModelConfig, model_file: Path) -> Placement:
     """The placement `config`'s instance groups ask for. Raises ModelLoadError for what cannot
-    be served: CPU and GPU groups mixed, an accelerator other than TensorRT, bad parameters."""
+    be served: CPU and GPU groups mixed, GPU ids this machine does not have, accelerators or
+    parameters Triton refuses too."""
     groups = list(config.instance_group) or [
         mc.ModelInstanceGroup(kind=mc.ModelInstanceGroup.KIND_AUTO)
     ]
     gpu_groups = [g for g in groups if g.kind == mc.ModelInstanceGroup.KIND_GPU]
+    cpu_accelerators(config)
     if not gpu_groups:
+        kinds = sorted({mc.ModelInstanceGroup.Kind.Name(g.kind) for g in groups})
+        why = "no instance_group" if not config.instance_group else f"instance_group {kinds}"
+        warn_gpu_accelerators_on_cpu(config, why)
         return Placement("cpu", sum(max(g.count, 1) for g in groups), ())
     if len(gpu_groups) != len(groups):
         raise ModelLoadError(
             f"model '{config.name}': mixing GPU and CPU instance groups is not supported; "
             "give the model one kind of group"
         )
+    _check_gpu_ids(config, gpu_groups)
     gpus = tuple(
         gpu
         for group in gpu_groups
         for gpu in (list(group.gpus) or visible_gpus())
         for _ in range(max(group.count, 1))
     )
-    tensorrt = _tensorrt(config, model_file)
+    tensorrt = gpu_accelerators(config, model_file)
     return Placement(
         "tensorrt" if tensorrt is not None else "cuda",
         len(gpus),
@@ -123,6 +129,12 @@ def conv_algo_search(config: mc.ModelConfig) -> str:
 def visible_gpus() -> list[int]:
     """GPU ids a group without `gpus` uses: every GPU CUDA will show this process (per
     CUDA_VISIBLE_DEVICES, else NVML's count), or GPU 0 when neither says."""
+    return detected_gpus() or [0]
+
+
+def detected_gpus() -> list[int] | None:
+    """The GPU ids CUDA will show this process (CUDA_VISIBLE_DEVICES, else NVML's count);
+    None when neither can tell (no NVML, no driver)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return list(range(len([d for d in visible.split(",") if d.strip()])))
@@ -135,61 +147,22 @@ def visible_gpus() -> list[int]:
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # no driver, no GPU: let the provider say what is missing
-        return [0]
-    return list(range(count)) or [0]
+        return None
+    return list(range(count))
 
 
-def _tensorrt(config: mc.ModelConfig, model_file: Path) -> TensorRtSettings | None:
-    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
-    settings = None
-    for accelerator in accelerators:
-        if accelerator.name != "tensorrt":
+def _check_gpu_ids(config: mc.ModelConfig, groups: list[mc.ModelInstanceGroup]) -> None:
+    """core `ValidateInstanceGroup`: a GPU id the machine does not have is a config error (not
+    a provider failure a CPU fallback could hide). Only where the GPUs can be counted: without
+    a driver the provider says what is missing."""
+    known = detected_gpus()
+    if not known:
+        return
+    for index, group in enumerate(groups):
+        missing = sorted(set(group.gpus) - set(known))
+        if missing:
             raise ModelLoadError(
-                f"model '{config.name}': gpu_execution_accelerator '{accelerator.name}' is not "
-                "supported (only 'tensorrt')"
+                f"model '{config.name}': instance_group {group.name or index} lists GPU id(s) "
+                f"{missing}, which this machine does not have: its CUDA devices are {known}; "
+                "list existing ids, or leave gpus out to use every visible GPU"
             )
-        parameters = dict(accelerator.parameters)
-        unknown = sorted(set(parameters) - _TENSORRT_PARAMETERS)
-        if unknown:
-            raise ModelLoadError(
-                f"model '{config.name}': tensorrt parameters {unknown} are not supported; "
-                f"use {sorted(_TENSORRT_PARAMETERS)}"
-            )
-        precision = parameters.get("precision_mode", "FP32").upper()
-        if precision not in ("FP16", "FP32"):
-            raise ModelLoadError(
-                f"model '{config.name}': tensorrt precision_mode must be FP16 or FP32, "
-                f"got '{precision}'"
-            )
-        workspace = parameters.get("max_workspace_size_bytes")
-        try:
-            workspace_bytes = int(workspace) if workspace is not None else None
-        except ValueError:
-            raise ModelLoadError(
-                f"model '{config.name}': tensorrt max_workspace_size_bytes must be an integer, "
-                f"got '{workspace}'"
-            ) from None
-        cache_enabled = parameters.get("trt_engine_cache_enable", "true").lower()
-        if cache_enabled not in _TRUE | _FALSE:
-            raise ModelLoadError(
-                f"model '{config.name}': tensorrt trt_engine_cache_enable must be true or "
-                f"false, got '{cache_enabled}'"
-            )
-        cache = None
-        if cache_enabled in _TRUE:
-            cache = parameters.get("trt_engine_cache_path") or str(
-                default_engine_cache(config.name, model_file)
-            )
-        settings = TensorRtSettings(precision == "FP16", cache, workspace_bytes)
-    return settings
-
-
-def default_engine_cache(model: str, model_file: Path) -> Path:
-    """Where TensorRT engines of a model version are kept by default: a per-user cache folder
-    ($FERROSERVE_CACHE_DIR, else $XDG_CACHE_HOME/ferroserve, else ~/.cache/ferroserve), not the
-    model repository, which may be read-only."""
-    root = os.environ.get("FERROSERVE_CACHE_DIR")
-    if root is None:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = str(Path(xdg) / "ferroserve")
-    return Path(root) / "tensorrt" / model / model_file.parent.name

@@ -99,9 +99,12 @@ def binding_providers(config: mc.ModelConfig, where: Placement) -> list[Any]:
     return providers
 
 
-def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
-    """Loads `model_file` onto the providers the config asks for. Raises ModelLoadError when the
-    file is unusable or a requested GPU provider is not really in use."""
+def create_session(
+    config: mc.ModelConfig, model_file: Path, allow_native: bool = True
+) -> LoadedSession:
+    """Loads `model_file` onto the providers the config asks for, on the native engine where
+    it can run the graph and `allow_native` holds. Raises ModelLoadError when the file is
+    unusable or a requested GPU provider is not really in use."""
     if not model_file.is_file():
         raise ModelLoadError(f"model '{config.name}': {model_file} does not exist")
     where = placement(config, model_file)
@@ -109,7 +112,7 @@ def create_session(config: mc.ModelConfig, model_file: Path) -> LoadedSession:
     fallback_allowed = flag(config, "allow_cpu_fallback")
     if where.tensorrt is not None and where.tensorrt.engine_cache_path:
         Path(where.tensorrt.engine_cache_path).mkdir(parents=True, exist_ok=True)
-    if native_engine_allowed(config):
+    if allow_native and native_engine_allowed(config):
         native = load_native(config.name, model_file, settings, where, fallback_allowed)
         if native is not None:
             provider = native.providers[0]

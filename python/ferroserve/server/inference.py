@@ -24,7 +24,13 @@ from ferroserve.server.statistics import model_statistics
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
+EXTENSIONS = (
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+    "schedule_policy",
+)
 
 
 async def _abort(context: Context, error: BaseException) -> None:

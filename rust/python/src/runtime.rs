@@ -359,19 +359,27 @@ impl OrtExecutor {
         Ok(count)
     }
 
-    /// Runs one call on instance 0 on this thread, without the GIL (a loading thread's
+    /// Runs one call on `instance` on this thread, without the GIL (a loading thread's
     /// warm-up): (buffers, shapes) per output. `inputs`: a bytes object per input.
+    #[pyo3(signature = (inputs, shapes, instance = 0))]
     fn run<'py>(
         &self,
         py: Python<'py>,
         inputs: Vec<Bound<'py, PyBytes>>,
         shapes: Vec<Vec<i64>>,
+        instance: usize,
     ) -> PyResult<Bound<'py, PyTuple>> {
         if inputs.len() != shapes.len() {
             return Err(InvalidInputError::new_err(format!(
                 "{} inputs but {} shapes",
                 inputs.len(),
                 shapes.len()
+            )));
+        }
+        if instance >= self.model.instances() {
+            return Err(InvalidInputError::new_err(format!(
+                "no instance {instance}: the model has {}",
+                self.model.instances()
             )));
         }
         let held: Vec<HeldBytes> = inputs.iter().map(HeldBytes::new).collect();
@@ -381,7 +389,7 @@ impl OrtExecutor {
         let outputs = py
             .detach(|| {
                 let inputs = layout.input_tensors(held.iter().map(AsRef::as_ref), &shapes);
-                model.run(0, &inputs, &layout.output_names)
+                model.run(instance, &inputs, &layout.output_names)
             })
             .map_err(raise)?;
         let parts = outputs

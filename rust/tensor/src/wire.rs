@@ -65,7 +65,7 @@ pub struct RequestedOutputView {
     /// `name` (field 1).
     pub name: Range<usize>,
     /// Whether its `parameters` (field 2) hold one the fast path does not take: the
-    /// classification extension (refused by the general path), or a malformed entry. Other
+    /// classification extension (answered by the general path), or a malformed entry. Other
     /// keys are ignored on both paths.
     pub has_parameters: bool,
 }
@@ -234,8 +234,9 @@ fn parse_output(data: &[u8], range: Range<usize>) -> Result<RequestedOutputView,
             1 => output.name = string_field(data, field, wire_type, payload)?,
             2 => {
                 let entry = bytes_field(field, wire_type, payload)?;
-                // The general path reads only `classification` (to refuse it) and ignores the
-                // rest, as Triton's ONNX backend does (`binary_data` is an HTTP key).
+                // The general path reads only `classification` (Triton's classification
+                // extension, answered there) and ignores the rest, as Triton's ONNX backend
+                // does (`binary_data` is an HTTP key).
                 match parameter_entry(data, entry) {
                     Some((key, _)) if data[key.clone()] != *b"classification" => {}
                     _ => output.has_parameters = true,
@@ -1142,7 +1143,7 @@ mod tests {
             assert!(!view.has_parameters, "{extra:?}");
             assert!(match_request(&message, &view, &signature()).is_some());
         }
-        // Output parameters: any but classification (the general path refuses it).
+        // Output parameters: any but classification (the general path answers it).
         let output = |parameters: &[u8]| {
             let wanted = [bytes(1, b"y"), parameters.to_vec()].concat();
             request(&[2, 4], 32, &bytes(6, &wanted))
