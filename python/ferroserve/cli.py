@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_health, cli_routing
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
@@ -302,6 +302,22 @@ def _run(options: ServerOptions, use_uvloop: bool) -> None:
     asyncio.run(serve_forever(options))
 
 
+def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
+    """The ServerOptions fields `serve` and `demo` take from the same flags."""
+    return {
+        "host": args.host,
+        "grpc_port": args.grpc_port,
+        "max_message_bytes": args.grpc_max_message_bytes,
+        "metrics": metrics,
+        "frontend_threads": args.frontend_threads,
+        "admin_token_file": args.admin_token_file,
+        "admin_max_push_bytes": args.admin_max_push_bytes,
+        "admin_port": args.admin_port,
+        "admin_max_pushes": args.admin_max_concurrent_pushes,
+        "admin_push_idle_s": args.admin_push_idle_secs,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "features":
@@ -349,19 +365,7 @@ def _serve(
         print(f"wrote the demo model repository to {root}", flush=True)
         metrics_port = None if metrics is None or not metrics.sidecar else metrics.port
         print(usage(args.host, args.grpc_port, metrics_port), flush=True)
-        options = ServerOptions(
-            root,
-            args.host,
-            args.grpc_port,
-            max_message_bytes=args.grpc_max_message_bytes,
-            metrics=metrics,
-            frontend_threads=args.frontend_threads,
-            admin_token_file=args.admin_token_file,
-            admin_max_push_bytes=args.admin_max_push_bytes,
-            admin_port=args.admin_port,
-            admin_max_pushes=args.admin_max_concurrent_pushes,
-            admin_push_idle_s=args.admin_push_idle_secs,
-        )
+        options = ServerOptions(root, **_shared_options(args, metrics))
     else:
         repository_url = args.model_repository if is_s3_url(args.model_repository) else None
         root = Path(args.model_repository) if repository is None else repository
@@ -370,21 +374,12 @@ def _serve(
             root.mkdir(parents=True, exist_ok=True)
         options = ServerOptions(
             root,
-            args.host,
-            args.grpc_port,
-            args.allow_empty,
-            args.grpc_max_message_bytes,
-            tuple(args.load_model) if args.load_model else None,
-            metrics=metrics,
-            frontend_threads=args.frontend_threads,
-            admin_token_file=args.admin_token_file,
-            admin_max_push_bytes=args.admin_max_push_bytes,
-            admin_port=args.admin_port,
-            admin_max_pushes=args.admin_max_concurrent_pushes,
-            admin_push_idle_s=args.admin_push_idle_secs,
+            allow_empty=args.allow_empty,
+            models=tuple(args.load_model) if args.load_model else None,
             model_control_mode=args.model_control_mode,
             repository_poll_secs=args.repository_poll_secs,
             repository_url=repository_url,
+            **_shared_options(args, metrics),
         )
     try:
         _run(options, args.uvloop)
