@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -318,16 +319,21 @@ def test_the_containers_command_lines_run_here(base: list[dict[str, Any]], tmp_p
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             service = server[probe]["grpc"]["service"]
             assert _health(process.url, service) == health_pb2.HealthCheckResponse.SERVING, probe
-        with (
-            sidecar_process(sidecar_args, tmp_path / "sidecar.log", metrics_port) as url,
-            urllib.request.urlopen(f"{url}/metrics", timeout=10) as response,
-        ):
-            exposition = response.read().decode()
-        # The adapter's series and the serving process's own metrics, read across processes.
-        for rule in _adapter_rules().values():
-            assert rule["seriesQuery"].split("{")[0].strip("'") in exposition
-        assert "ferroserve_queue_duration_seconds_sum" in exposition
-        assert "process_resident_memory_bytes" in exposition
+        # The adapter's series and the serving process's own metrics, read across processes
+        # (the sidecar exports them once it has read a snapshot that lists the model).
+        rules = _adapter_rules().values()
+        wanted = [rule["seriesQuery"].split("{")[0].strip("'") for rule in rules]
+        wanted += ["ferroserve_queue_duration_seconds_sum", "process_resident_memory_bytes"]
+        with sidecar_process(sidecar_args, tmp_path / "sidecar.log", metrics_port) as url:
+            deadline = time.monotonic() + 20
+            while True:
+                with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+                    exposition = response.read().decode()
+                missing = [name for name in wanted if name not in exposition]
+                if not missing or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        assert not missing, f"{missing} not exported:\n{exposition}"
         # The admin token file of the Secret guards the admin service.
         versions = [tool("ferroserve"), "versions", "--server", process.url]
         env = {k: v for k, v in os.environ.items() if k != "FERROSERVE_ADMIN_TOKEN_FILE"}
