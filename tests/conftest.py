@@ -43,7 +43,7 @@ def server(
 ) -> Iterator[ServerProcess]:
     """ferroserve serving the main repository, READY."""
     log = tmp_path_factory.mktemp("logs") / "main-server.log"
-    with ServerProcess(main_repository, log, EXPLICIT) as process:
+    with ServerProcess(main_repository, log, [*EXPLICIT, "--grpc-reflection"]) as process:
         process.wait_ready()
         yield process
 

@@ -97,6 +97,13 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "(docs/deploying.md)",
     )
     parser.add_argument(
+        "--grpc-reflection",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="serve gRPC server reflection (grpcurl list/describe); off by default, since it "
+        "tells any caller every service and message the port offers",
+    )
+    parser.add_argument(
         "--admin-max-concurrent-pushes",
         type=int,
         default=DEFAULT_MAX_PUSHES,
@@ -315,6 +322,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "admin_port": args.admin_port,
         "admin_max_pushes": args.admin_max_concurrent_pushes,
         "admin_push_idle_s": args.admin_push_idle_secs,
+        "reflection": args.grpc_reflection,
     }
 
 

@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     f.add_features_model(root, "strict", on_missing="REJECT", now=NOW)
     f.add_features_model(root, "reloadable", polling=False, now=NOW)
     log = tmp_path_factory.mktemp("logs") / "features-ops.log"
-    with ServerProcess(root, log, ["--metrics-interval-ms", "250"]) as process:
+    with ServerProcess(root, log, ["--metrics-interval-ms", "250", "--grpc-reflection"]) as process:
         process.wait_ready()
         yield process
 

@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
+from ferroserve._proto import reflection_pb2
 from ferroserve.demo import mlp_model
 from support.repository import add_model
 from support.rpc import assert_triton_error
@@ -69,6 +70,16 @@ def test_none_mode_refuses_load_and_unload_and_changes_nothing(tmp_path: Path) -
                 assert "explicit model load / unload is not allowed" in message
             assert client.is_model_ready("a") and client.is_server_ready()
             assert index(client) == before
+        # Reflection is opt-in (--grpc-reflection): by default it is not offered.
+        with grpc.insecure_channel(server.url) as channel:
+            reflect = channel.stream_stream(
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                list(reflect(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+            assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_explicit_mode_loads_only_what_it_is_told(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from ferroserve.server.reflection import reflection_servicers
 
 
 class AdminListener:
-    """A grpc.aio server with the admin service, gRPC health and reflection on `host:port`."""
+    """A grpc.aio server with the admin service, gRPC health (and reflection, with
+    --grpc-reflection) on `host:port`."""
 
     def __init__(
         self,
@@ -23,6 +24,7 @@ class AdminListener:
         wrap: HandlerWrapper | None,
         health_servicer: object,
         max_message_bytes: int,
+        reflection: bool = False,
     ) -> None:
         self._server = grpc.aio.server(
             options=[
@@ -34,8 +36,9 @@ class AdminListener:
         add_service(self._server, ADMIN_SERVICE_NAME, admin, wrap)
         add_service(self._server, HEALTH_SERVICE_NAME, health_servicer)
         services = (ADMIN_SERVICE_NAME, HEALTH_SERVICE_NAME)
-        for name, servicer in reflection_servicers(services).items():
-            add_service(self._server, name, servicer)
+        if reflection:
+            for name, servicer in reflection_servicers(services).items():
+                add_service(self._server, name, servicer)
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:

@@ -85,6 +85,8 @@ class ServerOptions:
     """Pushes in progress at once; more are RESOURCE_EXHAUSTED."""
     admin_push_idle_s: float = DEFAULT_PUSH_IDLE_S
     """A push silent for this long is abandoned (DEADLINE_EXCEEDED)."""
+    reflection: bool = False
+    """Serve gRPC server reflection (opt-in: it tells any caller every service and message)."""
     admin_port: int | None = None
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
 
@@ -160,7 +162,11 @@ class Server:
             add_service(self.grpc, ADMIN_SERVICE_NAME, admin, admin_wrap)
         else:
             self.admin_listener = AdminListener(
-                admin, admin_wrap, self.health.servicer, options.max_message_bytes
+                admin,
+                admin_wrap,
+                self.health.servicer,
+                options.max_message_bytes,
+                reflection=options.reflection,
             )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
         services = (
@@ -170,8 +176,9 @@ class Server:
             *([ADMIN_SERVICE_NAME] if options.admin_port is None else []),
             HEALTH_SERVICE_NAME,
         )
-        for name, servicer in reflection_servicers(services).items():
-            add_service(self.grpc, name, servicer)
+        if options.reflection:
+            for name, servicer in reflection_servicers(services).items():
+                add_service(self.grpc, name, servicer)
         self.port = 0
         self.admin_port = 0
         """Where the admin service listens when it has a port of its own."""
