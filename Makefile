@@ -2,7 +2,8 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 # Debian packages the test suite needs: chromium (the dashboard test), prometheus (promtool
-# and a real Prometheus for the Grafana/alert-rule test) and redis-server (the Feast-layout
+# and a real Prometheus for the Grafana/alert-rule test), nginx (the gRPC load balancer in front
+# of three replicas, tests/e2e/test_replicas.py) and redis-server (the Feast-layout
 # Redis store's tests). Keep CI self-installing.
 .DEFAULT_GOAL := help
 
@@ -62,6 +63,7 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
 	  echo "system-deps: install$$missing yourself (no apt-get here); their tests skip until then"; \
