@@ -198,12 +198,15 @@ def test_the_exact_series_of_a_version_with_drift() -> None:
             share = 0.25 if (name, col) == ("cumulative", "x[0]") else 0.0
             labels = {"window": name, "column": col}
             expected[key("ferroserve_drift_column_non_finite_ratio", **labels)] = share
-    assert samples(data_with_drift()) == expected
+    # The top columns' bins: test_top_columns_bins_are_counters_and_the_reference_shares_gauges.
+    per_bin = ("ferroserve_drift_bin_values", "ferroserve_drift_reference_share")
+    got = {k: v for k, v in samples(data_with_drift()).items() if not k[0].startswith(per_bin)}
+    assert got == expected
 
 
 def test_families_are_declared_once_and_empty_without_drift() -> None:
     names = [family.name for family in drift_families(data_with_drift())]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 10
     assert all(name.startswith("ferroserve_drift_") for name in names)
     plain = {"models": [{"model": "plain", "version": "1", "state": "READY"}]}
     assert samples(plain) == {}
@@ -288,3 +291,24 @@ def test_the_panel_leaves_out_a_window_that_did_not_close() -> None:
     panel = drift_panel(entry)
     assert [w["window"] for w in panel["windows"]] == ["cumulative", "current"]
     assert set(panel["histograms"][0]["windows"]) == {"cumulative", "current"}
+
+
+def test_top_columns_bins_are_counters_and_the_reference_shares_gauges() -> None:
+    data = data_with_drift()
+    data["models"][0]["drift"]["histograms"] = [
+        {
+            "name": "x[0]",
+            "kind": "numeric",
+            "labels": ["[-inf, 0)", "[0, +inf)", "NaN", "-inf", "+inf"],
+            "reference": [60, 40, 0, 0, 0],
+            "cumulative": [7, 3, 1, 0, 0],
+            "current": [1, 0, 0, 0, 0],
+        }
+    ]
+    got = samples(data)
+    bins = {"[-inf, 0)": (7, 0.6), "[0, +inf)": (3, 0.4), "NaN": (1, 0.0), "+inf": (0, 0.0)}
+    for label, (count, share) in bins.items():
+        labels = {"column": "x[0]", "bin": label}
+        assert got[key("ferroserve_drift_bin_values_total", **labels)] == count
+        assert got[key("ferroserve_drift_reference_share", **labels)] == share
+    assert not [k for k in got if k[0].startswith("ferroserve_drift_bin") and "plain" in str(k)]

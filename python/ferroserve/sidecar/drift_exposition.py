@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 MODEL_LABELS = ("model", "version")
 WINDOW_LABELS = (*MODEL_LABELS, "window")
 COLUMN_LABELS = (*WINDOW_LABELS, "column")
+BIN_LABELS = (*MODEL_LABELS, "column", "bin")
 
 # The windows of metrics/drift.py's WINDOWS (this module imports nothing of the serving side,
 # which needs the Rust extension; a unit test keeps the two lists equal). "last_closed" is
@@ -107,6 +108,38 @@ def drift_families(data: dict[str, Any]) -> Iterator[Metric]:
     yield score
     yield column_status
     yield non_finite
+    yield from histogram_families(data)
+
+
+def histogram_families(data: dict[str, Any]) -> Iterator[Metric]:
+    """The top columns' cumulative bin counts (a counter per bin: windows of any length, and
+    sums across replicas, come from `rate` and `sum` in PromQL) and the reference's share per
+    bin, labelled model, version, column and bin (the bin's readable label)."""
+    counts = CounterMetricFamily(
+        "ferroserve_drift_bin_values",
+        "Values counted in each bin of a top column since load (the cumulative window).",
+        labels=BIN_LABELS,
+    )
+    reference = GaugeMetricFamily(
+        "ferroserve_drift_reference_share",
+        "Share of the reference dataset's values in each bin of a top column.",
+        labels=BIN_LABELS,
+    )
+    for model in data["models"]:
+        drift = model.get("drift")
+        if drift is None:
+            continue
+        for histogram in drift.get("histograms", ()):
+            total = sum(histogram["reference"]) or 1
+            cumulative = histogram.get("cumulative") or [0] * len(histogram["labels"])
+            for label, value, ref in zip(
+                histogram["labels"], cumulative, histogram["reference"], strict=True
+            ):
+                labels = [model["model"], model["version"], histogram["name"], label]
+                counts.add_metric(labels, float(value))
+                reference.add_metric(labels, ref / total)
+    yield counts
+    yield reference
 
 
 def verdict_counts(window: dict[str, Any], columns_total: int) -> dict[str, int]:
