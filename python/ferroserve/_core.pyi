@@ -16,6 +16,7 @@ __all__ = [
     "DURATION_BUCKETS_NS",
     "LOOKUP_BUCKETS_NS",
     "REQUEST_OUTCOMES",
+    "SHADOW_DIFFERENCE_BOUNDS",
     "Batch",
     "BatchQueue",
     "DeadlineExceededError",
@@ -43,6 +44,7 @@ __all__ = [
     "encode_bytes_tensor",
     "expected_byte_size",
     "feast_write",
+    "shadow_difference",
     "validate_bytes_tensor",
 ]
 
@@ -114,6 +116,11 @@ histogram has one more bucket, +Inf."""
 LOOKUP_BUCKETS_NS: tuple[int, ...]
 """Upper bounds (inclusive) of the feature lookup latency buckets in ns, 1 µs to 1 s; each
 histogram has one more bucket, +Inf."""
+
+SHADOW_DIFFERENCE_BOUNDS: tuple[float, ...]
+"""Upper bounds (inclusive) of the shadow comparison histogram: the largest absolute difference
+between a shadow's answer and the served one, 0 (identical) to 100; one more bucket, +Inf
+(also for answers that cannot be compared value by value)."""
 
 @final
 class QueuePolicy:
@@ -517,9 +524,30 @@ class Frontend:
     def port(self) -> int:
         """The port it listens on."""
 
-    def set_routes(self, routes: Sequence[tuple[str, str, NativeRoute]]) -> None:
-        """Replaces the routing table: (model name, version label or "" for the default
-        version, route)."""
+    def set_routes(
+        self,
+        models: Sequence[
+            tuple[
+                str,
+                Sequence[tuple[str, str, str, NativeRoute]],
+                Sequence[tuple[int, str, str, NativeRoute]],
+                Sequence[tuple[int, str, NativeRoute]],
+            ]
+        ],
+    ) -> None:
+        """Replaces the routing table: per model (name, named, split, shadows). `named`: (a
+        version number or alias as requests name it, the alias counted or "", the version,
+        its route); `split`: where requests without a version go, (weight, alias or "",
+        version, route), drawn per request by weight (empty: forwarded); `shadows`: (percent,
+        version, route), versions that get a copy of that share of those requests."""
+
+    def routed_counts(self) -> list[tuple[str, str, str, int]]:
+        """Requests taken natively: (model, alias or "", version, requests), since start."""
+
+    def shadow_counts(self) -> list[tuple[str, str, int, int, int, list[int], int]]:
+        """Per shadow version: (model, version, copies sent, failed, mismatched, compared per
+        SHADOW_DIFFERENCE_BOUNDS bucket with a last unbounded one (not cumulative), sum of the
+        largest absolute differences in millionths)."""
 
     def rpc_counts(self) -> list[tuple[str, str, str, int]]:
         """Calls answered natively: (method, rpc type, status code name, calls)."""
@@ -703,3 +731,9 @@ class DriftTracker:
 
     def reset(self) -> None:
         """Restarts the cumulative and current windows."""
+
+def shadow_difference(served: bytes, copy: bytes) -> float:
+    """The largest absolute difference between two serialized ModelInferResponses' outputs (a
+    shadow's answer against the served one): 0.0 when identical, inf when they cannot be
+    compared value by value (other outputs, shapes or datatypes; BYTES that differ; a NaN or
+    infinity on one side only)."""

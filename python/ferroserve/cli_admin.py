@@ -294,10 +294,9 @@ def traffic_text(routing: pb.ModelRouting) -> str:
             for share in items
         )
 
+    production = [a.version for a in routing.aliases if a.name == "production"]
     text = shares(routing.split) or (
-        "production"
-        if any(a.name == "production" for a in routing.aliases)
-        else "the newest ready version"
+        f"production (version {production[0]})" if production else "the newest ready version"
     )
     if routing.shadow:
         text += f"; shadow copies to {shares(routing.shadow)}"

@@ -17,13 +17,19 @@ from ferroserve.drift.tracking import ModelDrift
 from ferroserve.metrics import snapshot
 from ferroserve.metrics.drift import drift_snapshot
 from ferroserve.metrics.features import feature_snapshot
+from ferroserve.metrics.routing import RoutingCounter, routing_snapshot
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.registry.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 
-def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> dict[str, Any]:
+def collect(
+    registry: ModelRegistry,
+    rpcs: RpcCounter,
+    started_unix: float,
+    routing: RoutingCounter | None = None,
+) -> dict[str, Any]:
     """The snapshot as plain data. Runs on the event loop (the registry's owner); the Rust
     statistics are atomics read without locks."""
     models = []
@@ -49,6 +55,7 @@ def collect(registry: ModelRegistry, rpcs: RpcCounter, started_unix: float) -> d
         "outcomes": list(_core.REQUEST_OUTCOMES),
         "models": models,
         "rpcs": [[*key, count] for key, count in sorted(rpcs.counts().items())],
+        "routing": routing_snapshot(routing or RoutingCounter(), registry),
     }
 
 
@@ -80,17 +87,23 @@ class MetricsRecorder:
     """Keeps `directory/SNAPSHOT_FILE` at most `interval_s` old while running."""
 
     def __init__(
-        self, registry: ModelRegistry, rpcs: RpcCounter, directory: Path, interval_s: float
+        self,
+        registry: ModelRegistry,
+        rpcs: RpcCounter,
+        directory: Path,
+        interval_s: float,
+        routing: RoutingCounter | None = None,
     ) -> None:
         self.path = directory / snapshot.SNAPSHOT_FILE
         self._registry = registry
         self._rpcs = rpcs
+        self._routing = routing
         self._interval_s = interval_s
         self._started_unix = time.time()
         self._task: asyncio.Task[None] | None = None
 
     async def write_now(self) -> None:
-        data = collect(self._registry, self._rpcs, self._started_unix)
+        data = collect(self._registry, self._rpcs, self._started_unix, self._routing)
         drifts = _drifting(self._registry, data)
         await asyncio.to_thread(_write, self.path, data, drifts)
 

@@ -8,7 +8,7 @@ end gets the same table (server/app.py), so both paths route alike.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ferroserve.errors import FerroserveError, ModelNotFoundError, UnavailableError
@@ -26,6 +26,15 @@ class Target:
     """The alias it was reached through ("" for a version number or the newest version)."""
     percent: int
     """Its share of the requests that name no version (or, for a shadow, the share copied)."""
+
+
+@dataclass(slots=True, frozen=True)
+class Routed:
+    """Where one inference request goes."""
+
+    target: Target
+    copies: tuple[Target, ...] = ()
+    """Shadows that get a copy (requests following the traffic policy only)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -59,6 +68,15 @@ class ModelRoutes:
                 return target
             point -= target.percent
         return self.default[-1] if self.default else None
+
+    def copies(self, target: Target, draw: Callable[[], float]) -> tuple[Target, ...]:
+        """The shadows a request following the policy, sent to `target`, is copied to: each
+        with its percentage (`draw` uniform in [0, 1)), never `target`'s own version."""
+        return tuple(
+            shadow
+            for shadow in self.shadows
+            if shadow.model is not target.model and draw() * 100 < shadow.percent
+        )
 
     def primary(self) -> Target | None:
         """The default target with the largest share (the first on a tie): what metadata and
@@ -101,16 +119,19 @@ class PublishedRoutes:
             raise unroutable(name, version, self._entries.get(name))
         return target.model
 
-    def route(self, name: str, version: str = "") -> Target:
+    def route(self, name: str, version: str = "") -> Routed:
         """Where one inference request goes: the version or alias it names, else a target
-        of the traffic policy drawn by its weight. Errors as `resolve`."""
+        of the traffic policy drawn by its weight, with the shadows drawn for it. Errors as
+        `resolve`."""
         routes = self._routes.get(name)
         target = None
         if routes is not None:
             target = routes.named(version) if version else routes.choose(random.random())
-        if target is None:
+        if routes is None or target is None:
             raise unroutable(name, version, self._entries.get(name))
-        return target
+        if version or not routes.shadows:
+            return Routed(target)
+        return Routed(target, routes.copies(target, random.random))
 
     def models(self) -> dict[str, ModelRoutes]:
         """Every model with a ready version -> its routes."""

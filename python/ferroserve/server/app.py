@@ -18,6 +18,7 @@ import grpc
 from ferroserve import _core
 from ferroserve._proto.service import SERVICE_NAME, add_inference_service, add_service
 from ferroserve.metrics.recorder import MetricsRecorder
+from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.metrics.rpc import RpcCounter
 from ferroserve.metrics.supervisor import SidecarOptions, SidecarSupervisor
 from ferroserve.registry.control import ALL_MODELS, DEFAULT_POLL_SECS, EXPLICIT, NONE, POLL
@@ -100,8 +101,10 @@ class Server:
         self.registry = ModelRegistry(
             ModelRepository(options.model_repository), on_change=self._model_changed
         )
+        self.routing = RoutingCounter()
+        """Requests per model, alias and version, and shadow comparisons, both paths."""
         self.service = InferenceService(
-            self.registry, options.allow_empty, options.model_control_mode
+            self.registry, self.routing, options.allow_empty, options.model_control_mode
         )
         self.mirror = (
             None
@@ -194,7 +197,9 @@ class Server:
             self._metrics_tmp = tempfile.TemporaryDirectory(prefix="ferroserve-metrics-")
             directory = Path(self._metrics_tmp.name)
         directory.mkdir(parents=True, exist_ok=True)
-        self.recorder = MetricsRecorder(self.registry, self.rpcs, directory, metrics.interval_s)
+        self.recorder = MetricsRecorder(
+            self.registry, self.rpcs, directory, metrics.interval_s, self.routing
+        )
         self.recorder.start()
         if metrics.sidecar:
             self.sidecar = SidecarSupervisor(
@@ -208,21 +213,31 @@ class Server:
 
     def _publish_routes(self) -> None:
         """Hands the native front end every route it can answer itself: each ready version
-        and alias, and requests without a version when one target takes them all (a split
-        between several targets is forwarded to the Python server, which draws by weight)."""
+        and alias, the traffic policy's targets (drawn per request by weight in Rust) and its
+        shadows. A policy with a target the front end cannot run is left to the Python
+        server whole, so the shares stay the policy's."""
         if self.frontend is None:  # not started yet: `_bind` publishes them once it is
             return
-        table: list[tuple[str, str, _core.NativeRoute]] = []
+        table = []
         for name, routes in self.registry.routes.models().items():
-            labelled = [(str(v), m) for v, m in routes.versions.items()]
-            labelled.extend(routes.aliases.items())
-            if len(routes.default) == 1:
-                labelled.append(("", routes.default[0].model))
-            table.extend(
-                (name, label, model.native_route)
-                for label, model in labelled
-                if model.native_route is not None
-            )
+            labels = [(str(v), "", m) for v, m in routes.versions.items()]
+            labels.extend((alias, alias, m) for alias, m in routes.aliases.items())
+            named = [
+                (label, alias, str(m.version), m.native_route)
+                for label, alias, m in labels
+                if m.native_route is not None
+            ]
+            split = [
+                (t.percent, t.alias, str(t.model.version), t.model.native_route)
+                for t in routes.default
+                if t.model.native_route is not None
+            ]
+            shadows = [
+                (t.percent, str(t.model.version), t.model.native_route)
+                for t in routes.shadows
+                if t.model.native_route is not None
+            ]
+            table.append((name, named, split if len(split) == len(routes.default) else [], shadows))
         self.frontend.set_routes(table)
 
     async def _bind(self) -> None:
@@ -244,6 +259,7 @@ class Server:
             raise
         self.port = self.frontend.port
         self.rpcs.add_source(self.frontend.rpc_counts)
+        self.routing.add_source(self.frontend.routed_counts, self.frontend.shadow_counts)
         self._publish_routes()
 
     async def start(self) -> int:

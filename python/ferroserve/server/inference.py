@@ -17,8 +17,10 @@ from ferroserve import __version__
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve.codec import parse_request, serialize_response
 from ferroserve.errors import FerroserveError, status_code_for
+from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.registry.control import EXPLICIT
 from ferroserve.registry.registry import ModelRegistry, State
+from ferroserve.server.shadowing import ShadowCopies
 from ferroserve.server.statistics import model_statistics
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class InferenceService:
     def __init__(
         self,
         registry: ModelRegistry,
+        routing: RoutingCounter,
         allow_empty: bool = False,
         model_control_mode: str = EXPLICIT,
     ) -> None:
@@ -55,6 +58,8 @@ class InferenceService:
         self._model_control_mode = model_control_mode
         # Started to be driven by RepositoryModelLoad, a server may rightly hold no model yet.
         self._allow_empty = allow_empty or model_control_mode == EXPLICIT
+        self._routing = routing
+        self._shadows = ShadowCopies(routing)
 
     def server_ready(self) -> bool:
         if self._registry.model_count == 0 and not self._allow_empty:
@@ -153,8 +158,13 @@ class InferenceService:
     async def _infer(
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        target = self._registry.routes.route(request.model_name, request.model_version)
-        return await target.model.infer(request, context.time_remaining())
+        routed = self._registry.routes.route(request.model_name, request.model_version)
+        target = routed.target
+        self._routing.served(target.model.name, target.alias, target.model.version)
+        response = await target.model.infer(request, context.time_remaining())
+        if routed.copies:
+            self._shadows.send(request, response, routed.copies)
+        return response
 
     async def ModelStreamInfer(self, messages: AsyncIterator[bytes], context: Context) -> None:
         """Requests on one stream run concurrently; each response carries its request's id.

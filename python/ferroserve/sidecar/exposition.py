@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from ferroserve.metrics.histogram import duration_buckets
 from ferroserve.sidecar.drift_exposition import drift_families
 from ferroserve.sidecar.feature_exposition import feature_families
+from ferroserve.sidecar.routing_exposition import routing_families
 from ferroserve.sidecar.source import SnapshotSource
 
 MODEL_LABELS = ("model", "version")
@@ -89,6 +90,7 @@ class SnapshotCollector(Collector):
         yield from model_families(data)
         yield from feature_families(data)
         yield from drift_families(data)
+        yield from routing_families(data)
         yield from rpc_families(data)
 
 

@@ -19,6 +19,7 @@ use crate::counters::{CallCount, Counters, Method};
 use crate::grpc::{self, Code, Deframer, Status};
 use crate::proxy::Backend;
 use crate::routes::{PendingInfer, RouteTable};
+use crate::shadow;
 
 /// `ModelInfer`'s path.
 pub const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -118,7 +119,8 @@ impl Service {
         self.backend.forward(request.map(boxed)).await
     }
 
-    /// Starts `message` natively if its model version is routed and the native path takes it.
+    /// Starts `message` natively if its model version (or alias, or policy's draw) is routed
+    /// and the native path takes it; sends the copies its shadows drew.
     fn start(
         &self,
         message: &Bytes,
@@ -128,8 +130,26 @@ impl Service {
         let view = wire::parse_infer_request(message).ok()?;
         let name = std::str::from_utf8(&message[view.model_name.clone()]).ok()?;
         let version = std::str::from_utf8(&message[view.model_version.clone()]).ok()?;
-        let route = self.routes.get(name, version)?;
-        route.infer(message.clone(), view, deadline, stream)
+        let table = self.routes.current();
+        let routed = table.route(name, version)?;
+        let copied = (!routed.copies.is_empty()).then(|| view.clone());
+        let route = Arc::clone(&routed.target.route);
+        let mut pending = route.infer(message.clone(), view, deadline, stream)?;
+        routed.target.count();
+        if let Some(view) = copied {
+            for shadow in routed.copies {
+                pending = shadow::mirror(
+                    pending,
+                    Arc::clone(&shadow.route),
+                    Arc::clone(&shadow.stats),
+                    message.clone(),
+                    view.clone(),
+                    deadline,
+                    stream,
+                );
+            }
+        }
+        Some(pending)
     }
 
     async fn unary(&self, request: Request<Incoming>) -> Response<GrpcBody> {

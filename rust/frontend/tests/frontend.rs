@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, BatcherConfig};
 use ferroserve_frontend::{
-    Code, Frontend, FrontendConfig, InferRoute, Method, NativeRoute, RouteTable,
+    Code, Frontend, FrontendConfig, InferRoute, Method, ModelSpec, NativeRoute, RouteTable,
+    TargetSpec,
 };
 use ferroserve_runtime::{
     Completions, Deliver, Engine, Executor, InputTensor, Layout, OutputTensor, Routed,
@@ -401,10 +402,17 @@ impl Harness {
             routed,
         ));
         let routes = Arc::new(RouteTable::new());
-        routes.replace(vec![
-            ("m".into(), "1".into(), Arc::clone(&route)),
-            ("m".into(), String::new(), route),
-        ]);
+        let target = |route: &Arc<dyn InferRoute>| TargetSpec {
+            alias: String::new(),
+            version: "1".into(),
+            route: Arc::clone(route),
+        };
+        routes.replace(vec![ModelSpec {
+            model: "m".into(),
+            named: vec![("1".into(), target(&route))],
+            split: vec![(100, target(&route))],
+            shadows: Vec::new(),
+        }]);
         let frontend = Frontend::start(
             FrontendConfig {
                 address: "127.0.0.1:0".into(),

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ferroserve_frontend::{self as frontend, FrontendConfig, InferRoute, RouteTable};
+use ferroserve_frontend::{
+    self as frontend, FrontendConfig, InferRoute, ModelSpec, RouteTable, TargetSpec,
+};
 use ferroserve_tensor::wire::{FastSignature, InputLayout};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -82,6 +84,17 @@ impl PyNativeRoute {
     }
 }
 
+/// One model's routes as Python describes them (see `PyFrontend::set_routes`).
+type PyModelRoutes<'py> = (
+    String,
+    Vec<(String, String, String, PyRef<'py, PyNativeRoute>)>,
+    Vec<(u32, String, String, PyRef<'py, PyNativeRoute>)>,
+    Vec<(u32, String, PyRef<'py, PyNativeRoute>)>,
+);
+
+/// One shadow version's counts as Python gets them (see `PyFrontend::shadow_counts`).
+type PyShadowCounts = (String, String, u64, u64, u64, Vec<u64>, u64);
+
 /// The running front end.
 #[pyclass(name = "Frontend", frozen, module = "ferroserve._core")]
 pub(crate) struct PyFrontend {
@@ -125,15 +138,64 @@ impl PyFrontend {
         })
     }
 
-    /// Replaces the routing table: (model name, version label or "" for the default version,
-    /// route) for every version answered natively.
-    fn set_routes(&self, routes: Vec<(String, String, PyRef<'_, PyNativeRoute>)>) {
-        self.routes.replace(
-            routes
-                .into_iter()
-                .map(|(name, version, route)| (name, version, Arc::clone(&route.route)))
-                .collect(),
-        );
+    /// Replaces the routing table with `models`: (name, named, split, shadows) per model,
+    /// where `named` lists (version number or alias, alias counted or "", version, route),
+    /// `split` the targets of requests without a version as (weight, alias or "", version,
+    /// route), and `shadows` (percent, version, route).
+    fn set_routes(&self, models: Vec<PyModelRoutes<'_>>) {
+        let target = |alias: String, version: String, route: &PyNativeRoute| TargetSpec {
+            alias,
+            version,
+            route: Arc::clone(&route.route),
+        };
+        let specs = models
+            .into_iter()
+            .map(|(model, named, split, shadows)| ModelSpec {
+                model,
+                named: named
+                    .into_iter()
+                    .map(|(label, alias, version, route)| (label, target(alias, version, &route)))
+                    .collect(),
+                split: split
+                    .into_iter()
+                    .map(|(weight, alias, version, route)| (weight, target(alias, version, &route)))
+                    .collect(),
+                shadows: shadows
+                    .into_iter()
+                    .map(|(percent, version, route)| {
+                        (percent, target(String::new(), version, &route))
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.routes.replace(specs);
+    }
+
+    /// Requests taken natively per (model, alias or "", version): (model, alias, version,
+    /// requests), counted since the front end started.
+    fn routed_counts(&self) -> Vec<(String, String, String, u64)> {
+        self.routes.served_counts()
+    }
+
+    /// Each shadow version's copies: (model, version, sent, failed, mismatched, compared per
+    /// SHADOW_DIFFERENCE_BOUNDS bucket with a last unbounded one, sum of the largest
+    /// differences in millionths).
+    fn shadow_counts(&self) -> Vec<PyShadowCounts> {
+        self.routes
+            .shadow_counts()
+            .into_iter()
+            .map(|(model, version, c)| {
+                (
+                    model,
+                    version,
+                    c.sent,
+                    c.failed,
+                    c.mismatched,
+                    c.buckets,
+                    c.sum_micros,
+                )
+            })
+            .collect()
     }
 
     /// Calls it answered itself: (method, rpc type, status code name, calls).
@@ -163,4 +225,12 @@ impl PyFrontend {
             py.detach(move || running.stop(grace));
         }
     }
+}
+
+/// The largest absolute difference between two serialized `ModelInferResponse`s' outputs (a
+/// shadow's answer against the served one): 0 when identical, infinite when they cannot be
+/// compared value by value. The Python server's shadows compare with the front end's rule.
+#[pyfunction]
+pub(crate) fn shadow_difference(served: &[u8], copy: &[u8]) -> f64 {
+    frontend::largest_difference(served, false, copy)
 }

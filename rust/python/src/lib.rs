@@ -63,6 +63,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tensor::encode_bytes_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(tensor::validate_bytes_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(tensor::expected_byte_size, m)?)?;
+    m.add_function(wrap_pyfunction!(frontend::shadow_difference, m)?)?;
 
     let outcomes = ferroserve_batcher::Outcome::ALL.map(ferroserve_batcher::Outcome::name);
     m.add("REQUEST_OUTCOMES", PyTuple::new(py, outcomes)?)?;
@@ -70,6 +71,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DURATION_BUCKETS_NS", PyTuple::new(py, bounds)?)?;
     let lookup_bounds = ferroserve_features::LOOKUP_BOUNDS_NS;
     m.add("LOOKUP_BUCKETS_NS", PyTuple::new(py, lookup_bounds)?)?;
+    let difference_bounds = ferroserve_frontend::DIFFERENCE_BOUNDS;
+    m.add(
+        "SHADOW_DIFFERENCE_BOUNDS",
+        PyTuple::new(py, difference_bounds)?,
+    )?;
     m.add_class::<queue::PyQueuePolicy>()?;
     m.add_class::<queue::PyBatchQueue>()?;
     m.add_class::<batch::PyBatch>()?;

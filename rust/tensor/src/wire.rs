@@ -13,6 +13,9 @@ use thiserror::Error;
 use crate::DataType;
 
 mod contents;
+mod response;
+
+pub use response::{InferResponseView, OutputTensorView, parse_infer_response};
 
 /// Why a message could not be read as a `ModelInferRequest`.
 #[derive(Debug, Error, PartialEq, Eq)]
