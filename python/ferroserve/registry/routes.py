@@ -211,10 +211,13 @@ def unroutable(name: str, label: str, entry: ModelEntry | None) -> FerroserveErr
     if label:
         status = entry.versions.get(int(label))
         if status is None:
-            return ModelNotFoundError(
-                f"model '{name}': {through}version {label}, which it does not have "
-                f"(known: {sorted(entry.versions)})"
-            )
+            versions = sorted(entry.versions)
+            if through:
+                return ModelNotFoundError(
+                    f"model '{name}': {through}version {label}, which it does not have "
+                    f"(known: {versions})"
+                )
+            return ModelNotFoundError(f"model '{name}' has no version {label} (known: {versions})")
         return UnavailableError(
             f"model '{name}': {through}version {label}, which is {status.state.value}"
             + (f": {status.reason}" if status.reason else "")
