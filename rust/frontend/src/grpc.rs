@@ -220,8 +220,9 @@ impl Deframer {
         if len > limit {
             return Err(too_large(len, limit));
         }
+        // The buffer grows as bytes arrive (amortized doubling), never to the declared length:
+        // a 5-byte prefix declaring the limit must not make the server hold the limit.
         if self.buffer.len() < 5 + len {
-            self.buffer.reserve(5 + len - self.buffer.len());
             return Ok(None);
         }
         self.buffer.advance(5);
@@ -289,6 +290,20 @@ mod tests {
         let error = deframer.next_message(1000).expect_err("over the limit");
         assert_eq!(error.code, Code::ResourceExhausted);
         assert!(error.message.contains("1024 vs. 1000"), "{}", error.message);
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing_before_the_bytes_arrive() {
+        let mut deframer = Deframer::default();
+        // The prefix declares 256 MiB; 10 bytes of it arrive.
+        deframer.push(&[0, 0x10, 0, 0, 0]);
+        deframer.push(&[1; 10]);
+        assert_eq!(deframer.next_message(1 << 30).expect("within limit"), None);
+        assert!(
+            deframer.buffer.capacity() < 4096,
+            "{} bytes held for 15 received",
+            deframer.buffer.capacity()
+        );
     }
 
     #[test]
