@@ -1,10 +1,20 @@
 //! Batch forming: which queued requests make the next batch, and whether it is time to send it.
 //! Triton's dynamic batcher rules (model_configuration.md, "Dynamic Batcher"): a full batch or a
 //! preferred size goes at once; otherwise the batch waits until the oldest queued request has
-//! waited `max_queue_delay`, then goes with whatever fits. Only called with the queue lock held.
+//! waited `max_queue_delay`, then goes with whatever fits. Only called with the queue lock held,
+//! so each decision looks at a bounded number of requests, never the whole queue.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// One priority level's queue: requests by id, which is their arrival order (FIFO), so that a
+/// request leaves it in O(log n) wherever it is.
+pub(crate) type Level<B, T> = BTreeMap<u64, Entry<B, T>>;
+
+/// Requests batch forming looks at past the head for ones that fit its batch (requests of
+/// other shapes are skipped): a queue of many differently shaped requests costs each decision
+/// at most this many looks.
+const LOOK_AHEAD: usize = 1024;
 
 /// One queued request.
 pub(crate) struct Entry<B, T> {
@@ -41,8 +51,8 @@ impl<B, T> Entry<B, T> {
     }
 }
 
-/// Position of a request: (priority level index, index in that level's queue).
-pub(crate) type Slot = (usize, usize);
+/// Position of a request: (priority level index, its id).
+pub(crate) type Slot = (usize, u64);
 
 /// What batch forming decided.
 pub(crate) enum Decision {
@@ -70,27 +80,22 @@ pub(crate) struct Rules<'a> {
 /// Queued requests in scheduling order: by priority level, FIFO within a level, and requests
 /// past their deadline (only DELAY levels still hold any) after all the others.
 fn scheduling_order<B, T>(
-    levels: &[VecDeque<Entry<B, T>>],
+    levels: &[Level<B, T>],
     now: Instant,
 ) -> impl Iterator<Item = (Slot, &Entry<B, T>)> {
     let pass = move |expired: bool| {
         levels.iter().enumerate().flat_map(move |(level, queue)| {
             queue
                 .iter()
-                .enumerate()
                 .filter(move |(_, entry)| entry.expired(now) == expired)
-                .map(move |(index, entry)| ((level, index), entry))
+                .map(move |(&id, entry)| ((level, id), entry))
         })
     };
     pass(false).chain(pass(true))
 }
 
 /// Decides the next batch from `levels` at `now`.
-pub(crate) fn decide<B, T>(
-    levels: &[VecDeque<Entry<B, T>>],
-    rules: &Rules<'_>,
-    now: Instant,
-) -> Decision {
+pub(crate) fn decide<B, T>(levels: &[Level<B, T>], rules: &Rules<'_>, now: Instant) -> Decision {
     let mut order = scheduling_order(levels, now);
     let Some((head_slot, head)) = order.next() else {
         return Decision::Empty;
@@ -104,7 +109,7 @@ pub(crate) fn decide<B, T>(
     let mut preferred_prefix = rules.preferred.contains(&rows).then_some(1);
     let mut full = rows == rules.max_batch_size;
     if !full {
-        for (slot, entry) in order {
+        for (slot, entry) in order.take(LOOK_AHEAD) {
             // Incompatible shapes never share a batch; they keep their place for a later one.
             if !entry.compatible(head) {
                 continue;
@@ -130,7 +135,7 @@ pub(crate) fn decide<B, T>(
     // one delay for it to go.
     let oldest = levels
         .iter()
-        .filter_map(VecDeque::front)
+        .filter_map(|queue| queue.values().next())
         .map(|entry| entry.enqueued)
         .min()
         .unwrap_or(head.enqueued);
@@ -147,38 +152,9 @@ pub(crate) fn decide<B, T>(
 }
 
 /// Removes the entries at `slots` from `levels` and returns them in the order of `slots`.
-pub(crate) fn take<B, T>(levels: &mut [VecDeque<Entry<B, T>>], slots: &[Slot]) -> Vec<Entry<B, T>> {
-    // Common case: the first k requests of one level, in order.
-    if let Some(&(level, _)) = slots.first() {
-        if slots
-            .iter()
-            .enumerate()
-            .all(|(i, &slot)| slot == (level, i))
-        {
-            return levels[level].drain(..slots.len()).collect();
-        }
-    }
-    let mut taken: Vec<Option<Entry<B, T>>> = Vec::with_capacity(slots.len());
-    taken.resize_with(slots.len(), || None);
-    for (level, queue) in levels.iter_mut().enumerate() {
-        let mut wanted: Vec<(usize, usize)> = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| slot.0 == level)
-            .map(|(position, slot)| (slot.1, position))
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        wanted.sort_unstable();
-        let mut wanted = wanted.into_iter().peekable();
-        let old = std::mem::take(queue);
-        for (index, entry) in old.into_iter().enumerate() {
-            match wanted.next_if(|&(wanted_index, _)| wanted_index == index) {
-                Some((_, position)) => taken[position] = Some(entry),
-                None => queue.push_back(entry),
-            }
-        }
-    }
-    taken.into_iter().flatten().collect()
+pub(crate) fn take<B, T>(levels: &mut [Level<B, T>], slots: &[Slot]) -> Vec<Entry<B, T>> {
+    slots
+        .iter()
+        .filter_map(|&(level, id)| levels[level].remove(&id))
+        .collect()
 }

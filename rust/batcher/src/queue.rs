@@ -1,13 +1,16 @@
 //! `BatchQueue`: the per-model request queue. Transport threads `submit`; executor threads (one
 //! per model instance) block in `next_batch`. All queue state sits behind one mutex, held only
 //! to pick requests, never while copying buffers or dropping caller tokens (dropping a token may
-//! run caller code, e.g. a Python finalizer, that calls back into the queue).
+//! run caller code, e.g. a Python finalizer, that calls back into the queue). Every operation
+//! under the lock is O(log n) in the queued requests (or O(k log n) for a batch of k), so a
+//! deep queue slows nobody down.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::forming::{self, Decision, Entry, Rules};
+use crate::forming::{self, Decision, Entry, Level, Rules};
 use crate::{Batch, BatchError, BatcherConfig, Outcome, Statistics, TimeoutAction};
 
 /// A request as the caller submits it.
@@ -55,7 +58,11 @@ enum Closing {
 /// Everything the queue lock protects.
 struct State<B, T> {
     /// One FIFO per priority level; index 0 is level 1, the highest.
-    levels: Vec<VecDeque<Entry<B, T>>>,
+    levels: Vec<Level<B, T>>,
+    /// Per level, the deadlines of its requests (soonest first, with their ids), for the
+    /// levels whose timeout action is REJECT; entries that left the queue another way stay
+    /// until they surface or the heap is rebuilt.
+    deadlines: Vec<BinaryHeap<Reverse<(Instant, u64)>>>,
     /// Id of the next request.
     next_id: u64,
     /// Set once by `close`.
@@ -65,7 +72,7 @@ struct State<B, T> {
 impl<B, T> State<B, T> {
     /// Requests queued at all levels.
     fn len(&self) -> usize {
-        self.levels.iter().map(VecDeque::len).sum()
+        self.levels.iter().map(Level::len).sum()
     }
 }
 
@@ -88,13 +95,15 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
     pub fn new(model: impl Into<String>, config: BatcherConfig) -> Result<Self, BatchError> {
         let model = model.into();
         config.validate(&model)?;
-        let levels = (0..config.levels()).map(|_| VecDeque::new()).collect();
+        let levels = (0..config.levels()).map(|_| Level::new()).collect();
+        let deadlines = (0..config.levels()).map(|_| BinaryHeap::new()).collect();
         Ok(BatchQueue {
             stats: Statistics::new(config.max_batch_size),
             model,
             config,
             state: Mutex::new(State {
                 levels,
+                deadlines,
                 next_id: 1,
                 closing: None,
             }),
@@ -239,15 +248,35 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
         }
         let id = state.next_id;
         state.next_id += 1;
-        state.levels[index].push_back(Entry {
+        if let Some(deadline) = deadline
+            && policy.timeout_action == TimeoutAction::Reject
+        {
+            let live = state.levels[index].len();
+            let heap = &mut state.deadlines[index];
+            heap.push(Reverse((deadline, id)));
+            // Ids of requests that left otherwise: rebuilt when they outnumber the queued ones.
+            if heap.len() > 2 * live + 64 {
+                let queued = &state.levels[index];
+                let rebuilt = queued
+                    .values()
+                    .filter_map(|entry| Some(Reverse((entry.deadline?, entry.id))))
+                    .chain(std::iter::once(Reverse((deadline, id))))
+                    .collect();
+                state.deadlines[index] = rebuilt;
+            }
+        }
+        state.levels[index].insert(
             id,
-            inputs: request.inputs,
-            shapes: request.shapes,
-            token: request.token,
-            rows,
-            enqueued,
-            deadline,
-        });
+            Entry {
+                id,
+                inputs: request.inputs,
+                shapes: request.shapes,
+                token: request.token,
+                rows,
+                enqueued,
+                deadline,
+            },
+        );
         self.stats.set_pending(state.len());
         drop(state);
         self.ready.notify_one();
@@ -257,10 +286,7 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
     /// Removes a still-queued request; false if it is already in a batch or unknown.
     pub fn cancel(&self, id: u64) -> bool {
         let mut state = self.lock();
-        let found = state.levels.iter_mut().find_map(|queue| {
-            let index = queue.iter().position(|entry| entry.id == id)?;
-            queue.remove(index)
-        });
+        let found = state.levels.iter_mut().find_map(|queue| queue.remove(&id));
         self.stats.set_pending(state.len());
         drop(state);
         // The entry (and its token) is dropped here, outside the lock.
@@ -278,8 +304,11 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             Vec::new()
         } else {
             state.closing = Some(Closing::Now);
+            state.deadlines.iter_mut().for_each(BinaryHeap::clear);
             let levels = state.levels.iter_mut();
-            levels.flat_map(std::mem::take).collect::<Vec<_>>()
+            levels
+                .flat_map(|queue| std::mem::take(queue).into_values())
+                .collect::<Vec<_>>()
         };
         self.stats.set_pending(state.len());
         drop(state);
@@ -287,25 +316,25 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
         removed.into_iter().map(|entry| entry.token).collect()
     }
 
-    /// Removes the requests whose deadline passed at levels with the REJECT action.
+    /// Removes the requests whose deadline passed at levels with the REJECT action: those at
+    /// the top of the levels' deadline heaps.
     fn reject_expired(
         &self,
         state: &mut State<B, T>,
         now: Instant,
         rejected: &mut Vec<Entry<B, T>>,
     ) {
-        for (index, queue) in state.levels.iter_mut().enumerate() {
-            let level = index as u32 + 1;
-            if self.config.policy(level).timeout_action != TimeoutAction::Reject
-                || !queue.iter().any(|entry| entry.expired(now))
+        let State {
+            levels, deadlines, ..
+        } = state;
+        for (queue, heap) in levels.iter_mut().zip(deadlines) {
+            while let Some(&Reverse((deadline, id))) = heap.peek()
+                && deadline <= now
             {
-                continue;
-            }
-            for entry in std::mem::take(queue) {
-                if entry.expired(now) {
+                heap.pop();
+                // None: it left the queue another way (a batch, a cancel).
+                if let Some(entry) = queue.remove(&id) {
                     rejected.push(entry);
-                } else {
-                    queue.push_back(entry);
                 }
             }
         }
