@@ -2,6 +2,7 @@
 //! running the batch on its own engine instance, splitting the outputs per request, and
 //! pushing every answer to `Completions`. Nothing here touches Python.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -248,7 +249,8 @@ where
     }
 }
 
-/// Runs one batch and answers each of its requests.
+/// Runs one batch and answers each of its requests. A panic while it runs (in onnxruntime's
+/// binding, a feature join, a split) fails this batch's requests only: the thread goes on.
 fn execute<B, T, E>(
     shared: &Shared<B, T, E>,
     instance: usize,
@@ -260,19 +262,73 @@ where
     E: Engine,
     OutputTensor<E::Output>: AsRef<[u8]>,
 {
+    let ran =
+        std::panic::catch_unwind(AssertUnwindSafe(|| run(shared, instance, recorder, &batch)));
+    let (parts, rejected) = match ran {
+        Ok(Ok(ran)) => ran,
+        Ok(Err(failure)) => return fail_all(batch, &failure),
+        Err(panic) => {
+            let failure = Failure::Internal(format!(
+                "model '{}': the batch failed: {}",
+                shared.model,
+                panic_message(panic.as_ref())
+            ));
+            return fail_all(batch, &failure);
+        }
+    };
+    batch
+        .tokens
+        .into_iter()
+        .zip(parts)
+        .enumerate()
+        .map(|(index, (token, part))| match rejected.get(index) {
+            Some(Some(message)) => (
+                token,
+                Err(Failure::NotFound(format!(
+                    "model '{}': {message}",
+                    shared.model
+                ))),
+            ),
+            _ => (token, Ok(part)),
+        })
+        .collect()
+}
+
+/// What a panic said, if it said it in text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+/// Each request's answer of one batch run, and per request the reason a reject-policy
+/// feature view refused it (if any).
+type Ran<O> = (Vec<Answer<O>>, Vec<Option<String>>);
+
+/// Runs `batch`: gathers features, runs the engine, records drift and timings, splits the
+/// outputs per request.
+fn run<B, T, E>(
+    shared: &Shared<B, T, E>,
+    instance: usize,
+    recorder: &mut Option<Recorder>,
+    batch: &Batch<B, T>,
+) -> Result<Ran<E::Output>, Failure>
+where
+    B: AsRef<[u8]>,
+    E: Engine,
+    OutputTensor<E::Output>: AsRef<[u8]>,
+{
     let started = Instant::now();
     let layout = &shared.layout;
     let gathered = match &shared.features {
-        Some(join) => match gather(join, &batch) {
-            Ok(gathered) => Some(gathered),
-            Err(message) => {
-                let failure = Failure::Internal(format!(
-                    "model '{}': feature lookup failed: {message}",
-                    shared.model
-                ));
-                return fail_all(batch, &failure);
-            }
-        },
+        Some(join) => Some(gather(join, batch).map_err(|message| {
+            Failure::Internal(format!(
+                "model '{}': feature lookup failed: {message}",
+                shared.model
+            ))
+        })?),
         None => None,
     };
     // Without features the batch's inputs are the model's (reshaped as the config says).
@@ -300,22 +356,18 @@ where
             .map(|output| (output.as_ref(), output.shape()));
         tap.observe(recorder, &inputs, outputs, layout.batches, ran);
     }
-    let answered = result
+    let parts = result
         .map_err(|error| error.to_string())
         .and_then(|outputs| {
-            split(&shared.layout, &batch, outputs).map_err(|error| error.to_string())
-        });
-    let parts = match answered {
-        Ok(parts) => parts,
-        Err(message) => {
-            let failure = Failure::Internal(format!(
+            split(&shared.layout, batch, outputs).map_err(|error| error.to_string())
+        })
+        .map_err(|message| {
+            Failure::Internal(format!(
                 "model '{}': onnxruntime failed: {message}",
                 shared.model
-            ));
-            return fail_all(batch, &failure);
-        }
-    };
-    let rows = executed_rows(&shared.layout, &batch);
+            ))
+        })?;
+    let rows = executed_rows(&shared.layout, batch);
     let finished = Instant::now();
     shared.queue.record_execution(
         rows,
@@ -326,22 +378,7 @@ where
     let rejected = gathered
         .map(|gathered| gathered.rejected)
         .unwrap_or_default();
-    batch
-        .tokens
-        .into_iter()
-        .zip(parts)
-        .enumerate()
-        .map(|(index, (token, part))| match rejected.get(index) {
-            Some(Some(message)) => (
-                token,
-                Err(Failure::NotFound(format!(
-                    "model '{}': {message}",
-                    shared.model
-                ))),
-            ),
-            _ => (token, Ok(part)),
-        })
-        .collect()
+    Ok((parts, rejected))
 }
 
 /// Every request of `batch` answered with `failure`.

@@ -26,7 +26,7 @@ impl Layout {
     pub fn model_input_shape(&self, index: usize, shape: &[i64]) -> Vec<i64> {
         match self.input_reshapes.get(index) {
             Some(Some(dims)) => {
-                let elements: i64 = shape.iter().product();
+                let elements = elements(shape);
                 let (rows, per_row) = match (self.batches, shape.first()) {
                     (true, Some(&rows)) if rows > 0 => (Some(rows), elements / rows),
                     (true, _) => (Some(0), 0),
@@ -87,7 +87,7 @@ impl Layout {
             model_shape
         };
         let tail = match self.output_reshapes.get(index) {
-            Some(Some(dims)) => resolve(dims, tail.iter().product()),
+            Some(Some(dims)) => resolve(dims, elements(tail)),
             _ => tail.to_vec(),
         };
         if self.batches {
@@ -98,9 +98,23 @@ impl Layout {
     }
 }
 
+/// Elements of a tensor of `shape`: 0 when any dim is 0 (a client may send `[1, 0, 2^62]`,
+/// whose dims multiply past i64 before the 0), else the product, saturating.
+fn elements(shape: &[i64]) -> i64 {
+    product(shape.iter().copied())
+}
+
+/// `elements` of the dims `dims` yields.
+fn product(dims: impl Iterator<Item = i64> + Clone) -> i64 {
+    if dims.clone().any(|dim| dim == 0) {
+        return 0;
+    }
+    dims.fold(1i64, i64::saturating_mul)
+}
+
 /// `dims` with one -1 filled in so that they hold `elements` elements.
 fn resolve(dims: &[i64], elements: i64) -> Vec<i64> {
-    let known: i64 = dims.iter().filter(|&&dim| dim != -1).product();
+    let known = product(dims.iter().copied().filter(|&dim| dim != -1));
     dims.iter()
         .map(|&dim| {
             if dim == -1 && known != 0 {
@@ -140,6 +154,24 @@ mod tests {
         };
         assert_eq!(layout.model_input_shape(0, &[3, 4]), vec![3, 2, 2]);
         assert_eq!(layout.client_output_shape(0, &[3, 2, 5], 3), vec![3, 10]);
+    }
+
+    #[test]
+    fn dims_whose_product_overflows_before_a_zero_hold_no_elements() {
+        let layout = Layout {
+            input_names: vec!["x".into()],
+            output_names: vec!["y".into()],
+            batches: true,
+            input_reshapes: vec![Some(vec![-1, 2])],
+            output_reshapes: vec![Some(vec![-1])],
+        };
+        let huge = 1i64 << 62;
+        assert_eq!(layout.model_input_shape(0, &[1, huge, 4, 0]), vec![1, 0, 2]);
+        assert_eq!(
+            layout.client_output_shape(0, &[1, huge, 4, 0], 1),
+            vec![1, 0]
+        );
+        assert_eq!(elements(&[huge, huge]), i64::MAX);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use ferroserve_runtime::{
 };
 use proptest::prelude::*;
 
-/// Doubles every input byte (output = input shape), or fails when the first byte is 0xFF.
+/// Doubles every input byte (output = input shape), or fails when the first byte is 0xFF, or
+/// panics when it is 0xFE.
 /// With `gate`, each call waits at the barrier first, so a test can hold a batch running.
 struct Doubler {
     calls: AtomicUsize,
@@ -54,6 +55,9 @@ impl Engine for Doubler {
         self.rows_seen.lock().unwrap().push(input.shape[0]);
         if input.data.first() == Some(&0xFF) {
             return Err(RuntimeError::Run("boom".into()));
+        }
+        if input.data.first() == Some(&0xFE) {
+            panic!("the engine broke");
         }
         let data: Vec<u8> = input.data.iter().map(|b| b.wrapping_mul(2)).collect();
         let len = data.len();
@@ -181,6 +185,24 @@ fn a_failing_batch_fails_each_of_its_requests_and_the_executor_goes_on() {
     match &failed[0].1 {
         Err(Failure::Internal(message)) => {
             assert_eq!(message, "model 'm': onnxruntime failed: boom");
+        }
+        other => panic!("expected an internal failure, got {other:?}"),
+    }
+    s.queue.submit(request(2, 1, 3)).unwrap();
+    let answered = wait_for(&s.done, 1);
+    assert_eq!(bytes(answered[0].1.as_ref().unwrap()), vec![6, 6]);
+    s.queue.close(true);
+    assert!(s.executor.join(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_panicking_batch_fails_its_requests_only_and_the_executor_goes_on() {
+    let s = setup(batching(8), None);
+    s.queue.submit(request(1, 1, 0xFE)).unwrap();
+    let failed = wait_for(&s.done, 1);
+    match &failed[0].1 {
+        Err(Failure::Internal(message)) => {
+            assert_eq!(message, "model 'm': the batch failed: the engine broke");
         }
         other => panic!("expected an internal failure, got {other:?}"),
     }
