@@ -37,6 +37,9 @@ pub enum WireError {
     /// A string field that is not UTF-8.
     #[error("field {0} is not valid UTF-8")]
     NotUtf8(u32),
+    /// More entries of a repeated field than the reader takes.
+    #[error("too many entries of field {0}")]
+    TooMany(u32),
     /// A known field with the wrong wire type.
     #[error("field {field} has wire type {wire_type}")]
     WrongWireType {
@@ -92,12 +95,73 @@ pub struct InferRequestView {
     /// The `timeout` parameter, the request's own queue timeout in microseconds (uint64 or
     /// non-negative int64), 0 when absent.
     pub timeout_us: u64,
-    /// `inputs` (5), in message order.
-    pub inputs: Vec<InputTensorView>,
-    /// `outputs` (6): the outputs asked for; empty means all.
-    pub outputs: Vec<RequestedOutputView>,
-    /// `raw_input_contents` (7), in message order.
+    /// `inputs` (5), in message order: each entry's range, read by `input` when needed (only
+    /// the first `MAX_REQUEST_TENSORS`; `counts` has them all).
+    pub inputs: Vec<Range<usize>>,
+    /// `outputs` (6), the outputs asked for (empty means all): each entry's range, read by
+    /// `output` (the first `MAX_REQUEST_TENSORS`).
+    pub outputs: Vec<Range<usize>>,
+    /// `raw_input_contents` (7), in message order (the first `MAX_REQUEST_TENSORS`).
     pub raw_input_contents: Vec<Range<usize>>,
+    /// How many entries each repeated field has.
+    pub counts: EntryCounts,
+}
+
+/// Entries of each repeated field of a `ModelInferRequest`, all of them counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryCounts {
+    /// `parameters` (4).
+    pub parameters: usize,
+    /// `inputs` (5).
+    pub inputs: usize,
+    /// `outputs` (6).
+    pub outputs: usize,
+    /// `raw_input_contents` (7).
+    pub raw_input_contents: usize,
+}
+
+/// The most entries of any repeated field a request may have (`parameters`, `inputs`,
+/// `outputs`, `raw_input_contents`). Each entry can be two bytes on the wire and cost a
+/// protobuf parser a hundred in memory, so more are refused before any parser builds them
+/// (docs/security.md); no model has this many tensors.
+pub const MAX_REQUEST_TENSORS: usize = 4096;
+
+/// Entries of one input's typed `contents` the fast path reads (protobuf merges them; a
+/// client sends one).
+const MAX_CONTENTS_ENTRIES: usize = 64;
+
+impl InferRequestView {
+    /// The repeated field with more than `MAX_REQUEST_TENSORS` entries, and how many it has.
+    pub fn excess(&self) -> Option<(&'static str, usize)> {
+        let counts = self.counts;
+        [
+            ("parameters", counts.parameters),
+            ("inputs", counts.inputs),
+            ("outputs", counts.outputs),
+            ("raw_input_contents", counts.raw_input_contents),
+        ]
+        .into_iter()
+        .find(|&(_, count)| count > MAX_REQUEST_TENSORS)
+    }
+
+    /// Input `index` of `data` (the message this view was parsed from), read in full.
+    pub fn input(&self, data: &[u8], index: usize) -> Result<InputTensorView, WireError> {
+        parse_input(data, self.inputs[index].clone(), usize::MAX)
+    }
+
+    /// Requested output `index` of `data`.
+    pub fn output(&self, data: &[u8], index: usize) -> Result<RequestedOutputView, WireError> {
+        parse_output(data, self.outputs[index].clone())
+    }
+}
+
+/// Keeps `range` in `ranges` unless the field has `MAX_REQUEST_TENSORS` kept already; counts
+/// it either way.
+fn keep(ranges: &mut Vec<Range<usize>>, count: &mut usize, range: Range<usize>) {
+    *count += 1;
+    if ranges.len() < MAX_REQUEST_TENSORS {
+        ranges.push(range);
+    }
 }
 
 const VARINT: u64 = 0;
@@ -204,25 +268,44 @@ fn string_field(
     Ok(range)
 }
 
-fn parse_input(data: &[u8], range: Range<usize>) -> Result<InputTensorView, WireError> {
+/// Reads one `InferInputTensor`; `max_dims` bounds what its shape may hold (the fast path
+/// passes the signature's largest rank, so a shape of a million dims costs no memory):
+/// `TooMany` past it.
+fn parse_input(
+    data: &[u8],
+    range: Range<usize>,
+    max_dims: usize,
+) -> Result<InputTensorView, WireError> {
     let mut input = InputTensorView::default();
     let mut reader = Reader::new(data, range);
+    let dim = |input: &mut InputTensorView, value: u64| {
+        if input.shape.len() >= max_dims {
+            return Err(WireError::TooMany(3));
+        }
+        // int64 as a varint: negative values are 10-byte two's complement.
+        input.shape.push(value as i64);
+        Ok(())
+    };
     while let Some((field, wire_type, payload)) = reader.field()? {
         match field {
             1 => input.name = string_field(data, field, wire_type, payload)?,
             2 => input.datatype = string_field(data, field, wire_type, payload)?,
             3 => match payload {
-                // int64 as a varint: negative values are 10-byte two's complement.
-                Payload::Varint(value) => input.shape.push(value as i64),
+                Payload::Varint(value) => dim(&mut input, value)?,
                 Payload::Bytes(packed) => {
                     let mut values = Reader::new(data, packed);
                     while values.at < values.end {
-                        input.shape.push(values.varint()? as i64);
+                        dim(&mut input, values.varint()?)?;
                     }
                 }
                 Payload::Fixed(_) => return Err(WireError::WrongWireType { field, wire_type }),
             },
-            5 => input.contents.push(bytes_field(field, wire_type, payload)?),
+            5 => {
+                if input.contents.len() >= MAX_CONTENTS_ENTRIES {
+                    return Err(WireError::TooMany(5));
+                }
+                input.contents.push(bytes_field(field, wire_type, payload)?);
+            }
             _ => {} // parameters (4) and unknown fields: not needed on the hot path
         }
     }
@@ -346,8 +429,11 @@ fn parameter_choice(
     Ok(())
 }
 
-/// Parses a serialized `ModelInferRequest`. Repeated scalar fields are read packed or not;
-/// for a singular field given twice the last one wins, as in every protobuf parser.
+/// Parses a serialized `ModelInferRequest`'s top level. Repeated scalar fields are read packed
+/// or not; for a singular field given twice the last one wins, as in every protobuf parser.
+/// The `inputs` and `outputs` entries are kept as ranges, read when matched: the parse
+/// allocates a few vectors of ranges (at most 16 bytes per entry of at least 2 bytes), never
+/// per nested field.
 pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
     let mut request = InferRequestView::default();
     let mut reader = Reader::new(data, 0..data.len());
@@ -358,6 +444,7 @@ pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
             3 => request.id = string_field(data, field, wire_type, payload)?,
             4 => {
                 let entry = bytes_field(field, wire_type, payload)?;
+                request.counts.parameters += 1;
                 match parameter(data, entry) {
                     Parameter::Ignorable => {}
                     Parameter::Priority(priority) => request.priority = priority,
@@ -367,15 +454,16 @@ pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
             }
             5 => {
                 let range = bytes_field(field, wire_type, payload)?;
-                request.inputs.push(parse_input(data, range)?);
+                keep(&mut request.inputs, &mut request.counts.inputs, range);
             }
             6 => {
                 let range = bytes_field(field, wire_type, payload)?;
-                request.outputs.push(parse_output(data, range)?);
+                keep(&mut request.outputs, &mut request.counts.outputs, range);
             }
             7 => {
                 let range = bytes_field(field, wire_type, payload)?;
-                request.raw_input_contents.push(range);
+                let count = &mut request.counts.raw_input_contents;
+                keep(&mut request.raw_input_contents, count, range);
             }
             _ => {}
         }
@@ -472,11 +560,20 @@ pub fn match_request(
     // The general path's rule: raw contents for every input, or for none (then typed ones).
     let typed = view.raw_input_contents.is_empty();
     if view.has_parameters
-        || view.inputs.len() != layouts.len()
-        || (!typed && view.raw_input_contents.len() != layouts.len())
+        || view.excess().is_some()
+        || view.counts.inputs != layouts.len()
+        || (!typed && view.counts.raw_input_contents != layouts.len())
     {
         return None;
     }
+    // Read only now, as many as the signature has, none with more dims than its largest rank.
+    let max_dims = layouts.iter().map(|layout| layout.shape.len()).max()?;
+    let inputs: Vec<InputTensorView> = view
+        .inputs
+        .iter()
+        .map(|range| parse_input(data, range.clone(), max_dims))
+        .collect::<Result<_, _>>()
+        .ok()?;
     let batches = signature.max_batch_size > 0;
     // Dim 0 of the inputs seen so far: every input must share it.
     let mut rows = -1;
@@ -489,12 +586,12 @@ pub fn match_request(
         // The input named like the layout: usually at the same position. The counts are equal
         // and the layouts' names distinct, so each input is found once or a name is missing.
         let named = |input: &InputTensorView| data[input.name.clone()] == *layout.name.as_bytes();
-        let index = if view.inputs.get(position).is_some_and(named) {
+        let index = if inputs.get(position).is_some_and(named) {
             position
         } else {
-            view.inputs.iter().position(named)?
+            inputs.iter().position(named)?
         };
-        let input = &view.inputs[index];
+        let input = &inputs[index];
         let has_contents = !input.contents.is_empty();
         if has_contents != typed
             || data[input.datatype.clone()] != *layout.datatype.as_bytes()
@@ -537,7 +634,8 @@ pub fn match_request(
         (0..signature.outputs.len()).collect()
     } else {
         let mut wanted = Vec::with_capacity(view.outputs.len());
-        for output in &view.outputs {
+        for range in &view.outputs {
+            let output = parse_output(data, range.clone()).ok()?;
             if output.has_parameters {
                 return None;
             }
@@ -864,10 +962,11 @@ mod tests {
         assert_eq!(text(&message, &view.id), "req-7");
         assert!(!view.has_parameters);
         assert_eq!(view.inputs.len(), 2);
-        assert_eq!(text(&message, &view.inputs[0].name), "a");
-        assert_eq!(text(&message, &view.inputs[1].datatype), "INT64");
-        assert_eq!(view.inputs[0].shape, vec![2, 64]);
-        assert_eq!(view.inputs[1].shape, vec![-1, 3]);
+        let inputs = [0, 1].map(|index| view.input(&message, index).expect("parses"));
+        assert_eq!(text(&message, &inputs[0].name), "a");
+        assert_eq!(text(&message, &inputs[1].datatype), "INT64");
+        assert_eq!(inputs[0].shape, vec![2, 64]);
+        assert_eq!(inputs[1].shape, vec![-1, 3]);
         assert!(view.outputs.is_empty());
         assert_eq!(view.raw_input_contents.len(), 2);
         assert_eq!(&message[view.raw_input_contents[0].clone()], &[1, 2, 3]);
@@ -881,9 +980,11 @@ mod tests {
         let message = [bytes(4, &[0]), bytes(5, &tensor), bytes(6, &output)].concat();
         let view = parse_infer_request(&message).expect("parses");
         assert!(view.has_parameters);
-        assert_eq!(view.inputs[0].contents.len(), 1);
-        assert_eq!(text(&message, &view.outputs[0].name), "y");
-        assert!(view.outputs[0].has_parameters);
+        let input = view.input(&message, 0).expect("parses");
+        assert_eq!(input.contents.len(), 1);
+        let output = view.output(&message, 0).expect("parses");
+        assert_eq!(text(&message, &output.name), "y");
+        assert!(output.has_parameters);
     }
 
     fn text_signature() -> FastSignature {
@@ -1157,7 +1258,7 @@ mod tests {
         );
         let message = output(&binary);
         let view = parse_infer_request(&message).expect("parses");
-        assert!(!view.outputs[0].has_parameters);
+        assert!(!view.output(&message, 0).expect("parses").has_parameters);
         assert!(match_request(&message, &view, &signature()).is_some());
         let classification = bytes(
             2,
@@ -1166,7 +1267,7 @@ mod tests {
         for parameters in [classification, bytes(2, &[0xff])] {
             let message = output(&parameters);
             let view = parse_infer_request(&message).expect("parses");
-            assert!(view.outputs[0].has_parameters);
+            assert!(view.output(&message, 0).expect("parses").has_parameters);
             assert_eq!(match_request(&message, &view, &signature()), None);
         }
     }
