@@ -516,9 +516,24 @@ class Frontend:
     routed model versions and forwards every other call to the gRPC server on a Unix socket."""
 
     @staticmethod
-    def start(address: str, backend: str, *, max_message_bytes: int, threads: int = 1) -> Frontend:
+    def start(
+        address: str,
+        backend: str,
+        *,
+        max_message_bytes: int,
+        threads: int = 1,
+        max_connections: int,
+        max_concurrent_streams: int,
+        handshake_timeout_ms: int,
+        idle_timeout_ms: int,
+        keepalive_time_ms: int,
+        keepalive_timeout_ms: int,
+        stream_window: int,
+    ) -> Frontend:
         """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
-        bind. `backend`: the Unix socket of the server that answers everything else."""
+        bind. `backend`: the Unix socket of the server that answers everything else. The
+        connection bounds are `ConnectionOptions`' (ms; 0 turns the idle timeout and
+        keep-alive off); `stream_window`: messages of one stream in flight at once."""
 
     @property
     def port(self) -> int:

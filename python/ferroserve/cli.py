@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_health, cli_routing
+from ferroserve.cli_limits import add_connection_flags, connection_options
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
 from ferroserve.registry.s3 import is_s3_url
 from ferroserve.server.limits import (
@@ -77,8 +78,9 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "--grpc-max-message-bytes",
         type=int,
         default=DEFAULT_MAX_MESSAGE_BYTES,
-        help="largest gRPC message accepted or sent (default 2 GiB - 1, as Triton)",
+        help="largest gRPC message accepted or sent (default 128 MiB; Triton's is 2 GiB)",
     )
+    add_connection_flags(parser)
     # Removed (docs/configuration.md): "python" is refused with the reason, "native" (what
     # always runs now) is accepted with a warning so scripts that spell it out keep working.
     parser.add_argument("--frontend", default=None, help=argparse.SUPPRESS)
@@ -323,6 +325,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "admin_max_pushes": args.admin_max_concurrent_pushes,
         "admin_push_idle_s": args.admin_push_idle_secs,
         "reflection": args.grpc_reflection,
+        "connections": connection_options(args),
     }
 
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
@@ -38,6 +38,7 @@ from ferroserve.server.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PUSHES,
     DEFAULT_PUSH_IDLE_S,
+    ConnectionOptions,
 )
 from ferroserve.server.reflection import reflection_servicers
 
@@ -90,6 +91,8 @@ class ServerOptions:
     """Serve gRPC server reflection (opt-in: it tells any caller every service and message)."""
     admin_port: int | None = None
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
+    connections: ConnectionOptions = field(default_factory=ConnectionOptions)
+    """What bounds the front end's connections (docs/security.md)."""
 
 
 class Server:
@@ -104,7 +107,11 @@ class Server:
         self.routing = RoutingCounter()
         """Requests per model, alias and version, and shadow comparisons, both paths."""
         self.service = InferenceService(
-            self.registry, self.routing, options.allow_empty, options.model_control_mode
+            self.registry,
+            self.routing,
+            options.allow_empty,
+            options.model_control_mode,
+            options.connections.stream_window,
         )
         self.mirror = (
             None
@@ -253,6 +260,7 @@ class Server:
                 str(socket_path),
                 max_message_bytes=self.options.max_message_bytes,
                 threads=self.options.frontend_threads,
+                **asdict(self.options.connections),
             )
         except OSError:
             await self.grpc.stop(None)

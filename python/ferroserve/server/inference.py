@@ -53,6 +53,7 @@ class InferenceService:
         routing: RoutingCounter,
         allow_empty: bool = False,
         model_control_mode: str = EXPLICIT,
+        stream_window: int = 64,
     ) -> None:
         self._registry = registry
         self._model_control_mode = model_control_mode
@@ -60,6 +61,7 @@ class InferenceService:
         self._allow_empty = allow_empty or model_control_mode == EXPLICIT
         self._routing = routing
         self._shadows = ShadowCopies(routing)
+        self._stream_window = stream_window
 
     def server_ready(self) -> bool:
         if self._registry.model_count == 0 and not self._allow_empty:
@@ -169,22 +171,29 @@ class InferenceService:
     async def ModelStreamInfer(self, messages: AsyncIterator[bytes], context: Context) -> None:
         """Requests on one stream run concurrently; each response carries its request's id.
         A failing request becomes an `error_message` on the stream, never the end of it.
-        Responses are written with `context.write`, one at a time."""
+        Responses are written with `context.write`, one at a time. At most `stream_window`
+        requests are in flight: past that the stream is not read until one is answered, so a
+        client that does not read its answers is paused (HTTP/2 flow control)."""
         write_lock = asyncio.Lock()
+        window = asyncio.Semaphore(self._stream_window)
         pending: set[asyncio.Task[None]] = set()
 
         async def answer(message: bytes) -> None:
             request = pb.ModelInferRequest()
             try:
-                request = parse_request(message)
-                response = serialize_response(await self._infer(request, context), stream=True)
-            except FerroserveError as error:
-                response = _stream_error(request, error)
-            async with write_lock:
-                await context.write(response)
+                try:
+                    request = parse_request(message)
+                    response = serialize_response(await self._infer(request, context), stream=True)
+                except FerroserveError as error:
+                    response = _stream_error(request, error)
+                async with write_lock:
+                    await context.write(response)
+            finally:
+                window.release()
 
         try:
             async for message in messages:
+                await window.acquire()
                 task = asyncio.create_task(answer(message))
                 pending.add(task)
                 task.add_done_callback(pending.discard)

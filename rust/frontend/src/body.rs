@@ -1,5 +1,6 @@
 //! The HTTP/2 bodies the front end sends: a unary answer (one message, then trailers), frames
-//! from a channel (a stream's answers), and any other body boxed (a forwarded call's).
+//! from a channel (a stream's answers, holding their stream's window until sent), and any
+//! other body boxed (a forwarded call's).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::grpc::Status;
 
@@ -58,9 +59,53 @@ impl Body for Unary {
     }
 }
 
+/// A frame on its way out, holding a permit of its stream's in-flight window (if it counts
+/// against one) until hyper takes it: hyper takes a frame only when the peer's HTTP/2 window
+/// has room, so a peer that stops reading keeps the permits held and its stream paused.
+struct Outgoing {
+    frame: Frame<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Where a channel body's frames are sent.
+#[derive(Clone)]
+pub struct Sender(mpsc::UnboundedSender<Outgoing>);
+
+impl Sender {
+    /// Sends a frame that counts against no window (trailers); false once the body is gone.
+    pub fn send(&self, frame: Frame<Bytes>) -> bool {
+        self.0
+            .send(Outgoing {
+                frame,
+                _permit: None,
+            })
+            .is_ok()
+    }
+
+    /// Sends a frame holding `permit` until hyper takes it; false once the body is gone.
+    pub fn send_holding(&self, frame: Frame<Bytes>, permit: OwnedSemaphorePermit) -> bool {
+        self.0
+            .send(Outgoing {
+                frame,
+                _permit: Some(permit),
+            })
+            .is_ok()
+    }
+
+    /// Whether the body was dropped (the peer went away).
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Resolves when the body is dropped.
+    pub async fn closed(&self) {
+        self.0.closed().await;
+    }
+}
+
 /// Frames as they are sent into a channel; the body ends when every sender is gone.
 struct Channel {
-    receiver: mpsc::UnboundedReceiver<Frame<Bytes>>,
+    receiver: mpsc::UnboundedReceiver<Outgoing>,
 }
 
 impl Body for Channel {
@@ -71,14 +116,16 @@ impl Body for Channel {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.receiver.poll_recv(cx).map(|frame| frame.map(Ok))
+        self.receiver
+            .poll_recv(cx)
+            .map(|outgoing| outgoing.map(|outgoing| Ok(outgoing.frame)))
     }
 }
 
 /// A body of frames sent into the returned channel.
-pub fn channel() -> (mpsc::UnboundedSender<Frame<Bytes>>, GrpcBody) {
+pub fn channel() -> (Sender, GrpcBody) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    (sender, boxed(Channel { receiver }))
+    (Sender(sender), boxed(Channel { receiver }))
 }
 
 /// A whole, already framed request body (forwarded after the front end read it).

@@ -155,6 +155,29 @@ pub fn percent_encode(message: &str) -> Bytes {
     out.freeze()
 }
 
+/// Undoes `percent_encode` (a `%` not followed by two hex digits stays as it is; bytes that
+/// are not UTF-8 become U+FFFD).
+pub fn percent_decode(value: &[u8]) -> String {
+    let mut out = Vec::with_capacity(value.len());
+    let mut index = 0;
+    while index < value.len() {
+        if value[index] == b'%'
+            && index + 2 < value.len()
+            && let Ok(byte) = u8::from_str_radix(
+                std::str::from_utf8(&value[index + 1..index + 3]).unwrap_or("zz"),
+                16,
+            )
+        {
+            out.push(byte);
+            index += 3;
+        } else {
+            out.push(value[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A `grpc-timeout` value ("100m", "5S", ...: up to 8 digits and a unit), or None when it is
 /// not one.
 pub fn parse_timeout(value: &[u8]) -> Option<Duration> {
@@ -304,6 +327,83 @@ mod tests {
             "{} bytes held for 15 received",
             deframer.buffer.capacity()
         );
+    }
+
+    /// `parse_timeout` written from gRPC's grammar: TimeoutValue (1 to 8 ASCII digits) and
+    /// TimeoutUnit.
+    fn reference_timeout(value: &[u8]) -> Option<Duration> {
+        let text = std::str::from_utf8(value).ok()?;
+        let unit = text.chars().last()?;
+        let digits = &text[..text.len() - unit.len_utf8()];
+        if !(1..=8).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let amount: u64 = digits.parse().ok()?;
+        Some(match unit {
+            'H' => Duration::from_secs(amount * 3600),
+            'M' => Duration::from_secs(amount * 60),
+            'S' => Duration::from_secs(amount),
+            'm' => Duration::from_millis(amount),
+            'u' => Duration::from_micros(amount),
+            'n' => Duration::from_nanos(amount),
+            _ => return None,
+        })
+    }
+
+    proptest::proptest! {
+        /// Messages come out whole and in order however the bytes are cut into chunks.
+        #[test]
+        fn any_messages_in_any_chunks_deframe(
+            messages in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..12),
+            chunk in 1usize..64,
+        ) {
+            let stream: Vec<u8> = messages.iter().flat_map(|m| frame(m).to_vec()).collect();
+            let mut deframer = Deframer::default();
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                deframer.push(piece);
+                while let Some(message) = deframer.next_message(1000).expect("within limit") {
+                    out.push(message.data.to_vec());
+                }
+            }
+            proptest::prop_assert_eq!(out, messages);
+            proptest::prop_assert!(!deframer.has_partial());
+        }
+
+        /// Any bytes: no panic, and what is held is at most about what arrived.
+        #[test]
+        fn arbitrary_bytes_never_hold_more_than_arrived(
+            chunks in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), 0..32),
+        ) {
+            let mut deframer = Deframer::default();
+            let mut arrived = 0;
+            for chunk in &chunks {
+                arrived += chunk.len();
+                deframer.push(chunk);
+                while let Ok(Some(_)) = deframer.next_message(usize::MAX) {}
+                proptest::prop_assert!(deframer.buffer.capacity() <= 2 * arrived + 64);
+            }
+        }
+
+        /// `grpc-timeout` values: exactly gRPC's grammar, whatever the bytes.
+        #[test]
+        fn timeouts_follow_the_grammar(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            text in "[0-9]{0,10}[HMSmun x]",
+        ) {
+            proptest::prop_assert_eq!(parse_timeout(&noise), reference_timeout(&noise));
+            let value = text.into_bytes();
+            proptest::prop_assert_eq!(parse_timeout(&value), reference_timeout(&value));
+        }
+
+        /// Every message survives `grpc-message` encoding; any header value decodes.
+        #[test]
+        fn percent_encoding_round_trips(text in "\\PC{0,40}", noise: Vec<u8>) {
+            proptest::prop_assert_eq!(percent_decode(&percent_encode(&text)), text);
+            let _ = percent_decode(&noise);
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! Python server words still works unchanged.
 
 mod body;
+mod compression;
+mod connections;
 mod counters;
 mod grpc;
 mod native;
@@ -17,7 +19,9 @@ mod routes;
 mod server;
 mod service;
 mod shadow;
+mod stream;
 
+pub use connections::ConnectionLimits;
 pub use counters::{Counters, Method};
 pub use grpc::{Code, Status};
 pub use native::{MessageInput, NativeRoute};

@@ -1,18 +1,19 @@
 //! The listening socket: accepts HTTP/2 (gRPC) connections on a tokio runtime of its own and
-//! serves each with `Service`; stops with a GOAWAY and a grace period.
+//! serves each with `Service`, within `ConnectionLimits`; stops with a GOAWAY and a grace
+//! period.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use crate::connections::{self, ConnectionLimits, Connections};
 use crate::counters::Counters;
 use crate::proxy::Backend;
 use crate::routes::RouteTable;
@@ -29,19 +30,15 @@ pub struct FrontendConfig {
     pub max_message_bytes: usize,
     /// tokio worker threads.
     pub threads: usize,
-}
-
-/// Open connections, and a signal when the last one closes.
-#[derive(Default)]
-struct Connections {
-    open: AtomicUsize,
-    closed: Notify,
+    /// What bounds connections.
+    pub limits: ConnectionLimits,
 }
 
 /// A running front end.
 pub struct Frontend {
     address: SocketAddr,
     service: Arc<Service>,
+    connections: Arc<Connections>,
     /// Carries the grace period when stopping.
     shutdown: watch::Sender<Option<Duration>>,
     /// The thread that runs the runtime (and drops it when done).
@@ -73,18 +70,23 @@ impl Frontend {
             routes,
             Backend::new(config.backend),
             config.max_message_bytes,
+            config.limits.stream_window,
         ));
         let (shutdown, stopping) = watch::channel(None);
         let accepting = Arc::clone(&service);
+        let limits = Arc::new(config.limits);
+        let connections = Arc::new(Connections::default());
+        let serving = Arc::clone(&connections);
         let thread = std::thread::Builder::new()
             .name("ferroserve-grpc".into())
             .spawn(move || {
-                runtime.block_on(run(listener, accepting, stopping));
+                runtime.block_on(run(listener, accepting, limits, serving, stopping));
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
         Ok(Frontend {
             address,
             service,
+            connections,
             shutdown,
             thread: Some(thread),
         })
@@ -98,6 +100,11 @@ impl Frontend {
     /// Calls answered natively.
     pub fn counters(&self) -> &Counters {
         self.service.counters()
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.len()
     }
 
     /// Stops accepting, asks every connection to finish (GOAWAY), waits up to `grace` for them,
@@ -120,32 +127,26 @@ impl Drop for Frontend {
 async fn run(
     listener: TcpListener,
     service: Arc<Service>,
+    limits: Arc<ConnectionLimits>,
+    connections: Arc<Connections>,
     mut stopping: watch::Receiver<Option<Duration>>,
 ) {
-    let connections = Arc::new(Connections::default());
     accept(
         listener,
         service,
+        limits,
         stopping.clone(),
         Arc::clone(&connections),
     )
     .await;
     let grace = stopping.borrow_and_update().unwrap_or(Duration::ZERO);
-    let _ = tokio::time::timeout(grace, async {
-        loop {
-            let closed = connections.closed.notified();
-            if connections.open.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            closed.await;
-        }
-    })
-    .await;
+    let _ = tokio::time::timeout(grace, connections.all_closed()).await;
 }
 
 async fn accept(
     listener: TcpListener,
     service: Arc<Service>,
+    limits: Arc<ConnectionLimits>,
     mut stopping: watch::Receiver<Option<Duration>>,
     connections: Arc<Connections>,
 ) {
@@ -159,39 +160,76 @@ async fn accept(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        connections.open.fetch_add(1, Ordering::AcqRel);
-        let connection = serve(stream, Arc::clone(&service), stopping.clone());
-        let connections = Arc::clone(&connections);
-        tokio::spawn(async move {
+        if !connections.make_room(limits.max_connections) {
+            // Every connection has calls in flight: this one is closed at once.
+            drop(stream);
+            continue;
+        }
+        let registered = connections.register();
+        let id = registered.id;
+        let connection = serve(
+            stream,
+            Arc::clone(&service),
+            Arc::clone(&limits),
+            stopping.clone(),
+            Arc::clone(&registered.activity),
+        );
+        let task = tokio::spawn(async move {
             connection.await;
-            connections.open.fetch_sub(1, Ordering::AcqRel);
-            connections.closed.notify_waiters();
+            drop(registered);
         });
+        connections.serving(id, task.abort_handle());
     }
 }
 
 async fn serve(
     stream: TcpStream,
     service: Arc<Service>,
+    limits: Arc<ConnectionLimits>,
     mut stopping: watch::Receiver<Option<Duration>>,
+    activity: Arc<connections::Activity>,
 ) {
     // One-row requests are a few hundred bytes: Nagle would hold each answer back.
     let _ = stream.set_nodelay(true);
     let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder.adaptive_window(true).max_frame_size(1 << 20);
+    builder
+        .timer(TokioTimer::new())
+        .adaptive_window(true)
+        .max_frame_size(1 << 20)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.keepalive_time)
+        .keep_alive_timeout(limits.keepalive_timeout);
+    let calls = Arc::clone(&activity);
     let connection = builder.serve_connection(
         TokioIo::new(stream),
         service_fn(move |request| {
+            let call = calls.call();
             let service = Arc::clone(&service);
-            async move { Ok::<_, std::convert::Infallible>(service.handle(request).await) }
+            async move {
+                let response = service.handle(request).await;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| connections::tracked(body, call)),
+                )
+            }
         }),
     );
     tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = stopping.changed() => {
-            connection.as_mut().graceful_shutdown();
+    let grace = tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopping.changed() => None,
+        () = activity.idle_for(limits.handshake_timeout, limits.idle_timeout) => {
+            Some(Duration::from_secs(1))
+        }
+    };
+    connection.as_mut().graceful_shutdown();
+    match grace {
+        // Stopping: the front end's grace period bounds the wait.
+        None => {
             let _ = connection.await;
+        }
+        // An idle connection has no call to finish: a peer that ignores the GOAWAY is cut.
+        Some(grace) => {
+            let _ = tokio::time::timeout(grace, connection).await;
         }
     }
 }

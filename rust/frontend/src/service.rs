@@ -2,24 +2,23 @@
 //! natively served models are answered here; everything else is forwarded to the Python
 //! server unchanged.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use ferroserve_tensor::wire;
 use http::{HeaderMap, Request, Response};
-use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::body::{self, GrpcBody, boxed, grpc_response, status_response, unary_response};
+use crate::compression::Encoding;
 use crate::counters::{CallCount, Counters, Method};
-use crate::grpc::{self, Code, Deframer, Status};
+use crate::grpc::{self, Code, Status};
 use crate::proxy::Backend;
 use crate::routes::{PendingInfer, RouteTable};
 use crate::shadow;
+use crate::stream;
 
 /// `ModelInfer`'s path.
 pub const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -28,14 +27,16 @@ pub const MODEL_STREAM_INFER: &str = "/inference.GRPCInferenceService/ModelStrea
 
 /// What every call shares.
 pub struct Service {
-    routes: Arc<RouteTable>,
-    backend: Backend,
-    max_message_bytes: usize,
-    counters: Counters,
+    pub(crate) routes: Arc<RouteTable>,
+    pub(crate) backend: Backend,
+    pub(crate) max_message_bytes: usize,
+    /// Messages of one stream in flight at once (see `run_stream`).
+    pub(crate) stream_window: usize,
+    pub(crate) counters: Counters,
 }
 
 /// The client's deadline from `grpc-timeout`.
-fn deadline(headers: &HeaderMap) -> Option<Instant> {
+pub(crate) fn deadline(headers: &HeaderMap) -> Option<Instant> {
     let timeout = grpc::parse_timeout(headers.get("grpc-timeout")?.as_bytes())?;
     Instant::now().checked_add(timeout)
 }
@@ -81,23 +82,47 @@ async fn read_unary(mut body: Incoming, limit: usize) -> Result<Bytes, Status> {
     Ok(first.unwrap_or_else(|| gathered.freeze()))
 }
 
-/// The one uncompressed message of a unary request body, else None.
-fn single_message(body: &Bytes) -> Option<Bytes> {
+/// The one message of a unary request body and whether it is flagged compressed, else None.
+fn single_message(body: &Bytes) -> Option<(bool, Bytes)> {
     let (&flag, rest) = body.split_first()?;
-    if flag != 0 || rest.len() < 4 {
+    if flag > 1 || rest.len() < 4 {
         return None;
     }
     let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    (rest.len() == 4 + len).then(|| body.slice(5..))
+    (rest.len() == 4 + len).then(|| (flag == 1, body.slice(5..)))
+}
+
+/// A compressed message inflated on a blocking thread (it may take a while; the front end's
+/// thread serves every connection meanwhile).
+pub(crate) async fn inflate(
+    encoding: &Encoding,
+    data: Bytes,
+    limit: usize,
+) -> Result<Bytes, Status> {
+    let encoding = encoding.clone();
+    tokio::task::spawn_blocking(move || encoding.inflate(&data, limit))
+        .await
+        .unwrap_or_else(|error| {
+            Err(Status::new(
+                Code::Internal,
+                format!("inflating the message failed: {error}"),
+            ))
+        })
 }
 
 impl Service {
     /// Routes `routes` natively and forwards the rest to `backend`.
-    pub fn new(routes: Arc<RouteTable>, backend: Backend, max_message_bytes: usize) -> Self {
+    pub fn new(
+        routes: Arc<RouteTable>,
+        backend: Backend,
+        max_message_bytes: usize,
+        stream_window: usize,
+    ) -> Self {
         Service {
             routes,
             backend,
             max_message_bytes,
+            stream_window: stream_window.max(1),
             counters: Counters::default(),
         }
     }
@@ -107,27 +132,42 @@ impl Service {
         &self.counters
     }
 
-    /// Answers one call.
+    /// Answers one call. Inference calls are read here also when no model is routed natively,
+    /// so that every request the Python server gets was checked against the limits first.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
-        if !self.routes.is_empty() {
-            match request.uri().path() {
-                MODEL_INFER => return self.unary(request).await,
-                MODEL_STREAM_INFER => return self.stream(request),
-                _ => {}
-            }
+        match request.uri().path() {
+            MODEL_INFER => self.unary(request).await,
+            MODEL_STREAM_INFER => self.stream(request),
+            _ => self.backend.forward(request.map(boxed)).await,
         }
-        self.backend.forward(request.map(boxed)).await
     }
 
     /// Starts `message` natively if its model version (or alias, or policy's draw) is routed
-    /// and the native path takes it; sends the copies its shadows drew.
-    fn start(
+    /// and the native path takes it; sends the copies its shadows drew. A request that came
+    /// compressed (`native` false) is only checked against the limits here, then answered by
+    /// the Python server, as it always was.
+    pub(crate) fn start(
         &self,
         message: &Bytes,
         deadline: Option<Instant>,
         stream: bool,
+        native: bool,
     ) -> Option<PendingInfer> {
         let view = wire::parse_infer_request(message).ok()?;
+        if let Some((field, count)) = view.excess() {
+            // A protobuf parser would build every entry: refused before any does.
+            let status = Status::new(
+                Code::InvalidArgument,
+                format!(
+                    "the request has {count} '{field}' entries; a request may have at most {}",
+                    wire::MAX_REQUEST_TENSORS
+                ),
+            );
+            return Some(Box::pin(std::future::ready(Err(status))));
+        }
+        if !native {
+            return None;
+        }
         let name = std::str::from_utf8(&message[view.model_name.clone()]).ok()?;
         let version = std::str::from_utf8(&message[view.model_version.clone()]).ok()?;
         let table = self.routes.current();
@@ -154,6 +194,7 @@ impl Service {
 
     async fn unary(&self, request: Request<Incoming>) -> Response<GrpcBody> {
         let deadline = deadline(request.headers());
+        let encoding = Encoding::of(request.headers());
         let (parts, body) = request.into_parts();
         let count = CallCount::new(&self.counters, Method::ModelInfer);
         let received = match read_unary(body, self.max_message_bytes).await {
@@ -163,10 +204,30 @@ impl Service {
                 return status_response(&status);
             }
         };
-        let pending = single_message(&received).and_then(|m| self.start(&m, deadline, false));
+        let (message, native, forwarded) = match single_message(&received) {
+            Some((false, message)) => (Some(message), true, received),
+            Some((true, compressed)) => {
+                match inflate(&encoding, compressed, self.max_message_bytes).await {
+                    // Forwarded inflated: the Python server never inflates anything.
+                    Ok(message) => (Some(message.clone()), false, grpc::frame(&message)),
+                    Err(status) => {
+                        count.finish(status.code);
+                        return status_response(&status);
+                    }
+                }
+            }
+            // Not one whole message: the Python server words what is wrong with it.
+            None => (None, false, received),
+        };
+        let pending = message.and_then(|m| self.start(&m, deadline, false, native));
         let Some(pending) = pending else {
             count.forget();
-            let request = Request::from_parts(parts, body::full(received));
+            let mut parts = parts;
+            if !native {
+                // The body sent on is not the one received (inflated, or not one message).
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+            }
+            let request = Request::from_parts(parts, body::full(forwarded));
             return self.backend.forward(request).await;
         };
         match pending.await {
@@ -183,268 +244,7 @@ impl Service {
 
     fn stream(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
         let (sender, body) = body::channel();
-        tokio::spawn(run_stream(self, request, sender));
+        tokio::spawn(stream::run_stream(self, request, sender));
         grpc_response(body)
     }
-}
-
-/// A stream's shared end: sends the trailers once every answer is out (when the last holder
-/// drops it), and counts the call unless the Python server took part (it counts it then).
-struct StreamEnd {
-    service: Arc<Service>,
-    out: UnboundedSender<Frame<Bytes>>,
-    status: Mutex<Status>,
-    forwarded: AtomicBool,
-    /// Signalled by the first failure: the reader stops and the stream ends.
-    failed: tokio::sync::Notify,
-}
-
-impl StreamEnd {
-    fn send(&self, message: &[u8]) {
-        let _ = self.out.send(Frame::data(grpc::frame(message)));
-    }
-
-    /// Ends the stream with `status` (the first failure wins).
-    fn fail(&self, status: Status) {
-        let mut current = self.status.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.code == Code::Ok {
-            *current = status;
-            self.failed.notify_one();
-        }
-    }
-}
-
-impl Drop for StreamEnd {
-    fn drop(&mut self) {
-        let status = self
-            .status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let gone = self.out.is_closed();
-        if !self.forwarded.load(Ordering::Relaxed) {
-            let code = if gone { Code::Cancelled } else { status.code };
-            self.service.counters.count(Method::ModelStreamInfer, code);
-        }
-        let _ = self.out.send(Frame::trailers(status.to_headers()));
-    }
-}
-
-/// Reads a stream's requests: native ones run as tasks that write their answers as they come;
-/// the others go to the Python server on one forwarded stream opened when first needed, whose
-/// answers are passed through. Ends when the client half-closes and every answer is out.
-async fn run_stream(
-    service: Arc<Service>,
-    request: Request<Incoming>,
-    out: UnboundedSender<Frame<Bytes>>,
-) {
-    let deadline = deadline(request.headers());
-    let limit = service.max_message_bytes;
-    let (parts, mut body) = request.into_parts();
-    let end = Arc::new(StreamEnd {
-        service: Arc::clone(&service),
-        out,
-        status: Mutex::new(Status::ok()),
-        forwarded: false.into(),
-        failed: tokio::sync::Notify::new(),
-    });
-    let mut forward: Option<Forwarded> = None;
-    let mut deframer = Deframer::default();
-    loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            () = end.failed.notified() => return,
-            () = end.out.closed() => {
-                cancel(forward);
-                return;
-            }
-        };
-        let data = match frame {
-            None => break,
-            Some(Err(_)) => {
-                // The client reset the stream: so does the forwarded part.
-                cancel(forward);
-                return;
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_) => continue, // request trailers: nothing to do
-            },
-        };
-        deframer.push(data.chunk());
-        loop {
-            let message = match deframer.next_message(limit) {
-                Ok(Some(message)) => message,
-                Ok(None) => break,
-                Err(status) => {
-                    end.fail(status);
-                    return;
-                }
-            };
-            let pending = if message.compressed {
-                None
-            } else {
-                service.start(&message.data, deadline, true)
-            };
-            match pending {
-                Some(pending) => {
-                    tokio::spawn(answer(Arc::clone(&end), message.data, pending));
-                }
-                None => {
-                    let forwarded = forward.get_or_insert_with(|| {
-                        end.forwarded.store(true, Ordering::Relaxed);
-                        open_forwarded(&service, &parts, deadline, Arc::clone(&end))
-                    });
-                    let mut framed = grpc::frame(&message.data).to_vec();
-                    framed[0] = u8::from(message.compressed);
-                    let _ = forwarded.requests.send(Frame::data(Bytes::from(framed)));
-                }
-            }
-        }
-    }
-    if deframer.has_partial() {
-        end.fail(Status::new(
-            Code::InvalidArgument,
-            "the stream ended inside a message (truncated gRPC frame)",
-        ));
-    }
-}
-
-/// Awaits one native answer and writes it (or its error, in the stream) unless the client is
-/// gone, which cancels it.
-async fn answer(end: Arc<StreamEnd>, message: Bytes, pending: PendingInfer) {
-    let result = tokio::select! {
-        result = pending => result,
-        () = end.out.closed() => return,
-    };
-    match result {
-        Ok(response) => end.send(&response),
-        Err(status) => {
-            let error = match wire::parse_infer_request(&message) {
-                Ok(view) => wire::encode_stream_error(
-                    &message[view.model_name],
-                    &message[view.model_version],
-                    &message[view.id],
-                    &status.message,
-                ),
-                Err(_) => wire::encode_stream_error(b"", b"", b"", &status.message),
-            };
-            end.send(&error);
-        }
-    }
-}
-
-/// The part of a stream forwarded to the Python server.
-struct Forwarded {
-    /// Where its requests go.
-    requests: UnboundedSender<Frame<Bytes>>,
-    /// The task passing its answers on; aborting it drops the forwarded call, which resets
-    /// that stream (the Python server sees a cancellation).
-    answers: tokio::task::AbortHandle,
-}
-
-/// Resets the forwarded part of a stream the client reset.
-fn cancel(forward: Option<Forwarded>) {
-    if let Some(forwarded) = forward {
-        forwarded.answers.abort();
-    }
-}
-
-/// Opens the forwarded stream: returns where to send its requests; its answers are passed into
-/// the client's stream, and a failure status of it ends the client's stream with that status.
-/// The client's deadline goes with it as the time left now.
-fn open_forwarded(
-    service: &Arc<Service>,
-    parts: &http::request::Parts,
-    deadline: Option<Instant>,
-    end: Arc<StreamEnd>,
-) -> Forwarded {
-    let (sender, body) = body::channel();
-    let mut request = Request::new(body);
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = parts.uri.clone();
-    *request.version_mut() = parts.version;
-    *request.headers_mut() = parts.headers.clone();
-    if let Some(deadline) = deadline {
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .as_micros();
-        // grpc-timeout allows 8 digits: microseconds up to ~100 s, milliseconds beyond.
-        let value = if left < 100_000_000 {
-            format!("{}u", left.max(1))
-        } else {
-            format!("{}m", (left / 1000).min(99_999_999))
-        };
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            request.headers_mut().insert("grpc-timeout", value);
-        }
-    }
-    let service = Arc::clone(service);
-    let task = tokio::spawn(async move {
-        let response = service.backend.forward(request).await;
-        let (parts, mut body) = response.into_parts();
-        if let Some(status) = failure(&parts.headers) {
-            end.fail(status);
-        }
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => {
-                        let _ = end.out.send(Frame::data(data));
-                    }
-                    Err(frame) => {
-                        if let Some(status) = frame.trailers_ref().and_then(failure) {
-                            end.fail(status);
-                        }
-                    }
-                },
-                Err(error) => {
-                    end.fail(Status::new(
-                        Code::Unavailable,
-                        format!("the server's Python gRPC backend broke the stream: {error}"),
-                    ));
-                    break;
-                }
-            }
-        }
-    });
-    Forwarded {
-        requests: sender,
-        answers: task.abort_handle(),
-    }
-}
-
-/// The non-OK status in headers or trailers, if any.
-fn failure(headers: &HeaderMap) -> Option<Status> {
-    let code: u16 = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
-    if code == 0 {
-        return None;
-    }
-    let message = headers
-        .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()))
-        .unwrap_or_default();
-    Some(Status::new(Code::from_number(code), message))
-}
-
-/// Undoes `grpc::percent_encode`.
-fn percent_decode(value: &[u8]) -> String {
-    let mut out = Vec::with_capacity(value.len());
-    let mut index = 0;
-    while index < value.len() {
-        if value[index] == b'%'
-            && index + 2 < value.len()
-            && let Ok(byte) = u8::from_str_radix(
-                std::str::from_utf8(&value[index + 1..index + 3]).unwrap_or("zz"),
-                16,
-            )
-        {
-            out.push(byte);
-            index += 3;
-        } else {
-            out.push(value[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

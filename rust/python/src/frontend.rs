@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ferroserve_frontend::{
-    self as frontend, FrontendConfig, InferRoute, ModelSpec, RouteTable, TargetSpec,
+    self as frontend, ConnectionLimits, FrontendConfig, InferRoute, ModelSpec, RouteTable,
+    TargetSpec,
 };
 use ferroserve_tensor::wire::{FastSignature, InputLayout};
 use pyo3::exceptions::PyOSError;
@@ -108,23 +109,46 @@ pub(crate) struct PyFrontend {
 #[pymethods]
 impl PyFrontend {
     /// Listens on `address` (host:port; port 0 picks a free one) and forwards what it does not
-    /// answer itself to the gRPC server on the Unix socket `backend`. OSError if it cannot
-    /// bind.
+    /// answer itself to the gRPC server on the Unix socket `backend`, with connections bounded
+    /// as `ConnectionOptions` says (times in ms; 0 turns the idle timeout and keep-alive off).
+    /// OSError if it cannot bind.
     #[staticmethod]
-    #[pyo3(signature = (address, backend, *, max_message_bytes, threads = 1))]
+    #[pyo3(signature = (
+        address, backend, *, max_message_bytes, threads = 1, max_connections,
+        max_concurrent_streams, handshake_timeout_ms, idle_timeout_ms, keepalive_time_ms,
+        keepalive_timeout_ms, stream_window,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
         address: String,
         backend: PathBuf,
         max_message_bytes: usize,
         threads: usize,
+        max_connections: usize,
+        max_concurrent_streams: u32,
+        handshake_timeout_ms: u64,
+        idle_timeout_ms: u64,
+        keepalive_time_ms: u64,
+        keepalive_timeout_ms: u64,
+        stream_window: usize,
     ) -> PyResult<Self> {
         let routes = Arc::new(RouteTable::new());
+        let optional = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let config = FrontendConfig {
             address: address.clone(),
             backend,
             max_message_bytes,
             threads,
+            limits: ConnectionLimits {
+                max_connections: max_connections.max(1),
+                max_concurrent_streams: max_concurrent_streams.max(1),
+                handshake_timeout: Duration::from_millis(handshake_timeout_ms.max(1)),
+                idle_timeout: optional(idle_timeout_ms),
+                keepalive_time: optional(keepalive_time_ms),
+                keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
+                stream_window: stream_window.max(1),
+            },
         };
         let started = py
             .detach(|| frontend::Frontend::start(config, Arc::clone(&routes)))

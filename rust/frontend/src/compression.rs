@@ -1,0 +1,153 @@
+//! Compressed request messages (`grpc-encoding: gzip` or `deflate`): inflated here, never past
+//! the message limit, so a small compressed message cannot make the server hold gigabytes (a
+//! compression bomb); once inflated they take the same way as uncompressed ones.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::read::{GzDecoder, ZlibDecoder};
+use http::HeaderMap;
+
+use crate::grpc::{Code, Status};
+
+/// The encodings a client may compress its messages with, as `grpc-accept-encoding` lists them.
+pub const ACCEPTED: &str = "identity,deflate,gzip";
+
+/// How a call's compressed messages are encoded (`grpc-encoding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    /// None given, or `identity`: no message may be flagged compressed.
+    Identity,
+    /// gzip (RFC 1952).
+    Gzip,
+    /// `deflate`: zlib (RFC 1950), as gRPC names it.
+    Deflate,
+    /// Another algorithm, named.
+    Unsupported(String),
+}
+
+impl Encoding {
+    /// The call's encoding, from its headers.
+    pub fn of(headers: &HeaderMap) -> Self {
+        match headers.get("grpc-encoding").map(|value| value.as_bytes()) {
+            None | Some(b"identity") => Encoding::Identity,
+            Some(b"gzip") => Encoding::Gzip,
+            Some(b"deflate") => Encoding::Deflate,
+            Some(other) => Encoding::Unsupported(String::from_utf8_lossy(other).into_owned()),
+        }
+    }
+
+    /// The message flagged compressed, inflated: RESOURCE_EXHAUSTED as soon as it passes
+    /// `limit` bytes, UNIMPLEMENTED for an algorithm not supported, INVALID_ARGUMENT for data
+    /// that does not inflate.
+    pub fn inflate(&self, data: &[u8], limit: usize) -> Result<Bytes, Status> {
+        let reader: Box<dyn Read + '_> = match self {
+            Encoding::Gzip => Box::new(GzDecoder::new(data)),
+            Encoding::Deflate => Box::new(ZlibDecoder::new(data)),
+            Encoding::Identity => {
+                return Err(Status::new(
+                    Code::InvalidArgument,
+                    "a message is flagged compressed but the call's grpc-encoding is identity: \
+                     send grpc-encoding gzip or deflate, or clear the flag",
+                ));
+            }
+            Encoding::Unsupported(name) => return Err(unsupported(name)),
+        };
+        let mut inflated = Vec::new();
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        reader
+            .take(cap)
+            .read_to_end(&mut inflated)
+            .map_err(|error| {
+                Status::new(
+                    Code::InvalidArgument,
+                    format!("the compressed message does not inflate: {error}"),
+                )
+            })?;
+        if inflated.len() > limit {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!(
+                    "Received message larger than max (over {limit} bytes once decompressed vs. \
+                     {limit}); raise the server's --grpc-max-message-bytes or send smaller \
+                     requests"
+                ),
+            ));
+        }
+        Ok(Bytes::from(inflated))
+    }
+}
+
+/// UNIMPLEMENTED for a compression algorithm the server does not take.
+pub fn unsupported(name: &str) -> Status {
+    Status::new(
+        Code::Unimplemented,
+        format!(
+            "grpc-encoding '{name}' is not supported: send messages compressed with {ACCEPTED}"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::{GzEncoder, ZlibEncoder};
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).expect("in memory");
+        encoder.finish().expect("in memory")
+    }
+
+    #[test]
+    fn both_algorithms_inflate_within_the_limit() {
+        let message = b"a message".repeat(100);
+        assert_eq!(
+            Encoding::Gzip.inflate(&gzip(&message), 900).as_deref(),
+            Ok(&message[..])
+        );
+        let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(&message).expect("in memory");
+        let deflated = encoder.finish().expect("in memory");
+        assert_eq!(
+            Encoding::Deflate.inflate(&deflated, 900).as_deref(),
+            Ok(&message[..])
+        );
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![0; 16 << 20]);
+        assert!(bomb.len() < 64 * 1024);
+        let error = Encoding::Gzip
+            .inflate(&bomb, 1 << 20)
+            .expect_err("over the limit");
+        assert_eq!(error.code, Code::ResourceExhausted);
+        assert!(
+            error.message.contains("once decompressed vs. 1048576"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn what_cannot_inflate_says_why() {
+        let error = Encoding::Gzip
+            .inflate(b"not gzip", 100)
+            .expect_err("corrupt");
+        assert_eq!(error.code, Code::InvalidArgument);
+        let error = Encoding::Unsupported("snappy".into())
+            .inflate(b"", 100)
+            .expect_err("unsupported");
+        assert_eq!(error.code, Code::Unimplemented);
+        assert!(error.message.contains("'snappy'"));
+        let error = Encoding::Identity
+            .inflate(b"", 100)
+            .expect_err("not compressed");
+        assert_eq!(error.code, Code::InvalidArgument);
+    }
+}
