@@ -26,6 +26,9 @@ pub enum WireError {
     /// A varint longer than 10 bytes.
     #[error("malformed varint at byte {0}")]
     BadVarint(usize),
+    /// A tag with field number 0 or wider than 32 bits.
+    #[error("invalid field number at byte {0}")]
+    BadFieldNumber(usize),
     /// A wire type protobuf does not define (or a deprecated group).
     #[error("unsupported wire type {wire_type} at byte {at}")]
     BadWireType {
@@ -203,6 +206,11 @@ impl<'a> Reader<'a> {
             }
             let byte = self.data[self.at];
             self.at += 1;
+            // The 10th byte holds bit 63 only: more would not fit 64 bits (strict protobuf
+            // parsers refuse it, so the fast path does too).
+            if shift == 63 && byte > 1 {
+                return Err(WireError::BadVarint(start));
+            }
             value |= u64::from(byte & 0x7f) << shift;
             if byte < 0x80 {
                 return Ok(value);
@@ -229,8 +237,12 @@ impl<'a> Reader<'a> {
         let tag_at = self.at;
         let key = self.varint()?;
         let wire_type = key & 7;
-        // Field numbers are at most 2^29 - 1; larger ones are skipped like unknown fields.
-        let field = u32::try_from(key >> 3).unwrap_or(u32::MAX);
+        // A tag is 32 bits and field 0 does not exist: protobuf refuses the message.
+        let field = u32::try_from(key)
+            .ok()
+            .map(|key| key >> 3)
+            .filter(|&field| field != 0)
+            .ok_or(WireError::BadFieldNumber(tag_at))?;
         let payload = match wire_type {
             VARINT => Payload::Varint(self.varint()?),
             FIXED64 => Payload::Fixed(self.skip(8)?),
@@ -1119,6 +1131,15 @@ mod tests {
                 field: 1,
                 wire_type: 0
             })
+        );
+        // field number 0, and a tag wider than 32 bits
+        assert_eq!(
+            parse_infer_request(&[0x00, 0x00]),
+            Err(WireError::BadFieldNumber(0))
+        );
+        assert_eq!(
+            parse_infer_request(&[0x80, 0x80, 0x80, 0x80, 0x10, 0x00]),
+            Err(WireError::BadFieldNumber(0))
         );
         // a length that would overflow the cursor
         let huge = [&[0x3a][..], &[0xff; 9], &[0x01]].concat();
