@@ -1,5 +1,6 @@
 //! gRPC over HTTP/2, the parts the front end needs: status codes and trailers, the 5-byte
-//! message framing, and the `grpc-timeout` header.
+//! message framing, the `grpc-timeout` header and `grpc-message`'s percent-encoding. Public
+//! for the fuzz targets (fuzz/).
 
 use std::time::Duration;
 
@@ -251,6 +252,11 @@ impl Deframer {
         self.buffer.advance(5);
         let data = self.buffer.split_to(len).freeze();
         Ok(Some(Message { compressed, data }))
+    }
+
+    /// Bytes held for unfinished messages (at most about twice what arrived of them).
+    pub fn held(&self) -> usize {
+        self.buffer.capacity()
     }
 
     /// Whether bytes of an unfinished message are left.

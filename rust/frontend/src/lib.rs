@@ -10,7 +10,7 @@ mod body;
 mod compression;
 mod connections;
 mod counters;
-mod grpc;
+pub mod grpc;
 mod native;
 mod proxy;
 mod remote_join;
