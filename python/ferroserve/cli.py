@@ -326,6 +326,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "admin_push_idle_s": args.admin_push_idle_secs,
         "reflection": args.grpc_reflection,
         "connections": connection_options(args),
+        "default_max_queue_size": args.default_max_queue_size,
     }
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferroserve.server.limits import ConnectionOptions, default_max_connections
+from ferroserve.server.limits import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    ConnectionOptions,
+    default_max_connections,
+)
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +60,14 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     )
     for flag, default, text in flags:
         parser.add_argument(flag, type=int, default=default, help=text)
+    parser.add_argument(
+        "--default-max-queue-size",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_SIZE,
+        help="requests a model's queue level holds when its config.pbtxt sets no "
+        "max_queue_size; more are RESOURCE_EXHAUSTED (0: unbounded, as Triton; default "
+        "%(default)s)",
+    )
 
 
 def connection_options(args: argparse.Namespace) -> ConnectionOptions:
@@ -71,7 +83,13 @@ def connection_options(args: argparse.Namespace) -> ConnectionOptions:
             flag = "--" + name.replace("_", "-")
             print(f"ferroserve: {flag} must be at least 1", file=sys.stderr)
             raise SystemExit(2)
-    for name in ("grpc_idle_timeout_ms", "grpc_keepalive_time", "grpc_keepalive_timeout"):
+    nonnegative = (
+        "grpc_idle_timeout_ms",
+        "grpc_keepalive_time",
+        "grpc_keepalive_timeout",
+        "default_max_queue_size",
+    )
+    for name in nonnegative:
         if getattr(args, name) < 0:
             flag = "--" + name.replace("_", "-")
             print(f"ferroserve: {flag} must not be negative", file=sys.stderr)

@@ -167,6 +167,11 @@ def _buffer(
         if tensor.HasField("contents"):
             raise InvalidInputError(f"{where}: has both raw_input_contents and typed contents")
         if datatype.is_bytes:
+            if count > len(raw) // 4:  # each element has a 4-byte length prefix
+                raise InvalidInputError(
+                    f"{where}: shape {shape} needs {count} BYTES elements but raw content has "
+                    f"{len(raw)} bytes (4 or more per element)"
+                )
             # onnxruntime string tensors hold UTF-8 text: reject anything else here, not in a
             # batch shared with other requests.
             _core.validate_bytes_tensor(raw, count, spec.name, utf8=True)

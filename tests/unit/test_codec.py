@@ -295,3 +295,11 @@ def test_optional_input_left_out_gets_its_stored_value() -> None:
     assert decoded.buffers == [x[3], sent[3]]
     with pytest.raises(InvalidInputError, match=r"missing input\(s\) \['X'\]"):
         decode_inputs(raw_request(sent), "m", signature, {"W": (stored, [2])})
+
+
+def test_a_bytes_element_count_past_int64_is_invalid_input_not_overflow() -> None:
+    """A shape whose dims multiply past int64 (each dim fits) names the count it needs, instead
+    of an OverflowError the server would answer UNKNOWN (docs/security.md)."""
+    dynamic = ModelSignature(8, (spec("S", "BYTES", (-1,)),), (spec("T", "BYTES", (-1,)),))
+    request = raw_request(("S", "BYTES", [2, 2**62], frame(b"a", b"b")))
+    invalid(request, dynamic, "'S'", str(2**63), "BYTES elements", "10 bytes")

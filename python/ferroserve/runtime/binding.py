@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -196,7 +197,7 @@ class BindingExecutor:
         if spec.model_dims != spec.dims:
             shape = (shape[0], *spec.model_dims) if self._signature.batches else spec.model_dims
         if spec.datatype.is_bytes:
-            count = int(np.prod(shape))
+            count = math.prod(shape)  # exact: numpy's product wraps at int64
             return _core.decode_bytes_tensor(bytes(buffer), count, spec.name, utf8=True).reshape(
                 shape
             )

@@ -41,7 +41,11 @@ from ferroserve.runtime.initializers import overridable_initializers, stored_val
 from ferroserve.runtime.model import LoadReport, ServedModel
 from ferroserve.runtime.native import NativeExecutor
 from ferroserve.runtime.session import LoadedSession, create_session
-from ferroserve.runtime.settings import native_engine_allowed, warn_retired_parameters
+from ferroserve.runtime.settings import (
+    native_engine_allowed,
+    queue_bound,
+    warn_retired_parameters,
+)
 from ferroserve.runtime.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -196,7 +200,7 @@ def _queue_policy(policy: Any) -> _core.QueuePolicy:
         timeout_action="DELAY" if policy.timeout_action == mc.ModelQueuePolicy.DELAY else "REJECT",
         default_timeout_us=int(policy.default_timeout_microseconds),
         allow_timeout_override=bool(policy.allow_timeout_override),
-        max_queue_size=int(policy.max_queue_size),
+        max_queue_size=queue_bound(int(policy.max_queue_size)),
     )
 
 
@@ -205,7 +209,9 @@ def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
     requests still queue but each runs as its own batch (Triton's default scheduler), so the
     queue treats them as unbatched whatever their dim 0."""
     if not config.HasField("dynamic_batching"):
-        return _core.BatchQueue(config.name, 0)
+        return _core.BatchQueue(
+            config.name, 0, default_policy=_core.QueuePolicy(max_queue_size=queue_bound(0))
+        )
     dynamic = config.dynamic_batching
     return _core.BatchQueue(
         config.name,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.errors import ModelLoadError
+from ferroserve.server.limits import DEFAULT_MAX_QUEUE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ DEFAULT_INTER_OP_THREADS = 1
 
 # onnxruntime's graph optimization levels, by the names config parameters use.
 GRAPH_LEVELS = ("disable_all", "basic", "extended", "all")
+
 # Triton's onnxruntime backend: optimization { graph { level } }: -1 basic, 1 extended,
 # 0 (unset) all.
 _CONFIG_GRAPH_LEVELS = {-1: "basic", 0: "all", 1: "extended", 2: "all"}
@@ -35,6 +37,21 @@ _RETIRED_PARAMETERS = {
         "model's executor threads (docs/configuration.md)"
     ),
 }
+
+
+# The bound of queue levels whose config sets no max_queue_size (server/limits.py says why);
+# `ferroserve serve --default-max-queue-size` sets it for the server.
+_queue_bound = {"max_queue_size": DEFAULT_MAX_QUEUE_SIZE}
+
+
+def set_default_max_queue_size(size: int) -> None:
+    """The bound of levels whose config sets none, for the versions loaded from now on."""
+    _queue_bound["max_queue_size"] = size
+
+
+def queue_bound(configured: int) -> int:
+    """A level's max_queue_size: its config's, else the server's default."""
+    return configured or _queue_bound["max_queue_size"]
 
 
 @dataclass(slots=True, frozen=True)

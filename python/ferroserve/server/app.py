@@ -27,16 +27,19 @@ from ferroserve.registry.registry import ModelRegistry
 from ferroserve.registry.repository import ModelRepository
 from ferroserve.registry.s3 import S3Mirror, parse_s3_url
 from ferroserve.registry.writer import sweep_staging
+from ferroserve.runtime.settings import set_default_max_queue_size
 from ferroserve.server.admin import ADMIN_SERVICE_NAME, DEFAULT_MAX_PUSH_BYTES, AdminService
 from ferroserve.server.admin_listener import AdminListener
 from ferroserve.server.auth import TokenGuard, chain
 from ferroserve.server.drift import DRIFT_SERVICE_NAME, DriftService
+from ferroserve.server.faults import contain
 from ferroserve.server.features import FEATURE_SERVICE_NAME, FeatureService
 from ferroserve.server.health import HEALTH_SERVICE_NAME, HealthReporter
 from ferroserve.server.inference import InferenceService
 from ferroserve.server.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PUSHES,
+    DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_PUSH_IDLE_S,
     ConnectionOptions,
 )
@@ -93,6 +96,9 @@ class ServerOptions:
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
     """What bounds the front end's connections (docs/security.md)."""
+    default_max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    """Requests a model's queue level holds when its config sets no max_queue_size (0:
+    unbounded)."""
 
 
 class Server:
@@ -100,6 +106,7 @@ class Server:
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
+        set_default_max_queue_size(options.default_max_queue_size)
         self.health = HealthReporter(lambda: self.service.server_ready())
         self.registry = ModelRegistry(
             ModelRepository(options.model_repository), on_change=self._model_changed
@@ -137,21 +144,12 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        add_inference_service(
-            self.grpc, self.service, self.rpcs.wrap if options.metrics is not None else None
-        )
-        add_service(
-            self.grpc,
-            FEATURE_SERVICE_NAME,
-            FeatureService(self.registry),
-            self.rpcs.wrap if options.metrics is not None else None,
-        )
-        add_service(
-            self.grpc,
-            DRIFT_SERVICE_NAME,
-            DriftService(self.registry),
-            self.rpcs.wrap if options.metrics is not None else None,
-        )
+        counted = self.rpcs.wrap if options.metrics is not None else None
+        # Unexpected exceptions answer INTERNAL with a message, never UNKNOWN (faults.py).
+        contained = chain(counted, contain)
+        add_inference_service(self.grpc, self.service, contained)
+        add_service(self.grpc, FEATURE_SERVICE_NAME, FeatureService(self.registry), contained)
+        add_service(self.grpc, DRIFT_SERVICE_NAME, DriftService(self.registry), contained)
         self.admin_guard = (
             None
             if options.admin_token_file is None
@@ -164,8 +162,9 @@ class Server:
             options.admin_push_idle_s,
         )
         admin_wrap = chain(
-            self.rpcs.wrap if options.metrics is not None else None,
+            counted,
             self.admin_guard.wrap if self.admin_guard is not None else None,
+            contain,
         )
         self.admin_listener: AdminListener | None = None
         if options.admin_port is None:

@@ -20,6 +20,7 @@ from ferroserve.errors import FerroserveError, status_code_for
 from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.registry.control import EXPLICIT
 from ferroserve.registry.registry import ModelRegistry, State
+from ferroserve.server.faults import internal_error, without_root
 from ferroserve.server.shadowing import ShadowCopies
 from ferroserve.server.statistics import model_statistics
 
@@ -33,10 +34,6 @@ EXTENSIONS = (
     "statistics",
     "schedule_policy",
 )
-
-
-async def _abort(context: Context, error: BaseException) -> None:
-    await context.abort(status_code_for(error), str(error))
 
 
 class InferenceService:
@@ -62,6 +59,10 @@ class InferenceService:
         self._routing = routing
         self._shadows = ShadowCopies(routing)
         self._stream_window = stream_window
+
+    async def _abort(self, context: Context, error: BaseException) -> None:
+        text = without_root(str(error), self._registry.repository.root)
+        await context.abort(status_code_for(error), text)
 
     def server_ready(self) -> bool:
         if self._registry.model_count == 0 and not self._allow_empty:
@@ -99,7 +100,7 @@ class InferenceService:
         try:
             model = self._registry.routes.resolve(request.name, request.version)
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         signature = model.signature
         tensor = pb.ModelMetadataResponse.TensorMetadata
@@ -121,7 +122,7 @@ class InferenceService:
         try:
             model = self._registry.routes.resolve(request.name, request.version)
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         return pb.ModelConfigResponse(config=model.config)
 
@@ -143,7 +144,7 @@ class InferenceService:
                     for m in [self._registry.routes.resolve(row.name, row.version)]
                 ]
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         return pb.ModelStatisticsResponse(model_stats=[model_statistics(m) for m in models])
 
@@ -153,7 +154,7 @@ class InferenceService:
             request = parse_request(message)
             response = await self._infer(request, context)
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         return serialize_response(response, stream=False)
 
@@ -185,7 +186,11 @@ class InferenceService:
                     request = parse_request(message)
                     response = serialize_response(await self._infer(request, context), stream=True)
                 except FerroserveError as error:
-                    response = _stream_error(request, error)
+                    text = without_root(str(error), self._registry.repository.root)
+                    response = _stream_error(request, text)
+                except Exception as error:  # answered on the stream, never left unanswered
+                    text = str(internal_error("ModelStreamInfer", error))
+                    response = _stream_error(request, text)
                 async with write_lock:
                     await context.write(response)
             finally:
@@ -205,8 +210,9 @@ class InferenceService:
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         index = pb.RepositoryIndexResponse.ModelIndex
+        root = self._registry.repository.root
         rows = [
-            index(name=name, version=version, state=state, reason=reason)
+            index(name=name, version=version, state=state, reason=without_root(reason, root))
             for name, version, state, reason in self._registry.index()
             if not request.ready or state == "READY"
         ]
@@ -225,7 +231,7 @@ class InferenceService:
         try:
             await self._registry.load(request.model_name, reset_versions=True)
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         return pb.RepositoryModelLoadResponse()
 
@@ -236,16 +242,16 @@ class InferenceService:
         try:
             await self._registry.unload(request.model_name)
         except FerroserveError as error:
-            await _abort(context, error)
+            await self._abort(context, error)
             raise
         return pb.RepositoryModelUnloadResponse()
 
 
-def _stream_error(request: pb.ModelInferRequest, error: FerroserveError) -> bytes:
-    """A stream's answer to a failed request: the error and the request's model and id (empty
-    for a message that did not parse)."""
+def _stream_error(request: pb.ModelInferRequest, message: str) -> bytes:
+    """A stream's answer to a failed request: the error's message and the request's model and
+    id (empty for a message that did not parse)."""
     return pb.ModelStreamInferResponse(
-        error_message=str(error),
+        error_message=message,
         infer_response=pb.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version, id=request.id
         ),

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 # enough that a client cannot make the server hold gigabytes per message (Triton's 2 GiB).
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024**2
 
+# Requests one priority level of a model's queue holds when its config.pbtxt sets no
+# max_queue_size (Triton's 0 is unbounded): a burst past it is refused with RESOURCE_EXHAUSTED
+# instead of held without bound (docs/security.md); 0 keeps Triton's behaviour.
+DEFAULT_MAX_QUEUE_SIZE = 10_000
+
 # The largest push the admin service accepts (model file and drift reference together).
 DEFAULT_MAX_PUSH_BYTES = 2 * 1024**3
 

@@ -82,7 +82,9 @@ pub enum BatchError {
     },
     /// The priority level's queue holds max_queue_size requests already.
     #[error(
-        "model '{model}': queue of priority level {level} is full ({max_queue_size} requests queued)"
+        "model '{model}': queue of priority level {level} is full ({max_queue_size} requests \
+         queued); retry later, or raise its max_queue_size (config.pbtxt dynamic_batching) or \
+         the server's --default-max-queue-size"
     )]
     QueueFull {
         /// The model.

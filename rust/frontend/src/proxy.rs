@@ -46,13 +46,11 @@ impl Backend {
         {
             return Ok(sender.clone());
         }
+        // The socket's path is the server's business: clients get what is wrong, not where.
         let unreachable = |error: &dyn std::fmt::Display| {
             Status::new(
                 Code::Unavailable,
-                format!(
-                    "the server's Python gRPC backend at {} is not reachable: {error}",
-                    self.path.display()
-                ),
+                format!("the server's Python gRPC backend is not reachable: {error}"),
             )
         };
         let stream = UnixStream::connect(&self.path)

@@ -299,7 +299,9 @@ fn a_missing_backend_is_unavailable() {
         let reply = unary(&mut client, address, SERVER_LIVE, b"", None).await;
         let (code, text) = reply.status();
         assert_eq!(code, 14, "{text}");
-        assert!(text.contains(&socket), "{text}");
+        // It says what is wrong, not where the server's files are.
+        assert!(text.contains("not reachable"), "{text}");
+        assert!(!text.contains(&socket), "{text}");
         assert!(reply.trailers.is_none(), "a trailers-only response");
 
         // In a stream, native messages are answered; a forwarded one fails the stream with the
@@ -314,7 +316,7 @@ fn a_missing_backend_is_unavailable() {
         stream.send(&infer_request("other", "", "", &[1, 4], &rows_of(1, 0)));
         let (code, text) = stream.finish().await;
         assert_eq!(code, 14, "{text}");
-        assert!(text.contains(&socket), "{text}");
+        assert!(!text.contains(&socket), "{text}");
 
         // The native path does not need the backend.
         let message = infer_request("m", "1", "n", &[1, 4], &raw);
