@@ -327,6 +327,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "reflection": args.grpc_reflection,
         "connections": connection_options(args),
         "default_max_queue_size": args.default_max_queue_size,
+        "exit_timeout_s": args.exit_timeout_secs,
     }
 
 

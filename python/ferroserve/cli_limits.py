@@ -61,6 +61,13 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     for flag, default, text in flags:
         parser.add_argument(flag, type=int, default=default, help=text)
     parser.add_argument(
+        "--exit-timeout-secs",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long calls in flight and queued requests may take to finish "
+        "while new work is refused (default %(default)g, as Triton)",
+    )
+    parser.add_argument(
         "--default-max-queue-size",
         type=int,
         default=DEFAULT_MAX_QUEUE_SIZE,
@@ -88,6 +95,7 @@ def connection_options(args: argparse.Namespace) -> ConnectionOptions:
         "grpc_keepalive_time",
         "grpc_keepalive_timeout",
         "default_max_queue_size",
+        "exit_timeout_secs",
     )
     for name in nonnegative:
         if getattr(args, name) < 0:

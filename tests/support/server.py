@@ -171,6 +171,11 @@ class ServerProcess:
         except OSError:
             return "<no log>"
 
+    def wait_exit(self, timeout_s: float) -> int:
+        """The exit status once the process ends by itself (TimeoutExpired past `timeout_s`)."""
+        assert self._process is not None
+        return self._process.wait(timeout=timeout_s)
+
     def stop(self) -> None:
         if self in RUNNING:
             RUNNING.remove(self)

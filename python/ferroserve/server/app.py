@@ -96,6 +96,9 @@ class ServerOptions:
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
     """What bounds the front end's connections (docs/security.md)."""
+    exit_timeout_s: float = 30.0
+    """On SIGTERM, how long calls in flight and queued requests may take to finish (Triton's
+    --exit-timeout-secs)."""
     default_max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     """Requests a model's queue level holds when its config sets no max_queue_size (0:
     unbounded)."""
@@ -337,10 +340,15 @@ class Server:
         return True
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        """Drains, then stops: readiness goes NOT_SERVING at once and new work is refused
+        (new connections are not accepted, open ones get a GOAWAY, requests reaching the Python
+        server get UNAVAILABLE) while the calls in flight and the requests queued finish, for up
+        to `grace_s`; then the models unload and the last metrics snapshot is written."""
+        self.service.drain()
+        self.health.shutdown()
         if self.poller is not None:
             await self.poller.stop()
             await self.poller.sync()  # what was pushed since the last sync reaches the bucket
-        self.health.shutdown()
         if self.frontend is not None:
             await asyncio.to_thread(self.frontend.stop, grace_s)
         await self.grpc.stop(grace_s)
@@ -366,5 +374,6 @@ async def serve_forever(options: ServerOptions) -> None:
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     await stop.wait()
-    log.info("shutting down")
-    await server.stop()
+    log.info("shutting down: draining for up to %g s", options.exit_timeout_s)
+    await server.stop(options.exit_timeout_s)
+    log.info("stopped")

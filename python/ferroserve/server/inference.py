@@ -59,12 +59,27 @@ class InferenceService:
         self._routing = routing
         self._shadows = ShadowCopies(routing)
         self._stream_window = stream_window
+        self._draining = False
 
     async def _abort(self, context: Context, error: BaseException) -> None:
         text = without_root(str(error), self._registry.repository.root)
         await context.abort(status_code_for(error), text)
 
+    def drain(self) -> None:
+        """The server is shutting down: not ready any more, and new requests that reach this
+        server are refused with UNAVAILABLE (those in flight finish)."""
+        self._draining = True
+
+    async def _refuse_while_draining(self, context: Context) -> None:
+        if self._draining:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the server is shutting down; send the request to another replica",
+            )
+
     def server_ready(self) -> bool:
+        if self._draining:
+            return False
         if self._registry.model_count == 0 and not self._allow_empty:
             return False
         return self._registry.all_ready()
@@ -150,6 +165,7 @@ class InferenceService:
 
     async def ModelInfer(self, message: bytes, context: Context) -> bytes:
         """Gets and returns serialized messages (see `raw_message_methods`)."""
+        await self._refuse_while_draining(context)
         try:
             request = parse_request(message)
             response = await self._infer(request, context)
@@ -175,6 +191,7 @@ class InferenceService:
         Responses are written with `context.write`, one at a time. At most `stream_window`
         requests are in flight: past that the stream is not read until one is answered, so a
         client that does not read its answers is paused (HTTP/2 flow control)."""
+        await self._refuse_while_draining(context)
         write_lock = asyncio.Lock()
         window = asyncio.Semaphore(self._stream_window)
         pending: set[asyncio.Task[None]] = set()
