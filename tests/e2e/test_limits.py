@@ -20,6 +20,7 @@ from ferroserve.cli import build_parser
 from ferroserve.cli_limits import connection_options
 from ferroserve.demo import mlp_model
 from ferroserve.errors import FerroserveError
+from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.server.app import Server, ServerOptions
 from ferroserve.server.inference import InferenceService
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, ConnectionOptions
@@ -137,7 +138,7 @@ class _BlockedWriter:
 def test_a_stream_is_not_read_past_its_window_while_answers_wait() -> None:
     """The Python server's side of the stream window (the front end's is
     rust/frontend/tests/abuse.rs): with 4 answers unwritten, no fifth request is read."""
-    service = InferenceService(_Unknown(), stream_window=4)  # type: ignore[arg-type]
+    service = InferenceService(_Unknown(), RoutingCounter(), stream_window=4)  # type: ignore[arg-type]
     read = 0
 
     async def messages() -> AsyncIterator[bytes]:

@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 from ferroserve.demo import mlp_model
+from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.server.inference import InferenceService
 from support.repository import add_model
 from support.server import ServerProcess
@@ -95,7 +96,7 @@ class _Context:
 
 def test_a_draining_service_is_not_ready_and_refuses_new_requests() -> None:
     registry = SimpleNamespace(model_count=1, all_ready=lambda: True)
-    service = InferenceService(registry, allow_empty=True)  # type: ignore[arg-type]
+    service = InferenceService(registry, RoutingCounter(), allow_empty=True)  # type: ignore[arg-type]
     assert service.server_ready()
     service.drain()
     assert not service.server_ready()

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from ferroserve._proto import grpc_service_pb2 as pb
 from ferroserve.errors import ModelNotFoundError
+from ferroserve.metrics.routing import RoutingCounter
 from ferroserve.server.faults import contain, without_root
 from ferroserve.server.inference import InferenceService
 
@@ -98,7 +99,7 @@ class _Broken:
 
 
 def test_a_request_failing_unexpectedly_on_a_stream_is_answered_and_the_stream_goes_on() -> None:
-    service = InferenceService(_Broken())  # type: ignore[arg-type]
+    service = InferenceService(_Broken(), RoutingCounter())  # type: ignore[arg-type]
     sent = [
         pb.ModelInferRequest(model_name="broken", id="first").SerializeToString(),
         pb.ModelInferRequest(model_name="other", id="second").SerializeToString(),
