@@ -4,12 +4,9 @@
 //! waited `max_queue_delay`, then goes with whatever fits. Only called with the queue lock held,
 //! so each decision looks at a bounded number of requests, never the whole queue.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// One priority level's queue: requests by id, which is their arrival order (FIFO), so that a
-/// request leaves it in O(log n) wherever it is.
-pub(crate) type Level<B, T> = BTreeMap<u64, Entry<B, T>>;
+use crate::level::Level;
 
 /// Requests batch forming looks at past the head for ones that fit its batch (requests of
 /// other shapes are skipped): a queue of many differently shaped requests costs each decision
@@ -87,8 +84,8 @@ fn scheduling_order<B, T>(
         levels.iter().enumerate().flat_map(move |(level, queue)| {
             queue
                 .iter()
-                .filter(move |(_, entry)| entry.expired(now) == expired)
-                .map(move |(&id, entry)| ((level, id), entry))
+                .filter(move |entry| entry.expired(now) == expired)
+                .map(move |entry| ((level, entry.id), entry))
         })
     };
     pass(false).chain(pass(true))
@@ -135,7 +132,7 @@ pub(crate) fn decide<B, T>(levels: &[Level<B, T>], rules: &Rules<'_>, now: Insta
     // one delay for it to go.
     let oldest = levels
         .iter()
-        .filter_map(|queue| queue.values().next())
+        .filter_map(Level::first)
         .map(|entry| entry.enqueued)
         .min()
         .unwrap_or(head.enqueued);
@@ -153,8 +150,15 @@ pub(crate) fn decide<B, T>(levels: &[Level<B, T>], rules: &Rules<'_>, now: Insta
 
 /// Removes the entries at `slots` from `levels` and returns them in the order of `slots`.
 pub(crate) fn take<B, T>(levels: &mut [Level<B, T>], slots: &[Slot]) -> Vec<Entry<B, T>> {
+    // Common case: requests of one level, oldest first (a drain of its front).
+    if let Some(&(level, _)) = slots.first()
+        && slots.iter().all(|&(other, _)| other == level)
+    {
+        let ids: Vec<u64> = slots.iter().map(|&(_, id)| id).collect();
+        return levels[level].take(&ids);
+    }
     slots
         .iter()
-        .filter_map(|&(level, id)| levels[level].remove(&id))
+        .filter_map(|&(level, id)| levels[level].remove(id))
         .collect()
 }

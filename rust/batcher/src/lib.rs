@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod forming;
 mod histogram;
+mod level;
 mod queue;
 mod stats;
 

@@ -2,15 +2,16 @@
 //! per model instance) block in `next_batch`. All queue state sits behind one mutex, held only
 //! to pick requests, never while copying buffers or dropping caller tokens (dropping a token may
 //! run caller code, e.g. a Python finalizer, that calls back into the queue). Every operation
-//! under the lock is O(log n) in the queued requests (or O(k log n) for a batch of k), so a
-//! deep queue slows nobody down.
+//! under the lock is O(log n) in the queued requests (O(k) for a batch of k taken from the
+//! front, as usual), so a deep queue slows nobody down (`Level`).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::forming::{self, Decision, Entry, Level, Rules};
+use crate::forming::{self, Decision, Entry, Rules};
+use crate::level::Level;
 use crate::{Batch, BatchError, BatcherConfig, Outcome, Statistics, TimeoutAction};
 
 /// A request as the caller submits it.
@@ -95,7 +96,7 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
     pub fn new(model: impl Into<String>, config: BatcherConfig) -> Result<Self, BatchError> {
         let model = model.into();
         config.validate(&model)?;
-        let levels = (0..config.levels()).map(|_| Level::new()).collect();
+        let levels = (0..config.levels()).map(|_| Level::default()).collect();
         let deadlines = (0..config.levels()).map(|_| BinaryHeap::new()).collect();
         Ok(BatchQueue {
             stats: Statistics::new(config.max_batch_size),
@@ -258,25 +259,22 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             if heap.len() > 2 * live + 64 {
                 let queued = &state.levels[index];
                 let rebuilt = queued
-                    .values()
+                    .iter()
                     .filter_map(|entry| Some(Reverse((entry.deadline?, entry.id))))
                     .chain(std::iter::once(Reverse((deadline, id))))
                     .collect();
                 state.deadlines[index] = rebuilt;
             }
         }
-        state.levels[index].insert(
+        state.levels[index].push(Entry {
             id,
-            Entry {
-                id,
-                inputs: request.inputs,
-                shapes: request.shapes,
-                token: request.token,
-                rows,
-                enqueued,
-                deadline,
-            },
-        );
+            inputs: request.inputs,
+            shapes: request.shapes,
+            token: request.token,
+            rows,
+            enqueued,
+            deadline,
+        });
         self.stats.set_pending(state.len());
         drop(state);
         self.ready.notify_one();
@@ -286,7 +284,7 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
     /// Removes a still-queued request; false if it is already in a batch or unknown.
     pub fn cancel(&self, id: u64) -> bool {
         let mut state = self.lock();
-        let found = state.levels.iter_mut().find_map(|queue| queue.remove(&id));
+        let found = state.levels.iter_mut().find_map(|queue| queue.remove(id));
         self.stats.set_pending(state.len());
         drop(state);
         // The entry (and its token) is dropped here, outside the lock.
@@ -306,9 +304,7 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             state.closing = Some(Closing::Now);
             state.deadlines.iter_mut().for_each(BinaryHeap::clear);
             let levels = state.levels.iter_mut();
-            levels
-                .flat_map(|queue| std::mem::take(queue).into_values())
-                .collect::<Vec<_>>()
+            levels.flat_map(Level::take_all).collect::<Vec<_>>()
         };
         self.stats.set_pending(state.len());
         drop(state);
@@ -333,7 +329,7 @@ impl<B: AsRef<[u8]>, T> BatchQueue<B, T> {
             {
                 heap.pop();
                 // None: it left the queue another way (a batch, a cancel).
-                if let Some(entry) = queue.remove(&id) {
+                if let Some(entry) = queue.remove(id) {
                     rejected.push(entry);
                 }
             }
