@@ -37,6 +37,7 @@ __all__ = [
     "QueuePolicy",
     "RequestCancelledError",
     "ResourceExhaustedError",
+    "Restrictions",
     "UnavailableError",
     "decode_bytes_tensor",
     "drift_categorical_profile",
@@ -511,6 +512,23 @@ class NativeRoute:
         route is in it, and each request from its route lookup until its answer (0: drained)."""
 
 @final
+class Restrictions:
+    """Triton's restricted protocols (`--grpc-restricted-protocol=<protocols>:<key>=<value>`):
+    calls of a restricted protocol must carry the header `triton-grpc-protocol-<key>: <value>`,
+    else they are refused UNAVAILABLE with Triton's message."""
+
+    def __new__(cls, specs: Sequence[str]) -> Restrictions:
+        """Parses the flag values; ValueError naming the value and what is wrong (an unknown
+        protocol, a missing `:` or `=`, a key that is not a header name, a protocol twice)."""
+
+    def refusal(self, path: str, metadata: Sequence[tuple[str, str]]) -> str | None:
+        """Why a call of `path` ("/package.Service/Method") with this metadata is refused, or
+        None when it may go on."""
+
+    def is_empty(self) -> bool:
+        """Whether nothing is restricted."""
+
+@final
 class Frontend:
     """The native gRPC front end: HTTP/2 in Rust; answers ModelInfer / ModelStreamInfer for
     routed model versions and forwards every other call to the gRPC server on a Unix socket."""
@@ -529,11 +547,14 @@ class Frontend:
         keepalive_time_ms: int,
         keepalive_timeout_ms: int,
         stream_window: int,
+        restrictions: Restrictions | None = None,
     ) -> Frontend:
         """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
         bind. `backend`: the Unix socket of the server that answers everything else. The
         connection bounds are `ConnectionOptions`' (ms; 0 turns the idle timeout and
-        keep-alive off); `stream_window`: messages of one stream in flight at once."""
+        keep-alive off); `stream_window`: messages of one stream in flight at once;
+        `restrictions`: protocols whose calls must carry a header, checked before any call
+        is answered or forwarded."""
 
     @property
     def port(self) -> int:

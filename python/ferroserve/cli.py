@@ -106,6 +106,17 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "tells any caller every service and message the port offers",
     )
     parser.add_argument(
+        "--grpc-restricted-protocol",
+        action="append",
+        default=[],
+        metavar="<protocols>:<key>=<value>",
+        help="Triton's restricted protocols (repeatable): calls of the comma-separated "
+        "protocols (health, metadata, inference, shared-memory, model-config, "
+        "model-repository, statistics, trace, logging) must carry the header "
+        "`triton-grpc-protocol-<key>: <value>`, else UNAVAILABLE; model-repository covers "
+        "the admin and feature services, statistics the drift service (docs/security.md)",
+    )
+    parser.add_argument(
         "--admin-max-concurrent-pushes",
         type=int,
         default=DEFAULT_MAX_PUSHES,
@@ -325,6 +336,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "admin_max_pushes": args.admin_max_concurrent_pushes,
         "admin_push_idle_s": args.admin_push_idle_secs,
         "reflection": args.grpc_reflection,
+        "restricted_protocols": tuple(args.grpc_restricted_protocol),
         "connections": connection_options(args),
         "default_max_queue_size": args.default_max_queue_size,
         "exit_timeout_s": args.exit_timeout_secs,
@@ -368,8 +380,14 @@ def _serve(
 ) -> int:
     """Runs `serve` or `demo` until stopped; the exit status. `repository`: the local folder
     `serve` serves (None for an s3:// repository, which is mirrored into a folder of its own)."""
+    from ferroserve import _core
     from ferroserve.server.app import ServerOptions
 
+    try:
+        _core.Restrictions(args.grpc_restricted_protocol)
+    except ValueError as error:
+        print(f"ferroserve: {error}", file=sys.stderr)
+        return 2
     if args.command == "demo":
         from ferroserve.demo import usage, write_demo_repository
 

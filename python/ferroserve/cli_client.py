@@ -49,6 +49,14 @@ def add_client_flags(parser: argparse.ArgumentParser, timeout: float = 10.0) -> 
         default=os.environ.get(TOKEN_ENV) or None,
         help=f"file with the server's admin token (default: ${TOKEN_ENV})",
     )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="gRPC metadata sent with the call (repeatable), e.g. "
+        "triton-grpc-protocol-<key>=<value> for a server run with --grpc-restricted-protocol",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument(
         "--timeout",
@@ -69,7 +77,7 @@ def run_action(
     out = sys.stdout if out is None else out
     command = args.command
     try:
-        metadata = token_metadata(args.token_file)
+        metadata = token_metadata(args.token_file) + header_metadata(args.header)
         with grpc.insecure_channel(args.server) as channel:
             response, text = action(channel, args, metadata)
     except UsageError as error:
@@ -99,6 +107,17 @@ def token_metadata(token_file: Path | None) -> Metadata:
     if not token:
         raise UsageError(f"--token-file {token_file} is empty")
     return (("authorization", f"Bearer {token}"),)
+
+
+def header_metadata(headers: Sequence[str]) -> Metadata:
+    """`--header NAME=VALUE` values as gRPC metadata (names lowercased, as gRPC sends them)."""
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {header!r}: expected NAME=VALUE")
+        pairs.append((name.strip().lower(), value))
+    return tuple(pairs)
 
 
 def call(

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import grpc
 
 from ferroserve._proto import health_pb2
+from ferroserve.cli_client import UsageError, header_metadata
 from ferroserve.server.health import LIVENESS
 
 DEFAULT_SERVER = "127.0.0.1:8001"
@@ -45,9 +46,22 @@ def add_commands(commands: Any) -> None:
     health.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for the answer (default 5)"
     )
+    health.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="gRPC metadata sent with the check (repeatable), e.g. "
+        "triton-grpc-protocol-<key>=<value> when the server restricts the health protocol",
+    )
 
 
-def check(server: str, service: str, timeout_s: float) -> health_pb2.HealthCheckResponse:
+def check(
+    server: str,
+    service: str,
+    timeout_s: float,
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> health_pb2.HealthCheckResponse:
     """One Check call; raises grpc.RpcError when the server cannot answer."""
     with grpc.insecure_channel(server) as channel:
         call = channel.unary_unary(
@@ -56,7 +70,7 @@ def check(server: str, service: str, timeout_s: float) -> health_pb2.HealthCheck
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
         response: health_pb2.HealthCheckResponse = call(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=metadata
         )
         return response
 
@@ -67,7 +81,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     service = LIVENESS if args.live else args.service
     label = f"{args.server} ({service or 'server'})"
     try:
-        response = check(args.server, service, args.timeout)
+        metadata = header_metadata(args.header)
+    except UsageError as error:
+        print(f"ferroserve health: {error}", file=sys.stderr)
+        return 2
+    try:
+        response = check(args.server, service, args.timeout, metadata)
     except grpc.RpcError as error:
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = error.details() if isinstance(error, grpc.Call) else str(error)

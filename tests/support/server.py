@@ -45,7 +45,10 @@ class ServerProcess:
         log_path: Path,
         extra_args: Iterable[str] = (),
         env: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """`headers`: sent with the start-up probes (a server restricting health needs them)."""
+        self.headers = headers
         self.repository = repository
         self.log_path = log_path
         self.extra_args = list(extra_args)
@@ -116,7 +119,7 @@ class ServerProcess:
             while time.monotonic() < deadline:
                 self._check_running()
                 with contextlib.suppress(InferenceServerException):
-                    if client.is_server_live():
+                    if client.is_server_live(headers=self.headers):
                         return
                 time.sleep(0.1)
         finally:
@@ -137,7 +140,7 @@ class ServerProcess:
         try:
             while time.monotonic() < deadline:
                 self._check_running()
-                if client.is_server_ready():
+                if client.is_server_ready(headers=self.headers):
                     return
                 time.sleep(0.1)
         finally:

@@ -2,16 +2,19 @@
 its own, so a network policy or a firewall can keep deployers' calls off the port applications
 reach. Plain grpc.aio, no native front end: management calls are rare and their work (disk,
 loads) dwarfs the transport. The inference port then answers admin calls UNIMPLEMENTED. The
-token guard (--admin-token-file) applies on this port as on the shared one."""
+token guard (--admin-token-file) and the restricted protocols (--grpc-restricted-protocol)
+apply on this port as on the shared one."""
 
 from __future__ import annotations
 
 import grpc
 
+from ferroserve import _core
 from ferroserve._proto.service import HandlerWrapper, add_service
 from ferroserve.server.admin import ADMIN_SERVICE_NAME, AdminService
 from ferroserve.server.health import HEALTH_SERVICE_NAME
 from ferroserve.server.reflection import reflection_servicers
+from ferroserve.server.restrict import RestrictionInterceptor
 
 
 class AdminListener:
@@ -25,13 +28,20 @@ class AdminListener:
         health_servicer: object,
         max_message_bytes: int,
         reflection: bool = False,
+        restrictions: _core.Restrictions | None = None,
     ) -> None:
+        interceptors = (
+            [RestrictionInterceptor(restrictions)]
+            if restrictions is not None and not restrictions.is_empty()
+            else []
+        )
         self._server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         add_service(self._server, ADMIN_SERVICE_NAME, admin, wrap)
         add_service(self._server, HEALTH_SERVICE_NAME, health_servicer)

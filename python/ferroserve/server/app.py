@@ -92,6 +92,9 @@ class ServerOptions:
     """A push silent for this long is abandoned (DEADLINE_EXCEEDED)."""
     reflection: bool = False
     """Serve gRPC server reflection (opt-in: it tells any caller every service and message)."""
+    restricted_protocols: tuple[str, ...] = ()
+    """Triton's `--grpc-restricted-protocol` values: `<protocols>:<key>=<value>`, calls of those
+    protocols must carry the header `triton-grpc-protocol-<key>: <value>`."""
     admin_port: int | None = None
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
@@ -147,6 +150,8 @@ class Server:
                 ("grpc.so_reuseport", 0),
             ]
         )
+        # Parsed first: a bad --grpc-restricted-protocol stops the server before it binds.
+        self.restrictions = _core.Restrictions(list(options.restricted_protocols))
         counted = self.rpcs.wrap if options.metrics is not None else None
         # Unexpected exceptions answer INTERNAL with a message, never UNKNOWN (faults.py).
         contained = chain(counted, contain)
@@ -179,6 +184,7 @@ class Server:
                 self.health.servicer,
                 options.max_message_bytes,
                 reflection=options.reflection,
+                restrictions=self.restrictions,
             )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
         services = (
@@ -262,6 +268,7 @@ class Server:
                 str(socket_path),
                 max_message_bytes=self.options.max_message_bytes,
                 threads=self.options.frontend_threads,
+                restrictions=self.restrictions,
                 **asdict(self.options.connections),
             )
         except OSError:

@@ -131,14 +131,37 @@ impl Restrictions {
 
     /// Refuses a call of a restricted protocol without its header and value.
     pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), Status> {
+        self.check_with(path, |name| headers.get(name).map(|v| v.as_bytes()))
+    }
+
+    /// `check` for calls whose metadata is (lowercase name, value) pairs, as another server
+    /// (grpc.aio) hands them over.
+    pub fn check_pairs<'a>(
+        &self,
+        path: &str,
+        pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
+    ) -> Result<(), Status> {
+        self.check_with(path, |name| {
+            pairs
+                .clone()
+                .into_iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value)
+        })
+    }
+
+    fn check_with<'a>(
+        &self,
+        path: &str,
+        header_value: impl FnOnce(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), Status> {
         let Some(protocol) = Protocol::of_path(path) else {
             return Ok(());
         };
         let Some((_, header, value)) = self.rules.iter().find(|(p, _, _)| *p == protocol) else {
             return Ok(());
         };
-        let offered = headers.get(header.as_str()).map(|v| v.as_bytes());
-        if offered.is_some_and(|offered| same(offered, value)) {
+        if header_value(header).is_some_and(|offered| same(offered, value)) {
             return Ok(());
         }
         Err(Status::new(
@@ -200,6 +223,12 @@ mod tests {
         assert!(rules.check(stats, &headers(&[])).is_ok());
         assert!(rules.check("/some.Other/Call", &headers(&[])).is_ok());
         assert!(Restrictions::parse::<&str>(&[]).unwrap().is_empty());
+        // The same rules over (name, value) pairs.
+        let pairs = [("triton-grpc-protocol-infer-key", &b"infer-value"[..])];
+        assert!(rules.check_pairs(infer, pairs).is_ok());
+        let error = rules.check_pairs(admin, pairs).unwrap_err();
+        assert_eq!(error.code, Code::Unavailable);
+        assert!(rules.check_pairs(infer, []).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::connections::{self, ConnectionLimits, Connections};
 use crate::counters::Counters;
 use crate::proxy::Backend;
+use crate::restrict::Restrictions;
 use crate::routes::RouteTable;
 use crate::service::Service;
 
@@ -32,6 +33,8 @@ pub struct FrontendConfig {
     pub threads: usize,
     /// What bounds connections.
     pub limits: ConnectionLimits,
+    /// Protocols whose calls must carry a header (Triton's `--grpc-restricted-protocol`).
+    pub restrictions: Restrictions,
 }
 
 /// A running front end.
@@ -71,6 +74,7 @@ impl Frontend {
             Backend::new(config.backend),
             config.max_message_bytes,
             config.limits.stream_window,
+            config.restrictions,
         ));
         let (shutdown, stopping) = watch::channel(None);
         let accepting = Arc::clone(&service);

@@ -16,6 +16,7 @@ use crate::compression::Encoding;
 use crate::counters::{CallCount, Counters, Method};
 use crate::grpc::{self, Code, Status};
 use crate::proxy::Backend;
+use crate::restrict::Restrictions;
 use crate::routes::{PendingInfer, RouteTable};
 use crate::shadow;
 use crate::stream;
@@ -33,6 +34,8 @@ pub struct Service {
     /// Messages of one stream in flight at once (see `run_stream`).
     pub(crate) stream_window: usize,
     pub(crate) counters: Counters,
+    /// Checked before anything else, whichever path answers the call.
+    restrictions: Restrictions,
 }
 
 /// The client's deadline from `grpc-timeout`.
@@ -117,6 +120,7 @@ impl Service {
         backend: Backend,
         max_message_bytes: usize,
         stream_window: usize,
+        restrictions: Restrictions,
     ) -> Self {
         Service {
             routes,
@@ -124,6 +128,7 @@ impl Service {
             max_message_bytes,
             stream_window: stream_window.max(1),
             counters: Counters::default(),
+            restrictions,
         }
     }
 
@@ -135,6 +140,13 @@ impl Service {
     /// Answers one call. Inference calls are read here also when no model is routed natively,
     /// so that every request the Python server gets was checked against the limits first.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
+        if !self.restrictions.is_empty()
+            && let Err(status) = self
+                .restrictions
+                .check(request.uri().path(), request.headers())
+        {
+            return status_response(&status);
+        }
         match request.uri().path() {
             MODEL_INFER => self.unary(request).await,
             MODEL_STREAM_INFER => self.stream(request),

@@ -15,6 +15,7 @@ use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 
 use crate::features::PyFeatureStore;
+use crate::restrict::PyRestrictions;
 use crate::runtime::OrtExecutor;
 
 /// A model version answered natively: the signature its fast path matches requests against
@@ -116,7 +117,7 @@ impl PyFrontend {
     #[pyo3(signature = (
         address, backend, *, max_message_bytes, threads = 1, max_connections,
         max_concurrent_streams, handshake_timeout_ms, idle_timeout_ms, keepalive_time_ms,
-        keepalive_timeout_ms, stream_window,
+        keepalive_timeout_ms, stream_window, restrictions = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -132,6 +133,7 @@ impl PyFrontend {
         keepalive_time_ms: u64,
         keepalive_timeout_ms: u64,
         stream_window: usize,
+        restrictions: Option<PyRef<'_, PyRestrictions>>,
     ) -> PyResult<Self> {
         let routes = Arc::new(RouteTable::new());
         let optional = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
@@ -149,6 +151,7 @@ impl PyFrontend {
                 keepalive_timeout: Duration::from_millis(keepalive_timeout_ms),
                 stream_window: stream_window.max(1),
             },
+            restrictions: restrictions.map(|r| r.inner.clone()).unwrap_or_default(),
         };
         let started = py
             .detach(|| frontend::Frontend::start(config, Arc::clone(&routes)))

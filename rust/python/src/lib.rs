@@ -12,6 +12,7 @@ mod gil;
 mod order;
 mod queue;
 mod queued;
+mod restrict;
 mod runtime;
 mod tensor;
 
@@ -91,5 +92,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(drift::drift_categorical_profile, m)?)?;
     m.add_class::<frontend::PyNativeRoute>()?;
     m.add_class::<frontend::PyFrontend>()?;
+    m.add_class::<restrict::PyRestrictions>()?;
     Ok(())
 }

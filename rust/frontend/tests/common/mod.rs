@@ -18,8 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, BatcherConfig};
 use ferroserve_frontend::{
-    ConnectionLimits, Frontend, FrontendConfig, InferRoute, ModelSpec, NativeRoute, RouteTable,
-    TargetSpec,
+    ConnectionLimits, Frontend, FrontendConfig, InferRoute, ModelSpec, NativeRoute, Restrictions,
+    RouteTable, TargetSpec,
 };
 use ferroserve_runtime::{
     Completions, Deliver, Engine, Executor, InputTensor, Layout, OutputTensor, Routed,
@@ -341,6 +341,16 @@ impl Harness {
 
     /// `start` with connections bounded by `limits`.
     pub fn with_limits(backend: bool, max_message_bytes: usize, limits: ConnectionLimits) -> Self {
+        Harness::with_config(backend, max_message_bytes, limits, Restrictions::default())
+    }
+
+    /// `start` with connections bounded by `limits` and protocols restricted by `restrictions`.
+    pub fn with_config(
+        backend: bool,
+        max_message_bytes: usize,
+        limits: ConnectionLimits,
+        restrictions: Restrictions,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -426,6 +436,7 @@ impl Harness {
                 max_message_bytes,
                 threads: 1,
                 limits,
+                restrictions,
             },
             routes,
         )
@@ -522,12 +533,27 @@ pub async fn unary(
     message: &[u8],
     timeout: Option<&str>,
 ) -> Reply {
+    unary_with_headers(client, address, path, message, timeout, &[]).await
+}
+
+/// `unary` with `headers` added to the request.
+pub async fn unary_with_headers(
+    client: &mut SendRequest<TestBody>,
+    address: std::net::SocketAddr,
+    path: &str,
+    message: &[u8],
+    timeout: Option<&str>,
+    headers: &[(&'static str, &'static str)],
+) -> Reply {
     let body = http_body_util::Full::new(frame(message)).boxed();
     client.ready().await.unwrap();
-    let response = client
-        .send_request(grpc_request(address, path, timeout, body))
-        .await
-        .unwrap();
+    let mut request = grpc_request(address, path, timeout, body);
+    for (name, value) in headers {
+        request
+            .headers_mut()
+            .insert(*name, HeaderValue::from_static(value));
+    }
+    let response = client.send_request(request).await.unwrap();
     let (parts, body) = response.into_parts();
     assert_eq!(parts.status, http::StatusCode::OK);
     assert_eq!(parts.headers["content-type"], "application/grpc");
