@@ -1,8 +1,8 @@
 """The dashboard's data: the sidecar samples the snapshot every interval and keeps the last
 minutes in memory; rates and latency percentiles come from the differences between samples
 (percentiles interpolated within histogram buckets, as Prometheus' histogram_quantile), the
-online features' figures from feature_history and each version's drift panel from
-drift_panel."""
+online features' figures from feature_history, each version's drift panel from drift_panel
+and each model's aliases, traffic policy and routed requests from routing_panel."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ferroserve.sidecar.feature_history import (
     feature_figures,
     feature_panel,
 )
+from ferroserve.sidecar.routing_panel import RoutingTrack, routing_panel
 from ferroserve.sidecar.source import SnapshotSource
 
 ModelKey = tuple[str, str]
@@ -161,6 +162,7 @@ class History:
         self._source = source
         self._keep = max(2, int(keep_s / interval_s) + 1)
         self._tracks: dict[ModelKey, Track] = {}
+        self._routing = RoutingTrack(RECENT_SAMPLES + 1)
         self._last_written = 0.0
         self._samples = 0
         self._lock = threading.Lock()
@@ -178,6 +180,8 @@ class History:
                 return
             self._last_written = written
             self._samples += 1
+            if "routing" in data:
+                self._routing.add(written, data["routing"])
             present = set()
             for model in data["models"]:
                 if "stats" not in model:
@@ -195,6 +199,11 @@ class History:
         lookup_bounds_s = [] if data is None else _lookup_bounds_s(data)
         models = []
         with self._lock:
+            routing = (
+                routing_panel(data["routing"], self._routing)
+                if data is not None and "routing" in data
+                else {}
+            )
             for entry in [] if data is None else data["models"]:
                 key = (entry["model"], entry["version"])
                 row: dict[str, Any] = {
@@ -202,6 +211,13 @@ class History:
                     "version": entry["version"],
                     "state": entry["state"],
                     "provider": entry.get("provider", ""),
+                    "aliases": sorted(
+                        alias
+                        for alias, version in routing.get(entry["model"], {})
+                        .get("aliases", {})
+                        .items()
+                        if version == str(entry["version"])
+                    ),
                 }
                 track = self._tracks.get(key)
                 if track is not None:
@@ -217,4 +233,5 @@ class History:
             "snapshot_age_s": None if data is None else self._source.age_s(data),
             "samples": samples,
             "models": models,
+            "routing": routing,
         }
