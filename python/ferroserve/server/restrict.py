@@ -11,7 +11,6 @@ import grpc
 
 from ferroserve import _core
 
-
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # not subscriptable at run time
