@@ -39,6 +39,7 @@ __all__ = [
     "ResourceExhaustedError",
     "Restrictions",
     "UnavailableError",
+    "check_server_tls",
     "decode_bytes_tensor",
     "drift_categorical_profile",
     "drift_numeric_profile",
@@ -77,6 +78,11 @@ class RequestCancelledError(FerroserveError):
 
 class InternalError(FerroserveError):
     """A server-side invariant was broken (gRPC INTERNAL)."""
+
+def check_server_tls(cert: str, key: str, root_cert: str | None = None) -> None:
+    """Checks that `cert` (a PEM certificate chain), `key` (its private key) and `root_cert`
+    (the CA client certificates chain to, for mutual TLS) make a usable TLS server, by the
+    native front end's rules; ValueError naming the flag and the file otherwise."""
 
 def decode_bytes_tensor(
     raw: bytes, count: int, name: str, utf8: bool = False
@@ -548,13 +554,18 @@ class Frontend:
         keepalive_timeout_ms: int,
         stream_window: int,
         restrictions: Restrictions | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_root_cert: str | None = None,
     ) -> Frontend:
         """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
         bind. `backend`: the Unix socket of the server that answers everything else. The
         connection bounds are `ConnectionOptions`' (ms; 0 turns the idle timeout and
         keep-alive off); `stream_window`: messages of one stream in flight at once;
         `restrictions`: protocols whose calls must carry a header, checked before any call
-        is answered or forwarded."""
+        is answered or forwarded. With `tls_cert` and `tls_key` (PEM files) it speaks TLS only,
+        and with `tls_root_cert` it requires client certificates that chain to it (mutual TLS);
+        ValueError naming the flag and the file when they cannot be used."""
 
     @property
     def port(self) -> int:
@@ -587,6 +598,10 @@ class Frontend:
 
     def rpc_counts(self) -> list[tuple[str, str, str, int]]:
         """Calls answered natively: (method, rpc type, status code name, calls)."""
+
+    def reload_tls(self) -> bool:
+        """Reads the TLS files again for new connections (open ones keep theirs); False
+        without TLS; ValueError, the old certificates kept, when they cannot be used."""
 
     def stop(self, grace_s: float) -> None:
         """Stops accepting calls; waits up to `grace_s` for open connections to finish."""

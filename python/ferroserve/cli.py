@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ferroserve import __version__, cli_admin, cli_drift, cli_features, cli_health, cli_routing
 from ferroserve.cli_limits import add_connection_flags, connection_options
+from ferroserve.cli_tls import (
+    add_metrics_tls_flags,
+    add_tls_flags,
+    metrics_tls,
+    tls_options,
+)
 from ferroserve.registry.control import DEFAULT_POLL_SECS, MODES, NONE
 from ferroserve.registry.s3 import is_s3_url
 from ferroserve.server.limits import (
@@ -81,6 +87,8 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         help="largest gRPC message accepted or sent (default 128 MiB; Triton's is 2 GiB)",
     )
     add_connection_flags(parser)
+    add_tls_flags(parser)
+    add_metrics_tls_flags(parser)
     # Removed (docs/configuration.md): "python" is refused with the reason, "native" (what
     # always runs now) is accepted with a warning so scripts that spell it out keep working.
     parser.add_argument("--frontend", default=None, help=argparse.SUPPRESS)
@@ -237,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sidecar.add_argument(
         "--exit-with-pid", type=int, default=None, help="exit when this process is gone"
     )
+    add_metrics_tls_flags(sidecar)
     sidecar.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -255,12 +264,15 @@ def _metrics_options(args: argparse.Namespace) -> MetricsOptions | None:
         return None
     if args.metrics_interval_ms <= 0:
         raise SystemExit("ferroserve: --metrics-interval-ms must be positive")
+    tls = metrics_tls(args)
     return MetricsOptions(
         directory=args.metrics_dir,
         host=args.host,
         port=args.metrics_port,
         interval_s=args.metrics_interval_ms / 1000,
         sidecar=args.metrics_sidecar,
+        ssl_cert=None if tls is None else tls.cert,
+        ssl_key=None if tls is None else tls.key,
     )
 
 
@@ -274,6 +286,7 @@ def _run_sidecar(args: argparse.Namespace) -> int:
         interval_s=max(args.metrics_interval_ms, 1) / 1000,
         history_s=args.history_minutes * 60,
         exit_with_pid=args.exit_with_pid,
+        tls=metrics_tls(args),
     )
     try:
         return run_sidecar(config)
@@ -340,6 +353,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "connections": connection_options(args),
         "default_max_queue_size": args.default_max_queue_size,
         "exit_timeout_s": args.exit_timeout_secs,
+        "tls": tls_options(args),
     }
 
 

@@ -1,8 +1,9 @@
 """What every admin command of the CLI shares (cli_admin.py: push, versions, load, unload;
 cli_routing.py: alias, rollback, traffic): the `--server`, `--token-file`, `--json` and
-`--timeout` flags, the bearer token, one call to `ferroserve.admin.v1.AdminService`, and how
-its outcome is printed: a line or table, JSON with `--json`, and on failure the server's status
-and message with what to try next (exit 1), or the usage problem (exit 2)."""
+`--timeout` flags (and TLS's, cli_channel.py), the bearer token, one call to
+`ferroserve.admin.v1.AdminService`, and how its outcome is printed: a line or table, JSON with
+`--json`, and on failure the server's status and message with what to try next (exit 1), or the
+usage problem (exit 2)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any, TextIO
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+
+from ferroserve.cli_channel import ChannelError, add_channel_flags, open_channel
 
 SERVICE = "/ferroserve.admin.v1.AdminService"
 DEFAULT_SERVER = "127.0.0.1:8001"
@@ -64,6 +67,7 @@ def add_client_flags(parser: argparse.ArgumentParser, timeout: float = 10.0) -> 
         default=timeout,
         help=f"seconds to wait for the answer (default {timeout:g})",
     )
+    add_channel_flags(parser)
 
 
 def run_action(
@@ -78,9 +82,9 @@ def run_action(
     command = args.command
     try:
         metadata = token_metadata(args.token_file) + header_metadata(args.header)
-        with grpc.insecure_channel(args.server) as channel:
+        with open_channel(args) as channel:
             response, text = action(channel, args, metadata)
-    except UsageError as error:
+    except (UsageError, ChannelError) as error:
         print(f"ferroserve {command}: {error}", file=sys.stderr)
         return 2
     except grpc.RpcError as error:

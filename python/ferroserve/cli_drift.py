@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from ferroserve._proto import drift_service_pb2 as pb
+from ferroserve.cli_channel import ChannelError, add_channel_flags, open_channel
 
 SERVICE = "/ferroserve.drift.v1.DriftService"
 DEFAULT_SERVER = "127.0.0.1:8001"
@@ -69,13 +70,14 @@ def add_commands(commands: Any) -> None:
     drift.add_argument(
         "--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)"
     )
+    add_channel_flags(drift)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Runs `ferroserve drift`, printing to `out` (default stdout); the exit status."""
     out = sys.stdout if out is None else out
     try:
-        with grpc.insecure_channel(args.server) as channel:
+        with open_channel(args) as channel:
             if args.reset:
                 if not args.model:
                     print("ferroserve drift --reset: name the MODEL to reset", file=sys.stderr)
@@ -99,6 +101,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 request_serializer=pb.DriftReportRequest.SerializeToString,
                 response_deserializer=pb.DriftReportResponse.FromString,
             )(pb.DriftReportRequest(model=args.model, version=args.version), timeout=args.timeout)
+    except ChannelError as error:
+        print(f"ferroserve drift: {error}", file=sys.stderr)
+        return 2
     except grpc.RpcError as error:
         code = error.code()  # a failed call is also a grpc.Call
         hint = _HINTS.get(code)

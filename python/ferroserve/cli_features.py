@@ -17,6 +17,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ferroserve._proto import feature_service_pb2 as pb
+from ferroserve.cli_channel import ChannelError, add_channel_flags, open_channel
 from ferroserve.errors import (
     DeadlineExceededError,
     FerroserveError,
@@ -105,6 +106,7 @@ def add_commands(commands: Any) -> None:
             default=timeout_s,
             help=f"seconds to wait for the answer (default {timeout_s:g})",
         )
+        add_channel_flags(parser)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -149,6 +151,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         else:
             print(reload_lines(reloaded), file=out)
         return 0
+    except ChannelError as error:
+        print(f"ferroserve features {args.features_command}: {error}", file=sys.stderr)
+        return 2
     except grpc.RpcError as error:
         code = error.code()  # a failed call is also a grpc.Call
         detail = error.details() or code.name
@@ -237,7 +242,7 @@ def write_line(written: RedisWrite) -> str:
 def _call(
     args: argparse.Namespace, method: str, request: Message, response: type[Message]
 ) -> Message:
-    with grpc.insecure_channel(args.server) as channel:
+    with open_channel(args) as channel:
         call = channel.unary_unary(
             f"{SERVICE}/{method}",
             request_serializer=type(request).SerializeToString,

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 import grpc
 
 from ferroserve._proto import health_pb2
+from ferroserve.cli_channel import ChannelError, add_channel_flags, open_channel
 from ferroserve.cli_client import UsageError, header_metadata
 from ferroserve.server.health import LIVENESS
 
@@ -54,23 +55,21 @@ def add_commands(commands: Any) -> None:
         help="gRPC metadata sent with the check (repeatable), e.g. "
         "triton-grpc-protocol-<key>=<value> when the server restricts the health protocol",
     )
+    add_channel_flags(health)
 
 
 def check(
-    server: str,
-    service: str,
-    timeout_s: float,
-    metadata: tuple[tuple[str, str], ...] = (),
+    args: argparse.Namespace, service: str, metadata: tuple[tuple[str, str], ...] = ()
 ) -> health_pb2.HealthCheckResponse:
-    """One Check call; raises grpc.RpcError when the server cannot answer."""
-    with grpc.insecure_channel(server) as channel:
+    """One Check call to `args.server`; raises grpc.RpcError when the server cannot answer."""
+    with open_channel(args) as channel:
         call = channel.unary_unary(
             CHECK,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
         )
         response: health_pb2.HealthCheckResponse = call(
-            health_pb2.HealthCheckRequest(service=service), timeout=timeout_s, metadata=metadata
+            health_pb2.HealthCheckRequest(service=service), timeout=args.timeout, metadata=metadata
         )
         return response
 
@@ -82,11 +81,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     label = f"{args.server} ({service or 'server'})"
     try:
         metadata = header_metadata(args.header)
-    except UsageError as error:
+        response = check(args, service, metadata)
+    except (UsageError, ChannelError) as error:
         print(f"ferroserve health: {error}", file=sys.stderr)
         return 2
-    try:
-        response = check(args.server, service, args.timeout, metadata)
     except grpc.RpcError as error:
         code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
         details = error.details() if isinstance(error, grpc.Call) else str(error)

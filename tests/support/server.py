@@ -10,8 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import tritonclient.grpc as triton_grpc
@@ -46,10 +47,13 @@ class ServerProcess:
         extra_args: Iterable[str] = (),
         env: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         """`headers`: sent with the start-up probes (a server restricting health needs them)."""
         self.headers = headers
         self.repository = repository
+        self.client_options = dict(client_options or {})
+        """tritonclient's keyword arguments to reach it (ssl=True, root_certificates=...)."""
         self.log_path = log_path
         self.extra_args = list(extra_args)
         self.env = env
@@ -114,7 +118,7 @@ class ServerProcess:
 
     def _wait_live(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        client = triton_grpc.InferenceServerClient(self.url)
+        client = triton_grpc.InferenceServerClient(self.url, **self.client_options)
         try:
             while time.monotonic() < deadline:
                 self._check_running()
@@ -136,7 +140,7 @@ class ServerProcess:
     def wait_ready(self, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         """Polls ServerReady until it says ready."""
         deadline = time.monotonic() + timeout_s
-        client = triton_grpc.InferenceServerClient(self.url)
+        client = triton_grpc.InferenceServerClient(self.url, **self.client_options)
         try:
             while time.monotonic() < deadline:
                 self._check_running()

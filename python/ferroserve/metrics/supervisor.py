@@ -1,6 +1,7 @@
 """Runs the metrics sidecar as a child process of `ferroserve serve` and restarts it when it
 dies (with backoff, logged), so a crashed exporter costs a scrape or two and never a request.
-The sidecar exits by itself when the serving process is gone (`--exit-with-pid`)."""
+The sidecar exits by itself when the serving process is gone (`--exit-with-pid`); SIGHUP is passed
+on to it (it reloads its TLS certificates)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,8 +32,16 @@ class SidecarOptions:
     host: str
     port: int
     interval_s: float
+    ssl_cert: Path | None = None
+    """Serve HTTPS with this certificate and `ssl_key` (--metrics-ssl-cert/-key)."""
+    ssl_key: Path | None = None
 
     def command(self) -> list[str]:
+        tls = (
+            []
+            if self.ssl_cert is None or self.ssl_key is None
+            else ["--metrics-ssl-cert", str(self.ssl_cert), "--metrics-ssl-key", str(self.ssl_key)]
+        )
         return [
             sys.executable,
             "-m",
@@ -47,6 +57,7 @@ class SidecarOptions:
             str(round(self.interval_s * 1000)),
             "--exit-with-pid",
             str(os.getpid()),
+            *tls,
         ]
 
 
@@ -68,8 +79,9 @@ class SidecarSupervisor:
         self.process = subprocess.Popen(self.options.command(), stdin=subprocess.DEVNULL)
         self._started_at = time.monotonic()
         log.info(
-            "metrics sidecar pid %d serving http://%s:%d/metrics",
+            "metrics sidecar pid %d serving %s://%s:%d/metrics",
             self.process.pid,
+            "http" if self.options.ssl_cert is None else "https",
             self.options.host,
             self.options.port,
         )
@@ -93,6 +105,12 @@ class SidecarSupervisor:
             )
             await asyncio.sleep(self._backoff_s)
             self._spawn()
+
+    def reload_tls(self) -> None:
+        """Passes SIGHUP on: the sidecar reads its certificate files again."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGHUP)
 
     async def stop(self) -> None:
         if self._task is not None:

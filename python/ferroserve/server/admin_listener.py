@@ -2,8 +2,9 @@
 its own, so a network policy or a firewall can keep deployers' calls off the port applications
 reach. Plain grpc.aio, no native front end: management calls are rare and their work (disk,
 loads) dwarfs the transport. The inference port then answers admin calls UNIMPLEMENTED. The
-token guard (--admin-token-file) and the restricted protocols (--grpc-restricted-protocol)
-apply on this port as on the shared one."""
+token guard (--admin-token-file), the restricted protocols (--grpc-restricted-protocol) and TLS
+(--grpc-use-ssl and its siblings, reloaded with the front end's on SIGHUP) apply on this port as on
+the shared one."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ferroserve.server.admin import ADMIN_SERVICE_NAME, AdminService
 from ferroserve.server.health import HEALTH_SERVICE_NAME
 from ferroserve.server.reflection import reflection_servicers
 from ferroserve.server.restrict import RestrictionInterceptor
+from ferroserve.server.tls import ReloadableCredentials, TlsOptions
 
 
 class AdminListener:
@@ -29,6 +31,7 @@ class AdminListener:
         max_message_bytes: int,
         reflection: bool = False,
         restrictions: _core.Restrictions | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
         interceptors = (
             [RestrictionInterceptor(restrictions)]
@@ -49,15 +52,25 @@ class AdminListener:
         if reflection:
             for name, servicer in reflection_servicers(services).items():
                 add_service(self._server, name, servicer)
+        self._tls = None if tls is None else ReloadableCredentials(tls)
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
         """Binds and starts answering; the bound port (OSError when it is taken)."""
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, self._tls.credentials)
         if self.port == 0:
             raise OSError(f"cannot bind the admin port {host}:{port} (--admin-port)")
         await self._server.start()
         return self.port
+
+    def reload_tls(self) -> None:
+        """New connections get the certificates the files hold now (ValueError: kept)."""
+        if self._tls is not None:
+            self._tls.reload()
 
     async def stop(self, grace_s: float) -> None:
         await self._server.stop(grace_s)

@@ -2,7 +2,8 @@
 and behind it, on a private Unix socket, one grpc.aio server with the inference, feature
 (`FeatureService`), drift, admin (`AdminService`: pushing and loading versions), health and
 reflection services for every call the front end forwards;
-message limits sized for real tensors, and an orderly start and stop."""
+message limits sized for real tensors, TLS on every TCP port (certificates reloaded on SIGHUP),
+and an orderly start and stop."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from ferroserve.server.limits import (
     ConnectionOptions,
 )
 from ferroserve.server.reflection import reflection_servicers
+from ferroserve.server.tls import TlsOptions
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class MetricsOptions:
     interval_s: float = 1.0
     sidecar: bool = True
     """Start the sidecar as a child process (off when it runs as its own container)."""
+    ssl_cert: Path | None = None
+    """--metrics-ssl-cert: the sidecar serves HTTPS with this certificate (and ssl_key)."""
+    ssl_key: Path | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -105,6 +110,8 @@ class ServerOptions:
     default_max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     """Requests a model's queue level holds when its config sets no max_queue_size (0:
     unbounded)."""
+    tls: TlsOptions | None = None
+    """TLS on the gRPC port and the admin port (--grpc-use-ssl); None: plaintext."""
 
 
 class Server:
@@ -185,6 +192,7 @@ class Server:
                 options.max_message_bytes,
                 reflection=options.reflection,
                 restrictions=self.restrictions,
+                tls=options.tls,
             )
         add_service(self.grpc, HEALTH_SERVICE_NAME, self.health.servicer)
         services = (
@@ -218,7 +226,14 @@ class Server:
         self.recorder.start()
         if metrics.sidecar:
             self.sidecar = SidecarSupervisor(
-                SidecarOptions(directory, metrics.host, metrics.port, metrics.interval_s)
+                SidecarOptions(
+                    directory,
+                    metrics.host,
+                    metrics.port,
+                    metrics.interval_s,
+                    metrics.ssl_cert,
+                    metrics.ssl_key,
+                )
             )
             self.sidecar.start()
 
@@ -262,6 +277,7 @@ class Server:
         if self.grpc.add_insecure_port(f"unix:{socket_path}") == 0:
             raise OSError(f"cannot bind the gRPC backend socket {socket_path}")
         await self.grpc.start()
+        tls = self.options.tls
         try:
             self.frontend = _core.Frontend.start(
                 address,
@@ -270,8 +286,11 @@ class Server:
                 threads=self.options.frontend_threads,
                 restrictions=self.restrictions,
                 **asdict(self.options.connections),
+                tls_cert=None if tls is None else str(tls.cert),
+                tls_key=None if tls is None else str(tls.key),
+                tls_root_cert=None if tls is None or tls.root_cert is None else str(tls.root_cert),
             )
-        except OSError:
+        except (OSError, ValueError):  # ValueError: TLS files changed since the CLI checked them
             await self.grpc.stop(None)
             raise
         self.port = self.frontend.port
@@ -312,7 +331,12 @@ class Server:
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
         self.health.refresh()
-        log.info("gRPC listening on %s:%d; loading models", self.options.host, self.port)
+        log.info(
+            "gRPC%s listening on %s:%d; loading models",
+            "" if self.options.tls is None else " (TLS)",
+            self.options.host,
+            self.port,
+        )
         if self.poller is not None:
             await self.poller.baseline()  # what changes from now on is picked up by a poll
         results = await asyncio.gather(*(self._load(name) for name in self._startup_models()))
@@ -345,6 +369,27 @@ class Server:
         except Exception:  # reported in the log and in RepositoryIndex; others keep loading
             return False
         return True
+
+    def reload_tls(self) -> None:
+        """SIGHUP: every TLS port reads its certificate files again; new connections get the
+        new certificates, open ones go on. Files that cannot be used are logged and the old
+        certificates kept: a bad rotation never takes the server down."""
+        tls = self.options.tls
+        if tls is not None:
+            try:
+                tls.check()
+                if self.frontend is not None:
+                    self.frontend.reload_tls()
+                if self.admin_listener is not None:
+                    self.admin_listener.reload_tls()
+            except ValueError as error:
+                log.error("SIGHUP: kept the previous TLS certificates: %s", error)
+            else:
+                log.info("SIGHUP: reloaded the TLS certificates (%s, %s)", tls.cert, tls.key)
+        if self.sidecar is not None:
+            self.sidecar.reload_tls()  # the sidecar reloads its own (--metrics-ssl-cert)
+        elif tls is None:
+            log.info("SIGHUP: no TLS configured, nothing to reload")
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Drains, then stops: readiness goes NOT_SERVING at once and new work is refused
@@ -379,6 +424,7 @@ async def serve_forever(options: ServerOptions) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     await server.start()
     await stop.wait()
     log.info("shutting down: draining for up to %g s", options.exit_timeout_s)

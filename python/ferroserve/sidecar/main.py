@@ -1,5 +1,5 @@
 """`ferroserve metrics-sidecar`: serve the snapshot of one serving process until stopped (or,
-with `exit_with_pid`, until that process is gone)."""
+with `exit_with_pid`, until that process is gone); SIGHUP reloads its TLS certificate."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 from ferroserve.sidecar.exposition import SnapshotCollector
 from ferroserve.sidecar.gpu import GpuCollector, start_nvml
 from ferroserve.sidecar.history import History
-from ferroserve.sidecar.http import SidecarServer
+from ferroserve.sidecar.http import SidecarServer, SidecarTls
 from ferroserve.sidecar.source import SnapshotSource
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class SidecarConfig:
     interval_s: float = 1.0
     history_s: float = 900.0
     exit_with_pid: int | None = None
+    tls: SidecarTls | None = None
+    """Serve HTTPS (--metrics-ssl-cert, --metrics-ssl-key); None: HTTP."""
 
 
 def build_registry(source: SnapshotSource) -> CollectorRegistry:
@@ -62,14 +64,24 @@ def _alive(pid: int) -> bool:
 def run_sidecar(config: SidecarConfig) -> int:
     source = SnapshotSource(config.directory, config.interval_s)
     history = History(source, config.history_s, config.interval_s)
-    server = SidecarServer((config.host, config.port), build_registry(source), history)
+    server = SidecarServer((config.host, config.port), build_registry(source), history, config.tls)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        try:
+            server.reload_tls()
+        except ValueError as error:
+            log.error("SIGHUP: kept the previous TLS certificate: %s", error)
+        else:
+            if config.tls is not None:
+                log.info("SIGHUP: reloaded the TLS certificate (%s)", config.tls.cert)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
 
     def tick() -> None:
         while not stop.wait(config.interval_s):
@@ -81,7 +93,8 @@ def run_sidecar(config: SidecarConfig) -> int:
     threading.Thread(target=tick, name="sidecar-sampler", daemon=True).start()
     threading.Thread(target=server.serve_forever, name="sidecar-http", daemon=True).start()
     log.info(
-        "metrics sidecar on http://%s:%d/metrics (dashboard at /), reading %s",
+        "metrics sidecar on %s://%s:%d/metrics (dashboard at /), reading %s",
+        server.scheme,
         config.host,
         server.server_address[1],
         source.path,

@@ -20,6 +20,7 @@ mod server;
 mod service;
 mod shadow;
 mod stream;
+mod tls;
 
 pub use connections::ConnectionLimits;
 pub use counters::{Counters, Method};
@@ -30,3 +31,4 @@ pub use restrict::{Protocol, Restrictions};
 pub use routes::{InferRoute, ModelSpec, PendingInfer, RouteTable, TargetSpec};
 pub use server::{Frontend, FrontendConfig};
 pub use shadow::{DIFFERENCE_BOUNDS, ShadowCounts, largest_difference};
+pub use tls::{ServerTls, TlsError, TlsFiles, server_config};

@@ -1,15 +1,16 @@
-//! The listening socket: accepts HTTP/2 (gRPC) connections on a tokio runtime of its own and
-//! serves each with `Service`, within `ConnectionLimits`; stops with a GOAWAY and a grace
-//! period.
+//! The listening socket: accepts HTTP/2 (gRPC) connections, over TLS when configured, on a
+//! tokio runtime of its own and serves each with `Service`, within `ConnectionLimits`; stops
+//! with a GOAWAY and a grace period.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -19,6 +20,7 @@ use crate::proxy::Backend;
 use crate::restrict::Restrictions;
 use crate::routes::RouteTable;
 use crate::service::Service;
+use crate::tls::ServerTls;
 
 /// How to run the front end.
 #[derive(Debug, Clone)]
@@ -35,6 +37,8 @@ pub struct FrontendConfig {
     pub limits: ConnectionLimits,
     /// Protocols whose calls must carry a header (Triton's `--grpc-restricted-protocol`).
     pub restrictions: Restrictions,
+    /// TLS on the port (None: plain HTTP/2); `ServerTls::reload` swaps its certificates.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A running front end.
@@ -81,10 +85,11 @@ impl Frontend {
         let limits = Arc::new(config.limits);
         let connections = Arc::new(Connections::default());
         let serving = Arc::clone(&connections);
+        let tls = config.tls;
         let thread = std::thread::Builder::new()
             .name("ferroserve-grpc".into())
             .spawn(move || {
-                runtime.block_on(run(listener, accepting, limits, serving, stopping));
+                runtime.block_on(run(listener, accepting, limits, tls, serving, stopping));
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
         Ok(Frontend {
@@ -132,6 +137,7 @@ async fn run(
     listener: TcpListener,
     service: Arc<Service>,
     limits: Arc<ConnectionLimits>,
+    tls: Option<Arc<ServerTls>>,
     connections: Arc<Connections>,
     mut stopping: watch::Receiver<Option<Duration>>,
 ) {
@@ -139,6 +145,7 @@ async fn run(
         listener,
         service,
         limits,
+        tls,
         stopping.clone(),
         Arc::clone(&connections),
     )
@@ -151,6 +158,7 @@ async fn accept(
     listener: TcpListener,
     service: Arc<Service>,
     limits: Arc<ConnectionLimits>,
+    tls: Option<Arc<ServerTls>>,
     mut stopping: watch::Receiver<Option<Duration>>,
     connections: Arc<Connections>,
 ) {
@@ -171,17 +179,23 @@ async fn accept(
         }
         let registered = connections.register();
         let id = registered.id;
-        let connection = serve(
-            stream,
-            Arc::clone(&service),
-            Arc::clone(&limits),
-            stopping.clone(),
-            Arc::clone(&registered.activity),
-        );
-        let task = tokio::spawn(async move {
-            connection.await;
-            drop(registered);
-        });
+        let service = Arc::clone(&service);
+        let limits = Arc::clone(&limits);
+        let stopping = stopping.clone();
+        let activity = Arc::clone(&registered.activity);
+        let task = match &tls {
+            None => tokio::spawn(async move {
+                serve(stream, service, limits, stopping, activity).await;
+                drop(registered);
+            }),
+            Some(tls) => {
+                let tls = Arc::clone(tls);
+                tokio::spawn(async move {
+                    serve_tls(stream, &tls, service, limits, stopping, activity).await;
+                    drop(registered);
+                })
+            }
+        };
         connections.serving(id, task.abort_handle());
     }
 }
@@ -190,11 +204,69 @@ async fn serve(
     stream: TcpStream,
     service: Arc<Service>,
     limits: Arc<ConnectionLimits>,
-    mut stopping: watch::Receiver<Option<Duration>>,
+    stopping: watch::Receiver<Option<Duration>>,
     activity: Arc<connections::Activity>,
 ) {
     // One-row requests are a few hundred bytes: Nagle would hold each answer back.
     let _ = stream.set_nodelay(true);
+    let first_request_within = limits.handshake_timeout;
+    serve_http2(
+        stream,
+        service,
+        limits,
+        stopping,
+        activity,
+        first_request_within,
+    )
+    .await;
+}
+
+/// `serve` after a TLS handshake, which counts against the handshake timeout: a client that
+/// opens TCP and never finishes the handshake is cut as one that never sends a request.
+async fn serve_tls(
+    stream: TcpStream,
+    tls: &ServerTls,
+    service: Arc<Service>,
+    limits: Arc<ConnectionLimits>,
+    mut stopping: watch::Receiver<Option<Duration>>,
+    activity: Arc<connections::Activity>,
+) {
+    let opened = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let stream = tokio::select! {
+        handshake = tokio::time::timeout(limits.handshake_timeout, tls.accept(stream)) => {
+            // A failed handshake (no client certificate under mutual TLS, an untrusted one,
+            // plaintext sent to a TLS port) already told the client why in a TLS alert.
+            let Ok(Ok(stream)) = handshake else { return };
+            stream
+        }
+        _ = stopping.changed() => return,
+    };
+    let first_request_within = limits
+        .handshake_timeout
+        .saturating_sub(opened.elapsed())
+        .max(Duration::from_millis(1));
+    serve_http2(
+        stream,
+        service,
+        limits,
+        stopping,
+        activity,
+        first_request_within,
+    )
+    .await;
+}
+
+async fn serve_http2<Io>(
+    stream: Io,
+    service: Arc<Service>,
+    limits: Arc<ConnectionLimits>,
+    mut stopping: watch::Receiver<Option<Duration>>,
+    activity: Arc<connections::Activity>,
+    first_request_within: Duration,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -221,7 +293,7 @@ async fn serve(
     let grace = tokio::select! {
         _ = connection.as_mut() => return,
         _ = stopping.changed() => None,
-        () = activity.idle_for(limits.handshake_timeout, limits.idle_timeout) => {
+        () = activity.idle_for(first_request_within, limits.idle_timeout) => {
             Some(Duration::from_secs(1))
         }
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferroserve_frontend::{
     self as frontend, ConnectionLimits, FrontendConfig, InferRoute, ModelSpec, RouteTable,
-    TargetSpec,
+    ServerTls, TargetSpec,
 };
 use ferroserve_tensor::wire::{FastSignature, InputLayout};
 use pyo3::exceptions::PyOSError;
@@ -17,6 +17,7 @@ use pyo3::prelude::*;
 use crate::features::PyFeatureStore;
 use crate::restrict::PyRestrictions;
 use crate::runtime::OrtExecutor;
+use crate::tls;
 
 /// A model version answered natively: the signature its fast path matches requests against
 /// and the queue its native executor threads serve.
@@ -102,6 +103,8 @@ type PyShadowCounts = (String, String, u64, u64, u64, Vec<u64>, u64);
 pub(crate) struct PyFrontend {
     inner: Mutex<Option<frontend::Frontend>>,
     routes: Arc<RouteTable>,
+    /// The port's TLS (None: plain HTTP/2).
+    tls: Option<Arc<ServerTls>>,
     /// The port it listens on.
     #[pyo3(get)]
     port: u16,
@@ -112,12 +115,15 @@ impl PyFrontend {
     /// Listens on `address` (host:port; port 0 picks a free one) and forwards what it does not
     /// answer itself to the gRPC server on the Unix socket `backend`, with connections bounded
     /// as `ConnectionOptions` says (times in ms; 0 turns the idle timeout and keep-alive off).
-    /// OSError if it cannot bind.
+    /// OSError if it cannot bind. With `tls_cert` and `tls_key` (PEM files) it speaks TLS
+    /// only, and with `tls_root_cert` it asks every client for a certificate that chains to
+    /// it (mutual TLS); ValueError naming the flag and the file when they cannot be used.
     #[staticmethod]
     #[pyo3(signature = (
         address, backend, *, max_message_bytes, threads = 1, max_connections,
         max_concurrent_streams, handshake_timeout_ms, idle_timeout_ms, keepalive_time_ms,
-        keepalive_timeout_ms, stream_window, restrictions = None,
+        keepalive_timeout_ms, stream_window, restrictions = None, tls_cert = None, tls_key = None,
+        tls_root_cert = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -134,7 +140,19 @@ impl PyFrontend {
         keepalive_timeout_ms: u64,
         stream_window: usize,
         restrictions: Option<PyRef<'_, PyRestrictions>>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        tls_root_cert: Option<PathBuf>,
     ) -> PyResult<Self> {
+        let tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(tls::load(tls::files(cert, key, tls_root_cert))?),
+            (None, None) if tls_root_cert.is_none() => None,
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "TLS needs both --grpc-server-cert and --grpc-server-key",
+                ));
+            }
+        };
         let routes = Arc::new(RouteTable::new());
         let optional = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let config = FrontendConfig {
@@ -152,6 +170,7 @@ impl PyFrontend {
                 stream_window: stream_window.max(1),
             },
             restrictions: restrictions.map(|r| r.inner.clone()).unwrap_or_default(),
+            tls: tls.clone(),
         };
         let started = py
             .detach(|| frontend::Frontend::start(config, Arc::clone(&routes)))
@@ -162,7 +181,19 @@ impl PyFrontend {
             port: started.address().port(),
             inner: Mutex::new(Some(started)),
             routes,
+            tls,
         })
+    }
+
+    /// Reads the TLS files again: new connections get the new certificates, open ones keep
+    /// theirs. False without TLS; ValueError (the old certificates kept) when the files cannot
+    /// be used.
+    fn reload_tls(&self, py: Python<'_>) -> PyResult<bool> {
+        let Some(tls) = &self.tls else {
+            return Ok(false);
+        };
+        py.detach(|| tls::reload(tls))?;
+        Ok(true)
     }
 
     /// Replaces the routing table with `models`: (name, named, split, shadows) per model,

@@ -15,6 +15,7 @@ mod queued;
 mod restrict;
 mod runtime;
 mod tensor;
+mod tls;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -65,6 +66,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tensor::validate_bytes_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(tensor::expected_byte_size, m)?)?;
     m.add_function(wrap_pyfunction!(frontend::shadow_difference, m)?)?;
+    m.add_function(wrap_pyfunction!(tls::check_server_tls, m)?)?;
 
     let outcomes = ferroserve_batcher::Outcome::ALL.map(ferroserve_batcher::Outcome::name);
     m.add("REQUEST_OUTCOMES", PyTuple::new(py, outcomes)?)?;

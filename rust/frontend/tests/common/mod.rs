@@ -19,7 +19,7 @@ use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, BatcherConfig};
 use ferroserve_frontend::{
     ConnectionLimits, Frontend, FrontendConfig, InferRoute, ModelSpec, NativeRoute, Restrictions,
-    RouteTable, TargetSpec,
+    RouteTable, ServerTls, TargetSpec,
 };
 use ferroserve_runtime::{
     Completions, Deliver, Engine, Executor, InputTensor, Layout, OutputTensor, Routed,
@@ -341,7 +341,13 @@ impl Harness {
 
     /// `start` with connections bounded by `limits`.
     pub fn with_limits(backend: bool, max_message_bytes: usize, limits: ConnectionLimits) -> Self {
-        Harness::with_config(backend, max_message_bytes, limits, Restrictions::default())
+        Harness::build(
+            backend,
+            max_message_bytes,
+            limits,
+            Restrictions::default(),
+            None,
+        )
     }
 
     /// `start` with connections bounded by `limits` and protocols restricted by `restrictions`.
@@ -350,6 +356,32 @@ impl Harness {
         max_message_bytes: usize,
         limits: ConnectionLimits,
         restrictions: Restrictions,
+    ) -> Self {
+        Harness::build(backend, max_message_bytes, limits, restrictions, None)
+    }
+
+    /// `with_limits` speaking TLS with `tls` (None: plain HTTP/2).
+    pub fn with_tls(
+        backend: bool,
+        max_message_bytes: usize,
+        limits: ConnectionLimits,
+        tls: Option<Arc<ServerTls>>,
+    ) -> Self {
+        Harness::build(
+            backend,
+            max_message_bytes,
+            limits,
+            Restrictions::default(),
+            tls,
+        )
+    }
+
+    fn build(
+        backend: bool,
+        max_message_bytes: usize,
+        limits: ConnectionLimits,
+        restrictions: Restrictions,
+        tls: Option<Arc<ServerTls>>,
     ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -437,6 +469,7 @@ impl Harness {
                 threads: 1,
                 limits,
                 restrictions,
+                tls,
             },
             routes,
         )

@@ -1,0 +1,213 @@
+//! TLS on the public port (Triton's `--grpc-use-ssl` flags): the server's certificate chain and
+//! key, and for mutual TLS the root certificate that client certificates must chain to, read
+//! from PEM files into a rustls `ServerConfig` (ring provider, ALPN `h2`). `reload` reads the
+//! files again and swaps the config for new connections; open ones keep the session they
+//! negotiated. Bad files never replace good ones: the error names the flag and the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::{CryptoProvider, ring};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// Where the PEM files are (read again on every `reload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `--grpc-server-cert`: the server's certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// `--grpc-server-key`: the private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// `--grpc-root-cert` with `--grpc-use-ssl-mutual`: the CA certificates a client's
+    /// certificate must chain to; None: clients are not asked for one.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Why the TLS files cannot be used: each names the flag and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read.
+    #[error("{flag} {}: {source}", path.display())]
+    Unreadable {
+        /// The flag that names the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not the PEM it should be.
+    #[error("{flag} {}: {reason}", path.display())]
+    Invalid {
+        /// The flag that names the file.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key is not the certificate's.
+    #[error(
+        "--grpc-server-key {} is not the private key of the certificate in --grpc-server-cert {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+}
+
+const CERT_FLAG: &str = "--grpc-server-cert";
+const KEY_FLAG: &str = "--grpc-server-key";
+const ROOT_FLAG: &str = "--grpc-root-cert";
+
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Unreadable {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid(flag: &'static str, path: &Path, reason: impl ToString) -> TlsError {
+    TlsError::Invalid {
+        flag,
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Every `CERTIFICATE` block of a PEM file, in order; at least one.
+fn certificates(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(flag, path)?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(flag, path, format!("unreadable PEM: {error}")))?;
+    if chain.is_empty() {
+        return Err(invalid(
+            flag,
+            path,
+            "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+        ));
+    }
+    Ok(chain)
+}
+
+/// The rustls config `files` describe, checked: the key is the certificate's, the client CA
+/// holds usable roots.
+pub fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+    let provider = Arc::new(ring::default_provider());
+    let chain = certificates(CERT_FLAG, &files.cert)?;
+    let key = PrivateKeyDer::from_pem_slice(&read(KEY_FLAG, &files.key)?).map_err(|error| {
+        invalid(
+            KEY_FLAG,
+            &files.key,
+            format!("no usable PEM private key in it (PKCS#8, PKCS#1 or SEC1): {error}"),
+        )
+    })?;
+    check_key_matches(&provider, &chain, &key, files)?;
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| invalid(CERT_FLAG, &files.cert, error))?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for certificate in certificates(ROOT_FLAG, path)? {
+                roots
+                    .add(certificate)
+                    .map_err(|error| invalid(ROOT_FLAG, path, error))?;
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|error| invalid(ROOT_FLAG, path, error))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|error| invalid(CERT_FLAG, &files.cert, error))?;
+    // gRPC is HTTP/2 only: a client offering just http/1.1 fails the handshake with a
+    // no_application_protocol alert instead of a confusing HTTP/2 preface error later.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+fn check_key_matches(
+    provider: &CryptoProvider,
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    files: &TlsFiles,
+) -> Result<(), TlsError> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|error| invalid(KEY_FLAG, &files.key, error))?;
+    match CertifiedKey::new(chain.to_vec(), signing).keys_match() {
+        Ok(()) => Ok(()),
+        // Unknown: the certificate's public key could not be compared; rustls decides later.
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                cert: files.cert.clone(),
+                key: files.key.clone(),
+            })
+        }
+        Err(error) => Err(invalid(CERT_FLAG, &files.cert, error)),
+    }
+}
+
+/// The public port's TLS: the files and the config new connections get.
+pub struct ServerTls {
+    files: TlsFiles,
+    current: ArcSwap<ServerConfig>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads `files`; the error says which flag's file is wrong and why.
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let config = server_config(&files)?;
+        Ok(ServerTls {
+            files,
+            current: ArcSwap::from_pointee(config),
+        })
+    }
+
+    /// Reads the files again; on success new connections use them, on failure the previous
+    /// config stays (open connections are untouched either way).
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let config = server_config(&self.files)?;
+        self.current.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// The files it reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// The TLS handshake of a new connection, with the config current now.
+    pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+            .accept(stream)
+            .await
+    }
+}
