@@ -78,7 +78,9 @@ def test_tritonclient_over_tls_is_served_and_plaintext_is_refused(
         with grpcclient.InferenceServerClient(server.url) as plaintext:
             with pytest.raises(InferenceServerException) as refused:
                 plaintext.is_server_live(client_timeout=5)
+            # Told why, not just "Socket closed".
             assert "UNAVAILABLE" in str(refused.value.status())
+            assert "this port speaks TLS only" in str(refused.value.message())
         assert "gRPC (TLS) listening" in server.log()
         code, out, _ = run_cli("health", "--server", server.url, "--root-cert", str(ca))
         assert code == 0 and "SERVING" in out, out

@@ -234,10 +234,13 @@ async fn serve_tls(
     let opened = Instant::now();
     let _ = stream.set_nodelay(true);
     let stream = tokio::select! {
-        handshake = tokio::time::timeout(limits.handshake_timeout, tls.accept(stream)) => {
-            // A failed handshake (no client certificate under mutual TLS, an untrusted one,
-            // plaintext sent to a TLS port) already told the client why in a TLS alert.
-            let Ok(Ok(stream)) = handshake else { return };
+        handshake = tokio::time::timeout(
+            limits.handshake_timeout,
+            tls.accept(stream, limits.handshake_timeout),
+        ) => {
+            // A failed handshake (no client certificate under mutual TLS, an untrusted one)
+            // already told the client why in a TLS alert; a plaintext client was answered.
+            let Ok(Ok(Some(stream))) = handshake else { return };
             stream
         }
         _ = stopping.changed() => return,

@@ -2,12 +2,18 @@
 //! key, and for mutual TLS the root certificate that client certificates must chain to, read
 //! from PEM files into a rustls `ServerConfig` (ring provider, ALPN `h2`). `reload` reads the
 //! files again and swaps the config for new connections; open ones keep the session they
-//! negotiated. Bad files never replace good ones: the error names the flag and the file.
+//! negotiated. Bad files never replace good ones: the error names the flag and the file. A
+//! plaintext gRPC client is told, in a gRPC status, that the port wants TLS.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,6 +22,18 @@ use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+use crate::body::status_response;
+use crate::grpc::{Code, Status};
+
+/// What a plaintext client of a TLS port is told (its library would otherwise only say
+/// "Socket closed").
+pub const PLAINTEXT_REFUSED: &str = "this port speaks TLS only (the server runs with \
+    --grpc-use-ssl): connect over TLS (tritonclient: ssl=True with root_certificates; \
+    perf_analyzer: --ssl-grpc-use-ssl true)";
+
+/// The first byte of every TLS connection: a handshake record (RFC 8446, 5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Where the PEM files are (read again on every `reload`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,10 +222,39 @@ impl ServerTls {
         &self.files
     }
 
-    /// The TLS handshake of a new connection, with the config current now.
-    pub(crate) async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
-        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    /// The TLS handshake of a new connection, with the config current now; None when the
+    /// client sent no TLS, after telling a plaintext gRPC client so (for at most `within`).
+    pub(crate) async fn accept(
+        &self,
+        stream: TcpStream,
+        within: Duration,
+    ) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
+            refuse_plaintext(stream, within).await;
+            return Ok(None);
+        }
+        let config = self.current.load_full();
+        let stream = tokio_rustls::TlsAcceptor::from(config)
             .accept(stream)
-            .await
+            .await?;
+        Ok(Some(stream))
     }
+}
+
+/// Serves a plaintext HTTP/2 connection for at most `within`, answering every call
+/// UNAVAILABLE with `PLAINTEXT_REFUSED`; nothing reaches the service.
+async fn refuse_plaintext(stream: TcpStream, within: Duration) {
+    let status = Status::new(Code::Unavailable, PLAINTEXT_REFUSED);
+    let connection = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(8)
+        .serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |_| {
+                let response = status_response(&status);
+                async move { Ok::<_, Infallible>(response) }
+            }),
+        );
+    let _ = tokio::time::timeout(within, connection).await;
 }

@@ -183,26 +183,24 @@ fn calls_over_tls_are_answered_natively_and_forwarded() {
 }
 
 #[test]
-fn plaintext_http2_against_a_tls_port_fails() {
+fn a_plaintext_client_of_a_tls_port_is_told_to_use_tls() {
     let dir = scratch("plaintext");
     let authority = Authority::new("test CA");
     let (files, _) = write_server_files(&dir, &authority, 1, None);
     let (h, _) = serve_tls(files, ConnectionLimits::default());
     let address = h.frontend.address();
     h.run(async {
-        let tcp = TcpStream::connect(address).await.unwrap();
-        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .handshake::<_, TestBody>(TokioIo::new(tcp))
-            .await;
-        let failed = match handshake {
-            Err(_) => true,
-            Ok((mut client, connection)) => {
-                tokio::spawn(connection);
-                infer(&mut client, address).await.is_err()
-            }
-        };
-        assert!(failed, "a plaintext call was answered on the TLS port");
+        let mut client = connect(&h.frontend).await;
+        let message = infer_request("m", "1", "plain", &[1, 4], &rows_of(1, 1));
+        for path in [MODEL_INFER, SERVER_LIVE] {
+            let reply = unary(&mut client, address, path, &message, None).await;
+            let (code, text) = reply.status();
+            assert_eq!(code, 14, "{text}");
+            assert!(text.contains("this port speaks TLS only"), "{text}");
+            assert!(reply.messages.is_empty());
+        }
     });
+    // Neither the native path nor the backend saw the calls.
     assert_eq!(h.calls(), 0);
 }
 
