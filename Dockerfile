@@ -60,6 +60,8 @@ WORKDIR /home/ferroserve
 # 8001: gRPC (KServe v2 / Triton); 8002: the metrics sidecar (/metrics and the dashboard).
 EXPOSE 8001 8002
 # Readiness through the gRPC health service (grpc.health.v1 Check of the whole server).
+# Against a TLS server (--grpc-use-ssl) set FERROSERVE_ROOT_CERT (and FERROSERVE_CLIENT_CERT,
+# FERROSERVE_CLIENT_KEY under mutual TLS): `ferroserve health` reads them (docs/security.md).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["ferroserve", "health", "--server", "127.0.0.1:8001"]
 ENTRYPOINT ["ferroserve"]

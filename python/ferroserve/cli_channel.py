@@ -1,14 +1,26 @@
 """The channel every CLI command that talks to a server opens (health, push, versions, alias,
 features, drift, ...): plaintext by default, TLS with `--ssl` (or any of `--root-cert`,
 `--client-cert`, `--client-key`), presenting a client certificate to a server that runs with
-`--grpc-use-ssl-mutual`."""
+`--grpc-use-ssl-mutual`. Each flag defaults to an environment variable, so a container's
+HEALTHCHECK or a probe command reaches a TLS server without changing its command line."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import grpc
+
+SSL_ENV = "FERROSERVE_SSL"
+ROOT_CERT_ENV = "FERROSERVE_ROOT_CERT"
+CLIENT_CERT_ENV = "FERROSERVE_CLIENT_CERT"
+CLIENT_KEY_ENV = "FERROSERVE_CLIENT_KEY"
+
+
+def _path_from(variable: str) -> Path | None:
+    value = os.environ.get(variable)
+    return Path(value) if value else None
 
 
 class ChannelError(Exception):
@@ -21,22 +33,29 @@ def add_channel_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ssl",
         action="store_true",
-        help="connect over TLS (a server with --grpc-use-ssl); implied by the flags below",
+        default=os.environ.get(SSL_ENV, "").lower() in ("1", "true", "yes"),
+        help=f"connect over TLS (a server with --grpc-use-ssl; default: ${SSL_ENV}); implied "
+        "by the flags below",
     )
     parser.add_argument(
         "--root-cert",
         type=Path,
-        default=None,
-        help="PEM file: the CA certificates to trust for the server (default: the system's)",
+        default=_path_from(ROOT_CERT_ENV),
+        help="PEM file: the CA certificates to trust for the server (default: "
+        f"${ROOT_CERT_ENV}, else the system's)",
     )
     parser.add_argument(
         "--client-cert",
         type=Path,
-        default=None,
-        help="PEM file: this client's certificate, for a server with --grpc-use-ssl-mutual",
+        default=_path_from(CLIENT_CERT_ENV),
+        help="PEM file: this client's certificate, for a server with --grpc-use-ssl-mutual "
+        f"(default: ${CLIENT_CERT_ENV})",
     )
     parser.add_argument(
-        "--client-key", type=Path, default=None, help="PEM file: the client certificate's key"
+        "--client-key",
+        type=Path,
+        default=_path_from(CLIENT_KEY_ENV),
+        help=f"PEM file: the client certificate's key (default: ${CLIENT_KEY_ENV})",
     )
 
 

@@ -63,7 +63,7 @@ def tls_flags(server: Leaf) -> list[str]:
 
 
 def test_tritonclient_over_tls_is_served_and_plaintext_is_refused(
-    repository: Path, tmp_path: Path
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     authority = Authority.create("test CA")
     ca = authority.write(tmp_path / "ca.crt")
@@ -86,6 +86,10 @@ def test_tritonclient_over_tls_is_served_and_plaintext_is_refused(
         assert code == 0 and "SERVING" in out, out
         code, out, _ = run_cli("health", "--server", server.url, "--timeout", "2")
         assert code == 1 and "UNAVAILABLE" in out, out
+        # The Dockerfile's HEALTHCHECK command, unchanged, with the CA named in the environment.
+        monkeypatch.setenv("FERROSERVE_ROOT_CERT", str(ca))
+        code, out, _ = run_cli("health", "--server", server.url)
+        assert code == 0 and "SERVING" in out, out
 
 
 def test_mutual_tls_refuses_clients_without_a_trusted_certificate(
