@@ -16,6 +16,7 @@ SSL_ENV = "FERROSERVE_SSL"
 ROOT_CERT_ENV = "FERROSERVE_ROOT_CERT"
 CLIENT_CERT_ENV = "FERROSERVE_CLIENT_CERT"
 CLIENT_KEY_ENV = "FERROSERVE_CLIENT_KEY"
+SERVER_NAME_ENV = "FERROSERVE_TLS_SERVER_NAME"
 
 
 def _path_from(variable: str) -> Path | None:
@@ -29,7 +30,7 @@ class ChannelError(Exception):
 
 
 def add_channel_flags(parser: argparse.ArgumentParser) -> None:
-    """`--ssl`, `--root-cert`, `--client-cert`, `--client-key`."""
+    """`--ssl`, `--root-cert`, `--client-cert`, `--client-key`, `--tls-server-name`."""
     parser.add_argument(
         "--ssl",
         action="store_true",
@@ -57,6 +58,13 @@ def add_channel_flags(parser: argparse.ArgumentParser) -> None:
         default=_path_from(CLIENT_KEY_ENV),
         help=f"PEM file: the client certificate's key (default: ${CLIENT_KEY_ENV})",
     )
+    parser.add_argument(
+        "--tls-server-name",
+        default=os.environ.get(SERVER_NAME_ENV) or None,
+        help="the name the server's certificate must carry when it differs from --server's "
+        "host, e.g. a probe dialling 127.0.0.1 in a pod whose certificate names the Service "
+        f"(default: ${SERVER_NAME_ENV})",
+    )
 
 
 def _read(flag: str, path: Path | None) -> bytes | None:
@@ -76,9 +84,12 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     key = _read("--client-key", args.client_key)
     if (cert is None) != (key is None):
         raise ChannelError("a client certificate needs both --client-cert and --client-key")
-    if not (args.ssl or root is not None or cert is not None):
+    if not (args.ssl or root is not None or cert is not None or args.tls_server_name):
         return grpc.insecure_channel(args.server)
     credentials = grpc.ssl_channel_credentials(
         root_certificates=root, private_key=key, certificate_chain=cert
     )
-    return grpc.secure_channel(args.server, credentials)
+    options = []
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    return grpc.secure_channel(args.server, credentials, options=options)

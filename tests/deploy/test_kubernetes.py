@@ -26,11 +26,12 @@ from support.commands import CommandServer, sidecar_process, with_flags
 from support.manifests import DEPLOY, ROOT, container, kustomize, one, validation_errors
 from support.repository import add_model
 from support.server import free_port
+from support.tls import Authority
 from support.tools import tool
 
 KUBERNETES = DEPLOY / "kubernetes"
 ADAPTER_RULES = KUBERNETES / "prometheus-adapter" / "rules.yaml"
-KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/s3"]
+KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/s3", "overlays/tls"]
 
 
 @pytest.fixture(scope="module", params=KUSTOMIZATIONS)
@@ -117,9 +118,17 @@ def test_probes_ports_and_services_agree(rendered: list[dict[str, Any]]) -> None
     metrics_port = int(flag(sidecar["args"], "--metrics-port"))
     assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {"metrics": metrics_port}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert server[probe]["grpc"]["port"] == grpc_port, probe
-    assert server["livenessProbe"]["grpc"]["service"] == "ferroserve/live"
-    assert server["readinessProbe"]["grpc"]["service"] == ""
+        if "exec" in server[probe]:  # TLS: Kubernetes' grpc: probes speak no TLS
+            command = server[probe]["exec"]["command"]
+            assert "grpc" not in server[probe], probe
+            assert command[:2] == ["ferroserve", "health"], probe
+            assert command[command.index("--server") + 1] == f"127.0.0.1:{grpc_port}", probe
+            assert ("--live" in command) == (probe != "readinessProbe"), probe
+        else:
+            assert server[probe]["grpc"]["port"] == grpc_port, probe
+    if "grpc" in server["livenessProbe"]:
+        assert server["livenessProbe"]["grpc"]["service"] == "ferroserve/live"
+        assert server["readinessProbe"]["grpc"]["service"] == ""
     pod_labels = one(rendered, "Deployment")["spec"]["template"]["metadata"]["labels"]
     container_ports = {p["name"] for c in spec["containers"] for p in c.get("ports", [])}
     for service in (r for r in rendered if r["kind"] == "Service"):
@@ -428,3 +437,71 @@ def test_the_s3_overlay_command_line_serves_a_bucket(
             process.wait_ready()
             assert _health(process.url, "identity") == health_pb2.HealthCheckResponse.SERVING
         assert (tmp_path / "mirror" / "identity" / "1" / "model.onnx").exists()
+
+
+def test_the_tls_overlay_serves_tls_and_its_probe_commands_pass(tmp_path: Path) -> None:
+    """The TLS overlay's server command line, with the Secret's files made here for the
+    Service's name only (as a cluster's certificate would be), serves TLS; each probe's
+    command, with the container's environment, answers SERVING; without the server name the
+    certificate does not match 127.0.0.1 and the probe fails."""
+    spec = pod_spec(kustomize(KUBERNETES / "overlays/tls"))
+    server = container(spec, "server")
+    mounts = {v["name"]: v["mountPath"] for v in server["volumeMounts"]}
+    secret = {v["name"]: v for v in spec["volumes"]}["tls"]["secret"]["secretName"]
+    assert secret == "ferroserve-tls" and mounts["tls"] == "/etc/ferroserve/tls"
+    env = {e["name"]: e["value"] for e in server["env"]}
+    service_name = env["FERROSERVE_TLS_SERVER_NAME"]
+    services = {
+        s["metadata"]["name"]
+        for s in kustomize(KUBERNETES / "overlays/tls")
+        if s["kind"] == "Service"
+    }
+    assert service_name in services
+    # The Secret's files, for the Service's DNS name only.
+    authority = Authority.create("cluster CA")
+    secret_dir = tmp_path / "tls"
+    leaf = authority.issue(secret_dir, "tls", serial=3, dns_names=(service_name,), loopback=False)
+    ca = authority.write(secret_dir / "ca.crt")
+    here = {"/etc/ferroserve/tls/tls.crt": leaf.cert, "/etc/ferroserve/tls/tls.key": leaf.key,
+            "/etc/ferroserve/tls/ca.crt": ca}  # fmt: skip
+    assert flag(server["args"], "--grpc-server-cert") in here
+    assert flag(server["args"], "--grpc-server-key") in here
+    repository = tmp_path / "models"
+    add_model(repository, "identity", m.identity_model("FP32", ["batch", 4]))
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+
+    def server_argv(grpc_port: int, _metrics_port: int) -> list[str]:
+        local = {
+            "--model-repository": str(repository),
+            "--host": "127.0.0.1",
+            "--grpc-port": str(grpc_port),
+            "--metrics-dir": str(tmp_path / "metrics"),
+            "--admin-token-file": str(token),
+            "--grpc-server-cert": str(leaf.cert),
+            "--grpc-server-key": str(leaf.key),
+        }
+        return with_flags(server["args"], local)
+
+    options = {
+        "ssl": True,
+        "root_certificates": str(ca),
+        "channel_args": [("grpc.ssl_target_name_override", service_name)],
+    }
+    probe_env = {**os.environ, **{k: str(here.get(v, v)) for k, v in env.items()}}
+    with CommandServer(
+        server_argv, repository, tmp_path / "server.log", client_options=options
+    ) as process:
+        process.wait_ready()
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            command = server[probe]["exec"]["command"]
+            argv = [tool("ferroserve"), *with_flags(command[1:], {"--server": process.url})]
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=30, check=False, env=probe_env
+            )
+            assert done.returncode == 0 and "SERVING" in done.stdout, (probe, done.stdout)
+        unnamed = {k: v for k, v in probe_env.items() if k != "FERROSERVE_TLS_SERVER_NAME"}
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=30, check=False, env=unnamed
+        )
+        assert done.returncode == 1, done.stdout

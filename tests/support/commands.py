@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from support.server import ServerProcess
 from support.tools import tool
@@ -44,8 +45,9 @@ class CommandServer(ServerProcess):
         repository: Path,
         log_path: Path,
         env: dict[str, str] | None = None,
+        client_options: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(repository, log_path, env=env)
+        super().__init__(repository, log_path, env=env, client_options=client_options)
         self._argv_for = argv_for
 
     def command(self) -> list[str]:

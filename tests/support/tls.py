@@ -80,9 +80,17 @@ class Authority:
         path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, directory: Path, name: str, serial: int, client: bool = False) -> Leaf:
-        """A certificate for localhost and 127.0.0.1 with `serial`, written (atomically) to
-        `directory/name.crt` and `directory/name.key`."""
+    def issue(
+        self,
+        directory: Path,
+        name: str,
+        serial: int,
+        client: bool = False,
+        dns_names: tuple[str, ...] = ("localhost",),
+        loopback: bool = True,
+    ) -> Leaf:
+        """A certificate for `dns_names` (and 127.0.0.1 when `loopback`) with `serial`, written
+        (atomically) to `directory/name.crt` and `directory/name.key`."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
@@ -96,7 +104,10 @@ class Authority:
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [
+                        *(x509.DNSName(dns) for dns in dns_names),
+                        *([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if loopback else []),
+                    ]
                 ),
                 critical=False,
             )
