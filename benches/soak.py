@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from report import publish
@@ -54,9 +55,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600.0, help="seconds [600]")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds per row [30]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the models' weights [0]")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and garbage [0]")
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s per good client [20]")
     parser.add_argument("--reload-every-s", type=float, default=20.0, help="unload/load [20]")
+    parser.add_argument("--no-reload", action="store_true", help="no unload/load cycle")
+    parser.add_argument("--no-abuse", action="store_true", help="no hostile clients")
+    parser.add_argument(
+        "--abuse", action="append", default=[], help="only hostile clients whose name has this"
+    )
+    parser.add_argument(
+        "--abuse-pause-s", type=float, default=0.5, help="between two hostile clients [0.5]"
+    )
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     return parser.parse_args(argv)
 
@@ -117,7 +126,7 @@ def traffic(
     address = f"{HOST}:{port}"
     kill = SidecarKill()
     sampler = TreeSampler(recorder, pid)
-    abuser = Abuser(HOST, port, MLP.name, MAX_MESSAGE_BYTES)
+    abuser = Abuser(HOST, port, MLP.name, MAX_MESSAGE_BYTES, args.seed)
     stream = StreamClient(recorder, address, MLP, args.rate)
     url = f"http://{HOST}:{metrics_port}/metrics"
     workers: list[Callable[[], None]] = [
@@ -126,8 +135,12 @@ def traffic(
         lambda: unary_client(recorder, address, TINY, GOOD, args.rate),
         lambda: unary_client(recorder, address, CYCLED, RELOADED, args.rate),
         stream.run,
-        lambda: abuser.cycle(recorder),
-        lambda: reload_cycle(recorder, address, CYCLED.name, args.reload_every_s),
+        *(
+            []
+            if args.no_abuse
+            else [lambda: abuser.cycle(recorder, args.abuse, args.abuse_pause_s)]
+        ),
+        *([] if args.no_reload else [reload_cycle_of(recorder, address, args.reload_every_s)]),
         lambda: scraper(recorder, url),
         lambda: kill_sidecar_at(recorder, pid, args.duration / 3, kill),
         sampler.run,
@@ -135,7 +148,21 @@ def traffic(
     return workers, kill, sampler
 
 
-def run(args: argparse.Namespace, workdir: Path) -> tuple[Recorder, SidecarKill, TreeSampler]:
+def reload_cycle_of(recorder: Recorder, address: str, every_s: float) -> Callable[[], None]:
+    return lambda: reload_cycle(recorder, address, CYCLED.name, every_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What a run recorded."""
+
+    recorder: Recorder
+    kill: SidecarKill
+    sampler: TreeSampler
+    notes: list[str]
+
+
+def run(args: argparse.Namespace, workdir: Path) -> Run:
     repository = workdir / "models"
     write_repository(repository, args.seed)
     notes: list[str] = []
@@ -148,26 +175,27 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[Recorder, SidecarKill,
         threads = [threading.Thread(target=work, daemon=True) for work in workers]
         for thread in threads:
             thread.start()
-        recorder.stop.wait(args.duration)
+        recorder.run_for(args.duration)
         recorder.stop.set()
         for thread in threads:
             thread.join(timeout=90.0)
         if any(thread.is_alive() for thread in threads):
             print("warning: a client thread did not finish within 90 s", file=sys.stderr)
-    return recorder, kill, sampler
+    return Run(recorder, kill, sampler, notes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        recorder, kill, sampler = run(args, Path(tmp))
+        done = run(args, Path(tmp))
+        recorder = done.recorder
         tables, verdict_passed, notes = sections(
-            recorder.events(), sampler.samples, kill, args.interval, args.duration
+            recorder.events(), done.sampler.samples, done.kill, args.interval, recorder.stalls
         )
         command = " ".join(
             ["python benches/soak.py", *(argv if argv is not None else sys.argv[1:])]
         )
-        publish(tables, [f"command: `{command}`", *notes], args.out)
+        publish(tables, [f"command: `{command}`", *done.notes, *notes], args.out)
     return 0 if verdict_passed else 1
 
 

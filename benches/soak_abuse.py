@@ -4,12 +4,11 @@ promises. The raw HTTP/2 ones write frames by hand (RFC 9113) over a plain socke
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -56,11 +55,11 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 class Abuser:
     """The hostile clients against one server."""
 
-    def __init__(self, host: str, port: int, model: str, max_message_bytes: int) -> None:
+    def __init__(self, host: str, port: int, model: str, max_message_bytes: int, seed: int) -> None:
         self.host, self.port, self.model = host, port, model
         self.address = f"{host}:{port}"
         self.max_message_bytes = max_message_bytes
-        self.rng = random.Random(0)
+        self.rng = random.Random(seed)
 
     def abuses(self) -> list[Abuse]:
         refused = frozenset({"closed", "goaway", "answered", "reset"})
@@ -95,10 +94,12 @@ class Abuser:
             ),
         ]
 
-    def cycle(self, recorder: Recorder, pause_s: float = 0.5) -> None:
-        """Plays every abuse in turn until the run stops."""
+    def cycle(self, recorder: Recorder, only: Sequence[str] = (), pause_s: float = 0.5) -> None:
+        """Plays every abuse (or those whose names contain one of `only`) in turn until the
+        run stops."""
+        chosen = [a for a in self.abuses() if not only or any(part in a.name for part in only)]
         while not recorder.stop.is_set():
-            for abuse in self.abuses():
+            for abuse in chosen:
                 if recorder.stop.is_set():
                     return
                 try:
@@ -171,7 +172,7 @@ class Abuser:
 
     def malformed(self) -> str:
         # A length-delimited field (1: model_name) declaring more bytes than follow.
-        return self._raw_call(b"\x0a\xff\x01" + os.urandom(16))
+        return self._raw_call(b"\x0a\xff\x01" + self.rng.randbytes(16))
 
     def gzip_bomb(self) -> str:
         """Zeros inflating to 4x the message limit, gzipped by grpcio (a few KB on the wire);

@@ -114,22 +114,23 @@ HEADER = [
 
 
 def intervals(
-    events: Sequence[Event], samples: Sequence[Sample], length_s: float, duration_s: float
+    events: Sequence[Event], samples: Sequence[Sample], length_s: float, end_s: float
 ) -> list[Interval]:
-    count = max(1, round(duration_s / length_s))
+    """The run cut every `length_s` up to `end_s` (the last takes the answers drained after
+    it), less the intervals where nothing ran (the soak was stopped throughout)."""
+    count = max(1, round(end_s / length_s))
     found = []
     for index in range(count):
         start, end = index * length_s, (index + 1) * length_s
-        # The last interval takes what ended after the run (answers drained at the end).
         last = index == count - 1
-        found.append(
-            Interval(
-                start,
-                end,
-                [e for e in events if start <= e.at_s < end or (last and e.at_s >= end)],
-                [s for s in samples if start <= s.at_s < end or (last and s.at_s >= end)],
-            )
+        interval = Interval(
+            start,
+            end,
+            [e for e in events if start <= e.at_s < end or (last and e.at_s >= end)],
+            [s for s in samples if start <= s.at_s < end or (last and s.at_s >= end)],
         )
+        if interval.samples:
+            found.append(interval)
     return found
 
 
@@ -201,10 +202,11 @@ def sections(
     samples: Sequence[Sample],
     kill: SidecarKill,
     interval_s: float,
-    duration_s: float,
+    stalls: Sequence[tuple[float, float]],
 ) -> tuple[list[list[str]], bool, list[str]]:
     """The report's tables and verdict, whether every check passed, and notes."""
-    rows = intervals(events, samples, interval_s, duration_s)
+    end_s = max((sample.at_s for sample in samples), default=interval_s)
+    rows = intervals(events, samples, interval_s, end_s)
     checks = verdict(rows, events, kill)
     tables = [
         ["## Soak", "", *HEADER, *(row.row() for row in rows)],
@@ -220,4 +222,10 @@ def sections(
         f"{e.kind}: {e.outcome}" for e in events if e.kind.startswith("bad: ") and not e.expected
     )
     notes += [f"unexpected: {what} (x{count})" for what, count in unexpected.items()]
+    notes += [
+        f"stalled {start:.0f}-{end:.0f} s: the soak's processes did not run (stopped by the "
+        "machine's benchmark guard, or starved); times are wall-clock, the run went on past "
+        "them so that --duration seconds ran"
+        for start, end in stalls
+    ]
     return tables, all(check.startswith("PASS") for check in checks), notes

@@ -25,6 +25,9 @@ SCRAPE = "scrape"
 ADMIN = "admin"
 # A call whose deadline passed, or a stream request never answered: must not happen.
 UNANSWERED = "UNANSWERED"
+# A clock step longer than this between two ticks of a 0.5 s wait: the soak was stopped
+# (SIGSTOP, as a shared machine's benchmark guard does) or starved of CPU that long.
+STALL_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +50,25 @@ class Recorder:
         self._lock = threading.Lock()
         self._events: list[Event] = []
         self.stop = threading.Event()
+        self.stalls: list[tuple[float, float]] = []
+        """Stretches (start, end in s) when the soak's process did not run."""
 
     def now_s(self) -> float:
         return time.monotonic() - self.start
+
+    def active_s(self) -> float:
+        """Seconds into the run, less the stalls."""
+        return self.now_s() - sum(end - start for start, end in self.stalls)
+
+    def run_for(self, active_s: float) -> None:
+        """Returns once `active_s` seconds have run outside stalls, noting the stalls."""
+        last = self.now_s()
+        while self.active_s() < active_s:
+            time.sleep(0.5)
+            now = self.now_s()
+            if now - last > STALL_S:
+                self.stalls.append((last, now))
+            last = now
 
     def add(
         self, kind: str, outcome: str, latency_ms: float | None = None, expected: bool = True
@@ -240,9 +259,11 @@ class SidecarKill:
 
 
 def kill_sidecar_at(recorder: Recorder, server_pid: int, at_s: float, kill: SidecarKill) -> None:
-    """SIGKILLs the sidecar `at_s` into the run, then waits for a scrape to succeed."""
-    if recorder.stop.wait(max(0.0, at_s - recorder.now_s())):
-        return
+    """SIGKILLs the sidecar `at_s` (active seconds) into the run, then waits for a scrape to
+    succeed."""
+    while recorder.active_s() < at_s:
+        if recorder.stop.wait(0.5):
+            return
     kill.killed_pid = sidecar_pid(server_pid)
     if kill.killed_pid is None:
         return
