@@ -14,6 +14,9 @@ interval to the last, UNKNOWN or unanswered calls anywhere (none allowed), wheth
 clients of the models never reloaded saw only OK, when /metrics answered again.
 
     python benches/soak.py [--duration S] [--interval S] [--seed N] [--rate R] [--out FILE]
+                           [--no-reload] [--no-abuse] [--abuse NAME] [--abuse-pause-s S]
+
+Run with `nice -n 19` on a shared machine; docs/security.md "Soak" has a run's figures.
 """
 
 from __future__ import annotations
