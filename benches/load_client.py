@@ -50,12 +50,19 @@ class PerfAnalyzer:
     the stable window's boundaries and the requests that completed in it."""
 
     def __init__(
-        self, binary: Path, settings: LoadSettings, workdir: Path, model: str = MODEL
+        self,
+        binary: Path,
+        settings: LoadSettings,
+        workdir: Path,
+        model: str = MODEL,
+        protocol: tuple[str, ...] = ("-i", "grpc"),
     ) -> None:
         self._binary = binary
         self._settings = settings
         self._workdir = workdir
         self._model = model
+        self._protocol = protocol
+        """perf_analyzer's protocol flags (`-i http` and its tensor formats for REST)."""
         # perf_analyzer prints its version on stderr.
         probe = subprocess.run(
             [str(binary), "--version"], capture_output=True, text=True, check=True
@@ -64,12 +71,13 @@ class PerfAnalyzer:
 
     def measure(self, port: int, concurrency: int, streaming: bool) -> Measurement:
         mode = "stream" if streaming else "unary"
-        stem = self._workdir / f"pa-{self._model}-{port}-c{concurrency}-{mode}"
+        label = "-".join(flag.strip("-") for flag in self._protocol)
+        stem = self._workdir / f"pa-{self._model}-{port}-c{concurrency}-{mode}-{label}"
         csv_path, export_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
         settings = self._settings
         # -x 1: without an explicit version perf_analyzer 2.41 looks for one in ModelStatistics.
         argv = [
-            str(self._binary), "-m", self._model, "-x", VERSION, "-i", "grpc",
+            str(self._binary), "-m", self._model, "-x", VERSION, *self._protocol,
             "-u", f"{HOST}:{port}", "-b", "1", "--concurrency-range", str(concurrency),
             "--measurement-interval", str(settings.window_ms),
             "--max-trials", str(settings.max_trials),

@@ -156,7 +156,8 @@ def _ferroserve(
     port = free_port()
     argv = [
         *launcher, "serve", "--model-repository", str(repository), "--grpc-port", str(port),
-        "--metrics-port", str(free_port()), "--host", HOST, "--uvloop",
+        "--metrics-port", str(free_port()), "--http-port", str(free_port()),
+        "--host", HOST, "--uvloop",
     ]  # fmt: skip
     return Process(FERROSERVE, [*pin, *argv], port, env)
 

@@ -523,9 +523,11 @@ class Restrictions:
     calls of a restricted protocol must carry the header `triton-grpc-protocol-<key>: <value>`,
     else they are refused UNAVAILABLE with Triton's message."""
 
-    def __new__(cls, specs: Sequence[str]) -> Restrictions:
+    def __new__(cls, specs: Sequence[str], *, http: bool = False) -> Restrictions:
         """Parses the flag values; ValueError naming the value and what is wrong (an unknown
-        protocol, a missing `:` or `=`, a key that is not a header name, a protocol twice)."""
+        protocol, a missing `:` or `=`, a key that is not a header name, a protocol twice).
+        `http`: `--http-restricted-api`'s values, whose header is `<key>` itself and whose
+        refusals are 403 with Triton's HTTP words."""
 
     def refusal(self, path: str, metadata: Sequence[tuple[str, str]]) -> str | None:
         """Why a call of `path` ("/package.Service/Method") with this metadata is refused, or
@@ -544,6 +546,7 @@ class Frontend:
         address: str,
         backend: str,
         *,
+        http_address: str | None = None,
         max_message_bytes: int,
         threads: int = 1,
         max_connections: int,
@@ -554,22 +557,29 @@ class Frontend:
         keepalive_timeout_ms: int,
         stream_window: int,
         restrictions: Restrictions | None = None,
+        http_restrictions: Restrictions | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
         tls_root_cert: str | None = None,
     ) -> Frontend:
         """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
-        bind. `backend`: the Unix socket of the server that answers everything else. The
+        bind. `backend`: the Unix socket of the server that answers everything else;
+        `http_address`: where to serve the v2 REST protocol too (None: nowhere). The
         connection bounds are `ConnectionOptions`' (ms; 0 turns the idle timeout and
         keep-alive off); `stream_window`: messages of one stream in flight at once;
         `restrictions`: protocols whose calls must carry a header, checked before any call
-        is answered or forwarded. With `tls_cert` and `tls_key` (PEM files) it speaks TLS only,
-        and with `tls_root_cert` it requires client certificates that chain to it (mutual TLS);
-        ValueError naming the flag and the file when they cannot be used."""
+        is answered or forwarded; `http_restrictions` (`Restrictions(..., http=True)`): the
+        same for the REST endpoints. With `tls_cert` and `tls_key` (PEM files) it speaks TLS
+        only, and with `tls_root_cert` it requires client certificates that chain to it
+        (mutual TLS); ValueError naming the flag and the file when they cannot be used."""
 
     @property
     def port(self) -> int:
         """The port it listens on."""
+
+    @property
+    def http_port(self) -> int:
+        """The port the v2 REST protocol is served on (0: none)."""
 
     def set_routes(
         self,

@@ -49,6 +49,18 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
     parser.add_argument(
+        "--http-port",
+        type=int,
+        default=8000,
+        help="port of the KServe v2 REST protocol (HTTP/1.1 and h2c; docs/http.md); default 8000",
+    )
+    parser.add_argument(
+        "--allow-http",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve the v2 REST protocol on --http-port (default on, as Triton)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         default=8002,
@@ -123,6 +135,15 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
         "model-repository, statistics, trace, logging) must carry the header "
         "`triton-grpc-protocol-<key>: <value>`, else UNAVAILABLE; model-repository covers "
         "the admin and feature services, statistics the drift service (docs/security.md)",
+    )
+    parser.add_argument(
+        "--http-restricted-api",
+        action="append",
+        default=[],
+        metavar="<apis>:<key>=<value>",
+        help="Triton's restricted APIs on the HTTP port (repeatable; the groups of "
+        "--grpc-restricted-protocol): requests to them must carry the header `<key>: <value>`, "
+        "else 403 (docs/http.md)",
     )
     parser.add_argument(
         "--admin-max-concurrent-pushes",
@@ -340,6 +361,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
     return {
         "host": args.host,
         "grpc_port": args.grpc_port,
+        "http_port": args.http_port if args.allow_http else None,
         "max_message_bytes": args.grpc_max_message_bytes,
         "metrics": metrics,
         "frontend_threads": args.frontend_threads,
@@ -350,6 +372,7 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "admin_push_idle_s": args.admin_push_idle_secs,
         "reflection": args.grpc_reflection,
         "restricted_protocols": tuple(args.grpc_restricted_protocol),
+        "http_restricted_apis": tuple(args.http_restricted_api),
         "connections": connection_options(args),
         "default_max_queue_size": args.default_max_queue_size,
         "exit_timeout_s": args.exit_timeout_secs,
@@ -399,6 +422,7 @@ def _serve(
 
     try:
         _core.Restrictions(args.grpc_restricted_protocol)
+        _core.Restrictions(args.http_restricted_api, http=True)
     except ValueError as error:
         print(f"ferroserve: {error}", file=sys.stderr)
         return 2
@@ -409,7 +433,8 @@ def _serve(
         write_demo_repository(root)
         print(f"wrote the demo model repository to {root}", flush=True)
         metrics_port = None if metrics is None or not metrics.sidecar else metrics.port
-        print(usage(args.host, args.grpc_port, metrics_port), flush=True)
+        http_port = args.http_port if args.allow_http else None
+        print(usage(args.host, args.grpc_port, metrics_port, http_port), flush=True)
         options = ServerOptions(root, **_shared_options(args, metrics))
     else:
         repository_url = args.model_repository if is_s3_url(args.model_repository) else None

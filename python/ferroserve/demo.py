@@ -84,7 +84,20 @@ def write_demo_repository(root: Path) -> Path:
     return root
 
 
-def usage(host: str, port: int, metrics_port: int | None = None) -> str:
+def usage(
+    host: str, port: int, metrics_port: int | None = None, http_port: int | None = None
+) -> str:
+    ones = ",".join(["1"] * 64)
+    http = (
+        ""
+        if http_port is None
+        else f"""
+or over HTTP (KServe v2 REST, docs/http.md):
+
+    curl -s http://{host}:{http_port}/v2/models/mlp/infer -H 'Content-Type: application/json' \\
+      -d '{{"inputs":[{{"name":"input","shape":[1,64],"datatype":"FP32","data":[{ones}]}}]}}'
+"""
+    )
     metrics = (
         ""
         if metrics_port is None
@@ -105,6 +118,6 @@ Call it with tritonclient (pip install 'tritonclient[grpc]'):
 or load it with Triton's perf_analyzer:
 
     perf_analyzer -m mlp -i grpc -u {host}:{port} --concurrency-range 16
-{metrics}
+{http}{metrics}
 Press Ctrl-C to stop.
 """

@@ -3,6 +3,8 @@ with the metrics sidecar, prints how to call it, and the printed call works."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +23,7 @@ class DemoProcess(ServerProcess):
         return [
             sys.executable, "-m", "ferroserve", "demo", "--dir", str(self.repository),
             "--grpc-port", str(self.port), "--metrics-port", str(self.metrics_port),
-            "--host", "127.0.0.1", "--no-uvloop",
+            "--http-port", str(self.http_port), "--host", "127.0.0.1", "--no-uvloop",
         ]  # fmt: skip
 
 
@@ -53,3 +55,15 @@ def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
 
         samples = wait_for(counted, "the demo's request in /metrics")
         assert value(samples, "ferroserve_inferences_total", model="mlp", version="1") == 1
+
+        # The curl line it prints, run as printed: the same answer over HTTP.
+        lines = printed.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("curl "))
+        command = lines[start].strip().removesuffix("\\") + lines[start + 1]
+        assert f"http://127.0.0.1:{demo.http_port}/v2/models/mlp/infer" in command
+        answer_json = json.loads(
+            subprocess.run(command, shell=True, check=True, capture_output=True).stdout
+        )
+        (output,) = answer_json["outputs"]
+        assert output["shape"] == [1, 10]
+        np.testing.assert_array_equal(np.array(output["data"], np.float32), expected.reshape(-1))

@@ -59,12 +59,18 @@ class ServerProcess:
         self.env = env
         self.port = 0
         self.metrics_port = 0
+        self.http_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The v2 REST port's host:port (tritonclient.http's url)."""
+        return f"127.0.0.1:{self.http_port}"
 
     @property
     def metrics_url(self) -> str:
@@ -88,6 +94,8 @@ class ServerProcess:
             str(self.port),
             "--metrics-port",
             str(self.metrics_port),
+            "--http-port",
+            str(self.http_port),
             "--host",
             "127.0.0.1",
             "--no-uvloop",
@@ -97,6 +105,7 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self.port = free_port()
         self.metrics_port = free_port()
+        self.http_port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("wb")
         env = dict(os.environ if self.env is None else self.env)

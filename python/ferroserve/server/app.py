@@ -73,6 +73,8 @@ class ServerOptions:
     model_repository: Path
     host: str = "127.0.0.1"
     grpc_port: int = 8001
+    http_port: int | None = None
+    """Serve the v2 REST protocol on this port too (0: any free one); None: no HTTP."""
     allow_empty: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     models: tuple[str, ...] | None = None
@@ -100,6 +102,9 @@ class ServerOptions:
     restricted_protocols: tuple[str, ...] = ()
     """Triton's `--grpc-restricted-protocol` values: `<protocols>:<key>=<value>`, calls of those
     protocols must carry the header `triton-grpc-protocol-<key>: <value>`."""
+    http_restricted_apis: tuple[str, ...] = ()
+    """Triton's `--http-restricted-api` values: requests to those REST endpoints must carry
+    the header `<key>: <value>`."""
     admin_port: int | None = None
     """Serve the admin service on this port instead of the inference port (0: any free one)."""
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
@@ -159,6 +164,7 @@ class Server:
         )
         # Parsed first: a bad --grpc-restricted-protocol stops the server before it binds.
         self.restrictions = _core.Restrictions(list(options.restricted_protocols))
+        self.http_restrictions = _core.Restrictions(list(options.http_restricted_apis), http=True)
         counted = self.rpcs.wrap if options.metrics is not None else None
         # Unexpected exceptions answer INTERNAL with a message, never UNKNOWN (faults.py).
         contained = chain(counted, contain)
@@ -206,6 +212,8 @@ class Server:
             for name, servicer in reflection_servicers(services).items():
                 add_service(self.grpc, name, servicer)
         self.port = 0
+        self.http_port = 0
+        """Where the v2 REST protocol is served (0: it is not)."""
         self.admin_port = 0
         """Where the admin service listens when it has a port of its own."""
         self.frontend: _core.Frontend | None = None
@@ -272,6 +280,8 @@ class Server:
 
     async def _bind(self) -> None:
         address = f"{self.options.host}:{self.options.grpc_port}"
+        http_port = self.options.http_port
+        http_address = None if http_port is None else f"{self.options.host}:{http_port}"
         self._socket_dir = tempfile.TemporaryDirectory(prefix="ferroserve-grpc-")
         socket_path = Path(self._socket_dir.name) / "backend.sock"
         if self.grpc.add_insecure_port(f"unix:{socket_path}") == 0:
@@ -282,9 +292,11 @@ class Server:
             self.frontend = _core.Frontend.start(
                 address,
                 str(socket_path),
+                http_address=http_address,
                 max_message_bytes=self.options.max_message_bytes,
                 threads=self.options.frontend_threads,
                 restrictions=self.restrictions,
+                http_restrictions=self.http_restrictions,
                 **asdict(self.options.connections),
                 tls_cert=None if tls is None else str(tls.cert),
                 tls_key=None if tls is None else str(tls.key),
@@ -294,6 +306,7 @@ class Server:
             await self.grpc.stop(None)
             raise
         self.port = self.frontend.port
+        self.http_port = self.frontend.http_port
         self.rpcs.add_source(self.frontend.rpc_counts)
         self.routing.add_source(self.frontend.routed_counts, self.frontend.shadow_counts)
         self._publish_routes()
@@ -331,6 +344,14 @@ class Server:
         if self.options.metrics is not None:
             self._start_metrics(self.options.metrics)
         self.health.refresh()
+        if self.http_port:
+            log.info("HTTP (v2 REST) listening on %s:%d", self.options.host, self.http_port)
+            if self.options.tls is not None:
+                log.warning(
+                    "the HTTP port %d serves plaintext: TLS covers the gRPC, admin and metrics "
+                    "ports only; give --no-allow-http to close it, or put a TLS proxy in front",
+                    self.http_port,
+                )
         log.info(
             "gRPC%s listening on %s:%d; loading models",
             "" if self.options.tls is None else " (TLS)",

@@ -11,6 +11,7 @@ mod compression;
 mod connections;
 mod counters;
 pub mod grpc;
+pub mod http;
 mod native;
 mod proxy;
 mod remote_join;

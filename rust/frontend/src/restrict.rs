@@ -4,6 +4,10 @@
 //! expecting header '...'"). Checked at the door, before a call is answered natively or
 //! forwarded, so one check covers both paths. Without restrictions the front end pays one
 //! `is_empty` test per call.
+//!
+//! Triton's HTTP twin, `--http-restricted-api=<apis>:<key>=<value>` (`Restrictions::parse_http`),
+//! takes the same groups; its requests must carry the header `<key>: <value>` itself, else they
+//! are refused 403 with Triton's words ("This API is restricted, expecting header '...'").
 
 use http::HeaderMap;
 
@@ -83,6 +87,9 @@ impl Protocol {
 #[derive(Debug, Clone, Default)]
 pub struct Restrictions {
     rules: Vec<(Protocol, String, Vec<u8>)>,
+    /// HTTP's rules (`--http-restricted-api`): the header is the key itself, and a refusal is
+    /// PERMISSION_DENIED (403) with Triton's HTTP words.
+    http: bool,
 }
 
 impl Restrictions {
@@ -90,6 +97,20 @@ impl Restrictions {
     /// Errors name the value and what is wrong: an unknown protocol, a missing `:` or `=`, an
     /// empty key, a key that is not a header name, a protocol restricted twice.
     pub fn parse<S: AsRef<str>>(specs: &[S]) -> Result<Restrictions, String> {
+        Restrictions::parse_with(specs, HEADER_PREFIX, false)
+    }
+
+    /// Parses Triton's `--http-restricted-api` values (same syntax and groups): requests must
+    /// carry the header `<key>: <value>`.
+    pub fn parse_http<S: AsRef<str>>(specs: &[S]) -> Result<Restrictions, String> {
+        Restrictions::parse_with(specs, "", true)
+    }
+
+    fn parse_with<S: AsRef<str>>(
+        specs: &[S],
+        prefix: &str,
+        http: bool,
+    ) -> Result<Restrictions, String> {
         let mut rules: Vec<(Protocol, String, Vec<u8>)> = Vec::new();
         for spec in specs {
             let spec = spec.as_ref();
@@ -99,7 +120,7 @@ impl Restrictions {
             let (key, value) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("{spec:?}: expected <key>=<value> after ':'"))?;
-            let header = format!("{HEADER_PREFIX}{}", key.to_ascii_lowercase());
+            let header = format!("{prefix}{}", key.to_ascii_lowercase());
             if key.is_empty() || http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                 return Err(format!("{spec:?}: {key:?} is not usable as a header name"));
             }
@@ -121,7 +142,7 @@ impl Restrictions {
                 rules.push((protocol, header.clone(), value.as_bytes().to_vec()));
             }
         }
-        Ok(Restrictions { rules })
+        Ok(Restrictions { rules, http })
     }
 
     /// Whether nothing is restricted.
@@ -158,16 +179,33 @@ impl Restrictions {
         let Some(protocol) = Protocol::of_path(path) else {
             return Ok(());
         };
+        self.check_protocol(protocol, header_value)
+    }
+
+    /// Refuses a call of `protocol` without its header and value (`header_value` looks a
+    /// header up by its lowercase name).
+    pub fn check_protocol<'a>(
+        &self,
+        protocol: Protocol,
+        header_value: impl FnOnce(&str) -> Option<&'a [u8]>,
+    ) -> Result<(), Status> {
         let Some((_, header, value)) = self.rules.iter().find(|(p, _, _)| *p == protocol) else {
             return Ok(());
         };
         if header_value(header).is_some_and(|offered| same(offered, value)) {
             return Ok(());
         }
-        Err(Status::new(
-            Code::Unavailable,
-            format!("This protocol is restricted, expecting header '{header}'"),
-        ))
+        Err(if self.http {
+            Status::new(
+                Code::PermissionDenied,
+                format!("This API is restricted, expecting header '{header}'"),
+            )
+        } else {
+            Status::new(
+                Code::Unavailable,
+                format!("This protocol is restricted, expecting header '{header}'"),
+            )
+        })
     }
 }
 
@@ -229,6 +267,27 @@ mod tests {
         let error = rules.check_pairs(admin, pairs).unwrap_err();
         assert_eq!(error.code, Code::Unavailable);
         assert!(rules.check_pairs(infer, []).is_err());
+    }
+
+    #[test]
+    fn http_rules_take_the_key_as_the_header_and_answer_forbidden() {
+        let rules =
+            Restrictions::parse_http(&["model-repository,statistics:Admin-Key=s3cret"]).unwrap();
+        let offered = headers(&[("admin-key", "s3cret")]);
+        let lookup = |map: &HeaderMap, name: &str| map.get(name).map(|v| v.as_bytes().to_vec());
+        let check = |protocol, map: &HeaderMap| {
+            let value = lookup(map, "admin-key");
+            rules.check_protocol(protocol, |_| value.as_deref())
+        };
+        assert!(check(Protocol::ModelRepository, &offered).is_ok());
+        let error = check(Protocol::Statistics, &headers(&[])).unwrap_err();
+        assert_eq!(error.code, Code::PermissionDenied);
+        assert_eq!(
+            error.message,
+            "This API is restricted, expecting header 'admin-key'"
+        );
+        assert!(check(Protocol::Inference, &headers(&[])).is_ok());
+        assert!(Restrictions::parse_http(&["nothing:a=b"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The listening socket: accepts HTTP/2 (gRPC) connections, over TLS when configured, on a
-//! tokio runtime of its own and serves each with `Service`, within `ConnectionLimits`; stops
-//! with a GOAWAY and a grace period.
+//! The listening sockets: accepts HTTP/2 (gRPC) connections, over TLS when configured, on a
+//! tokio runtime of its own and serves each with `Service`, and, when asked, REST connections
+//! on a second port (`http::listener`), all within one `ConnectionLimits`; stops with a GOAWAY
+//! and a grace period.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::connections::{self, ConnectionLimits, Connections};
 use crate::counters::Counters;
+use crate::http::{HttpService, listener as http_listener};
 use crate::proxy::Backend;
 use crate::restrict::Restrictions;
 use crate::routes::RouteTable;
@@ -27,6 +29,8 @@ use crate::tls::ServerTls;
 pub struct FrontendConfig {
     /// host:port to listen on (port 0: any free port).
     pub address: String,
+    /// host:port to serve the v2 REST protocol on (port 0: any free port); None: no HTTP.
+    pub http_address: Option<String>,
     /// The Python gRPC server's Unix socket.
     pub backend: PathBuf,
     /// Largest request message accepted (RESOURCE_EXHAUSTED above it).
@@ -39,11 +43,15 @@ pub struct FrontendConfig {
     pub restrictions: Restrictions,
     /// TLS on the port (None: plain HTTP/2); `ServerTls::reload` swaps its certificates.
     pub tls: Option<Arc<ServerTls>>,
+    /// REST endpoints whose requests must carry a header (Triton's `--http-restricted-api`).
+    pub http_restrictions: Restrictions,
 }
 
 /// A running front end.
 pub struct Frontend {
     address: SocketAddr,
+    /// Where REST is served, if it is.
+    http_address: Option<SocketAddr>,
     service: Arc<Service>,
     connections: Arc<Connections>,
     /// Carries the grace period when stopping.
@@ -73,6 +81,14 @@ impl Frontend {
         };
         let listener = runtime.block_on(TcpListener::bind(&config.address))?;
         let address = listener.local_addr()?;
+        let rest_listener = match &config.http_address {
+            Some(http_address) => Some(runtime.block_on(TcpListener::bind(http_address))?),
+            None => None,
+        };
+        let http_address = match &rest_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
         let service = Arc::new(Service::new(
             routes,
             Backend::new(config.backend),
@@ -86,14 +102,22 @@ impl Frontend {
         let connections = Arc::new(Connections::default());
         let serving = Arc::clone(&connections);
         let tls = config.tls;
+        let http_restrictions = config.http_restrictions;
+        let rest = rest_listener.map(|listener| {
+            let http = HttpService::new(Arc::clone(&service), http_restrictions);
+            (listener, Arc::new(http))
+        });
         let thread = std::thread::Builder::new()
             .name("ferroserve-grpc".into())
             .spawn(move || {
-                runtime.block_on(run(listener, accepting, limits, tls, serving, stopping));
+                runtime.block_on(run(
+                    listener, rest, accepting, limits, tls, serving, stopping,
+                ));
                 runtime.shutdown_timeout(Duration::from_millis(100));
             })?;
         Ok(Frontend {
             address,
+            http_address,
             service,
             connections,
             shutdown,
@@ -104,6 +128,11 @@ impl Frontend {
     /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address REST is served on, if it is.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http_address
     }
 
     /// Calls answered natively.
@@ -132,24 +161,38 @@ impl Drop for Frontend {
     }
 }
 
-/// Accepts until told to stop, then gives open connections the grace period to finish.
+/// Accepts on both ports until told to stop, then gives open connections the grace period to
+/// finish.
 async fn run(
     listener: TcpListener,
+    rest: Option<(TcpListener, Arc<HttpService>)>,
     service: Arc<Service>,
     limits: Arc<ConnectionLimits>,
     tls: Option<Arc<ServerTls>>,
     connections: Arc<Connections>,
     mut stopping: watch::Receiver<Option<Duration>>,
 ) {
-    accept(
+    let grpc = accept(
         listener,
         service,
-        limits,
+        Arc::clone(&limits),
         tls,
         stopping.clone(),
         Arc::clone(&connections),
-    )
-    .await;
+    );
+    let http = async {
+        if let Some((listener, http)) = rest {
+            http_listener::accept(
+                listener,
+                http,
+                Arc::clone(&limits),
+                stopping.clone(),
+                Arc::clone(&connections),
+            )
+            .await;
+        }
+    };
+    tokio::join!(grpc, http);
     let grace = stopping.borrow_and_update().unwrap_or(Duration::ZERO);
     let _ = tokio::time::timeout(grace, connections.all_closed()).await;
 }

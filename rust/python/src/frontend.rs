@@ -108,28 +108,33 @@ pub(crate) struct PyFrontend {
     /// The port it listens on.
     #[pyo3(get)]
     port: u16,
+    /// The port REST is served on (0: none).
+    #[pyo3(get)]
+    http_port: u16,
 }
 
 #[pymethods]
 impl PyFrontend {
     /// Listens on `address` (host:port; port 0 picks a free one) and forwards what it does not
-    /// answer itself to the gRPC server on the Unix socket `backend`, with connections bounded
+    /// answer itself to the gRPC server on the Unix socket `backend` (and serves the v2 REST
+    /// protocol on `http_address` when given), with connections bounded
     /// as `ConnectionOptions` says (times in ms; 0 turns the idle timeout and keep-alive off).
     /// OSError if it cannot bind. With `tls_cert` and `tls_key` (PEM files) it speaks TLS
     /// only, and with `tls_root_cert` it asks every client for a certificate that chains to
     /// it (mutual TLS); ValueError naming the flag and the file when they cannot be used.
     #[staticmethod]
     #[pyo3(signature = (
-        address, backend, *, max_message_bytes, threads = 1, max_connections,
+        address, backend, *, http_address = None, max_message_bytes, threads = 1, max_connections,
         max_concurrent_streams, handshake_timeout_ms, idle_timeout_ms, keepalive_time_ms,
-        keepalive_timeout_ms, stream_window, restrictions = None, tls_cert = None, tls_key = None,
-        tls_root_cert = None,
+        keepalive_timeout_ms, stream_window, restrictions = None, http_restrictions = None,
+        tls_cert = None, tls_key = None, tls_root_cert = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
         address: String,
         backend: PathBuf,
+        http_address: Option<String>,
         max_message_bytes: usize,
         threads: usize,
         max_connections: usize,
@@ -140,6 +145,7 @@ impl PyFrontend {
         keepalive_timeout_ms: u64,
         stream_window: usize,
         restrictions: Option<PyRef<'_, PyRestrictions>>,
+        http_restrictions: Option<PyRef<'_, PyRestrictions>>,
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
         tls_root_cert: Option<PathBuf>,
@@ -157,6 +163,7 @@ impl PyFrontend {
         let optional = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let config = FrontendConfig {
             address: address.clone(),
+            http_address: http_address.clone(),
             backend,
             max_message_bytes,
             threads,
@@ -171,14 +178,21 @@ impl PyFrontend {
             },
             restrictions: restrictions.map(|r| r.inner.clone()).unwrap_or_default(),
             tls: tls.clone(),
+            http_restrictions: http_restrictions
+                .map(|r| r.inner.clone())
+                .unwrap_or_default(),
         };
         let started = py
             .detach(|| frontend::Frontend::start(config, Arc::clone(&routes)))
             .map_err(|error| {
-                PyOSError::new_err(format!("cannot bind gRPC to {address}: {error}"))
+                let http = http_address
+                    .map(|http| format!(" and HTTP to {http}"))
+                    .unwrap_or_default();
+                PyOSError::new_err(format!("cannot bind gRPC to {address}{http}: {error}"))
             })?;
         Ok(PyFrontend {
             port: started.address().port(),
+            http_port: started.http_address().map_or(0, |address| address.port()),
             inner: Mutex::new(Some(started)),
             routes,
             tls,

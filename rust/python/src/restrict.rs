@@ -5,7 +5,7 @@ use ferroserve_frontend::Restrictions;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-/// The `--grpc-restricted-protocol` values in force.
+/// The `--grpc-restricted-protocol` (or, with `http`, `--http-restricted-api`) values in force.
 #[pyclass(name = "Restrictions", frozen, module = "ferroserve._core")]
 pub(crate) struct PyRestrictions {
     pub(crate) inner: Restrictions,
@@ -13,12 +13,19 @@ pub(crate) struct PyRestrictions {
 
 #[pymethods]
 impl PyRestrictions {
-    /// Parses Triton's flag values; ValueError naming the value and what is wrong.
+    /// Parses Triton's flag values (`http`: `--http-restricted-api`'s, whose header is the key
+    /// itself); ValueError naming the value and what is wrong.
     #[new]
-    fn new(specs: Vec<String>) -> PyResult<Self> {
-        Restrictions::parse(&specs)
+    #[pyo3(signature = (specs, *, http = false))]
+    fn new(specs: Vec<String>, http: bool) -> PyResult<Self> {
+        let (parsed, flag) = if http {
+            (Restrictions::parse_http(&specs), "--http-restricted-api")
+        } else {
+            (Restrictions::parse(&specs), "--grpc-restricted-protocol")
+        };
+        parsed
             .map(|inner| PyRestrictions { inner })
-            .map_err(|error| PyValueError::new_err(format!("--grpc-restricted-protocol {error}")))
+            .map_err(|error| PyValueError::new_err(format!("{flag} {error}")))
     }
 
     /// Why a call of `path` ("/package.Service/Method") with this metadata is refused (Triton's

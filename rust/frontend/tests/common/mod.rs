@@ -464,12 +464,14 @@ impl Harness {
         let frontend = Frontend::start(
             FrontendConfig {
                 address: "127.0.0.1:0".into(),
+                http_address: Some("127.0.0.1:0".into()),
                 backend: socket.clone(),
                 max_message_bytes,
                 threads: 1,
                 limits,
                 restrictions,
                 tls,
+                http_restrictions: Restrictions::default(),
             },
             routes,
         )

@@ -1,0 +1,198 @@
+//! The REST port end to end: HTTP/1.1 (keep-alive) and h2c clients on TCP against the stand-in
+//! engine of model "m" (FP32 [-1, 4], every byte doubled) and the stand-in Python backend.
+//! JSON and binary requests are answered natively, what the native path does not take goes to
+//! the backend's ModelInfer, and bodies over the limit are refused before they are read.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// One exchange: status, `Inference-Header-Content-Length` if any, body.
+struct Answer {
+    status: StatusCode,
+    header_length: Option<usize>,
+    body: Bytes,
+}
+
+async fn http1(address: std::net::SocketAddr, request: Request<Full<Bytes>>) -> Answer {
+    let stream = TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    read(sender.send_request(request).await.unwrap()).await
+}
+
+async fn read(response: http::Response<hyper::body::Incoming>) -> Answer {
+    let status = response.status();
+    let header_length = response
+        .headers()
+        .get("inference-header-content-length")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        header_length,
+        body,
+    }
+}
+
+fn post(address: std::net::SocketAddr, path: &str, body: Vec<u8>) -> Request<Full<Bytes>> {
+    Request::post(format!("http://{address}{path}"))
+        .header("host", "localhost")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+fn doubled(values: &[f32]) -> Vec<u8> {
+    values
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .map(|b| b.wrapping_mul(2))
+        .collect()
+}
+
+#[test]
+fn json_and_binary_requests_are_answered_natively() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    let values = [0.5f32, 1.0, -2.0, 3.25, 0.0, 7.0, 8.0, 9.0];
+    let answer = h.run(async {
+        let json = serde_json::json!({"id": "a",
+            "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [values[..4], values[4..]]}]});
+        http1(address, post(address, "/v2/models/m/infer", json.to_string().into_bytes())).await
+    });
+    assert_eq!(answer.status, StatusCode::OK);
+    let value: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(value["id"], "a");
+    assert_eq!(value["model_version"], "1");
+    assert_eq!(value["outputs"][0]["shape"], serde_json::json!([2, 4]));
+    let data: Vec<f32> = value["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(
+        data.iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>(),
+        doubled(&values)
+    );
+
+    // Binary in, binary out.
+    let header = serde_json::json!({"parameters": {"binary_data_output": true},
+        "inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32",
+                    "parameters": {"binary_data_size": 32}}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    let answer = h.run(async {
+        let mut request = post(address, "/v2/models/m/versions/1/infer", body);
+        request.headers_mut().insert(
+            "inference-header-content-length",
+            header.len().to_string().parse().unwrap(),
+        );
+        http1(address, request).await
+    });
+    assert_eq!(answer.status, StatusCode::OK);
+    let length = answer.header_length.unwrap();
+    let head: serde_json::Value = serde_json::from_slice(&answer.body[..length]).unwrap();
+    assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 32);
+    assert_eq!(&answer.body[length..], doubled(&values).as_slice());
+    assert_eq!(h.calls(), 2);
+}
+
+#[test]
+fn h2c_is_served_on_the_same_port() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    let answer = h.run(async {
+        let stream = TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let json = br#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[0,0,0,0]}]}"#;
+        read(
+            sender
+                .send_request(post(address, "/v2/models/m/infer", json.to_vec()))
+                .await
+                .unwrap(),
+        )
+        .await
+    });
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(h.calls(), 1);
+}
+
+#[test]
+fn what_the_native_path_does_not_take_goes_to_the_backends_model_infer() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    // A datatype the signature does not have: the Python server's general path words it (the
+    // stand-in backend echoes the call, which is not a ModelInferResponse).
+    let answer = h.run(async {
+        let json =
+            br#"{"inputs":[{"name":"x","shape":[1,4],"datatype":"INT32","data":[1,2,3,4]}]}"#;
+        http1(address, post(address, "/v2/models/m/infer", json.to_vec())).await
+    });
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    let error: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a ModelInferResponse"),
+        "{error}"
+    );
+    assert_eq!(h.calls(), 0);
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_before_it_is_read() {
+    let h = Harness::start(true, 1024);
+    let address = h.frontend.http_address().unwrap();
+    let answer = h.run(async {
+        http1(
+            address,
+            post(address, "/v2/models/m/infer", vec![b' '; 4096]),
+        )
+        .await
+    });
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let error: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("(4096 vs. 1024)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_backend_is_503_with_the_grpc_wording() {
+    let h = Harness::start(false, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    let answer = h.run(async {
+        let request = Request::get(format!("http://{address}/v2/health/ready"))
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        http1(address, request).await
+    });
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let error: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("Python gRPC backend is not reachable"),
+        "{error}"
+    );
+}
