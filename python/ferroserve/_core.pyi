@@ -440,13 +440,14 @@ class OrtExecutor:
         input_names: Sequence[str],
         output_names: Sequence[str],
         batches: bool,
-        input_reshapes: Sequence[Sequence[int] | None],
-        output_reshapes: Sequence[Sequence[int] | None],
+        input_reshapes: Sequence[tuple[Sequence[int], Sequence[int]] | None],
+        output_reshapes: Sequence[tuple[Sequence[int], Sequence[int]] | None],
         features: FeatureStore | None = None,
     ) -> OrtExecutor:
         """`input_names`/`output_names`: graph tensors in the order requests carry them;
-        `input_reshapes`: per input the model's dims where config.pbtxt reshapes it;
-        `output_reshapes`: per output the client's dims (one -1 allowed) where reshaped.
+        `input_reshapes`: per input (client dims, model dims) where config.pbtxt reshapes it;
+        `output_reshapes`: per output (model dims, client dims) where reshaped; each -1 takes
+        the size of the other side's -1 in the same order (Triton's mapping).
         With `features` (a model with looked-up features), the queue holds the plan's
         request inputs, `input_names` are the plan's model inputs, and each batch is gathered
         from the store's current snapshot; a row a reject-policy view cannot serve answers its

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pytest
 import tritonclient.grpc as triton_grpc
 from support.models import reference
-from support.repository import model_file
+from support.repository import RESHAPED_VARIABLE, model_file
 from support.rpc import assert_triton_error, infer_input
 from support.server import ServerProcess
 from tritonclient.grpc.model_config_pb2 import DataType
@@ -83,6 +84,19 @@ def test_reshape_config(client: triton_grpc.InferenceServerClient) -> None:
     x = np.arange(18, dtype=np.float32).reshape(3, 6)
     result = client.infer("reshaped", [infer_input("INPUT0", x, "FP32")])
     assert list(result.get_response().outputs[0].shape) == [3, 6]
+    assert result.as_numpy("OUTPUT0").tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize("name", sorted(RESHAPED_VARIABLE))
+def test_reshape_with_several_variable_dims(
+    client: triton_grpc.InferenceServerClient, name: str
+) -> None:
+    """dims [-1, 2, 3, -1] fed as [-1, 6, -1]: each -1 keeps its own size both ways, on the
+    native engine and on onnxruntime's Python binding."""
+    assert list(client.get_model_metadata(name).inputs[0].shape) == [-1, -1, 2, 3, -1]
+    x = np.arange(2 * 5 * 6 * 7, dtype=np.float32).reshape(2, 5, 2, 3, 7)
+    result = client.infer(name, [infer_input("INPUT0", x, "FP32")])
+    assert list(result.get_response().outputs[0].shape) == [2, 5, 2, 3, 7]
     assert result.as_numpy("OUTPUT0").tobytes() == x.tobytes()
 
 

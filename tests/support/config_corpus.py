@@ -151,6 +151,15 @@ def reshaped() -> onnx.ModelProto:
     )
 
 
+def reshaped_twice() -> onnx.ModelProto:
+    """x [batch, n, 6, m] -> y, for dims [-1, 2, 3, -1] reshaped to [-1, 6, -1]."""
+    return _graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        [_info("x", F, ["b", "n", 6, "m"])],
+        [_info("y", F, ["b", "n", 6, "m"])],
+    )
+
+
 def images() -> onnx.ModelProto:
     """An image model: x [batch, 3, h, w] -> y [batch, 3]."""
     return _graph(
@@ -227,6 +236,7 @@ GRAPHS: dict[str, Callable[[], onnx.ModelProto]] = {
     "scalar": scalar,
     "fixed": fixed,
     "reshaped": reshaped,
+    "reshaped_twice": reshaped_twice,
     "images": images,
     "stateful": stateful,
     "ragged": ragged,

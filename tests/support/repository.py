@@ -82,6 +82,24 @@ input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 6 ] reshape: { shape: [ 2,
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 6 ] reshape: { shape: [ 2, 3 ] } } ]
 """
 
+# Several variable dims reshaped (Triton maps the i-th -1 to the i-th -1): clients send
+# [batch, n, 2, 3, m], the graph takes [batch, n, 6, m]; on both engines.
+RESHAPE_VARIABLE_CONFIG = """\
+name: "{name}"
+max_batch_size: 8
+input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ -1, 2, 3, -1 ]
+          reshape: {{ shape: [ -1, 6, -1 ] }} }} ]
+output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1, 2, 3, -1 ]
+           reshape: {{ shape: [ -1, 6, -1 ] }} }} ]
+{parameters}
+"""
+RESHAPED_VARIABLE = {
+    "reshaped_variable": "",
+    "reshaped_variable_binding": (
+        'parameters { key: "native_engine" value: { string_value: "false" } }'
+    ),
+}
+
 VERSIONED_CONFIG = """\
 name: "versioned"
 max_batch_size: 8
@@ -120,6 +138,9 @@ def write_main_repository(root: Path) -> Path:
     add_model(root, "add_sub", m.add_sub_model(), ADD_SUB_CONFIG)
     add_model(root, "dynamic_dim", m.identity_model("FP32", ["batch", "n"]), DYNAMIC_DIM_CONFIG)
     add_model(root, "reshaped", m.identity_model("FP32", ["batch", 2, 3]), RESHAPE_CONFIG)
+    for name, parameters in RESHAPED_VARIABLE.items():
+        config = RESHAPE_VARIABLE_CONFIG.format(name=name, parameters=parameters)
+        add_model(root, name, m.identity_model("FP32", ["batch", "n", 6, "m"]), config)
     add_model(root, "runtime_fail", m.reshape_runtime_model())
     add_model(root, "mlp", mlp_model())  # no config.pbtxt at all
     for version in (1, 2, 3):

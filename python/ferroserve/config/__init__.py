@@ -11,7 +11,13 @@ from ferroserve.config.autocomplete import (
     DEFAULT_MODEL_FILE,
     complete_config,
 )
-from ferroserve.config.signature import InputLayout, ModelSignature, OnnxTensor, TensorSpec
+from ferroserve.config.signature import (
+    InputLayout,
+    ModelSignature,
+    OnnxTensor,
+    TensorSpec,
+    reshape_dims,
+)
 from ferroserve.config.text import CONFIG_FILE, PLATFORM, parse_config, read_config
 from ferroserve.config.unsupported import unsupported_fields, warn_unsupported
 from ferroserve.config.validation import validate_io, validate_model_config
@@ -28,6 +34,7 @@ __all__ = [
     "complete_config",
     "parse_config",
     "read_config",
+    "reshape_dims",
     "unsupported_fields",
     "validate_io",
     "validate_model_config",

@@ -191,15 +191,6 @@ def _check(
     dims = tuple(int(d) for d in spec.dims)
     reshape = spec.reshape.shape if spec.HasField("reshape") else None
     model_dims = tuple(int(d) for d in reshape) if reshape is not None else dims
-    # The runtime fills the one -1 of the shape it builds from the element count; Triton
-    # also maps several, run by run (validation.py checks the runs).
-    built = model_dims if kind == "input" else dims
-    if reshape is not None and built.count(-1) > 1:
-        raise ConfigError(
-            f"{where}: reshaping between dims {list(dims)} and {list(model_dims)} needs "
-            f"{list(built)} computed with several -1 dims, which ferroserve does not support "
-            "yet (one -1 is); give the other dims their sizes"
-        )
     graph_shape = graph.shape
     if config.max_batch_size > 0:
         if not graph_shape or (

@@ -4,6 +4,8 @@ config completion (config/autocomplete.py); request validation and the runtime r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ferroserve.datatypes import Datatype
@@ -30,6 +32,31 @@ class TensorSpec:
         is built as [-1]: [1] for a real scalar, and an output whose rank the graph does not
         declare (onnxruntime describes it as a scalar) keeps all its elements."""
         return (-1,) if self.dims == (1,) and self.model_dims == () else self.dims
+
+    def model_input_shape(self, shape: Sequence[int]) -> list[int]:
+        """The graph's shape of an input a request sent as `shape` (without the batch dim)."""
+        return reshape_dims(self.dims, self.model_dims, shape)
+
+    def client_output_shape(self, shape: Sequence[int]) -> list[int]:
+        """The client's shape of an output the graph returned as `shape` (without the batch
+        dim)."""
+        return reshape_dims(self.model_dims, self.output_dims, shape)
+
+
+def reshape_dims(source: Sequence[int], target: Sequence[int], shape: Sequence[int]) -> list[int]:
+    """A config `reshape` applied as Triton applies it (core `InferenceRequest::Normalize`,
+    `InferenceResponse::Output::Reshape`): a tensor whose dims are `source` and whose shape is
+    `shape` gets `target`, the i-th -1 of `target` taking the size of the i-th -1 of
+    `source` (validation.py makes both have as many, the fixed dims between them holding the
+    same counts). Without a -1 in `source`, `target`'s one -1 is filled from the element
+    count. The native engine's `Reshape` (rust/runtime/src/layout.rs) does the same."""
+    sizes = [size for dim, size in zip(source, shape, strict=False) if dim == -1]
+    if not sizes or len(sizes) != list(target).count(-1):
+        known = math.prod(dim for dim in target if dim != -1)
+        elements = math.prod(shape)
+        return [elements // known if dim == -1 and known else dim for dim in target]
+    taken = iter(sizes)
+    return [next(taken) if dim == -1 else dim for dim in target]
 
 
 @dataclass(slots=True, frozen=True)

@@ -195,7 +195,11 @@ class BindingExecutor:
     def _feed(self, batch: _core.Batch, index: int, spec: TensorSpec) -> Any:
         buffer, shape = batch.input(index)
         if spec.model_dims != spec.dims:
-            shape = (shape[0], *spec.model_dims) if self._signature.batches else spec.model_dims
+            shape = (
+                (shape[0], *spec.model_input_shape(shape[1:]))
+                if self._signature.batches
+                else tuple(spec.model_input_shape(shape))
+            )
         if spec.datatype.is_bytes:
             count = math.prod(shape)  # exact: numpy's product wraps at int64
             return _core.decode_bytes_tensor(bytes(buffer), count, spec.name, utf8=True).reshape(
@@ -251,7 +255,7 @@ class BindingExecutor:
     def _client_shape(self, spec: TensorSpec, array: np.ndarray, rows: int) -> list[int]:
         tail = list(array.shape[1:]) if self._signature.batches else list(array.shape)
         if spec.model_dims != spec.dims:
-            tail = _resolve(spec.output_dims, int(np.prod(tail)))
+            tail = spec.client_output_shape(tail)
         return [rows, *tail] if self._signature.batches else tail
 
     def _split_objects(self, array: np.ndarray, rows: Sequence[int]) -> list[bytes]:
@@ -270,8 +274,3 @@ def _bf16(bits: np.ndarray) -> ort.OrtValue:
         np.ascontiguousarray(bits, dtype=np.uint16), TensorProto.BFLOAT16
     )
 
-
-def _resolve(dims: Sequence[int], elements: int) -> list[int]:
-    """Client dims for a reshaped output, filling one -1 from the element count."""
-    known = int(np.prod([d for d in dims if d != -1])) if dims else 1
-    return [elements // known if d == -1 and known else d for d in dims]

@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from ferroserve.codec import output_buffer
-from ferroserve.config import OnnxTensor, TensorSpec
+from ferroserve.config import OnnxTensor, TensorSpec, reshape_dims
 
 # onnx.TensorProto element types by onnxruntime's type names.
 _ONNX_TYPES: dict[int, str] = {
@@ -66,7 +66,6 @@ def stored_values(model_file: Path, specs: Sequence[TensorSpec]) -> dict[str, De
         array = numpy_helper.to_array(stored[spec.name], base_dir=str(model_file.parent))
         shape = list(array.shape)
         if spec.model_dims != spec.dims:
-            known = int(np.prod([d for d in spec.dims if d != -1]))
-            shape = [array.size // known if d == -1 else d for d in spec.dims]
+            shape = reshape_dims(spec.model_dims, spec.dims, shape)
         values[spec.name] = (output_buffer(np.asarray(array)), shape)
     return values

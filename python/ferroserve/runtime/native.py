@@ -158,10 +158,13 @@ class NativeExecutor:
             output_names=[spec.name for spec in signature.outputs],
             batches=signature.batches,
             input_reshapes=[
-                list(spec.model_dims) if spec.model_dims != spec.dims else None for spec in inputs
+                (list(spec.dims), list(spec.model_dims)) if spec.model_dims != spec.dims else None
+                for spec in inputs
             ],
             output_reshapes=[
-                list(spec.output_dims) if spec.model_dims != spec.dims else None
+                (list(spec.model_dims), list(spec.output_dims))
+                if spec.model_dims != spec.dims
+                else None
                 for spec in signature.outputs
             ],
             features=store,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferroserve_runtime::{
     Accelerator, Answer, Completions, ConvAlgoSearch, CudaOptions, Engine, Executor, Failure,
-    Layout, Model, ModelOutput, OptimizationLevel, Routed, RuntimeError, SessionSettings,
+    Layout, Model, ModelOutput, OptimizationLevel, Reshape, Routed, RuntimeError, SessionSettings,
     TensorInfo, TensorRtOptions,
 };
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
@@ -228,6 +228,14 @@ impl OrtExecutor {
     }
 }
 
+/// Each tensor's `reshape` from its (source, target) dims.
+fn reshapes(pairs: Vec<Option<(Vec<i64>, Vec<i64>)>>) -> Vec<Option<Reshape>> {
+    pairs
+        .into_iter()
+        .map(|pair| pair.map(|(source, target)| Reshape::between(&source, &target)))
+        .collect()
+}
+
 #[pymethods]
 impl OrtExecutor {
     /// With `features` (a model with looked-up features: its FeatureStore), the queue holds
@@ -243,8 +251,8 @@ impl OrtExecutor {
         input_names: Vec<String>,
         output_names: Vec<String>,
         batches: bool,
-        input_reshapes: Vec<Option<Vec<i64>>>,
-        output_reshapes: Vec<Option<Vec<i64>>>,
+        input_reshapes: Vec<Option<(Vec<i64>, Vec<i64>)>>,
+        output_reshapes: Vec<Option<(Vec<i64>, Vec<i64>)>>,
         features: Option<PyRef<'_, PyFeatureStore>>,
     ) -> PyResult<Self> {
         let completions = Completions::new()
@@ -262,8 +270,8 @@ impl OrtExecutor {
                 input_names,
                 output_names,
                 batches,
-                input_reshapes,
-                output_reshapes,
+                input_reshapes: reshapes(input_reshapes),
+                output_reshapes: reshapes(output_reshapes),
             },
             features: features.map(|store| store.join()),
             drift: OnceLock::new(),

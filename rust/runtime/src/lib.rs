@@ -31,7 +31,7 @@ pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};
 pub use features::FeatureJoin;
 pub use in_order::InOrder;
-pub use layout::Layout;
+pub use layout::{Layout, Reshape};
 pub use model::{Model, ModelOutput};
 pub use session::{OptimizationLevel, SessionSettings};
 pub use tensor_info::TensorInfo;

@@ -13,7 +13,7 @@ use common::wait_for;
 use ferroserve_batcher::{BatchQueue, BatcherConfig, QueuePolicy, Request};
 use ferroserve_runtime::{
     Answer, Completions, Deliver, Engine, Executor, Failure, InputTensor, Layout, OutputTensor,
-    Routed, RuntimeError, Waiter,
+    Reshape, Routed, RuntimeError, Waiter,
 };
 use proptest::prelude::*;
 
@@ -277,7 +277,7 @@ fn an_unbatched_model_gets_its_whole_output() {
     let done: Arc<Done> = Arc::new(Completions::new().unwrap());
     let mut unbatched = layout();
     unbatched.batches = false;
-    unbatched.output_reshapes = vec![Some(vec![-1])];
+    unbatched.output_reshapes = vec![Some(Reshape::between(&[], &[-1]))];
     let executor = Executor::start(
         "m",
         Arc::clone(&queue),
