@@ -216,7 +216,7 @@ def _state(info: pb.VersionInfo) -> str:
     text = info.state
     if info.provider:
         text += f" on {info.provider}"
-    if info.reason and info.state != "READY":
+    if info.reason:  # a READY version's is its warm-up, when that is news
         text += f" ({info.reason})"
     return text
 
@@ -266,7 +266,7 @@ def versions_table(response: pb.ListVersionsResponse) -> str:
                     info.notes or "-",
                 )
             )
-            if info.reason and info.state != "READY":
+            if info.reason:
                 reasons.append(f"{info.model} {info.version}: {info.reason}")
     lines = table(header, rows)
     policies = [

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton_grpc
+from support.admin import run_cli
 from support.models import reference_strings
 from support.real_world import LABELS, Feeds, RealWorldModel, real_world_models
 from support.repository import add_model, model_file
@@ -140,12 +141,21 @@ def test_failed_generated_warmups_are_reported_and_the_models_serve(
 ) -> None:
     """Zeros are no valid input for `arange` (a zero Range delta) nor `parse_numbers` (empty
     strings are no numbers): Triton, which warms up only what model_warmup configures, loads
-    both, and so does ferroserve, saying in its log that the generated request failed."""
+    both, and so does ferroserve, saying in its log that the generated request failed, and to
+    clients as the READY version's reason (RepositoryIndex, `ferroserve versions`); a model
+    whose generated request ran has no reason."""
     server, client = served
     log = server.log()
+    index = {row.name: row for row in client.get_model_repository_index().models}
     for name in ("arange", "parse_numbers"):
         assert client.is_model_ready(name)
         assert f"model '{name}' version 1: generated warm-up request failed" in log, log
+        assert index[name].state == "READY"
+        assert index[name].reason.startswith("warm-up: generated warm-up request failed"), index
+        code, out, _ = run_cli("versions", name, "--server", server.url)
+        assert code == 0 and f"{name} 1: warm-up: generated warm-up request failed" in out, out
+    served_well = [m.name for m in MODELS if m.name not in ("arange", "parse_numbers")]
+    assert all(index[name].reason == "" for name in served_well), index
 
 
 def test_classification_is_announced(

@@ -14,6 +14,7 @@ from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import ModelSignature, TensorSpec
 from ferroserve.datatypes import DATATYPES
 from ferroserve.errors import ConfigError, ModelLoadError
+from ferroserve.runtime.model import LoadReport
 from ferroserve.runtime.warmup import warm_up, warmup_samples
 from google.protobuf import text_format
 
@@ -107,7 +108,8 @@ def test_a_failing_generated_warmup_is_reported_not_fatal(
     with caplog.at_level(logging.WARNING, logger="ferroserve"):
         outcome = warm_up(executor, config(""), SIGNATURE, tmp_path, 3)  # type: ignore[arg-type]
     assert executor.runs == [0]
-    assert "generated warm-up request failed" in outcome and "delta" in outcome
+    assert "generated warm-up request failed" in outcome.summary and "delta" in outcome.summary
+    assert outcome.shown, "clients see it as the READY version's reason"
     assert any("model 'm' version 3: generated" in r.getMessage() for r in caplog.records)
 
 
@@ -121,3 +123,32 @@ def test_a_failing_model_warmup_sample_fails_the_load(tmp_path: Path) -> None:
             tmp_path,
             1,
         )
+
+
+class RecordingExecutor:
+    """An Executor stand-in whose runs succeed."""
+
+    warm_up_instances = 2
+
+    def __init__(self) -> None:
+        self.runs: list[int] = []
+
+    def warm_up(self, feeds: dict[str, np.ndarray], instance: int) -> None:
+        self.runs.append(instance)
+
+
+def test_samples_that_ran_are_the_ready_reason_a_generated_request_that_ran_is_not(
+    tmp_path: Path,
+) -> None:
+    executor = RecordingExecutor()
+    text = sample("zeros", 2, "zero_data: true", extra="count: 3")
+    ran = warm_up(executor, config(text), SIGNATURE, tmp_path, 1)  # type: ignore[arg-type]
+    assert executor.runs == [0, 0, 0, 1, 1, 1]
+    assert ran.shown and ran.summary.startswith("1 model_warmup sample(s), 6 run(s) on 2")
+    report = LoadReport("CPUExecutionProvider", (), 0.1, ran.summary, ran.shown)
+    assert report.ready_reason == f"warm-up: {ran.summary}"
+    generated = warm_up(RecordingExecutor(), config(""), SIGNATURE, tmp_path, 1)  # type: ignore[arg-type]
+    assert generated.summary.startswith("generated zero-filled request ran")
+    assert not generated.shown
+    quiet = LoadReport("CPUExecutionProvider", (), 0.1, generated.summary, generated.shown)
+    assert quiet.ready_reason == ""

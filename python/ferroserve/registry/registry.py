@@ -103,7 +103,9 @@ class ModelRegistry:
                         entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error))
                     continue
                 old = entry.versions.get(version)
-                entry.versions[version] = VersionStatus(State.READY, model=model)
+                entry.versions[version] = VersionStatus(
+                    State.READY, model.report.ready_reason, model=model
+                )
                 log.info(
                     "model '%s' version %d ready on %s in %.2fs",
                     name,
@@ -151,7 +153,9 @@ class ModelRegistry:
             entry.routing = source.routing
             if version not in source.versions:
                 entry.pinned.add(version)
-            entry.versions[version] = VersionStatus(State.READY, model=model)
+            entry.versions[version] = VersionStatus(
+                State.READY, model.report.ready_reason, model=model
+            )
             if alias:
                 routing = entry.routing.with_alias(alias, version)
                 await asyncio.to_thread(write_routing, source.path, routing)
@@ -217,7 +221,7 @@ class ModelRegistry:
                 f"model '{name}' version {version} failed to load{outcome}: {error}"
             ) from error
         entry.held_off.discard(version)
-        entry.versions[version] = VersionStatus(State.READY, model=model)
+        entry.versions[version] = VersionStatus(State.READY, model.report.ready_reason, model=model)
         return model
 
     async def unload_version(self, name: str, version: int) -> None:

@@ -40,6 +40,14 @@ class LoadReport:
     warmup: str = ""
     """What the warm-up ran and how it went (runtime/warmup.py): a generated request that
     failed is reported here and in the log, and the version still serves."""
+    warmup_shown: bool = False
+    """Whether clients see `warmup` as the READY version's reason (`WarmupResult.shown`)."""
+
+    @property
+    def ready_reason(self) -> str:
+        """The reason RepositoryIndex and `ferroserve versions` give for the READY version
+        (Triton lists READY models with a reason text too): the warm-up when it is news."""
+        return f"warm-up: {self.warmup}" if self.warmup_shown else ""
 
 
 @dataclass(slots=True, frozen=True, eq=False)

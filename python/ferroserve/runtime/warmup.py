@@ -12,7 +12,8 @@ of a single row (dynamic dims taken as 1) on the first instance, so the first re
 does not pay for onnxruntime's lazy allocations; generated inputs are not valid for every
 model (strings parsed as numbers, data-dependent shapes), so its failure is reported in the
 load log and `LoadReport.warmup`, never a load failure. Opening the session already checked
-that onnxruntime can run the graph.
+that onnxruntime can run the graph. Such a failure, and the samples a `model_warmup` ran, are
+also the READY version's reason in RepositoryIndex (`WarmupResult.shown`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,18 @@ WARMUP_FOLDER = "warmup"
 
 
 @dataclass(slots=True, frozen=True)
+class WarmupResult:
+    """What a version's warm-up ran and how it went."""
+
+    summary: str
+    """For the load log and `LoadReport.warmup`."""
+    shown: bool
+    """Whether clients see it as the READY version's reason (RepositoryIndex, `ferroserve
+    versions`): a generated request that failed, or the `model_warmup` samples that ran. The
+    generated request that ran is not news."""
+
+
+@dataclass(slots=True, frozen=True)
 class WarmupSample:
     """One `model_warmup` entry, ready to run: its feeds (a batch of `batch_size` rows) and how
     many times."""
@@ -54,7 +67,7 @@ def warm_up(
     signature: ModelSignature,
     model_dir: Path,
     version: int,
-) -> str:
+) -> WarmupResult:
     """Runs the version's warm-up and returns what happened, for the load report and log.
     ModelLoadError when a `model_warmup` sample is invalid or fails."""
     where = f"model '{config.name}' version {version}"
@@ -68,10 +81,10 @@ def warm_up(
                 f"still loads, as Triton runs no warm-up without one): {error}"
             )
             log.warning("%s: %s", where, outcome)
-            return outcome
+            return WarmupResult(outcome, shown=True)
         outcome = f"generated zero-filled request ran in {_ms(started)}"
         log.info("%s: warm-up: %s", where, outcome)
-        return outcome
+        return WarmupResult(outcome, shown=False)
     samples = warmup_samples(config, signature, model_dir)
     instances = executor.warm_up_instances
     for sample in samples:
@@ -89,7 +102,7 @@ def warm_up(
         f"in {_ms(started)}"
     )
     log.info("%s: warm-up: %s", where, outcome)
-    return outcome
+    return WarmupResult(outcome, shown=True)
 
 
 def _ms(started: float) -> str:
