@@ -38,6 +38,7 @@ __all__ = [
     "RequestCancelledError",
     "ResourceExhaustedError",
     "Restrictions",
+    "SequencePlan",
     "UnavailableError",
     "check_server_tls",
     "decode_bytes_tensor",
@@ -425,6 +426,28 @@ class OrtModel:
         """Whether every GPU instance moves its batches through pinned host memory."""
 
 @final
+class SequencePlan:
+    """A stateful model's sequence batcher settings (Triton's sequence_batching)."""
+
+    def __new__(
+        cls,
+        *,
+        model: str,
+        slots: int,
+        max_idle_us: int,
+        controls: Sequence[tuple[str, bytes, bytes, str]],
+        states: Sequence[tuple[int, bytes, Sequence[int]]],
+        batches: bool,
+    ) -> SequencePlan:
+        """`model`: the model's name, for messages; `slots`: sequences running at once;
+        `max_idle_us`: the idle timeout; `controls`:
+        per control input in the executor's order after the client's inputs, (kind, false
+        value, true value, CORRID datatype): kind START, END or READY with one element's
+        bytes for false and true, or CORRID with its datatype (UINT64, INT64, UINT32, INT32,
+        BYTES); `states`: per state input after the controls, (executor output index of the
+        next state, one row's initial bytes, dims without the batch dim)."""
+
+@final
 class OrtExecutor:
     """Runs one model version on the native engine: executor threads (started by `start`) take
     batches from `queue` without the GIL and push the answers; the event loop watches
@@ -443,6 +466,7 @@ class OrtExecutor:
         input_reshapes: Sequence[tuple[Sequence[int], Sequence[int]] | None],
         output_reshapes: Sequence[tuple[Sequence[int], Sequence[int]] | None],
         features: FeatureStore | None = None,
+        sequence: SequencePlan | None = None,
     ) -> OrtExecutor:
         """`input_names`/`output_names`: graph tensors in the order requests carry them;
         `input_reshapes`: per input (client dims, model dims) where config.pbtxt reshapes it;
@@ -451,7 +475,9 @@ class OrtExecutor:
         With `features` (a model with looked-up features), the queue holds the plan's
         request inputs, `input_names` are the plan's model inputs, and each batch is gathered
         from the store's current snapshot; a row a reject-policy view cannot serve answers its
-        request with FeatureNotFoundError."""
+        request with FeatureNotFoundError. With `sequence` (a stateful model), requests reach
+        the queue through the version's sequence batcher, which appends the control and
+        state inputs to the client's."""
 
     def track_drift(self, tracker: DriftTracker) -> None:
         """Has every batch the executor threads run counted by `tracker` (over the model
@@ -476,6 +502,10 @@ class OrtExecutor:
     def stop_ordering(self) -> None:
         """Stops holding answers back for their turn (preserve_ordering): for unload, once
         the queue is closed and nothing is left to wait for."""
+
+    def close_sequences(self) -> None:
+        """A stateful model's sequence batcher takes no new request; its held ones end
+        unanswered (unload). A no-op for other models."""
 
     def run(
         self, inputs: Sequence[bytes], shapes: Sequence[Sequence[int]], instance: int = 0

@@ -167,6 +167,7 @@ name: "seq"
 max_batch_size: 4
 sequence_batching {
   max_sequence_idle_microseconds: 5000000
+  iterative_sequence: true
   control_input [
     { name: "START" control [ { kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] } ] }
   ]
@@ -182,16 +183,20 @@ def test_unsupported_fields_are_listed() -> None:
         "input.allow_ragged_batch",
         "optimization.cuda",
         "response_cache",
-        "sequence_batching",
+        "sequence_batching.iterative_sequence",
     ]
 
 
 def test_unsupported_fields_are_warned_by_name(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="ferroserve"):
         fields = warn_unsupported(parse(UNSUPPORTED))
-    assert "sequence_batching" in fields
+    assert "sequence_batching.iterative_sequence" in fields
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    for field in ("sequence_batching", "response_cache", "input.allow_ragged_batch"):
+    for field in (
+        "sequence_batching.iterative_sequence",
+        "response_cache",
+        "input.allow_ragged_batch",
+    ):
         assert any(f"'{field}'" in msg and "'seq'" in msg for msg in messages), messages
     assert len(messages) == len(fields)
 

@@ -15,7 +15,7 @@ from typing import Any
 from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config.signature import ModelSignature, OnnxTensor, TensorSpec
 from ferroserve.config.text import BACKEND, PLATFORM
-from ferroserve.config.triton_fed import refuse_unfed
+from ferroserve.config.triton_fed import refuse_unfed, sequence_inputs, sequence_outputs
 from ferroserve.config.validation import validate_io, validate_model_config
 from ferroserve.datatypes import BY_CONFIG_NAME, BY_ONNX_TYPE, Datatype, config_name
 from ferroserve.errors import ConfigError
@@ -51,13 +51,18 @@ def complete_config(
         config.default_model_filename = DEFAULT_MODEL_FILE
     if config.max_batch_size < 0:
         raise ConfigError(f"max_batch_size must be >= 0, got {config.max_batch_size}")
+    # The sequence batcher's control and state tensors are fed by the server, not clients.
+    fed = set(sequence_inputs(config))
+    kept = set(sequence_outputs(config))
+    client_inputs = [t for t in graph_inputs if t.name not in fed]
+    client_outputs = [t for t in graph_outputs if t.name not in kept]
     # AutoCompleteConfig: nothing is completed when the config lists inputs and outputs.
     if not config.input or not config.output:
         _complete_max_batch_size(config, graph_inputs, graph_outputs, default_max_batch_size)
         if not config.input:
-            _fill_from_graph(config, config.input, graph_inputs)
+            _fill_from_graph(config, config.input, client_inputs)
         if not config.output:
-            _fill_from_graph(config, config.output, graph_outputs)
+            _fill_from_graph(config, config.output, client_outputs)
     # Triton validates the completed config (its max_batch_size may be filled in just now).
     validate_model_config(config)
     validate_io(config)
@@ -76,7 +81,7 @@ def complete_config(
                 "graph needs it in every call; only graph initializers (which have a value "
                 "of their own) can be optional. Drop optional: true"
             )
-    missing = graph_names - {s.name for s in inputs}
+    missing = graph_names - {s.name for s in inputs} - fed
     if missing:
         refuse_unfed(config, sorted(missing))
     return ModelSignature(config.max_batch_size, inputs, outputs)

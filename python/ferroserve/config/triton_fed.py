@@ -1,7 +1,8 @@
-"""Graph inputs that Triton feeds itself rather than the client: sequence batching's control
-tensors (START, END, READY, CORRID) and implicit state, and batch inputs (`batch_input`, built
-from each batch). ferroserve implements neither yet, so a model that needs them is refused with
-the feature named, not with advice to list the input in config.pbtxt."""
+"""Graph tensors that Triton feeds itself rather than the client: sequence batching's control
+tensors (START, END, READY, CORRID) and implicit state, which ferroserve feeds too
+(runtime/sequence.py), and batch inputs (`batch_input`, built from each batch), which it does
+not implement yet: a model that needs them is refused with the feature named, not with advice
+to list the input in config.pbtxt."""
 
 from __future__ import annotations
 
@@ -33,18 +34,22 @@ def refuse_batch_io(config: mc.ModelConfig) -> None:
         )
 
 
-def feeders(config: mc.ModelConfig) -> dict[str, str]:
-    """The graph inputs the config has Triton feed, each with the feature that feeds it."""
-    fed: dict[str, str] = {}
+def sequence_inputs(config: mc.ModelConfig) -> list[str]:
+    """The graph inputs the sequence batcher feeds: its control inputs, then its states', in
+    config order (the order the executor takes them in after the client's)."""
     batcher = config.sequence_batching
-    for control_input in batcher.control_input:
-        kinds = ", ".join(
-            mc.ModelSequenceBatching.Control.Kind.Name(control.kind)
-            for control in control_input.control
-        )
-        fed[control_input.name] = f"a sequence batching control input ({kinds})"
-    for state in batcher.state:
-        fed[state.input_name] = "sequence batching's implicit state (sequence_batching.state)"
+    return [c.name for c in batcher.control_input] + [s.input_name for s in batcher.state]
+
+
+def sequence_outputs(config: mc.ModelConfig) -> list[str]:
+    """The graph outputs the sequence batcher keeps as the next state, in config order."""
+    return [state.output_name for state in config.sequence_batching.state]
+
+
+def feeders(config: mc.ModelConfig) -> dict[str, str]:
+    """The graph inputs the config has Triton feed and ferroserve does not, each with the
+    feature that feeds it."""
+    fed: dict[str, str] = {}
     for batch_input in config.batch_input:
         for name in batch_input.target_name:
             kind = mc.BatchInput.Kind.Name(batch_input.kind)

@@ -59,6 +59,19 @@ _SUPPORTED_SUBTREES = frozenset(
         # Worded by placement (runtime/placement.py): honoured, warned about or refused.
         "optimization.execution_accelerators",
         "model_warmup",
+        # Sequence batching (runtime/sequence.py); an initial_state from a data_file is
+        # refused there.
+        "sequence_batching.max_sequence_idle_microseconds",
+        "sequence_batching.control_input",
+        "sequence_batching.direct.max_queue_delay_microseconds",
+        "sequence_batching.oldest.max_candidate_sequences",
+        "sequence_batching.oldest.preferred_batch_size",
+        "sequence_batching.oldest.max_queue_delay_microseconds",
+        "sequence_batching.state.input_name",
+        "sequence_batching.state.output_name",
+        "sequence_batching.state.data_type",
+        "sequence_batching.state.dims",
+        "sequence_batching.state.initial_state",
         # Refused with the Triton feature named (config/triton_fed.py).
         "batch_input",
         "batch_output",
@@ -66,7 +79,18 @@ _SUPPORTED_SUBTREES = frozenset(
 )
 # Messages we descend into, checking their fields one by one.
 _CHECKED_CONTAINERS = frozenset(
-    {"", "input", "output", "instance_group", "dynamic_batching", "optimization"}
+    {
+        "",
+        "input",
+        "output",
+        "instance_group",
+        "dynamic_batching",
+        "optimization",
+        "sequence_batching",
+        "sequence_batching.direct",
+        "sequence_batching.oldest",
+        "sequence_batching.state",
+    }
 )
 
 

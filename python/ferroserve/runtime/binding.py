@@ -83,6 +83,9 @@ class BindingExecutor:
         for thread in self._threads:
             thread.start()
 
+    def close_sequences(self) -> None:
+        """No sequence batcher runs here (stateful models need the native engine)."""
+
     def join(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
@@ -273,4 +276,3 @@ def _bf16(bits: np.ndarray) -> ort.OrtValue:
     return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
         np.ascontiguousarray(bits, dtype=np.uint16), TensorProto.BFLOAT16
     )
-

@@ -40,6 +40,10 @@ class Executor(Protocol):
         """On the loop: takes a request whose caller gave up out of the queue, and out of the
         answer order of a preserve_ordering model."""
 
+    def close_sequences(self) -> None:
+        """Unload: a stateful model's sequence batcher takes no new request and ends its held
+        ones unanswered (a no-op for other models)."""
+
     def join(self, timeout_s: float) -> None:
         """Waits up to `timeout_s` for the threads to stop; close the queue first. Blocking."""
 

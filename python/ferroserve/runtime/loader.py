@@ -40,6 +40,7 @@ from ferroserve.runtime.executor import Executor
 from ferroserve.runtime.initializers import overridable_initializers, stored_values
 from ferroserve.runtime.model import LoadReport, ServedModel
 from ferroserve.runtime.native import NativeExecutor
+from ferroserve.runtime.sequence import SequenceBatching, sequence_batching
 from ferroserve.runtime.session import LoadedSession, create_session
 from ferroserve.runtime.settings import (
     native_engine_allowed,
@@ -90,8 +91,11 @@ def load_version(
         loaded = _rebind_for_initializers(config, model_file, optional, declaration)
     labels = read_labels(config, model_dir)
     features = _features(config, declaration, loaded, signature)
-    queue = build_queue(config)
-    executor = _executor(f"{config.name}:{version}", loaded, signature, queue, loop, features)
+    sequence = _sequence(config, loaded, signature, features, drift_declaration)
+    queue = build_queue(config, sequence)
+    executor = _executor(
+        f"{config.name}:{version}", loaded, signature, queue, loop, features, sequence
+    )
     warmup = warm_up(executor, config, signature, model_dir, version)
     drift = _drift(config, drift_declaration, executor, signature, model_dir / str(version))
     executor.start()
@@ -176,6 +180,32 @@ def _drift(
     return drift
 
 
+def _sequence(
+    config: mc.ModelConfig,
+    loaded: LoadedSession,
+    signature: ModelSignature,
+    features: ModelFeatures | None,
+    drift: DriftDeclaration | None,
+) -> SequenceBatching | None:
+    """The version's sequence batcher, when the config has `sequence_batching`: on the native
+    engine only, without looked-up features or drift monitoring (not combined yet)."""
+    if not config.HasField("sequence_batching"):
+        return None
+    where = f"model '{config.name}': sequence_batching"
+    if loaded.native is None:
+        raise ConfigError(
+            f"{where} runs on the native engine only, which cannot run this model (see the "
+            'log for why; parameter native_engine: "false" also keeps it off)'
+        )
+    if features is not None or drift is not None:
+        raise ConfigError(
+            f"{where} is not supported together with features.pbtxt or drift.pbtxt yet"
+        )
+    return sequence_batching(
+        config, signature, loaded.inputs, loaded.outputs, loaded.native.instances
+    )
+
+
 def _features(
     config: mc.ModelConfig,
     declaration: FeatureDeclaration | None,
@@ -210,10 +240,22 @@ def _queue_policy(policy: Any) -> _core.QueuePolicy:
     )
 
 
-def build_queue(config: mc.ModelConfig) -> _core.BatchQueue:
+def build_queue(
+    config: mc.ModelConfig, sequence: SequenceBatching | None = None
+) -> _core.BatchQueue:
     """A batch queue with the config's dynamic_batching settings. Without `dynamic_batching`,
     requests still queue but each runs as its own batch (Triton's default scheduler), so the
-    queue treats them as unbatched whatever their dim 0."""
+    queue treats them as unbatched whatever their dim 0. A stateful model's queue batches the
+    requests its sequencer releases (one per sequence at a time) with its strategy's delay
+    and preferred sizes."""
+    if sequence is not None:
+        return _core.BatchQueue(
+            config.name,
+            config.max_batch_size,
+            preferred_batch_sizes=list(sequence.preferred_batch_sizes),
+            max_queue_delay_us=sequence.max_queue_delay_us,
+            default_policy=_core.QueuePolicy(max_queue_size=queue_bound(0)),
+        )
     if not config.HasField("dynamic_batching"):
         return _core.BatchQueue(
             config.name, 0, default_policy=_core.QueuePolicy(max_queue_size=queue_bound(0))
@@ -242,7 +284,11 @@ def _executor(
     queue: _core.BatchQueue,
     loop: asyncio.AbstractEventLoop,
     features: ModelFeatures | None = None,
+    sequence: SequenceBatching | None = None,
 ) -> Executor:
+    if sequence is not None:
+        assert loaded.native is not None, "sequence batching runs on the native engine only"
+        return NativeExecutor(name, loaded.native, signature, queue, loop, sequence=sequence)
     if features is not None:
         assert loaded.native is not None, "features are loaded for native models only"
         return NativeExecutor(

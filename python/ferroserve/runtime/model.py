@@ -22,6 +22,7 @@ from ferroserve.codec import (
 )
 from ferroserve.config import ModelSignature
 from ferroserve.drift.tracking import ModelDrift
+from ferroserve.errors import FailedPreconditionError
 from ferroserve.features.store import ModelFeatures
 from ferroserve.outcomes import SUCCESS, failure_outcome
 from ferroserve.runtime.executor import Executor, RequestResult
@@ -100,6 +101,13 @@ class ServedModel:
             wanted = requested_outputs(request, self.name, self.signature)
             priority, timeout_us = scheduling_parameters(request, self.name)
             buffers, shapes = decoded.buffers, decoded.shapes
+            if self.config.HasField("sequence_batching"):
+                # A valid request reaches the Python server only when the front end could not
+                # read it in place (a compressed message); the sequencer lives there.
+                raise FailedPreconditionError(
+                    f"model '{self.name}' has a sequence batcher, which only the native front "
+                    "end runs: send this model's requests uncompressed (no grpc-encoding)"
+                )
             if self.features is not None and self.features.remote:
                 # Its queue holds graph inputs, which the native front end joins from Redis
                 # before queueing; the same Rust join runs here, off the loop (it waits on
@@ -149,6 +157,9 @@ class ServedModel:
         end holds no request it routed here before (they are answered), so none of them
         meets a closed queue."""
         route = self.native_route
+        # Requests a stateful model holds for their sequence's turn would keep the route busy
+        # for as long as their sequences last: they end now (UNAVAILABLE); queued ones run.
+        self.executor.close_sequences()
         give_up = time.monotonic() + _DRAIN_TIMEOUT_S
         while route is not None and route.holders() > 0 and time.monotonic() < give_up:
             await asyncio.sleep(_DRAIN_POLL_S)

@@ -30,6 +30,7 @@ from ferroserve.config import ModelSignature, TensorSpec
 from ferroserve.drift.tracking import ModelDrift
 from ferroserve.errors import ModelLoadError
 from ferroserve.runtime.placement import Placement
+from ferroserve.runtime.sequence import SequenceBatching, sequence_feeds
 from ferroserve.runtime.settings import SessionSettings
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class NativeExecutor:
         loop: asyncio.AbstractEventLoop,
         features: tuple[_core.FeaturePlan, _core.FeatureStore] | None = None,
         client_signature: ModelSignature | None = None,
+        sequence: SequenceBatching | None = None,
     ) -> None:
         """`signature`: the model's own (graph inputs, run by warm-up and the executor).
         With `features`, requests carry `client_signature`'s inputs (the plan's request
@@ -145,6 +147,13 @@ class NativeExecutor:
                 self._route_features, store = store, None
         else:
             inputs = list(signature.inputs)
+        self._sequence = sequence
+        outputs = list(signature.outputs)
+        if sequence is not None:
+            # The sequencer feeds its control and state inputs after the client's, and keeps
+            # the state outputs (after the client's) for each sequence's next request.
+            inputs += sequence.inputs
+            outputs += sequence.outputs
         self.instances: int = model.instances
         """Executor threads (one per engine instance)."""
         self.inputs: tuple[TensorSpec, ...] = tuple(inputs)
@@ -155,7 +164,7 @@ class NativeExecutor:
             model,
             queue,
             input_names=[spec.name for spec in inputs],
-            output_names=[spec.name for spec in signature.outputs],
+            output_names=[spec.name for spec in outputs],
             batches=signature.batches,
             input_reshapes=[
                 (list(spec.dims), list(spec.model_dims)) if spec.model_dims != spec.dims else None
@@ -165,9 +174,10 @@ class NativeExecutor:
                 (list(spec.model_dims), list(spec.output_dims))
                 if spec.model_dims != spec.dims
                 else None
-                for spec in signature.outputs
+                for spec in outputs
             ],
             features=store,
+            sequence=None if sequence is None else sequence.plan,
         )
         self._watching = False
 
@@ -181,6 +191,11 @@ class NativeExecutor:
         loading thread). BYTES feeds (object arrays) are sent length-prefixed, as requests
         carry them."""
         arrays = [feeds[spec.name] for spec in self._signature.inputs]
+        if self._sequence is not None:
+            # Warm-up calls run the engine directly: the server-fed inputs are zeros.
+            rows = arrays[0].shape[0] if self._signature.batches and arrays else None
+            fed = sequence_feeds(self._sequence, rows)
+            arrays += [fed[spec.name] for spec in self._sequence.inputs]
         self._core.run(
             [output_buffer(a) for a in arrays], [list(a.shape) for a in arrays], instance
         )
@@ -236,6 +251,11 @@ class NativeExecutor:
 
     def join(self, timeout_s: float) -> None:
         self._core.join(timeout_s)
+
+    def close_sequences(self) -> None:
+        """Unload: a stateful model's sequencer takes no new request (held ones end
+        unanswered). A no-op for other models."""
+        self._core.close_sequences()
 
     def stop(self) -> None:
         """On the loop, after `join`: settles the last answers (those a preserve_ordering

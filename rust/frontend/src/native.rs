@@ -80,6 +80,16 @@ impl<B, P, O> NativeRoute<B, P, O> {
         }
     }
 
+    /// What requests the route takes.
+    pub(crate) fn signature(&self) -> &FastSignature {
+        &self.signature
+    }
+
+    /// `model_name` in responses.
+    pub(crate) fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
     /// This route, joining each request's graph inputs with `join` before queueing them.
     #[must_use]
     pub fn with_remote_join(mut self, join: Arc<RemoteJoin>) -> Self {
@@ -89,7 +99,7 @@ impl<B, P, O> NativeRoute<B, P, O> {
 }
 
 /// The gRPC status and statistics outcome of a refused submit.
-fn refused(kind: ErrorKind) -> (Code, Outcome) {
+pub(crate) fn refused(kind: ErrorKind) -> (Code, Outcome) {
     match kind {
         ErrorKind::InvalidInput => (Code::InvalidArgument, Outcome::Invalid),
         ErrorKind::ResourceExhausted => (Code::ResourceExhausted, Outcome::Rejected),
@@ -176,7 +186,7 @@ where
     OutputTensor<O>: AsRef<[u8]>,
 {
     /// The serialized response for `message`'s outputs `wanted`.
-    fn encode(
+    pub(crate) fn encode(
         &self,
         message: &[u8],
         view: &InferRequestView,

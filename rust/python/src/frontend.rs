@@ -73,9 +73,12 @@ impl PyNativeRoute {
             Some(join) => route.with_remote_join(join),
             None => route,
         };
-        PyNativeRoute {
-            route: Arc::new(route),
-        }
+        // A stateful model's requests go through its sequence batcher.
+        let route: Arc<dyn InferRoute> = match executor.sequencer() {
+            Some(sequencer) => Arc::new(frontend::SequenceRoute::new(route, sequencer)),
+            None => Arc::new(route),
+        };
+        PyNativeRoute { route }
     }
 
     /// Holders of the route besides this object: the front end's route table while the route

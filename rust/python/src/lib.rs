@@ -14,6 +14,7 @@ mod queue;
 mod queued;
 mod restrict;
 mod runtime;
+mod sequence;
 mod tensor;
 mod tls;
 
@@ -85,6 +86,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<order::PyInOrder>()?;
     m.add_class::<runtime::OrtModel>()?;
     m.add_class::<runtime::OrtExecutor>()?;
+    m.add_class::<sequence::PySequencePlan>()?;
     m.add_class::<features::FeaturePlan>()?;
     m.add_class::<features::PyFeatureStore>()?;
     m.add_class::<features::PyFeatureTable>()?;

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ferroserve_frontend::Sequencer;
 use ferroserve_runtime::{
-    Accelerator, Answer, Completions, ConvAlgoSearch, CudaOptions, Engine, Executor, Failure,
-    Layout, Model, ModelOutput, OptimizationLevel, Reshape, Routed, RuntimeError, SessionSettings,
-    TensorInfo, TensorRtOptions,
+    Accelerator, Answer, Completions, ConvAlgoSearch, CudaOptions, Deliver, Engine, Executor,
+    Failure, Layout, Model, ModelOutput, OptimizationLevel, Reshape, Routed, RuntimeError,
+    SessionSettings, TensorInfo, TensorRtOptions,
 };
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -22,10 +23,14 @@ use crate::exceptions::{
 use crate::features::PyFeatureStore;
 use crate::queue::PyBatchQueue;
 use crate::queued::{HeldBytes, PyWaiter, Queue};
+use crate::sequence::PySequencePlan;
 
 /// Answers of one model version: Python's on their way to the event loop, the native front
 /// end's handed over directly; in queue order for a `preserve_ordering` model.
 type Answers = Routed<Py<PyAny>, ModelOutput>;
+
+/// The sequence batcher of a stateful model version.
+pub(crate) type ModelSequencer = Sequencer<HeldBytes, Py<PyAny>, ModelOutput>;
 
 /// The exception for a runtime error: NotImplementedError where the native engine cannot run
 /// the model here (the caller then uses onnxruntime's Python binding).
@@ -212,6 +217,8 @@ pub(crate) struct OrtExecutor {
     /// The drift tracking of a model with a drift profile (`track_drift`, before `start`).
     drift: OnceLock<ferroserve_runtime::DriftTap>,
     completions: Arc<Answers>,
+    /// The sequence batcher of a stateful model: its executor threads deliver to it.
+    sequencer: Option<Arc<ModelSequencer>>,
     /// Set by `start`.
     executor: OnceLock<Executor<HeldBytes, PyWaiter, Model>>,
 }
@@ -225,6 +232,11 @@ impl OrtExecutor {
     /// Where its executor threads deliver answers.
     pub(crate) fn answers(&self) -> Arc<Answers> {
         Arc::clone(&self.completions)
+    }
+
+    /// The sequence batcher of a stateful model.
+    pub(crate) fn sequencer(&self) -> Option<Arc<ModelSequencer>> {
+        self.sequencer.clone()
     }
 }
 
@@ -242,7 +254,11 @@ impl OrtExecutor {
     /// the plan's request inputs and `input_names` are the plan's model inputs, which each
     /// batch gathers from the store's current snapshot.
     #[new]
-    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None))]
+    ///
+    /// With `sequence` (a stateful model's plan), requests reach the queue through the
+    /// version's sequencer (`sequencer`), which feeds the control and state inputs: the queue
+    /// then holds `input_names`' client inputs followed by them.
+    #[pyo3(signature = (name, model, queue, *, input_names, output_names, batches, input_reshapes, output_reshapes, features = None, sequence = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: String,
@@ -254,13 +270,28 @@ impl OrtExecutor {
         input_reshapes: Vec<Option<(Vec<i64>, Vec<i64>)>>,
         output_reshapes: Vec<Option<(Vec<i64>, Vec<i64>)>>,
         features: Option<PyRef<'_, PyFeatureStore>>,
+        sequence: Option<PyRef<'_, PySequencePlan>>,
     ) -> PyResult<Self> {
         let completions = Completions::new()
             .map_err(|error| PyRuntimeError::new_err(format!("cannot create a pipe: {error}")))?;
-        let completions = if queue.get().shared().config().preserve_ordering {
+        let completions = Arc::new(if queue.get().shared().config().preserve_ordering {
             Routed::in_order(completions)
         } else {
             Routed::new(completions)
+        });
+        let sequencer = match sequence {
+            Some(plan) => Some(
+                Sequencer::start(
+                    plan.model.clone(),
+                    queue.get().shared(),
+                    Arc::clone(&completions),
+                    plan.plan.clone(),
+                )
+                .map_err(|error| {
+                    PyRuntimeError::new_err(format!("cannot start a thread: {error}"))
+                })?,
+            ),
+            None => None,
         };
         Ok(OrtExecutor {
             name,
@@ -275,7 +306,8 @@ impl OrtExecutor {
             },
             features: features.map(|store| store.join()),
             drift: OnceLock::new(),
-            completions: Arc::new(completions),
+            completions,
+            sequencer,
             executor: OnceLock::new(),
         })
     }
@@ -299,11 +331,15 @@ impl OrtExecutor {
         if self.executor.get().is_some() {
             return Ok(());
         }
+        let deliver: Arc<dyn Deliver<PyWaiter, ModelOutput>> = match &self.sequencer {
+            Some(sequencer) => Arc::clone(sequencer) as _,
+            None => Arc::clone(&self.completions) as _,
+        };
         let executor = Executor::start(
             &self.name,
             self.queue.get().shared(),
             Arc::clone(&self.model),
-            Arc::clone(&self.completions) as _,
+            deliver,
             self.layout.clone(),
             self.features.clone(),
             self.drift.get().cloned(),
@@ -328,6 +364,14 @@ impl OrtExecutor {
             self.completions.withdraw(request_id);
         }
         removed
+    }
+
+    /// Closes the sequence batcher of a stateful model (unload): it takes no new request and
+    /// its held ones end unanswered. A no-op for other models.
+    fn close_sequences(&self) {
+        if let Some(sequencer) = &self.sequencer {
+            sequencer.close();
+        }
     }
 
     /// Stops holding answers back for their turn (`preserve_ordering`): after the queue was

@@ -98,6 +98,9 @@ pub struct InferRequestView {
     /// The `timeout` parameter, the request's own queue timeout in microseconds (uint64 or
     /// non-negative int64), 0 when absent.
     pub timeout_us: u64,
+    /// Triton's sequence parameters, read for a model with a sequence batcher; every other
+    /// model ignores them, as Triton's ONNX backend does.
+    pub sequence: SequenceParameters,
     /// `inputs` (5), in message order: each entry's range, read by `input` when needed (only
     /// the first `MAX_REQUEST_TENSORS`; `counts` has them all).
     pub inputs: Vec<Range<usize>>,
@@ -108,6 +111,30 @@ pub struct InferRequestView {
     pub raw_input_contents: Vec<Range<usize>>,
     /// How many entries each repeated field has.
     pub counts: EntryCounts,
+}
+
+/// A request's `sequence_id`, `sequence_start` and `sequence_end` parameters (tritonclient's
+/// `sequence_id=`, `sequence_start=`, `sequence_end=`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SequenceParameters {
+    /// `sequence_id`: an int64 or uint64 (as its 64 bits, as Triton reads it) or a string;
+    /// None when absent.
+    pub id: Option<SequenceIdView>,
+    /// `sequence_start` (a bool).
+    pub start: bool,
+    /// `sequence_end` (a bool).
+    pub end: bool,
+    /// One of them had a value of another type: a sequence model refuses the request.
+    pub malformed: bool,
+}
+
+/// A `sequence_id` as the request carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceIdView {
+    /// An integer id.
+    Number(u64),
+    /// A string id: its range in the message (UTF-8, checked).
+    Text(Range<usize>),
 }
 
 /// Entries of each repeated field of a `ModelInferRequest`, all of them counted.
@@ -355,7 +382,7 @@ const STRING_PARAM: u32 = 3;
 const UINT64_PARAM: u32 = 5;
 
 /// What one request parameter (a `parameters` map entry) means to the fast path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Parameter {
     /// A key the server does not read (a custom parameter, `sequence_id` for a model without a
     /// sequence batcher, perf_analyzer's `triton_enable_empty_final_response`, which only asks
@@ -366,14 +393,43 @@ enum Parameter {
     Priority(u64),
     /// `timeout` (µs) with a usable value.
     Timeout(u64),
+    /// `sequence_id`, `sequence_start` or `sequence_end`.
+    Sequence(SequenceParameter),
     /// `priority` or `timeout` with a value of another type or a negative one, or a malformed
     /// entry: the general path words the error.
     Other,
 }
 
+/// One of Triton's sequence parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SequenceParameter {
+    /// `sequence_id`.
+    Id(SequenceIdView),
+    /// `sequence_start`.
+    Start(bool),
+    /// `sequence_end`.
+    End(bool),
+    /// One of them with a value of another type.
+    Malformed,
+}
+
+/// `InferParameter.bool_param`.
+const BOOL_PARAM: u32 = 1;
+
 /// An `InferParameter`'s oneof as last set: its field number, with its value when it is a
-/// varint.
-type ParameterChoice = Option<(u32, Option<u64>)>;
+/// varint, or its range when it is length-delimited.
+type ParameterChoice = Option<(u32, ChoiceValue)>;
+
+/// The value of an `InferParameter`'s oneof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChoiceValue {
+    /// A varint (bool, int64, uint64).
+    Varint(u64),
+    /// A length-delimited value (string).
+    Bytes(Range<usize>),
+    /// A fixed-width one (double).
+    Fixed,
+}
 
 /// Reads the `parameters` map entry at `entry` (key = 1, value = 2, an `InferParameter`) as
 /// protobuf does: the key's range, and the value's oneof as last set (a message field given
@@ -402,12 +458,18 @@ fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
     };
     let key = &data[key];
     if key != b"priority" && key != b"timeout" {
-        return Parameter::Ignorable;
+        return match key
+            .strip_prefix(b"sequence_")
+            .and_then(|name| sequence_parameter(name, choice))
+        {
+            Some(sequence) => Parameter::Sequence(sequence),
+            None => Parameter::Ignorable,
+        };
     }
     let value = match choice {
         // A negative int64 is an error the general path words.
-        Some((INT64_PARAM, Some(value))) if i64::try_from(value).is_ok() => value,
-        Some((UINT64_PARAM, Some(value))) => value,
+        Some((INT64_PARAM, ChoiceValue::Varint(value))) if i64::try_from(value).is_ok() => value,
+        Some((UINT64_PARAM, ChoiceValue::Varint(value))) => value,
         _ => return Parameter::Other,
     };
     if key == b"priority" {
@@ -415,6 +477,28 @@ fn parameter(data: &[u8], entry: Range<usize>) -> Parameter {
     } else {
         Parameter::Timeout(value)
     }
+}
+
+/// `sequence_<name>` with value `choice`: Triton's grpc front end takes `sequence_id` as an
+/// int64 (a uint64 too) or a string, `sequence_start` and `sequence_end` as bools; any other
+/// `sequence_` key is ignored like every unknown key (None).
+fn sequence_parameter(name: &[u8], choice: ParameterChoice) -> Option<SequenceParameter> {
+    Some(match (name, choice) {
+        (b"id", Some((INT64_PARAM | UINT64_PARAM, ChoiceValue::Varint(id)))) => {
+            SequenceParameter::Id(SequenceIdView::Number(id))
+        }
+        (b"id", Some((STRING_PARAM, ChoiceValue::Bytes(text)))) => {
+            SequenceParameter::Id(SequenceIdView::Text(text))
+        }
+        (b"start", Some((BOOL_PARAM, ChoiceValue::Varint(flag)))) => {
+            SequenceParameter::Start(flag != 0)
+        }
+        (b"end", Some((BOOL_PARAM, ChoiceValue::Varint(flag)))) => {
+            SequenceParameter::End(flag != 0)
+        }
+        (b"id" | b"start" | b"end", _) => SequenceParameter::Malformed,
+        _ => return None,
+    })
 }
 
 /// Reads an `InferParameter` at `range` into `choice`: its oneof field (1 to 5) as last set,
@@ -432,8 +516,9 @@ fn parameter_choice(
         }
         if (1..=5).contains(&field) {
             let value = match payload {
-                Payload::Varint(value) => Some(value),
-                _ => None,
+                Payload::Varint(value) => ChoiceValue::Varint(value),
+                Payload::Bytes(range) => ChoiceValue::Bytes(range),
+                Payload::Fixed(_) => ChoiceValue::Fixed,
             };
             *choice = Some((field, value));
         }
@@ -461,6 +546,15 @@ pub fn parse_infer_request(data: &[u8]) -> Result<InferRequestView, WireError> {
                     Parameter::Ignorable => {}
                     Parameter::Priority(priority) => request.priority = priority,
                     Parameter::Timeout(timeout_us) => request.timeout_us = timeout_us,
+                    Parameter::Sequence(parameter) => {
+                        let sequence = &mut request.sequence;
+                        match parameter {
+                            SequenceParameter::Id(id) => sequence.id = Some(id),
+                            SequenceParameter::Start(start) => sequence.start = start,
+                            SequenceParameter::End(end) => sequence.end = end,
+                            SequenceParameter::Malformed => sequence.malformed = true,
+                        }
+                    }
                     Parameter::Other => request.has_parameters = true,
                 }
             }
@@ -1247,6 +1341,49 @@ mod tests {
         .concat();
         let view = parse_infer_request(&bytes(4, &merged)).expect("parses");
         assert_eq!((view.priority, view.has_parameters), (2, false));
+    }
+
+    #[test]
+    fn reads_tritons_sequence_parameters() {
+        let read = |extra: &[u8]| {
+            let message = request(&[2, 4], 32, extra);
+            let view = parse_infer_request(&message).expect("parses");
+            assert!(!view.has_parameters, "the fast path takes it");
+            (message, view.sequence)
+        };
+        let flags = [
+            parameter("sequence_start", &varint_value(1, 1)),
+            parameter("sequence_end", &varint_value(1, 0)),
+        ]
+        .concat();
+        let (_, numbered) = read(&[parameter("sequence_id", &varint_value(2, 42)), flags].concat());
+        assert_eq!(numbered.id, Some(SequenceIdView::Number(42)));
+        assert!(numbered.start && !numbered.end && !numbered.malformed);
+        let (_, unsigned) = read(&parameter("sequence_id", &varint_value(5, u64::MAX)));
+        assert_eq!(unsigned.id, Some(SequenceIdView::Number(u64::MAX)));
+        let (message, text) = read(&parameter("sequence_id", &bytes(3, b"user-9")));
+        let Some(SequenceIdView::Text(range)) = text.id else {
+            panic!("a string id: {text:?}");
+        };
+        assert_eq!(&message[range], b"user-9");
+        // The last entry of a key wins, as in protobuf's map.
+        let twice = [
+            parameter("sequence_end", &varint_value(1, 1)),
+            parameter("sequence_end", &varint_value(1, 0)),
+        ];
+        assert!(!read(&twice.concat()).1.end);
+        let mut double = key(4, FIXED64);
+        double.extend(7.0f64.to_le_bytes());
+        for malformed in [
+            parameter("sequence_id", &double),
+            parameter("sequence_start", &varint_value(2, 1)), // an int64
+            parameter("sequence_end", &bytes(3, b"true")),    // a string
+        ] {
+            let (_, sequence) = read(&malformed);
+            assert!(sequence.malformed, "{malformed:?}");
+        }
+        let (_, none) = read(&parameter("sequence_other", &varint_value(1, 1)));
+        assert_eq!(none, SequenceParameters::default());
     }
 
     #[test]
