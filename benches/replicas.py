@@ -113,6 +113,8 @@ def replicas(
             argv = [
                 *launcher, "serve", "--model-repository", str(repository), "--host", HOST,
                 "--grpc-port", str(port), "--metrics-port", str(free_port()),
+                # One REST port each would collide on 8000; this benchmark is gRPC only.
+                "--no-allow-http",
             ]  # fmt: skip
             log = workdir / f"replica-{count}-{index}-{port}.log"
             pid = stack.enter_context(serving(argv, port, log, env))
