@@ -435,12 +435,14 @@ class SequencePlan:
         model: str,
         slots: int,
         max_idle_us: int,
+        max_held: int,
         controls: Sequence[tuple[str, bytes, bytes, str]],
         states: Sequence[tuple[int, bytes, Sequence[int]]],
         batches: bool,
     ) -> SequencePlan:
         """`model`: the model's name, for messages; `slots`: sequences running at once;
-        `max_idle_us`: the idle timeout; `controls`:
+        `max_idle_us`: the idle timeout; `max_held`: requests held waiting for a slot or their
+        turn (0: no bound); `controls`:
         per control input in the executor's order after the client's inputs, (kind, false
         value, true value, CORRID datatype): kind START, END or READY with one element's
         bytes for false and true, or CORRID with its datatype (UINT64, INT64, UINT32, INT32,

@@ -6,6 +6,7 @@ break a sequence's rules."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -160,3 +161,54 @@ def test_string_correlation_ids(client: triton_grpc.InferenceServerClient) -> No
     assert step(client, model, "user-b", 5.0, start=True)[0] == 5.0
     assert step(client, model, "user-a", 2.0, end=True) == (4.0, [0.0, 1.0, 1.0, 0.0])
     step(client, model, "user-b", 0.0, end=True)
+
+
+def test_held_requests_are_bounded_by_the_servers_queue_bound(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A flood of new sequences while every slot is taken: the backlog holds up to
+    --default-max-queue-size requests, the next is refused RESOURCE_EXHAUSTED, and the held
+    ones run once the slot frees."""
+    root = tmp_path_factory.mktemp("bounded-sequence-repository")
+    name = "accumulator_one_slot"
+    strategy = "oldest { max_candidate_sequences: 1 max_queue_delay_microseconds: 0 }"
+    add_model(root, name, accumulator(), CONFIG.format(name=name, strategy=strategy))
+    log = tmp_path_factory.mktemp("logs") / "bounded-sequence-server.log"
+    with ServerProcess(root, log, ["--default-max-queue-size", "3"]) as server:
+        server.wait_settled([name])
+        with triton_grpc.InferenceServerClient(server.url) as client:
+            step(client, name, 1, 1.0, start=True)  # sequence 1 holds the only slot
+            answers: dict[int, object] = {}
+
+            def held(sequence: int) -> None:
+                x = infer_input("INPUT", np.array([[float(sequence)]], np.float32), "FP32")
+                client.async_infer(
+                    name,
+                    [x],
+                    lambda result, error: answers.__setitem__(sequence, error or result),
+                    sequence_id=sequence,
+                    sequence_start=True,
+                    sequence_end=True,
+                )
+
+            for sequence in (2, 3, 4):
+                held(sequence)
+            time.sleep(0.5)  # async_infer returns before the server has them
+            x = infer_input("INPUT", np.array([[9.0]], np.float32), "FP32")
+            assert_triton_error(
+                lambda: client.infer(
+                    name, [x], sequence_id=99, sequence_start=True, client_timeout=5
+                ),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"model '{name}': its sequence batcher holds 3 requests already",
+            )
+            assert answers == {}, "the held ones wait for the slot"
+            step(client, name, 1, 0.0, end=True)
+            for _ in range(500):
+                if len(answers) == 3:
+                    break
+                time.sleep(0.01)
+            for sequence in (2, 3, 4):
+                result = answers[sequence]
+                assert isinstance(result, triton_grpc.InferResult), result
+                assert float(result.as_numpy("OUTPUT")[0, 0]) == float(sequence)

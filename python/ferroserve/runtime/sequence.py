@@ -19,6 +19,7 @@ from ferroserve._proto import model_config_pb2 as mc
 from ferroserve.config import ModelSignature, OnnxTensor, TensorSpec
 from ferroserve.datatypes import BY_CONFIG_NAME, BY_ONNX_TYPE, Datatype
 from ferroserve.errors import ConfigError
+from ferroserve.runtime.settings import queue_bound
 
 _CONTROL = mc.ModelSequenceBatching.Control
 # max_sequence_idle_microseconds when the config leaves it 0 (Triton's default: 1 s).
@@ -107,6 +108,9 @@ def sequence_batching(
         model=config.name,
         slots=slots,
         max_idle_us=int(batcher.max_sequence_idle_microseconds) or DEFAULT_MAX_IDLE_US,
+        # Triton does not bound the requests a sequence batcher holds; the server's default
+        # queue bound does here (docs/sequence-batching.md).
+        max_held=queue_bound(0),
         controls=controls,
         states=states,
         batches=batches,

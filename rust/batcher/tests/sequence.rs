@@ -13,11 +13,16 @@ use proptest::prelude::*;
 type Scheduler = SequenceScheduler<&'static str, u32>;
 
 fn scheduler(slots: usize) -> Scheduler {
+    bounded(slots, 0)
+}
+
+fn bounded(slots: usize, max_held: usize) -> Scheduler {
     SequenceScheduler::new(
         "acc",
         SequenceConfig {
             slots,
             max_idle: Duration::from_millis(100),
+            max_held,
         },
     )
 }
@@ -210,6 +215,87 @@ fn a_withdrawn_request_never_runs() {
     assert_eq!(s.backlogged(), 0);
 }
 
+#[test]
+fn held_requests_are_bounded_and_refused_past_the_bound_as_resource_exhausted() {
+    let mut s = bounded(1, 3);
+    let now = Instant::now();
+    send(&mut s, 1, START, "1a", now).expect("the slot is free");
+    // Held: one behind 1a in its own sequence, two new sequences in the backlog.
+    let mut tickets = Vec::new();
+    for (sequence, flags, request) in [(1, MIDDLE, "1b"), (2, START, "2a"), (3, START, "3a")] {
+        let Ok(Admission::Held { ticket }) =
+            s.submit(id(sequence), flags.0, flags.1, 1, request, now)
+        else {
+            panic!("{request} is held");
+        };
+        tickets.push((sequence, ticket));
+    }
+    assert_eq!((s.held(), s.backlogged()), (3, 2));
+    for (sequence, flags) in [(4, START), (1, MIDDLE)] {
+        let Err(error) = s.submit(id(sequence), flags.0, flags.1, 1, "over", now) else {
+            panic!("sequence {sequence} is refused");
+        };
+        assert_eq!(error.kind(), ErrorKind::ResourceExhausted);
+        assert_eq!(
+            error.to_string(),
+            "model 'acc': its sequence batcher holds 3 requests already, waiting for a slot or \
+             for their sequence's turn; retry later, end idle sequences, or raise the server's \
+             --default-max-queue-size"
+        );
+    }
+    assert_eq!(s.backlogged(), 2, "a refused START leaves no trace");
+    // Room again once one is withdrawn; the refused sequence 4 may start now.
+    let (sequence, ticket) = tickets[1];
+    assert_eq!(s.withdraw(&id(sequence), ticket), Some("2a"));
+    assert!(s.submit(id(4), true, false, 1, "4a", now).is_ok());
+    // A request that runs at once is never refused for the bound.
+    let released = s.finished(&id(1), None);
+    assert_eq!(released[0].request, "1b");
+    assert_eq!(s.held(), 2);
+}
+
+#[test]
+fn backlogged_sequences_withdrawn_in_any_order_leave_the_rest_in_arrival_order() {
+    let mut s = scheduler(1);
+    let now = Instant::now();
+    send(&mut s, 1, (true, true), "running", now).expect("the slot is free");
+    let names: Vec<&'static str> = (0..200)
+        .map(|n| &*Box::leak(format!("s{n}").into_boxed_str()))
+        .collect();
+    let mut tickets = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let sequence = 100 + n as u64;
+        let Ok(Admission::Held { ticket }) = s.submit(id(sequence), true, true, 1, *name, now)
+        else {
+            panic!("held");
+        };
+        tickets.push((sequence, ticket));
+    }
+    // Withdraw every third, from the back.
+    for (sequence, ticket) in tickets.iter().rev().step_by(3) {
+        assert!(s.withdraw(&id(*sequence), *ticket).is_some());
+    }
+    let mut kept: Vec<u64> = tickets.iter().map(|(sequence, _)| *sequence).collect();
+    let withdrawn: Vec<u64> = tickets.iter().rev().step_by(3).map(|(q, _)| *q).collect();
+    kept.retain(|q| !withdrawn.contains(q));
+    assert_eq!(s.backlogged(), kept.len());
+    let mut order = Vec::new();
+    let mut current = 1;
+    loop {
+        let released = s.finished(&id(current), None);
+        let Some(next) = released.into_iter().next() else {
+            break;
+        };
+        let CorrelationId::Number(sequence) = next.controls.correlation_id else {
+            unreachable!()
+        };
+        order.push(sequence);
+        current = sequence;
+    }
+    assert_eq!(order, kept);
+    assert_eq!((s.held(), s.backlogged()), (0, 0));
+}
+
 /// Records released requests as running (at most one per sequence) and run, in order.
 fn note(
     released: Vec<Released<u32, u32>>,
@@ -235,12 +321,15 @@ proptest! {
     #[test]
     fn order_and_bounds_hold(
         slots in 1usize..4,
-        steps in proptest::collection::vec((0u64..5, 0u8..4), 1..120),
+        max_held in 0usize..6,
+        steps in proptest::collection::vec((0u64..5, 0u8..5), 1..120),
     ) {
         let mut s: SequenceScheduler<u32, u32> = SequenceScheduler::new(
             "m",
-            SequenceConfig { slots, max_idle: Duration::from_millis(5) },
+            SequenceConfig { slots, max_idle: Duration::from_millis(5), max_held },
         );
+        let mut tickets: Vec<(u64, u64, u32)> = Vec::new();
+        let mut withdrawn: Vec<u32> = Vec::new();
         let start = Instant::now();
         let mut accepted: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut ran: HashMap<u64, Vec<u32>> = HashMap::new();
@@ -257,11 +346,21 @@ proptest! {
                     match s.submit(CorrelationId::Number(seq), is_start, is_end, 1, request, now) {
                         Ok(admission) => {
                             accepted.entry(seq).or_default().push(request);
-                            if let Admission::Run(r) = admission {
-                                note(vec![r], &mut ran, &mut running);
+                            match admission {
+                                Admission::Run(r) => note(vec![r], &mut ran, &mut running),
+                                Admission::Held { ticket } => tickets.push((seq, ticket, request)),
                             }
                         }
+                        Err(error) if error.kind() == ErrorKind::ResourceExhausted => {
+                            prop_assert!(max_held > 0 && s.held() == max_held);
+                        }
                         Err(error) => prop_assert_eq!(error.kind(), ErrorKind::InvalidInput),
+                    }
+                }
+                3 if !tickets.is_empty() => {
+                    let (seq, ticket, request) = tickets.swap_remove(index % tickets.len());
+                    if s.withdraw(&CorrelationId::Number(seq), ticket) == Some(request) {
+                        withdrawn.push(request);
                     }
                 }
                 2 => {
@@ -274,9 +373,11 @@ proptest! {
             }
             prop_assert!(s.active() <= slots);
             prop_assert!(running.len() <= slots);
+            prop_assert!(max_held == 0 || s.held() <= max_held);
         }
         for (seq, order) in &ran {
-            let accepted = &accepted[seq];
+            let accepted: Vec<u32> =
+                accepted[seq].iter().copied().filter(|r| !withdrawn.contains(r)).collect();
             prop_assert_eq!(&accepted[..order.len()], &order[..], "sequence {}", seq);
         }
     }

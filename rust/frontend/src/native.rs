@@ -108,6 +108,20 @@ pub(crate) fn refused(kind: ErrorKind) -> (Code, Outcome) {
     }
 }
 
+/// A failed answer's outcome (for the statistics) and status (for the client).
+pub(crate) fn failed(failure: Failure) -> (Outcome, Status) {
+    match failure {
+        Failure::DeadlineExceeded(message) => (
+            Outcome::Timeout,
+            Status::new(Code::DeadlineExceeded, message),
+        ),
+        Failure::Internal(message) => (Outcome::Internal, Status::new(Code::Internal, message)),
+        // An entity key a reject-policy feature view could not serve: the request's input, not
+        // the server, is at fault.
+        Failure::NotFound(message) => (Outcome::Invalid, Status::new(Code::NotFound, message)),
+    }
+}
+
 /// A request of a model with Redis views while its features are looked up (before it is
 /// queued): records its end exactly once, as cancelled when the client goes away meanwhile.
 struct Joining<'a, B: AsRef<[u8]>, T> {
@@ -326,19 +340,10 @@ where
                     in_flight.end(Outcome::Success);
                     Ok(response)
                 }
-                Ok(Err(Failure::DeadlineExceeded(message))) => {
-                    in_flight.end(Outcome::Timeout);
-                    Err(Status::new(Code::DeadlineExceeded, message))
-                }
-                Ok(Err(Failure::Internal(message))) => {
-                    in_flight.end(Outcome::Internal);
-                    Err(Status::new(Code::Internal, message))
-                }
-                // An entity key a reject-policy feature view could not serve: the request's
-                // input, not the server, is at fault.
-                Ok(Err(Failure::NotFound(message))) => {
-                    in_flight.end(Outcome::Invalid);
-                    Err(Status::new(Code::NotFound, message))
+                Ok(Err(failure)) => {
+                    let (outcome, status) = failed(failure);
+                    in_flight.end(outcome);
+                    Err(status)
                 }
                 // The waiter was dropped without an answer: the queue was closed under it.
                 Err(_) => {

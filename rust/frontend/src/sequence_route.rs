@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferroserve_batcher::{CorrelationId, Outcome};
-use ferroserve_runtime::{Failure, NativeAnswer, OutputTensor, Waiter};
+use ferroserve_runtime::{NativeAnswer, OutputTensor, Waiter};
 use ferroserve_tensor::wire::{self, InferRequestView, MatchedContents, SequenceIdView};
 use tokio::sync::oneshot;
 
 use crate::grpc::{Code, Status};
-use crate::native::refused;
+use crate::native::{failed, refused};
 use crate::routes::{InferRoute, PendingInfer};
 use crate::sequencer::{Pending, Refused, Sequencer, Submitted};
 use crate::{MessageInput, NativeRoute};
@@ -119,15 +119,16 @@ where
             }
         };
         let wanted = matched.wanted;
+        // Made before the future, so a future dropped unpolled still withdraws its request.
+        let mut waiting = Waiting {
+            route: Arc::clone(&self),
+            id,
+            ticket,
+            started,
+            ended: false,
+        };
         Some(Box::pin(async move {
             let route = &*self;
-            let mut waiting = Waiting {
-                route,
-                id,
-                ticket,
-                started,
-                ended: false,
-            };
             let received = match deadline {
                 None => receiver.await,
                 Some(deadline) => match tokio::time::timeout_at(deadline.into(), receiver).await {
@@ -149,17 +150,10 @@ where
                     waiting.end(Outcome::Success);
                     Ok(response)
                 }
-                Ok(Err(Failure::DeadlineExceeded(message))) => {
-                    waiting.end(Outcome::Timeout);
-                    Err(Status::new(Code::DeadlineExceeded, message))
-                }
-                Ok(Err(Failure::Internal(message))) => {
-                    waiting.end(Outcome::Internal);
-                    Err(Status::new(Code::Internal, message))
-                }
-                Ok(Err(Failure::NotFound(message))) => {
-                    waiting.end(Outcome::Invalid);
-                    Err(Status::new(Code::NotFound, message))
+                Ok(Err(failure)) => {
+                    let (outcome, status) = failed(failure);
+                    waiting.end(outcome);
+                    Err(status)
                 }
                 Err(_) => {
                     waiting.end(Outcome::Unavailable);
@@ -180,21 +174,21 @@ where
 /// Records a request's end once; a request dropped before it ended (its client went away) is
 /// withdrawn if it was still held and counts as cancelled (one already queued runs, so its
 /// sequence's state stays whole).
-struct Waiting<'a, B, P, O>
+struct Waiting<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
     O: Send + Sync + 'static,
     OutputTensor<O>: AsRef<[u8]>,
 {
-    route: &'a SequenceRoute<B, P, O>,
+    route: Arc<SequenceRoute<B, P, O>>,
     id: CorrelationId,
     ticket: Option<u64>,
     started: Instant,
     ended: bool,
 }
 
-impl<B, P, O> Waiting<'_, B, P, O>
+impl<B, P, O> Waiting<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
@@ -213,7 +207,7 @@ where
     }
 }
 
-impl<B, P, O> Drop for Waiting<'_, B, P, O>
+impl<B, P, O> Drop for Waiting<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, BatcherConfig, SequenceConfig};
 use ferroserve_frontend::{
-    Code, ControlKind, CorrelationType, InferRoute, NativeRoute, SequencePlan, SequenceRoute,
-    Sequencer, StateTensor, Status,
+    Code, ControlKind, CorrelationType, InferRoute, NativeRoute, PendingInfer, SequencePlan,
+    SequenceRoute, Sequencer, StateTensor, Status,
 };
 use ferroserve_runtime::{
     Completions, Deliver, Engine, Executor, InputTensor, Layout, OutputTensor, Routed,
@@ -96,6 +96,10 @@ struct Served {
 }
 
 fn serve(slots: usize, max_idle: Duration) -> Served {
+    serve_bounded(slots, max_idle, 0)
+}
+
+fn serve_bounded(slots: usize, max_idle: Duration, max_held: usize) -> Served {
     let queue: Arc<Queue> = Arc::new(
         BatchQueue::new(
             "acc",
@@ -108,7 +112,11 @@ fn serve(slots: usize, max_idle: Duration) -> Served {
     );
     let routed: Arc<Routed<(), Vec<u8>>> = Arc::new(Routed::new(Completions::new().unwrap()));
     let plan = SequencePlan {
-        config: SequenceConfig { slots, max_idle },
+        config: SequenceConfig {
+            slots,
+            max_idle,
+            max_held,
+        },
         controls: vec![
             ControlKind::Start(int32_flags()),
             ControlKind::End(int32_flags()),
@@ -324,5 +332,53 @@ fn a_sequence_beyond_the_slots_waits_and_an_idle_one_gives_its_slot_up() {
     // Sequence 1 lost its slot: it must start again.
     let late = send(&served, request(1, false, false, 1.0)).unwrap_err();
     assert!(late.message.contains("must specify the START flag"));
+    served.sequencer.close();
+}
+
+/// Submits `message` without waiting for its answer.
+fn submit(served: &Served, message: Vec<u8>) -> PendingInfer {
+    let message = Bytes::from(message);
+    let view = wire::parse_infer_request(&message).unwrap();
+    Arc::clone(&served.route)
+        .infer(message, view, None, false)
+        .expect("the route takes it")
+}
+
+#[test]
+fn a_flood_of_new_sequences_is_refused_past_the_bound_and_cancelled_ones_free_room() {
+    let served = serve_bounded(1, Duration::from_secs(30), 8);
+    answer(&send(&served, request(1, true, false, 1.0)).unwrap());
+    // Sequence 1 holds the only slot: new one-request sequences wait in the backlog, up to 8.
+    let mut waiting: Vec<PendingInfer> = (2..10)
+        .map(|sequence| submit(&served, request(sequence, true, true, sequence as f32)))
+        .collect();
+    for sequence in 10..1000 {
+        let refused = send(&served, request(sequence, true, true, 1.0)).unwrap_err();
+        assert_eq!(refused.code, Code::ResourceExhausted);
+        assert!(
+            refused
+                .message
+                .contains("sequence batcher holds 8 requests already"),
+            "{}",
+            refused.message
+        );
+    }
+    // Clients that give up free their places (a dropped request is withdrawn).
+    waiting.truncate(4);
+    waiting.push(submit(&served, request(5000, true, true, 5000.0)));
+    // Sequence 1 ends: the backlog runs in arrival order, the late one included.
+    answer(&send(&served, request(1, false, true, 1.0)).unwrap());
+    let answers: Vec<f32> = waiting
+        .into_iter()
+        .map(|pending| {
+            let answered = served.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), pending)
+                    .await
+                    .expect("answered")
+            });
+            answer(&answered.unwrap()).0
+        })
+        .collect();
+    assert_eq!(answers, vec![2.0, 3.0, 4.0, 5.0, 5000.0]);
     served.sequencer.close();
 }

@@ -21,18 +21,19 @@ pub(crate) struct PySequencePlan {
 
 #[pymethods]
 impl PySequencePlan {
-    /// `model`: the model's name, for messages; `slots`: sequences running at once; `max_idle_us`: the idle timeout; `controls`: per
+    /// `model`: the model's name, for messages; `slots`: sequences running at once; `max_idle_us`: the idle timeout; `max_held`: requests held waiting for a slot or their turn (0: no bound); `controls`: per
     /// control input in the executor's order after the client's inputs, (kind, false value,
     /// true value, CORRID datatype): kind START, END or READY with one element's bytes for
     /// false and true, or CORRID with its datatype (UINT64, INT64, UINT32, INT32, BYTES);
     /// `states`: per state input after the controls, (executor output index of the next
     /// state, one row's initial bytes, dims without the batch dim).
     #[new]
-    #[pyo3(signature = (*, model, slots, max_idle_us, controls, states, batches))]
+    #[pyo3(signature = (*, model, slots, max_idle_us, max_held, controls, states, batches))]
     fn new(
         model: String,
         slots: usize,
         max_idle_us: u64,
+        max_held: usize,
         controls: Vec<(String, Vec<u8>, Vec<u8>, String)>,
         states: Vec<(usize, Vec<u8>, Vec<i64>)>,
         batches: bool,
@@ -78,6 +79,7 @@ impl PySequencePlan {
                 config: SequenceConfig {
                     slots: slots.max(1),
                     max_idle: Duration::from_micros(max_idle_us),
+                    max_held,
                 },
                 controls,
                 states,

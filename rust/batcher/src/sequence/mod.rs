@@ -4,6 +4,8 @@
 //! order, so the state carried from one answer to the next request is never read before it
 //! was written; a sequence that finds every slot taken waits in a backlog (arrival order) and
 //! takes the first slot freed; a sequence idle longer than `max_sequence_idle` loses its slot.
+//! Requests held (in the backlog or behind their sequence's running one) are bounded by
+//! `max_held`, which Triton does not bound: past it a request is refused, RESOURCE_EXHAUSTED.
 //! Rules and wording are Triton's (core `src/sequence_batch_scheduler/
 //! sequence_batch_scheduler.cc`: `Enqueue`, `ReleaseSequenceSlot`, `ReaperThread`).
 //!
@@ -13,42 +15,16 @@
 //! reports each answer with `finished`, which releases what may run next. So the dynamic
 //! batcher's own path does no new work. Not synchronised: its owner keeps it behind a lock.
 
+mod error;
+mod id;
+
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::fmt;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::ErrorKind;
-
-/// A sequence's correlation id: the request's `sequence_id` parameter, an unsigned integer or a
-/// string (Triton's `InferenceRequest::SequenceId`). 0 and "" mean "none".
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum CorrelationId {
-    /// An integer id.
-    Number(u64),
-    /// A string id.
-    Text(String),
-}
-
-impl CorrelationId {
-    /// Whether the request named a sequence at all (Triton's `InSequence`).
-    pub fn is_set(&self) -> bool {
-        match self {
-            CorrelationId::Number(id) => *id != 0,
-            CorrelationId::Text(id) => !id.is_empty(),
-        }
-    }
-}
-
-impl fmt::Display for CorrelationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CorrelationId::Number(id) => write!(f, "{id}"),
-            CorrelationId::Text(id) => f.write_str(id),
-        }
-    }
-}
+pub use error::SequenceError;
+pub use id::CorrelationId;
 
 /// The `sequence_batching` settings that bound the scheduler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,54 +35,10 @@ pub struct SequenceConfig {
     /// `max_sequence_idle_microseconds` (Triton's default: 1 s): a sequence with a slot and no
     /// request for this long loses the slot.
     pub max_idle: Duration,
-}
-
-/// Why a request was refused, in Triton's words.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SequenceError {
-    /// No `sequence_id`, or 0 or "".
-    #[error(
-        "inference request to model '{model}' must specify a non-zero or non-empty correlation ID"
-    )]
-    NoCorrelationId {
-        /// Model name.
-        model: String,
-    },
-    /// A request without START for a sequence that is not running (never started, ended, or
-    /// released after being idle).
-    #[error(
-        "inference request for sequence {id} to model '{model}' must specify the START flag on the first request of the sequence"
-    )]
-    NotStarted {
-        /// Model name.
-        model: String,
-        /// The request's correlation id.
-        id: CorrelationId,
-    },
-    /// A request of more than one row (Triton's sequence batcher takes batch-size 1 only).
-    #[error(
-        "inference request to model '{model}' must specify batch-size 1 due to requirements of sequence batcher"
-    )]
-    BatchSize {
-        /// Model name.
-        model: String,
-    },
-    /// The model is unloading.
-    #[error("model '{model}' is unloading: its sequence batcher takes no new requests")]
-    Closed {
-        /// Model name.
-        model: String,
-    },
-}
-
-impl SequenceError {
-    /// The category a transport maps to its status code.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            SequenceError::Closed { .. } => ErrorKind::Unavailable,
-            _ => ErrorKind::InvalidInput,
-        }
-    }
+    /// Requests held at once, waiting for a slot or for their sequence's turn (0: no bound).
+    /// One more is refused with `SequenceError::Full`, so a client opening sequence after
+    /// sequence, or sending ahead without reading answers, cannot grow memory without end.
+    pub max_held: usize,
 }
 
 /// The control values a released request is run with (Triton's `control_input` kinds).
@@ -161,9 +93,11 @@ struct Waiting<R> {
 struct Sequence<R, S> {
     /// Its slot; None while in the backlog.
     slot: Option<usize>,
+    /// Its key in the backlog while it has no slot.
+    backlog_key: u64,
     /// Whether a released request has not finished yet.
     running: bool,
-    /// Requests not released yet, in arrival order.
+    /// Requests not released yet, in arrival order (so in ticket order).
     waiting: VecDeque<Waiting<R>>,
     /// What its last answer left for the next request.
     state: Option<S>,
@@ -172,6 +106,13 @@ struct Sequence<R, S> {
     /// Whether an END was accepted: the id takes no request without START any more, and the
     /// slot is freed once nothing is left to run.
     ended: bool,
+}
+
+impl<R, S> Sequence<R, S> {
+    /// Whether a request arriving now would run at once (a slot, nothing running or waiting).
+    fn may_run_now(&self) -> bool {
+        self.slot.is_some() && !self.running && self.waiting.is_empty()
+    }
 }
 
 /// The sequence batcher of one model version; see the module documentation.
@@ -183,9 +124,11 @@ pub struct SequenceScheduler<R, S> {
     sequences: HashMap<CorrelationId, Sequence<R, S>>,
     /// Free slots, lowest first (Triton hands out the ready slots of a priority queue).
     free: BinaryHeap<Reverse<usize>>,
-    /// Sequences waiting for a slot, in arrival order.
-    backlog: VecDeque<CorrelationId>,
-    /// Ticket of the next held request.
+    /// Sequences waiting for a slot, by arrival (a map, so a withdrawn one leaves in O(log n)).
+    backlog: BTreeMap<u64, CorrelationId>,
+    /// Requests held in every sequence's `waiting`.
+    held: usize,
+    /// Ticket of the next held request (also the next backlog key).
     next_ticket: u64,
     /// Set by `close`.
     closed: bool,
@@ -200,7 +143,8 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
             config: SequenceConfig { slots, ..config },
             sequences: HashMap::new(),
             free: (0..slots).map(Reverse).collect(),
-            backlog: VecDeque::new(),
+            backlog: BTreeMap::new(),
+            held: 0,
             next_ticket: 1,
             closed: false,
         }
@@ -221,6 +165,11 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
         self.backlog.len()
     }
 
+    /// Requests held now (waiting for a slot or for their sequence's turn).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -229,7 +178,7 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
     /// Accepts `request` of sequence `id` (with its START and END flags and its row count) at
     /// `now`: Run when it may run at once, Held when it waits for its turn. Triton's errors for
     /// a request without a correlation id, of more than one row, or without START for a
-    /// sequence that is not running.
+    /// sequence that is not running; `Full` when it would be held beyond `max_held`.
     pub fn submit(
         &mut self,
         id: CorrelationId,
@@ -249,19 +198,36 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
         if !id.is_set() {
             return Err(SequenceError::NoCorrelationId { model: model() });
         }
+        let full = self.config.max_held > 0 && self.held >= self.config.max_held;
+        let refuse_full = || SequenceError::Full {
+            model: self.model.clone(),
+            limit: self.config.max_held,
+        };
         let sequence = match self.sequences.entry(id.clone()) {
-            Entry::Occupied(entry) if start || !entry.get().ended => entry.into_mut(),
-            Entry::Occupied(_) => return Err(SequenceError::NotStarted { model: model(), id }),
+            Entry::Occupied(entry) if !start && entry.get().ended => {
+                return Err(SequenceError::NotStarted { model: model(), id });
+            }
+            Entry::Occupied(entry) => {
+                let sequence = entry.into_mut();
+                if full && !sequence.may_run_now() {
+                    return Err(refuse_full());
+                }
+                sequence
+            }
             Entry::Vacant(_) if !start => {
                 return Err(SequenceError::NotStarted { model: model(), id });
             }
             Entry::Vacant(entry) => {
                 let slot = self.free.pop().map(|Reverse(slot)| slot);
                 if slot.is_none() {
-                    self.backlog.push_back(id.clone());
+                    if full {
+                        return Err(refuse_full());
+                    }
+                    self.backlog.insert(self.next_ticket, id.clone());
                 }
                 entry.insert(Sequence {
                     slot,
+                    backlog_key: self.next_ticket,
                     running: false,
                     waiting: VecDeque::new(),
                     state: None,
@@ -274,10 +240,7 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
         // conflict and does the same); the START itself starts the state afresh.
         sequence.last_request = now;
         sequence.ended = end;
-        if let Some(slot) = sequence.slot
-            && !sequence.running
-            && sequence.waiting.is_empty()
-        {
+        if let (true, Some(slot)) = (sequence.may_run_now(), sequence.slot) {
             sequence.running = true;
             let state = if start { None } else { sequence.state.clone() };
             return Ok(Admission::Run(Released {
@@ -299,6 +262,7 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
             end,
             ticket,
         });
+        self.held += 1;
         Ok(Admission::Held { ticket })
     }
 
@@ -314,7 +278,7 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
         if state.is_some() {
             sequence.state = state;
         }
-        if let Some(next) = Self::release_next(id, sequence) {
+        if let Some(next) = Self::release_next(id, sequence, &mut self.held) {
             released.push(next);
         } else if sequence.ended {
             let slot = sequence.slot;
@@ -329,12 +293,17 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
     /// Takes a held request back (its client went away); None if it was released already.
     pub fn withdraw(&mut self, id: &CorrelationId, ticket: u64) -> Option<R> {
         let sequence = self.sequences.get_mut(id)?;
-        let index = sequence.waiting.iter().position(|w| w.ticket == ticket)?;
+        let index = sequence
+            .waiting
+            .binary_search_by_key(&ticket, |w| w.ticket)
+            .ok()?;
         let withdrawn = sequence.waiting.remove(index)?;
+        self.held -= 1;
         if sequence.slot.is_none() && sequence.waiting.is_empty() {
             // A backlogged sequence with nothing left: it never started.
+            let key = sequence.backlog_key;
             self.sequences.remove(id);
-            self.backlog.retain(|queued| queued != id);
+            self.backlog.remove(&key);
         }
         Some(withdrawn.request)
     }
@@ -380,6 +349,7 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
     pub fn close(&mut self) -> Vec<R> {
         self.closed = true;
         self.backlog.clear();
+        self.held = 0;
         self.sequences
             .drain()
             .flat_map(|(_, sequence)| sequence.waiting.into_iter().map(|w| w.request))
@@ -389,12 +359,12 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
     /// Gives `slot` to the first backlogged sequence (releasing its first request), or back
     /// to the free slots.
     fn give_slot(&mut self, slot: usize, released: &mut Vec<Released<R, S>>) {
-        while let Some(id) = self.backlog.pop_front() {
+        while let Some((_, id)) = self.backlog.pop_first() {
             let Some(sequence) = self.sequences.get_mut(&id) else {
                 continue;
             };
             sequence.slot = Some(slot);
-            if let Some(next) = Self::release_next(&id, sequence) {
+            if let Some(next) = Self::release_next(&id, sequence, &mut self.held) {
                 released.push(next);
             }
             return;
@@ -403,9 +373,14 @@ impl<R, S: Clone> SequenceScheduler<R, S> {
     }
 
     /// Releases the sequence's next waiting request, if it has a slot and one waits.
-    fn release_next(id: &CorrelationId, sequence: &mut Sequence<R, S>) -> Option<Released<R, S>> {
+    fn release_next(
+        id: &CorrelationId,
+        sequence: &mut Sequence<R, S>,
+        held: &mut usize,
+    ) -> Option<Released<R, S>> {
         let slot = sequence.slot?;
         let next = sequence.waiting.pop_front()?;
+        *held -= 1;
         sequence.running = true;
         Some(Released {
             request: next.request,
