@@ -10,9 +10,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -103,19 +104,23 @@ def _children(pid: int) -> list[int]:
     ]
 
 
-class CpuSampler:
-    """Samples a process tree's CPU time on a thread while the block runs, so the CPU spent in
-    any window inside that span can be read back afterwards (linear between samples)."""
+_Sampled = TypeVar("_Sampled", bound="Sampler")
 
-    def __init__(self, pid: int, period_s: float = 0.05) -> None:
-        self._pid = pid
+
+class Sampler:
+    """Samples a growing reading (CPU seconds, requests served) on a thread while the block
+    runs, so its growth over any window inside that span can be read back afterwards (linear
+    between samples)."""
+
+    def __init__(self, read: Callable[[], float], period_s: float = 0.05) -> None:
+        self._read = read
         self._period_s = period_s
         self._times_ns: list[int] = []
-        self._cpu_s: list[float] = []
+        self._values: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def __enter__(self) -> CpuSampler:
+    def __enter__(self: _Sampled) -> _Sampled:
         self._thread.start()
         return self
 
@@ -131,20 +136,31 @@ class CpuSampler:
     def _sample(self) -> None:
         while True:
             self._times_ns.append(time.time_ns())
-            self._cpu_s.append(process_tree_cpu_s(self._pid))
+            self._values.append(self._read())
             if self._stop.is_set():
                 return
             self._stop.wait(self._period_s)
 
-    def cpu_s_between(self, start_ns: int, end_ns: int) -> float:
-        """CPU seconds spent between two instants inside the sampled span."""
-        return self._cpu_at(end_ns) - self._cpu_at(start_ns)
+    def growth_between(self, start_ns: int, end_ns: int) -> float:
+        """How much the reading grew between two instants inside the sampled span."""
+        return self._value_at(end_ns) - self._value_at(start_ns)
 
-    def _cpu_at(self, time_ns: int) -> float:
+    def _value_at(self, time_ns: int) -> float:
         times = self._times_ns
         if not times[0] <= time_ns <= times[-1]:
             raise ValueError("instant outside the sampled span")
         right = max(1, bisect.bisect_left(times, time_ns))
         t0, t1 = times[right - 1], times[right]
-        c0, c1 = self._cpu_s[right - 1], self._cpu_s[right]
-        return c0 + (c1 - c0) * (time_ns - t0) / max(1, t1 - t0)
+        v0, v1 = self._values[right - 1], self._values[right]
+        return v0 + (v1 - v0) * (time_ns - t0) / max(1, t1 - t0)
+
+
+class CpuSampler(Sampler):
+    """A process tree's CPU seconds, sampled (see Sampler)."""
+
+    def __init__(self, pid: int, period_s: float = 0.05) -> None:
+        super().__init__(lambda: process_tree_cpu_s(pid), period_s)
+
+    def cpu_s_between(self, start_ns: int, end_ns: int) -> float:
+        """CPU seconds spent between two instants inside the sampled span."""
+        return self.growth_between(start_ns, end_ns)
