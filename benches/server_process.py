@@ -112,8 +112,15 @@ class Sampler:
     runs, so its growth over any window inside that span can be read back afterwards (linear
     between samples)."""
 
-    def __init__(self, read: Callable[[], float], period_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        read: Callable[[], float],
+        period_s: float = 0.05,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        """`close`: called when the block ends (e.g. the channel `read` uses)."""
         self._read = read
+        self._close = close
         self._period_s = period_s
         self._times_ns: list[int] = []
         self._values: list[float] = []
@@ -132,11 +139,17 @@ class Sampler:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        if self._close is not None:
+            self._close()
 
     def _sample(self) -> None:
         while True:
-            self._times_ns.append(time.time_ns())
-            self._values.append(self._read())
+            now_ns = time.time_ns()
+            # A failed reading (a statistics call that timed out) leaves a gap, not a hole.
+            with contextlib.suppress(Exception):
+                value = self._read()
+                self._times_ns.append(now_ns)
+                self._values.append(value)
             if self._stop.is_set():
                 return
             self._stop.wait(self._period_s)

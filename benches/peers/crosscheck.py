@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 
 import grpc
 from batching import Plan as BatchingPlan
@@ -86,14 +85,18 @@ def measure(
             if server is None:
                 continue
             native_row = replace(target, kind=OURS)
-            counted = ServedCounter(server.port, target.model_for(model), target.runs_model)
-            with counted:
+            counting = (
+                served_counter(server.port, target.model_for(model))
+                if target.runs_model  # the transport ceiling keeps no statistics
+                else contextlib.nullcontext()
+            )
+            with counting as counted:
                 before = native(native_row, model, per_request, concurrency)
                 checked, busy = _analyzer_row(
                     analyzer, server, target, model, per_request, concurrency
                 )
                 after = native(native_row, model, per_request, concurrency)
-            served = tuple(counted.rate(run) for run in (checked, before, after))
+            served = tuple(served_rate(counted, run) for run in (checked, before, after))
             pairs.append(Agreement(checked, (before, after), served, busy))
             print(f"perf_analyzer {model} rows={per_request} c={concurrency} {target.label}: "
                   f"ratio {pair_text(pairs[-1])}", file=sys.stderr)  # fmt: skip
@@ -135,50 +138,31 @@ def _analyzer_row(
     return Result(target, model, per_request, concurrency, m, cpu_us), busy
 
 
-class ServedCounter:
+def served_counter(port: int, model: str) -> Sampler:
     """The server's own count of `model`'s successful requests (ModelStatistics, summed over
     versions), sampled every 100 ms while the block runs: what it served over any client's
-    window, whatever the client reports. Does nothing for a server without statistics."""
+    window, whatever the client reports."""
+    channel = grpc.insecure_channel(f"{HOST}:{port}")
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    request = service_pb2.ModelStatisticsRequest(name=model)
 
-    def __init__(self, port: int, model: str, has_statistics: bool) -> None:
-        self._channel = grpc.insecure_channel(f"{HOST}:{port}") if has_statistics else None
-        self._sampler: Sampler | None = None
-        if self._channel is not None:
-            stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-            request = service_pb2.ModelStatisticsRequest(name=model)
+    def served() -> float:
+        answer = stub.ModelStatistics(request, timeout=5)
+        return float(sum(s.inference_stats.success.count for s in answer.model_stats))
 
-            def served() -> float:
-                answer = stub.ModelStatistics(request, timeout=5)
-                return float(sum(s.inference_stats.success.count for s in answer.model_stats))
+    return Sampler(served, period_s=0.1, close=channel.close)
 
-            self._sampler = Sampler(served, period_s=0.1)
 
-    def __enter__(self) -> ServedCounter:
-        if self._sampler is not None:
-            self._sampler.__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._sampler is not None:
-            self._sampler.__exit__(exc_type, exc, traceback)
-        if self._channel is not None:
-            self._channel.close()
-
-    def rate(self, run: Result) -> float | None:
-        """Requests per second the server counted over `run`'s window, if known."""
-        m = run.measurement
-        if self._sampler is None or m is None or m.end_ns <= m.start_ns:
-            return None
-        try:
-            served = self._sampler.growth_between(m.start_ns, m.end_ns)
-        except (ValueError, IndexError):
-            return None
-        return served / ((m.end_ns - m.start_ns) / 1e9)
+def served_rate(counter: Sampler | None, run: Result) -> float | None:
+    """Requests per second the server counted over `run`'s window, if known."""
+    m = run.measurement
+    if counter is None or m is None or m.end_ns <= m.start_ns:
+        return None
+    try:
+        served = counter.growth_between(m.start_ns, m.end_ns)
+    except (ValueError, IndexError):
+        return None
+    return served / ((m.end_ns - m.start_ns) / 1e9)
 
 
 @dataclass(frozen=True, slots=True)
