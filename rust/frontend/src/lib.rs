@@ -10,9 +10,11 @@ mod body;
 mod compression;
 mod connections;
 mod counters;
+mod ensemble;
 pub mod grpc;
 pub mod http;
 mod native;
+mod native_step;
 mod proxy;
 mod remote_join;
 mod restrict;
@@ -27,11 +29,15 @@ mod tls;
 
 pub use connections::ConnectionLimits;
 pub use counters::{Counters, Method};
+pub use ensemble::{EnsemblePlan, EnsembleRoute, EnsembleStep, PlanError};
 pub use grpc::{Code, Status};
 pub use native::{MessageInput, NativeRoute};
 pub use remote_join::{JoinFailure, Joined, RemoteJoin, RemoteJoinError};
 pub use restrict::{Protocol, Restrictions};
-pub use routes::{InferRoute, ModelSpec, PendingInfer, RouteTable, TargetSpec};
+pub use routes::{
+    InferRoute, ModelSpec, PendingInfer, PendingStep, RouteTable, StepAnswer, StepRequest,
+    TargetSpec,
+};
 pub use sequence_route::SequenceRoute;
 pub use sequencer::{ControlKind, CorrelationType, SequencePlan, Sequencer, StateTensor};
 pub use server::{Frontend, FrontendConfig};

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::grpc::{Code, Status};
 use crate::remote_join::{JoinFailure, RemoteJoin};
-use crate::routes::{InferRoute, PendingInfer};
+use crate::routes::{InferRoute, PendingInfer, PendingStep, StepRequest};
 
 /// A queued input held from the received message.
 pub trait MessageInput: AsRef<[u8]> + Send + Sync + 'static {
@@ -90,6 +90,11 @@ impl<B, P, O> NativeRoute<B, P, O> {
         &self.model_name
     }
 
+    /// The version's batch queue.
+    pub(crate) fn queue(&self) -> &BatchQueue<B, Waiter<P, O>> {
+        &self.queue
+    }
+
     /// This route, joining each request's graph inputs with `join` before queueing them.
     #[must_use]
     pub fn with_remote_join(mut self, join: Arc<RemoteJoin>) -> Self {
@@ -148,7 +153,7 @@ impl<B: AsRef<[u8]>, T> Drop for Joining<'_, B, T> {
 
 /// Records a request's end exactly once; a request dropped before it ended (the client went
 /// away) leaves the queue and counts as cancelled.
-struct InFlight<'a, B, P, O>
+pub(crate) struct InFlight<'a, B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
@@ -160,13 +165,23 @@ where
     ended: bool,
 }
 
-impl<B, P, O> InFlight<'_, B, P, O>
+impl<'a, B, P, O> InFlight<'a, B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
     O: Send + Sync + 'static,
 {
-    fn end(&mut self, outcome: Outcome) {
+    /// Request `id`, queued into `route`'s queue at `started`.
+    pub(crate) fn new(route: &'a NativeRoute<B, P, O>, id: u64, started: Instant) -> Self {
+        InFlight {
+            route,
+            id,
+            started,
+            ended: false,
+        }
+    }
+
+    pub(crate) fn end(&mut self, outcome: Outcome) {
         self.ended = true;
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.route.queue.record_request(outcome, nanos);
@@ -270,6 +285,15 @@ where
             stream,
             started,
         ))
+    }
+
+    fn step_signature(&self) -> Option<&FastSignature> {
+        // A model with Redis views queues graph inputs joined per request: not a step.
+        self.remote_join.is_none().then_some(&self.signature)
+    }
+
+    fn step(self: Arc<Self>, request: StepRequest) -> Option<PendingStep> {
+        self.remote_join.is_none().then(|| self.run_step(request))
     }
 }
 

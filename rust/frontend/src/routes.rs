@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferroserve_tensor::wire::InferRequestView;
+use ferroserve_tensor::wire::{FastSignature, InferRequestView};
 
 use crate::grpc::Status;
 use crate::shadow::{ShadowCounts, ShadowStats};
@@ -24,6 +24,31 @@ use crate::shadow::{ShadowCounts, ShadowStats};
 /// A natively answered request: its serialized response (a `ModelStreamInferResponse` when
 /// asked for a stream), or the status it failed with.
 pub type PendingInfer = Pin<Box<dyn Future<Output = Result<Vec<u8>, Status>> + Send>>;
+
+/// One step of an ensemble as a composing version gets it: its inputs in that version's
+/// signature order, already in the raw layout (no wire message is built).
+pub struct StepRequest {
+    /// Each input's bytes: a part of the client's message or of an earlier step's output.
+    pub inputs: Vec<Bytes>,
+    /// Each input's full shape (the batch dim included for a batching model).
+    pub shapes: Vec<Vec<i64>>,
+    /// The ensemble request's `priority` parameter, as sent.
+    pub priority: u64,
+    /// The ensemble request's `timeout` parameter (µs), as sent.
+    pub timeout_us: u64,
+    /// The client's deadline, shared by every step of the request.
+    pub deadline: Option<Instant>,
+}
+
+/// A composing version's answer to one step: per output, in its signature order, the bytes
+/// (a view into the executed batch's output, not a copy) and the shape.
+pub struct StepAnswer {
+    /// (bytes, shape) per output.
+    pub outputs: Vec<(Bytes, Vec<i64>)>,
+}
+
+/// A step's answer to await; dropping it cancels the step.
+pub type PendingStep = Pin<Box<dyn Future<Output = Result<StepAnswer, Status>> + Send>>;
 
 /// A model version the front end runs without Python.
 pub trait InferRoute: Send + Sync + 'static {
@@ -37,6 +62,18 @@ pub trait InferRoute: Send + Sync + 'static {
         deadline: Option<Instant>,
         stream: bool,
     ) -> Option<PendingInfer>;
+
+    /// The signature a step request must follow, when the route can run ensemble steps.
+    fn step_signature(&self) -> Option<&FastSignature> {
+        None
+    }
+
+    /// Starts one ensemble step (inputs in `step_signature` order) and returns its answer to
+    /// await, or None when this route cannot run steps (a stateful model, a model whose
+    /// features are joined from Redis per request, an ensemble).
+    fn step(self: Arc<Self>, _request: StepRequest) -> Option<PendingStep> {
+        None
+    }
 }
 
 /// One target of a model's routes as the registry describes it.
