@@ -546,6 +546,28 @@ class NativeRoute:
         which words them. With `features` whose store has views in Redis (`remote`), each
         request's graph inputs are joined (Redis fetched) before queueing, and `executor` runs
         without features."""
+    @staticmethod
+    def ensemble(
+        stats: BatchQueue,
+        model_name: str,
+        model_version: str,
+        *,
+        inputs: Sequence[tuple[str, str, Sequence[int], int]],
+        max_batch_size: int,
+        outputs: Sequence[tuple[str, str]],
+        tensors: Sequence[str],
+        input_tensors: Sequence[int],
+        output_tensors: Sequence[int],
+        steps: Sequence[tuple[str, str, Sequence[tuple[str, int]], Sequence[tuple[str, int]]]],
+    ) -> NativeRoute:
+        """The route of ensemble `model_name` version `model_version`: requests matching its
+        signature (`inputs`, `max_batch_size`, `outputs` as for a model) run `steps` in the
+        front end, each queued into its composing model's version as routed at that moment;
+        the ensemble's requests are counted in `stats` (a queue nothing is queued into).
+        `tensors`: every ensemble tensor's name; `input_tensors`, `output_tensors`: the tensor
+        of each input and output; `steps`: (model, version or "", input_map, output_map) with
+        tensor indices, each after the steps whose outputs it reads. ValueError for a plan
+        that breaks those rules."""
     def holders(self) -> int:
         """Holders of the route besides this object: the front end's route table while the
         route is in it, and each request from its route lookup until its answer (0: drained)."""

@@ -17,6 +17,7 @@ from ferroserve.config import (
     unsupported_fields,
     warn_unsupported,
 )
+from ferroserve.config.ensemble import ensemble_graph
 from ferroserve.errors import ConfigError
 from ferroserve.registry.repository import select_versions
 from ferroserve.runtime.settings import warn_retired_parameters
@@ -449,6 +450,29 @@ def test_unknown_fields_are_skipped_and_named_with_their_line(
         assert any(f":{line}: field '{path}'" in m for m in messages), messages
 
 
-def test_an_ensemble_is_refused_naming_the_feature(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"ensemble.*does not support yet"):
-        read_config(write_config(tmp_path, "e", 'platform: "ensemble"\n'))
+def test_an_ensemble_needs_its_steps(tmp_path: Path) -> None:
+    config = read_config(write_config(tmp_path, "e", 'platform: "ensemble"\n'))
+    with pytest.raises(ConfigError, match=r"needs ensemble_scheduling"):
+        ensemble_graph(config)
+    with pytest.raises(ConfigError, match=r"add platform: \"ensemble\""):
+        read_config(write_config(tmp_path, "f", "ensemble_scheduling { step [ { } ] }\n"))
+
+
+def test_ensemble_steps_are_put_in_dependency_order(tmp_path: Path) -> None:
+    text = """platform: "ensemble"
+input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] } ]
+ensemble_scheduling { step [
+  { model_name: "last" model_version: -1 input_map { key: "a" value: "mid" }
+    input_map { key: "b" value: "IN" } output_map { key: "y" value: "OUT" } },
+  { model_name: "first" model_version: 2 input_map { key: "x" value: "IN" }
+    output_map { key: "y" value: "mid" } }
+] }
+"""
+    graph = ensemble_graph(read_config(write_config(tmp_path, "e", text)))
+    assert [(s.model, s.number, s.version) for s in graph.steps] == [
+        ("first", 2, 2),
+        ("last", 1, -1),
+    ]
+    assert graph.tensors == ("IN", "mid", "OUT")
+    assert graph.steps[1].inputs == (("a", "mid"), ("b", "IN"))

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.pbtxt"
 PLATFORM = "onnxruntime_onnx"
+ENSEMBLE_PLATFORM = "ensemble"
 BACKEND = "onnxruntime"
 
 
@@ -49,14 +50,15 @@ def parse_config(text: str, name: str, path: Path | str) -> mc.ModelConfig:
         config.name = name
     elif config.name != name:
         raise ConfigError(f"{path}: name '{config.name}' does not match the model folder '{name}'")
-    if config.platform == "ensemble" or config.HasField("ensemble_scheduling"):
+    if config.HasField("ensemble_scheduling") and config.platform != ENSEMBLE_PLATFORM:
         raise ConfigError(
-            f"{path}: an ensemble (platform 'ensemble', ensemble_scheduling) is a Triton "
-            "feature ferroserve does not support yet; serve its steps as separate models"
+            f"{path}: ensemble_scheduling belongs to an ensemble; add platform: "
+            f'"{ENSEMBLE_PLATFORM}" (or remove it)'
         )
-    if config.platform and config.platform != PLATFORM:
+    if config.platform and config.platform not in (PLATFORM, ENSEMBLE_PLATFORM):
         raise ConfigError(
-            f"{path}: platform '{config.platform}' is not served by ferroserve (only '{PLATFORM}')"
+            f"{path}: platform '{config.platform}' is not served by ferroserve (only "
+            f"'{PLATFORM}' and '{ENSEMBLE_PLATFORM}')"
         )
     if config.backend and config.backend != BACKEND:
         raise ConfigError(f"{path}: backend '{config.backend}' is not served (only '{BACKEND}')")

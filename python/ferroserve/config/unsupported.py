@@ -72,6 +72,12 @@ _SUPPORTED_SUBTREES = frozenset(
         "sequence_batching.state.data_type",
         "sequence_batching.state.dims",
         "sequence_batching.state.initial_state",
+        # Ensembles (config/ensemble.py, runtime/ensemble.py); max_inflight_requests and
+        # model_namespace are warned about.
+        "ensemble_scheduling.step.model_name",
+        "ensemble_scheduling.step.model_version",
+        "ensemble_scheduling.step.input_map",
+        "ensemble_scheduling.step.output_map",
         # Refused with the Triton feature named (config/triton_fed.py).
         "batch_input",
         "batch_output",
@@ -90,6 +96,8 @@ _CHECKED_CONTAINERS = frozenset(
         "sequence_batching.direct",
         "sequence_batching.oldest",
         "sequence_batching.state",
+        "ensemble_scheduling",
+        "ensemble_scheduling.step",
     }
 )
 

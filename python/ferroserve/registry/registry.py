@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from ferroserve.config.ensemble import EnsembleStep, ensemble_graph, is_ensemble
 from ferroserve.errors import (
+    ConfigError,
     FailedPreconditionError,
     FerroserveError,
     ModelLoadError,
@@ -32,6 +34,7 @@ from ferroserve.registry.repository import ModelRepository, ModelSource
 from ferroserve.registry.routes import PublishedRoutes
 from ferroserve.registry.routing import Routing, write_routing
 from ferroserve.registry.writer import StagedVersion, remove_version
+from ferroserve.runtime.ensemble import load_ensemble
 from ferroserve.runtime.loader import load_version
 from ferroserve.runtime.model import ServedModel
 
@@ -95,7 +98,7 @@ class ModelRegistry:
                     status if previous is None or previous.model is None else previous
                 )
                 try:
-                    model = await asyncio.to_thread(_load_checked, source, version, loop)
+                    model = await self._load_source(source, version, loop)
                 except Exception as error:  # any load failure fails this version alone
                     log.error("model '%s' version %d failed to load: %s", name, version, error)
                     failures.append(str(error))
@@ -135,7 +138,7 @@ class ModelRegistry:
                 source = await asyncio.to_thread(self.repository.source, name)
                 entry.versions[version] = VersionStatus(State.LOADING)
                 loop = asyncio.get_running_loop()
-                model = await asyncio.to_thread(_load_checked, source, version, loop)
+                model = await self._load_source(source, version, loop)
             except Exception as error:  # the version goes, whatever stopped it
                 entry.versions.pop(version, None)
                 if not entry.versions and name not in self._wanted:
@@ -213,7 +216,7 @@ class ModelRegistry:
         entry.versions[version] = VersionStatus(State.LOADING, wanted=False)
         loop = asyncio.get_running_loop()
         try:
-            model = await asyncio.to_thread(_load_checked, source, version, loop)
+            model = await self._load_source(source, version, loop)
         except Exception as error:  # any load failure
             entry.versions[version] = VersionStatus(State.UNAVAILABLE, str(error), wanted=False)
             self._publish(name)
@@ -277,6 +280,49 @@ class ModelRegistry:
                 stale = [v for v, s in entry.versions.items() if v not in chosen and s.wanted]
                 await self._unload_versions(name, entry, stale)
             return routing
+
+    async def _load_source(
+        self, source: ModelSource, version: int, loop: asyncio.AbstractEventLoop
+    ) -> ServedModel:
+        """Loads one version of `source`: a model in a worker thread, an ensemble once the
+        versions its steps run are ready."""
+        if not is_ensemble(source.config):
+            return await asyncio.to_thread(_load_checked, source, version, loop)
+        graph = ensemble_graph(source.config)
+        composing = {}
+        for step in graph.steps:
+            composing[step] = await self._composing(source.name, step)
+        return load_ensemble(source.config, version, graph, composing)
+
+    async def _composing(self, ensemble: str, step: EnsembleStep) -> ServedModel:
+        """The ready version an ensemble step runs: the model's load under way is awaited, and
+        a model not loaded yet is loaded (Triton loads an ensemble's composing models with
+        it). ConfigError naming the step when it is unknown, an ensemble itself, or fails."""
+        label = f"ensemble '{ensemble}' {step.label}"
+        try:
+            source = await asyncio.to_thread(self.repository.source, step.model)
+        except ModelNotFoundError as error:
+            raise ConfigError(f"{label}: no such model in the repository") from error
+        except FerroserveError as error:
+            raise ConfigError(f"{label}: the model's config is unusable: {error}") from error
+        if is_ensemble(source.config):
+            raise ConfigError(
+                f"{label}: the model is an ensemble itself; nested ensembles are not supported"
+            )
+        entry = self._entries.get(step.model)
+        if entry is None:
+            try:
+                await self.load(step.model)
+            except FerroserveError as error:
+                raise ConfigError(f"{label}: the model failed to load: {error}") from error
+        else:
+            async with entry.lock:  # a load under way finishes first
+                pass
+        version = "" if step.version == -1 else str(step.version)
+        try:
+            return self.routes.resolve(step.model, version)
+        except FerroserveError as error:
+            raise ConfigError(f"{label}: the model is not ready: {error}") from error
 
     def routing(self, name: str) -> Routing:
         """The model's aliases and traffic policy in force (empty for an unknown model)."""

@@ -27,6 +27,7 @@ from ferroserve.config import (
     complete_config,
     warn_unsupported,
 )
+from ferroserve.config.ensemble import ensemble_graph, is_ensemble
 from ferroserve.config.triton_fed import refuse_batch_io
 from ferroserve.drift.declaration import DriftDeclaration
 from ferroserve.drift.declaration import read_declaration as read_drift_declaration
@@ -63,6 +64,11 @@ def load_version(
     file) and starts its executor threads; answers go to futures on `loop`. Raises
     ModelLoadError (ConfigError) naming what is wrong."""
     started = time.perf_counter()
+    if is_ensemble(config):
+        ensemble_graph(config)  # the config's own mistakes first
+        raise ConfigError(
+            f"ensemble '{config.name}' is loaded by the registry, after its composing models"
+        )
     config = _copy(config)
     refuse_batch_io(config)
     ignored = warn_unsupported(config)

@@ -101,6 +101,12 @@ class ServedModel:
             wanted = requested_outputs(request, self.name, self.signature)
             priority, timeout_us = scheduling_parameters(request, self.name)
             buffers, shapes = decoded.buffers, decoded.shapes
+            if self.config.platform == "ensemble":
+                # As for sequences: the steps run in the native front end only.
+                raise FailedPreconditionError(
+                    f"ensemble '{self.name}' runs its steps in the native front end only: "
+                    "send its requests uncompressed (no grpc-encoding)"
+                )
             if self.config.HasField("sequence_batching"):
                 # A valid request reaches the Python server only when the front end could not
                 # read it in place (a compressed message); the sequencer lives there.

@@ -11,10 +11,12 @@ use ferroserve_frontend::{
     ServerTls, TargetSpec,
 };
 use ferroserve_tensor::wire::{FastSignature, InputLayout};
-use pyo3::exceptions::PyOSError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::features::PyFeatureStore;
+use crate::queue::PyBatchQueue;
+use crate::queued::{HeldBytes, PyWaiter};
 use crate::restrict::PyRestrictions;
 use crate::runtime::OrtExecutor;
 use crate::tls;
@@ -24,6 +26,37 @@ use crate::tls;
 #[pyclass(name = "NativeRoute", frozen, module = "ferroserve._core")]
 pub(crate) struct PyNativeRoute {
     route: Arc<dyn InferRoute>,
+    /// The same route when it is an ensemble's: bound to the route table it is put in.
+    ensemble: Option<Arc<Ensemble>>,
+}
+
+/// An ensemble's route with the extension's types plugged in.
+type Ensemble = frontend::EnsembleRoute<HeldBytes, PyWaiter>;
+
+/// One ensemble step as Python describes it: (model, version or "", input_map as (model
+/// input, tensor index), output_map as (model output, tensor index)).
+type PyStep = (String, String, Vec<(String, usize)>, Vec<(String, usize)>);
+
+/// The signature of a natively routed version: (name, datatype, client shape with -1 for
+/// any size, bytes per element or 0 for BYTES) per input, the max batch size, output names.
+fn fast_signature(
+    inputs: Vec<(String, String, Vec<i64>, usize)>,
+    max_batch_size: i64,
+    outputs: Vec<String>,
+) -> FastSignature {
+    FastSignature {
+        inputs: inputs
+            .into_iter()
+            .map(|(name, datatype, shape, itemsize)| InputLayout {
+                name,
+                datatype,
+                shape,
+                itemsize,
+            })
+            .collect(),
+        max_batch_size,
+        outputs,
+    }
 }
 
 #[pymethods]
@@ -48,19 +81,7 @@ impl PyNativeRoute {
         features: Option<PyRef<'_, PyFeatureStore>>,
     ) -> Self {
         let (output_names, output_datatypes) = outputs.into_iter().unzip();
-        let signature = FastSignature {
-            inputs: inputs
-                .into_iter()
-                .map(|(name, datatype, shape, itemsize)| InputLayout {
-                    name,
-                    datatype,
-                    shape,
-                    itemsize,
-                })
-                .collect(),
-            max_batch_size,
-            outputs: output_names,
-        };
+        let signature = fast_signature(inputs, max_batch_size, output_names);
         let route = frontend::NativeRoute::new(
             model_name,
             model_version,
@@ -78,7 +99,59 @@ impl PyNativeRoute {
             Some(sequencer) => Arc::new(frontend::SequenceRoute::new(route, sequencer)),
             None => Arc::new(route),
         };
-        PyNativeRoute { route }
+        PyNativeRoute {
+            route,
+            ensemble: None,
+        }
+    }
+
+    /// The route of ensemble `model_name` version `model_version`: requests matching its
+    /// signature (`inputs`, `max_batch_size`, `outputs` as for a model) run `steps` in the
+    /// front end, each queued into its composing model's version as routed at that moment;
+    /// the ensemble's requests are counted in `stats` (a queue nothing is queued into).
+    /// `tensors`: every ensemble tensor's name; `input_tensors`, `output_tensors`: the tensor
+    /// of each input and output; `steps`: (model, version or "", input_map, output_map) with
+    /// tensor indices, each after the steps whose outputs it reads. ValueError for a plan
+    /// that breaks those rules.
+    #[staticmethod]
+    #[pyo3(signature = (stats, model_name, model_version, *, inputs, max_batch_size, outputs, tensors, input_tensors, output_tensors, steps))]
+    #[allow(clippy::too_many_arguments)]
+    fn ensemble(
+        stats: &PyBatchQueue,
+        model_name: String,
+        model_version: String,
+        inputs: Vec<(String, String, Vec<i64>, usize)>,
+        max_batch_size: i64,
+        outputs: Vec<(String, String)>,
+        tensors: Vec<String>,
+        input_tensors: Vec<usize>,
+        output_tensors: Vec<usize>,
+        steps: Vec<PyStep>,
+    ) -> PyResult<Self> {
+        let steps = steps
+            .into_iter()
+            .map(|(model, version, inputs, outputs)| frontend::EnsembleStep {
+                model,
+                version,
+                inputs,
+                outputs,
+            })
+            .collect();
+        let plan = frontend::EnsemblePlan::new(tensors, input_tensors, output_tensors, steps)
+            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        let (output_names, output_datatypes) = outputs.into_iter().unzip();
+        let ensemble = Arc::new(frontend::EnsembleRoute::new(
+            model_name,
+            model_version,
+            fast_signature(inputs, max_batch_size, output_names),
+            output_datatypes,
+            plan,
+            stats.shared(),
+        ));
+        Ok(PyNativeRoute {
+            route: Arc::clone(&ensemble) as Arc<dyn InferRoute>,
+            ensemble: Some(ensemble),
+        })
     }
 
     /// Holders of the route besides this object: the front end's route table while the route
@@ -86,7 +159,8 @@ impl PyNativeRoute {
     /// left the table and those requests are answered: its queue can then close without
     /// turning away a request the front end already sent there.
     fn holders(&self) -> usize {
-        Arc::strong_count(&self.route) - 1
+        // An ensemble's route is held twice here (as a route and as an ensemble to bind).
+        Arc::strong_count(&self.route) - 1 - usize::from(self.ensemble.is_some())
     }
 }
 
@@ -218,10 +292,15 @@ impl PyFrontend {
     /// `split` the targets of requests without a version as (weight, alias or "", version,
     /// route), and `shadows` (percent, version, route).
     fn set_routes(&self, models: Vec<PyModelRoutes<'_>>) {
-        let target = |alias: String, version: String, route: &PyNativeRoute| TargetSpec {
-            alias,
-            version,
-            route: Arc::clone(&route.route),
+        let target = |alias: String, version: String, route: &PyNativeRoute| {
+            if let Some(ensemble) = &route.ensemble {
+                ensemble.bind(&self.routes);
+            }
+            TargetSpec {
+                alias,
+                version,
+                route: Arc::clone(&route.route),
+            }
         };
         let specs = models
             .into_iter()
