@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferroserve_batcher::{Outcome, Request};
-use ferroserve_runtime::{Failure, NativeAnswer, OutputTensor, Waiter};
+use ferroserve_runtime::{NativeAnswer, OutputTensor, Waiter};
 use ferroserve_tensor::wire::InputLayout;
 use tokio::sync::oneshot;
 
 use crate::MessageInput;
 use crate::grpc::{Code, Status};
-use crate::native::{InFlight, NativeRoute, refused};
+use crate::native::{InFlight, NativeRoute, failed, refused};
 use crate::routes::{PendingStep, StepAnswer, StepRequest};
 
 /// One output of an executed batch, shared by the requests of the batch: what a step's
@@ -155,17 +155,10 @@ where
                     in_flight.end(Outcome::Success);
                     Ok(step_answer(&answer))
                 }
-                Ok(Err(Failure::DeadlineExceeded(message))) => {
-                    in_flight.end(Outcome::Timeout);
-                    Err(Status::new(Code::DeadlineExceeded, message))
-                }
-                Ok(Err(Failure::Internal(message))) => {
-                    in_flight.end(Outcome::Internal);
-                    Err(Status::new(Code::Internal, message))
-                }
-                Ok(Err(Failure::NotFound(message))) => {
-                    in_flight.end(Outcome::Invalid);
-                    Err(Status::new(Code::NotFound, message))
+                Ok(Err(failure)) => {
+                    let (outcome, status) = failed(failure);
+                    in_flight.end(outcome);
+                    Err(status)
                 }
                 Err(_) => {
                     in_flight.end(Outcome::Unavailable);

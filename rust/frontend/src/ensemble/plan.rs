@@ -163,16 +163,17 @@ mod tests {
     #[test]
     fn broken_invariants_are_refused() {
         let out_of_order = vec![step("b", &[1], &[2]), step("a", &[0], &[1])];
-        let error = EnsemblePlan::new(names(3), vec![0], vec![2], out_of_order).unwrap_err();
+        let error =
+            EnsemblePlan::new(names(3), vec![0], vec![2], out_of_order).expect_err("refused");
         assert!(
             error.to_string().contains("before it is produced"),
             "{error}"
         );
         let twice = vec![step("a", &[0], &[1]), step("b", &[0], &[1])];
-        let error = EnsemblePlan::new(names(2), vec![0], vec![1], twice).unwrap_err();
+        let error = EnsemblePlan::new(names(2), vec![0], vec![1], twice).expect_err("refused");
         assert!(error.to_string().contains("'t1' produced twice"), "{error}");
         let missing = vec![step("a", &[0], &[1])];
-        let error = EnsemblePlan::new(names(3), vec![0], vec![2], missing).unwrap_err();
+        let error = EnsemblePlan::new(names(3), vec![0], vec![2], missing).expect_err("refused");
         assert!(error.to_string().contains("never produced"), "{error}");
         let range = vec![step("a", &[7], &[1])];
         assert!(EnsemblePlan::new(names(2), vec![0], vec![1], range).is_err());
