@@ -125,7 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             client = NativeClient(loadgen, plan.window_s, plan.warmup_s)
             session = Session(plan, client, running, start_errors)
             results = session.measure_all(rows, InProcess(server_cores), onnx_files)
-            checked = [] if args.no_crosscheck else validate(args, plan, workdir, session, notes)
+            server_count = len(server_cores) if server_cores else os.cpu_count() or 1
+            checked = (
+                []
+                if args.no_crosscheck
+                else validate(args, plan, workdir, session, server_count, notes)
+            )
             verdicts = targets.verdicts(results, [pair.analyzer for pair in checked])
             profiles = []
             if not args.no_profile and any(not verdict.passed for verdict in verdicts):
@@ -175,6 +180,7 @@ def validate(
     plan: Plan,
     workdir: Path,
     session: Session,
+    server_cores: int,
     notes: list[str],
 ) -> list[crosscheck.Agreement]:
     """perf_analyzer's rows for the client validation, each between two native-client runs
@@ -183,7 +189,9 @@ def validate(
     if isinstance(analyzer, str):
         notes.append(analyzer)
         return []
-    pairs = crosscheck.measure(analyzer, session.measure, session.running, plan.models)
+    pairs = crosscheck.measure(
+        analyzer, session.measure, session.running, plan.models, server_cores
+    )
     notes.append(f"Validation client: {analyzer.description}.")
     return pairs
 
