@@ -304,6 +304,12 @@ def test_batched_concurrent_requests_each_get_their_own_answer(
         assert all(pool.map(one, range(64)))
     stats = client.get_inference_statistics("chain").model_stats[0]
     assert stats.inference_stats.success.count == before + 64
+    # Triton's ensemble statistics: each request one execution, its steps' queue and compute
+    # durations summed.
+    assert stats.execution_count == stats.inference_stats.success.count
+    assert stats.inference_stats.queue.count == stats.execution_count
+    assert stats.inference_stats.compute_infer.count == stats.execution_count
+    assert stats.inference_stats.compute_infer.ns > 0
     inc = client.get_inference_statistics("inc").model_stats[0].inference_stats
     assert inc.success.count == steps_before.success.count + 64  # the composing model's own
 

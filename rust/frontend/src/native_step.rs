@@ -91,7 +91,10 @@ where
             (whole.slice(range.clone()), shape.clone())
         })
         .collect();
-    StepAnswer { outputs }
+    StepAnswer {
+        outputs,
+        timing: answer.timing,
+    }
 }
 
 impl<B, P, O> NativeRoute<B, P, O>

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ferroserve_runtime::Timing;
 use ferroserve_tensor::wire::{FastSignature, InferRequestView};
 
 use crate::grpc::Status;
@@ -45,6 +46,8 @@ pub struct StepRequest {
 pub struct StepAnswer {
     /// (bytes, shape) per output.
     pub outputs: Vec<(Bytes, Vec<i64>)>,
+    /// The step's time queued and its batch's phases.
+    pub timing: Timing,
 }
 
 /// A step's answer to await; dropping it cancels the step.

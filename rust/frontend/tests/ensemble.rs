@@ -163,8 +163,17 @@ fn a_chain_runs_its_steps_through_the_routed_versions() {
         false,
     );
     assert_eq!(response, expected);
-    // The ensemble counts its request; each composing model counts its step.
-    assert_eq!(stats.statistics().snapshot().success.count, 1);
+    // The ensemble counts its request, with its steps' queue and compute times summed as one
+    // execution of its 2 rows; each composing model counts its step.
+    let own = stats.statistics().snapshot();
+    assert_eq!(own.success.count, 1);
+    assert_eq!((own.execution_count, own.inference_count), (1, 2));
+    assert_eq!((own.queue.count, own.compute_infer.count), (1, 1));
+    let steps = [&a, &b].map(|m| m.queue.statistics().snapshot().compute_infer.ns);
+    assert!(
+        own.compute_infer.ns >= steps[0] + steps[1],
+        "{own:?} {steps:?}"
+    );
     assert_eq!(a.queue.statistics().snapshot().success.count, 1);
     assert_eq!(b.queue.statistics().snapshot().success.count, 1);
 

@@ -10,7 +10,7 @@ use ferroserve_frontend::Sequencer;
 use ferroserve_runtime::{
     Accelerator, Answer, Completions, ConvAlgoSearch, CudaOptions, Deliver, Engine, Executor,
     Failure, Layout, Model, ModelOutput, OptimizationLevel, Reshape, Routed, RuntimeError,
-    SessionSettings, TensorInfo, TensorRtOptions,
+    SessionSettings, TensorInfo, TensorRtOptions, Timing,
 };
 use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
 use pyo3::prelude::*;
@@ -454,6 +454,7 @@ impl OrtExecutor {
             &Answer {
                 outputs: Arc::new(outputs),
                 parts,
+                timing: Timing::default(),
             },
         )
     }

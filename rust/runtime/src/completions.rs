@@ -26,6 +26,35 @@ pub struct Answer<O> {
     pub outputs: Arc<Vec<OutputTensor<O>>>,
     /// Per output: this request's byte range and its shape as the client sees it.
     pub parts: Vec<(Range<usize>, Vec<i64>)>,
+    /// Where its time went (an ensemble adds its steps' up into its own statistics).
+    pub timing: Timing,
+}
+
+/// A request's time in its queue and its batch's three phases, in nanoseconds (Triton's
+/// `InferStatistics` durations).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Queued, until its batch formed.
+    pub queue_ns: u64,
+    /// The batch's input preparation.
+    pub input_ns: u64,
+    /// The batch's model execution.
+    pub infer_ns: u64,
+    /// The batch's output extraction.
+    pub output_ns: u64,
+}
+
+impl Timing {
+    /// Each duration summed with `other`'s.
+    #[must_use]
+    pub fn plus(self, other: Timing) -> Timing {
+        Timing {
+            queue_ns: self.queue_ns.saturating_add(other.queue_ns),
+            input_ns: self.input_ns.saturating_add(other.input_ns),
+            infer_ns: self.infer_ns.saturating_add(other.infer_ns),
+            output_ns: self.output_ns.saturating_add(other.output_ns),
+        }
+    }
 }
 
 /// A request's token and what it gets.

@@ -12,7 +12,7 @@ use ferroserve_drift::Recorder;
 
 use crate::completions::Completed;
 use crate::features::Gathered;
-use crate::{Answer, Deliver, DriftTap, Failure, FeatureJoin, Layout, RuntimeError};
+use crate::{Answer, Deliver, DriftTap, Failure, FeatureJoin, Layout, RuntimeError, Timing};
 
 /// One input of a call: C-contiguous bytes and the shape to run with.
 #[derive(Debug, Clone, Copy)]
@@ -356,7 +356,7 @@ where
             .map(|output| (output.as_ref(), output.shape()));
         tap.observe(recorder, &inputs, outputs, layout.batches, ran);
     }
-    let parts = result
+    let mut answers = result
         .map_err(|error| error.to_string())
         .and_then(|outputs| {
             split(&shared.layout, batch, outputs).map_err(|error| error.to_string())
@@ -369,16 +369,26 @@ where
         })?;
     let rows = executed_rows(&shared.layout, batch);
     let finished = Instant::now();
-    shared.queue.record_execution(
-        rows,
+    let (input_ns, infer_ns, output_ns) = (
         nanos(prepared - started),
         nanos(ran - prepared),
         nanos(finished - ran),
     );
+    shared
+        .queue
+        .record_execution(rows, input_ns, infer_ns, output_ns);
+    for (answer, queued) in answers.iter_mut().zip(&batch.queue_durations) {
+        answer.timing = Timing {
+            queue_ns: nanos(*queued),
+            input_ns,
+            infer_ns,
+            output_ns,
+        };
+    }
     let rejected = gathered
         .map(|gathered| gathered.rejected)
         .unwrap_or_default();
-    Ok((parts, rejected))
+    Ok((answers, rejected))
 }
 
 /// Every request of `batch` answered with `failure`.
@@ -465,6 +475,7 @@ where
         .map(|parts| Answer {
             outputs: Arc::clone(&outputs),
             parts,
+            timing: Timing::default(),
         })
         .collect())
 }

@@ -25,7 +25,7 @@ mod tensor_info;
 mod waiter;
 
 pub use accelerator::{Accelerator, ConvAlgoSearch, CudaOptions, Provider, TensorRtOptions};
-pub use completions::{Answer, Completed, Completions, Failure};
+pub use completions::{Answer, Completed, Completions, Failure, Timing};
 pub use drift::DriftTap;
 pub use error::RuntimeError;
 pub use executor::{Engine, Executor, InputTensor, OutputTensor};

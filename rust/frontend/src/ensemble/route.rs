@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferroserve_batcher::{BatchQueue, Outcome};
+use ferroserve_runtime::Timing;
 use ferroserve_tensor::wire::{self, FastSignature, InferRequestView, MatchedContents};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -27,9 +28,11 @@ use crate::routes::{InferRoute, PendingInfer, RouteTable, StepRequest, Table};
 /// A tensor of one request: its bytes and full shape.
 type Tensor = (Bytes, Vec<i64>);
 
-/// A running step: its index and, on success, (tensor index, tensor) per mapped output.
-type RunningStep =
-    Pin<Box<dyn Future<Output = (usize, Result<Vec<(usize, Tensor)>, Status>)> + Send>>;
+/// What a step produced: (tensor index, tensor) per mapped output, and its timing.
+type Produced = (Vec<(usize, Tensor)>, Timing);
+
+/// A running step: its index and what it produced.
+type RunningStep = Pin<Box<dyn Future<Output = (usize, Result<Produced, Status>)> + Send>>;
 
 /// One ensemble version served natively.
 pub struct EnsembleRoute<B, T> {
@@ -144,6 +147,16 @@ where
                 .collect(),
             MatchedContents::Converted(buffers) => buffers.into_iter().map(Bytes::from).collect(),
         };
+        // Rows, as Triton counts an ensemble's inferences: dim 0 when it batches.
+        let rows = if self.signature.max_batch_size > 0 {
+            matched
+                .shapes
+                .first()
+                .and_then(|shape| shape.first())
+                .map_or(1, |&rows| usize::try_from(rows).unwrap_or(1))
+        } else {
+            1
+        };
         let seeds = inputs.into_iter().zip(matched.shapes).collect();
         let scheduling = Scheduling {
             priority: view.priority,
@@ -171,8 +184,9 @@ where
                     }),
             };
             match result {
-                Ok(mut tensors) => {
+                Ok((mut tensors, timing)) => {
                     let response = route.encode(&message, &view, &wanted, &mut tensors, stream);
+                    route.record_steps(rows, timing);
                     ending.end(Outcome::Success);
                     Ok(response)
                 }
@@ -190,13 +204,22 @@ where
     B: AsRef<[u8]> + Send + Sync + 'static,
     T: Send + 'static,
 {
-    /// Runs every step; returns the request's tensors (the wanted outputs among them).
+    /// Records one answered request's steps as Triton reports an ensemble's: one execution
+    /// of `rows` whose queue and compute durations are the sums of its steps'.
+    fn record_steps(&self, rows: usize, timing: Timing) {
+        let stats = self.stats.statistics();
+        stats.record_queue(&std::time::Duration::from_nanos(timing.queue_ns));
+        stats.record_execution(rows, timing.input_ns, timing.infer_ns, timing.output_ns);
+    }
+
+    /// Runs every step; returns the request's tensors (the wanted outputs among them) and the
+    /// sum of the steps' timings.
     async fn execute(
         &self,
         seeds: Vec<Tensor>,
         wanted: &[usize],
         scheduling: Scheduling,
-    ) -> Result<Vec<Option<Tensor>>, Status> {
+    ) -> Result<(Vec<Option<Tensor>>, Timing), Status> {
         let table = self
             .table
             .get()
@@ -220,6 +243,7 @@ where
         let mut unread = plan.reads().to_vec();
         let mut started = vec![false; plan.steps().len()];
         let mut running: FuturesUnordered<RunningStep> = FuturesUnordered::new();
+        let mut timing = Timing::default();
         loop {
             for (index, step) in plan.steps().iter().enumerate() {
                 let ready = step.inputs.iter().all(|&(_, t)| tensors[t].is_some());
@@ -238,14 +262,16 @@ where
             let Some((_, produced)) = running.next().await else {
                 break;
             };
-            for (tensor, value) in produced? {
+            let (produced, step_timing) = produced?;
+            timing = timing.plus(step_timing);
+            for (tensor, value) in produced {
                 // Made only to be read by steps that already ran, or by no one: dropped.
                 if unread[tensor] > 0 || kept[tensor] {
                     tensors[tensor] = Some(value);
                 }
             }
         }
-        Ok(tensors)
+        Ok((tensors, timing))
     }
 
     /// Queues step `index` into its composing version (as routed now) with the tensors it
@@ -353,7 +379,8 @@ where
                             )
                         })
                     })
-                    .collect(),
+                    .collect::<Result<Vec<_>, Status>>()
+                    .map(|outputs| (outputs, answer.timing)),
                 Err(status) => Err(Status::new(
                     status.code,
                     format!("{label}: {}", status.message),
