@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use crate::echo::{Canned, EchoConfig};
 use crate::proto::{Parameter, TensorSpec};
+use crate::rest::Encoding;
 use crate::run::{RunConfig, default_connections};
 
 /// `--help`.
 pub const USAGE: &str = "\
 ferroserve-loadgen run --target HOST:PORT --model NAME --input NAME:DATATYPE:DIMS [...]
-    Closed-loop KServe v2 gRPC load; prints one JSON object (requests, errors by code,
+    Closed-loop KServe v2 load (gRPC, or REST with --http); prints one JSON object (requests, errors by code,
     infer/s, rows/s, latency percentiles in µs, the window in Unix ns, client CPU).
     --input NAME:DATATYPE:DIMS  one row's dimensions, comma-separated (repeat per input),
                                 e.g. input:FP32:64 or input:FP32:3,64,64
@@ -23,6 +24,10 @@ ferroserve-loadgen run --target HOST:PORT --model NAME --input NAME:DATATYPE:DIM
     --connections N      HTTP/2 connections the workers share [one per worker]
     --stream             ModelStreamInfer, one stream per worker (send, await, repeat)
     --typed              inputs as typed contents (e.g. fp32_contents, packed), not raw
+    --http json|binary   the v2 REST endpoint (POST /v2/models/NAME/infer) instead of gRPC,
+                         one HTTP/1.1 keep-alive connection per worker; tensors as JSON
+                         `data`, or binary (Triton's binary tensor data extension, outputs
+                         asked in binary too); a non-2xx answer counts as `HTTP <status>`
     --warmup-s S         load before the measured window [1]
     --window-s S         measured window [3]
     --timeout-s S        an answer slower than this is DEADLINE_EXCEEDED [30]
@@ -183,7 +188,7 @@ impl Flags {
     }
 }
 
-const RUN_FLAGS: [&str; 14] = [
+const RUN_FLAGS: [&str; 15] = [
     "--target",
     "--model",
     "--model-version",
@@ -194,6 +199,7 @@ const RUN_FLAGS: [&str; 14] = [
     "--connections",
     "--stream",
     "--typed",
+    "--http",
     "--warmup-s",
     "--window-s",
     "--timeout-s",
@@ -214,6 +220,14 @@ fn parse_run(flags: &Flags) -> Result<RunConfig, CliError> {
         .map(Parameter::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let concurrency = flags.number("--concurrency", 1, "a positive integer")?;
+    let http = match flags.last("--http") {
+        None => None,
+        Some(value) => Some(Encoding::parse(value).ok_or_else(|| CliError::BadValue {
+            flag: "--http".into(),
+            value: value.to_owned(),
+            expected: "json or binary",
+        })?),
+    };
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     Ok(RunConfig {
         target: flags
@@ -236,6 +250,7 @@ fn parse_run(flags: &Flags) -> Result<RunConfig, CliError> {
         )?,
         stream: flags.has("--stream"),
         typed: flags.has("--typed"),
+        http,
         warmup: flags.seconds("--warmup-s", 1.0, true)?,
         window: flags.seconds("--window-s", 3.0, false)?,
         timeout: flags.seconds("--timeout-s", 30.0, false)?,
@@ -338,6 +353,29 @@ mod tests {
             panic!("a valid run")
         };
         assert!(!config.typed);
+    }
+
+    #[test]
+    fn http_takes_its_encoding() {
+        let Ok(Command::Run(config)) = parse(&args(
+            "run --target a:1 --model m --input x:FP32:1 --http binary --concurrency 4",
+        )) else {
+            panic!("a valid run")
+        };
+        assert_eq!(config.http, Some(Encoding::Binary));
+        assert_eq!(config.connections, 4);
+        let Ok(Command::Run(config)) = parse(&args(
+            "run --target a:1 --model m --input x:FP32:1 --http=json",
+        )) else {
+            panic!("a valid run")
+        };
+        assert_eq!(config.http, Some(Encoding::Json));
+        assert!(matches!(
+            parse(&args(
+                "run --target a:1 --model m --input x:FP32:1 --http xml"
+            )),
+            Err(CliError::BadValue { .. })
+        ));
     }
 
     #[test]

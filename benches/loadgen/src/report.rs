@@ -23,7 +23,11 @@ pub fn json(summary: &Summary) -> String {
     field("model", quote(&config.model));
     field(
         "mode",
-        quote(if config.stream { "stream" } else { "unary" }),
+        quote(match (config.http, config.stream) {
+            (Some(encoding), _) => encoding.mode(),
+            (None, true) => "stream",
+            (None, false) => "unary",
+        }),
     );
     field("rows", config.rows.to_string());
     field("concurrency", config.concurrency.to_string());
@@ -75,7 +79,7 @@ fn number(value: f64) -> String {
 }
 
 /// A JSON string literal.
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

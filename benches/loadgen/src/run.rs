@@ -1,8 +1,8 @@
 //! The closed-loop client: `concurrency` workers over a few HTTP/2 connections, each with one
 //! request in flight (unary ModelInfer, or one ModelStreamInfer stream per worker: send a
-//! request, await its answer, repeat). The request is built and framed once; every answer's
-//! status is checked; each worker records its latencies in its own HDR histogram (no lock per
-//! request), merged when the run ends.
+//! request, await its answer, repeat), or over REST, one HTTP/1.1 connection per worker. The
+//! request is built (and framed) once; every answer's status is checked; each worker records
+//! its latencies in its own HDR histogram (no lock per request), merged when the run ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 use crate::call::{Prepared, RequestBody, stream_worker, unary_worker};
 use crate::grpc;
 use crate::proto::{self, TensorSpec};
+use crate::rest::{Encoding, RestRequest};
+use crate::rest_call::{self, PreparedRest, rest_worker};
 use crate::tally::{Failure, Tally, Window};
 
 /// What to run.
@@ -42,6 +44,9 @@ pub struct RunConfig {
     pub stream: bool,
     /// Inputs as typed `contents` (the datatype's field, packed) instead of raw contents.
     pub typed: bool,
+    /// The v2 REST endpoint with these tensors instead of gRPC (one HTTP/1.1 connection per
+    /// worker; `connections`, `stream` and `typed` do not apply).
+    pub http: Option<Encoding>,
     /// Load before the measured window; answers that end in it are not counted.
     pub warmup: Duration,
     /// The measured window.
@@ -79,6 +84,9 @@ pub enum RunError {
     /// The HTTP/2 handshake failed.
     #[error("HTTP/2 handshake with {0} failed: {1}")]
     Handshake(String, hyper::Error),
+    /// `--http` with a gRPC-only setting.
+    #[error("{0} is for gRPC; a REST run has one HTTP/1.1 connection per worker")]
+    NotRest(&'static str),
 }
 
 /// What a run measured.
@@ -86,12 +94,13 @@ pub enum RunError {
 pub struct Summary {
     /// The run's settings.
     pub config: RunConfig,
-    /// Bytes of one framed request.
+    /// Bytes of one framed request (gRPC) or of one request body (REST).
     pub request_bytes: usize,
     /// Successful answers that ended inside the window.
     pub requests: u64,
     /// Failed answers by gRPC code name over warm-up and window (`error_message` for a
-    /// ModelStreamInferResponse that carries one).
+    /// ModelStreamInferResponse that carries one; `HTTP <status>` or `malformed answer` for
+    /// REST).
     pub errors: BTreeMap<String, u64>,
     /// The first failure's description, if any.
     pub first_error: Option<String>,
@@ -125,11 +134,47 @@ pub fn run(config: &RunConfig) -> Result<Summary, RunError> {
     runtime.block_on(drive(config))
 }
 
+/// Each input's raw contents and the request's shapes, for `rows` rows.
+struct Tensors {
+    contents: Vec<Vec<u8>>,
+    shapes: Vec<Vec<i64>>,
+}
+
+impl Tensors {
+    fn new(config: &RunConfig) -> Result<Self, RunError> {
+        Ok(Tensors {
+            contents: config
+                .inputs
+                .iter()
+                .map(|spec| spec.contents(config.rows))
+                .collect::<Result<Vec<_>, _>>()?,
+            shapes: config
+                .inputs
+                .iter()
+                .map(|spec| spec.shape(config.rows))
+                .collect(),
+        })
+    }
+
+    fn inputs<'a>(&'a self, config: &'a RunConfig) -> Vec<(&'a TensorSpec, &'a [i64], &'a [u8])> {
+        config
+            .inputs
+            .iter()
+            .zip(&self.shapes)
+            .zip(&self.contents)
+            .map(|((spec, shape), bytes)| (spec, &shape[..], &bytes[..]))
+            .collect()
+    }
+}
+
 async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
     let authority: http::uri::Authority = config
         .target
         .parse()
         .map_err(|_| RunError::Target(config.target.clone()))?;
+    if let Some(encoding) = config.http {
+        return drive_rest(config, authority, encoding).await;
+    }
     let path = if config.stream {
         grpc::MODEL_STREAM_INFER
     } else {
@@ -141,23 +186,8 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
         .path_and_query(path)
         .build()
         .map_err(|_| RunError::Target(config.target.clone()))?;
-    let contents = config
-        .inputs
-        .iter()
-        .map(|spec| spec.contents(config.rows))
-        .collect::<Result<Vec<_>, _>>()?;
-    let shapes: Vec<Vec<i64>> = config
-        .inputs
-        .iter()
-        .map(|spec| spec.shape(config.rows))
-        .collect();
-    let inputs: Vec<_> = config
-        .inputs
-        .iter()
-        .zip(&shapes)
-        .zip(&contents)
-        .map(|((spec, shape), bytes)| (spec, &shape[..], &bytes[..]))
-        .collect();
+    let tensors = Tensors::new(config)?;
+    let inputs = tensors.inputs(config);
     let message = proto::infer_request(
         &config.model,
         &config.model_version,
@@ -176,13 +206,7 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
         senders.push(connect(&config.target).await?);
     }
 
-    let now = Instant::now();
-    let window = Window {
-        start: now + config.warmup,
-        end: now + config.warmup + config.window,
-    };
-    let probe = spawn_window_probe(window);
-
+    let (window, probe) = start_window(config);
     let mut workers = Vec::with_capacity(config.concurrency);
     for index in 0..config.concurrency {
         let sender = senders[index % senders.len()].clone();
@@ -194,6 +218,71 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
             tokio::spawn(unary_worker(sender, prepared, window, timeout))
         });
     }
+    Ok(summarize(config, prepared.framed.len(), workers, probe).await)
+}
+
+/// The REST run: one HTTP/1.1 connection per worker, all opened before the warm-up.
+async fn drive_rest(
+    config: &RunConfig,
+    authority: http::uri::Authority,
+    encoding: Encoding,
+) -> Result<Summary, RunError> {
+    if config.stream {
+        return Err(RunError::NotRest("--stream"));
+    }
+    if config.typed {
+        return Err(RunError::NotRest("--typed"));
+    }
+    if config.connections != config.concurrency {
+        return Err(RunError::NotRest("--connections"));
+    }
+    let tensors = Tensors::new(config)?;
+    let request = RestRequest::build(
+        &config.model,
+        &config.model_version,
+        &config.parameters,
+        &tensors.inputs(config),
+        encoding,
+    )?;
+    let target_error = || RunError::Target(config.target.clone());
+    let prepared = Arc::new(PreparedRest {
+        target: config.target.clone(),
+        host: http::HeaderValue::from_str(authority.as_str()).map_err(|_| target_error())?,
+        uri: request.path.parse().map_err(|_| target_error())?,
+        request,
+    });
+    let mut senders = Vec::with_capacity(config.concurrency);
+    for _ in 0..config.concurrency {
+        senders.push(rest_call::connect(&config.target).await?);
+    }
+    let (window, probe) = start_window(config);
+    let workers = senders
+        .into_iter()
+        .map(|sender| {
+            let worker = rest_worker(sender, Arc::clone(&prepared), window, config.timeout);
+            tokio::spawn(worker)
+        })
+        .collect();
+    Ok(summarize(config, prepared.request.body.len(), workers, probe).await)
+}
+
+/// The window from now (after the warm-up) and its probe.
+fn start_window(config: &RunConfig) -> (Window, std::thread::JoinHandle<WindowReading>) {
+    let now = Instant::now();
+    let window = Window {
+        start: now + config.warmup,
+        end: now + config.warmup + config.window,
+    };
+    (window, spawn_window_probe(window))
+}
+
+/// Waits for the workers and the probe and merges what they counted.
+async fn summarize(
+    config: &RunConfig,
+    request_bytes: usize,
+    workers: Vec<tokio::task::JoinHandle<Tally>>,
+    probe: std::thread::JoinHandle<WindowReading>,
+) -> Summary {
     let mut total = Tally::new();
     for worker in workers {
         match worker.await {
@@ -204,16 +293,16 @@ async fn drive(config: &RunConfig) -> Result<Summary, RunError> {
     let reading = probe
         .join()
         .expect("the window probe only sleeps and reads clocks. This is a bug.");
-    Ok(Summary {
+    Summary {
         config: config.clone(),
-        request_bytes: prepared.framed.len(),
+        request_bytes,
         requests: total.requests,
         errors: total.errors,
         first_error: total.first_error,
         window_unix_ns: reading.unix_ns,
         latency_us: total.latency_us,
         client_cpu: reading.cpu,
-    })
+    }
 }
 
 async fn connect(target: &str) -> Result<http2::SendRequest<RequestBody>, RunError> {

@@ -31,6 +31,7 @@ fn config(target: String, stream: bool) -> RunConfig {
         connections: 2,
         stream,
         typed: false,
+        http: None,
         warmup: Duration::from_millis(50),
         window: Duration::from_millis(250),
         timeout: Duration::from_secs(5),
