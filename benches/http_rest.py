@@ -5,7 +5,7 @@ per request, c=16, over gRPC, over HTTP with Triton's binary tensor data extensi
 round; the server's CPU per request is sampled from /proc. Prints a markdown report; --out
 writes it.
 
-    python benches/http.py [--rounds N] [--window-ms MS] [--out FILE]
+    python benches/http_rest.py [--rounds N] [--window-ms MS] [--out FILE]
 
 perf_analyzer: .perf_analyzer/perf_analyzer (or --perf-analyzer PATH).
 """
