@@ -2,7 +2,8 @@
 //! features in one pipelined call, decoded into `FetchedRows`, on a current-thread tokio runtime
 //! (the front end's default: one thread). Prints p50 / p90 / p99 / max over 1000 calls, one
 //! caller at a time and 16 callers at once (the perf_analyzer concurrency), plus one key
-//! per call, to size the "Redis >= 60% of the throughput, p99 <= 5 ms" end-to-end target.
+//! per call, to size the "Redis >= 60% of the throughput, p99 <= 5 ms" end-to-end target,
+//! and how many calls shared each round trip (the store coalesces concurrent calls).
 //! Not a criterion bench: criterion reports central values, this sizing needs tail latencies.
 //!
 //! `cargo bench -p ferroserve-feast --bench fetch`. Figures in docs/features.md.
@@ -89,8 +90,8 @@ async fn run(server: &RedisServer) {
         "fetch from a loopback redis-server, {FEATURES} FP32 features per key, {CALLS} calls each"
     );
     println!(
-        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>12}",
-        "case", "p50 µs", "p90 µs", "p99 µs", "max µs", "calls/s"
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>12} {:>14}",
+        "case", "p50 µs", "p90 µs", "p99 µs", "max µs", "calls/s", "calls/round trip"
     );
     for (label, keys_per_call, callers) in [
         ("64 keys, 1 caller", KEYS, 1),
@@ -100,7 +101,11 @@ async fn run(server: &RedisServer) {
     ] {
         // Warm-up: connect, fill the allocator's caches.
         measure(&store, &view, keys_per_call, 1, 100).await;
+        let before = store.stats();
         let (mut latencies, elapsed) = measure(&store, &view, keys_per_call, callers, CALLS).await;
+        let after = store.stats();
+        let coalesced =
+            (after.calls - before.calls) as f64 / (after.round_trips - before.round_trips) as f64;
         latencies.sort_unstable();
         let at = |quantile: f64| {
             latencies[((latencies.len() as f64 * quantile) as usize).min(latencies.len() - 1)]
@@ -108,12 +113,13 @@ async fn run(server: &RedisServer) {
                 * 1e6
         };
         println!(
-            "{label:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>12.0}",
+            "{label:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>12.0} {:>14.1}",
             at(0.50),
             at(0.90),
             at(0.99),
             at(1.0),
-            CALLS as f64 / elapsed.as_secs_f64()
+            CALLS as f64 / elapsed.as_secs_f64(),
+            coalesced
         );
     }
     // The same pipeline through redis-rs alone (no key building, no decoding), and Redis's own

@@ -1,23 +1,37 @@
 //! The async reader: one Redis store (a URL, a per-call timeout) shared by every view and
-//! request of a server, on the front end's tokio runtime. A fetch sends one pipeline of `HMGET
-//! key field... _ts:{view}` for all keys of a request (one round trip) over a multiplexed
-//! connection (`redis::aio::ConnectionManager`: one socket for every concurrent call, replaced
-//! in the background when it breaks) and decodes the answers into the join's `FetchedRows`.
+//! request of a server, on the front end's tokio runtime. A fetch asks for all keys of a
+//! request with `HMGET key field... _ts:{view}` (one per key) over a multiplexed connection
+//! (`redis::aio::ConnectionManager`: one socket, replaced in the background when it breaks) and
+//! decodes the answers into the join's `FetchedRows`.
+//!
+//! Coalescing: fetches do not each send a pipeline. They queue their keys for the store's
+//! round-trip task, which sends everything queued as one pipeline, waits for its answers,
+//! hands each fetch its own (`coalesce` module; a key asked by several queued fetches of one
+//! view is asked once), then sends whatever queued meanwhile. At c=16 a round trip carries
+//! the lookups of several requests, so the client's per-pipeline work, Redis's per-read work
+//! and the wake-ups are paid once per round trip, and the requests whose lookups came back
+//! together reach the batch queue together (docs/benchmarks.md, Feature lookup).
 //!
 //! Timeout and failures: a fetch never fails on the store's account. If Redis does not answer
-//! within the store's timeout, or the connection fails, every row of that call is
+//! within the store's timeout (counted from the fetch's start, so time queued behind a round
+//! trip in flight counts), or the connection fails, every row of that call is
 //! `push_unavailable()` (the view's missing policy then serves the defaults or rejects the
-//! rows), and the store's `timeouts` or `errors` counter increments. A broken connection is
-//! replaced in the background (reconnect attempts with jittered backoff of 100 ms to 1 s), so
-//! fetches succeed again on their own once Redis is back; no call waits longer than the timeout
+//! rows), and the store's `timeouts` or `errors` counter increments. The round-trip task gives
+//! up on a round trip after the same timeout, so a frozen Redis holds the queue no longer than
+//! that, and it skips lookups whose fetch already gave up. A broken connection is replaced in
+//! the background (reconnect attempts with jittered backoff of 100 ms to 1 s), so fetches
+//! succeed again on their own once Redis is back; no call waits longer than the timeout
 //! meanwhile.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferroserve_features::{FetchedRows, KeyValue};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::FeastError;
+use crate::coalesce::{LookupKeys, RoundTripPlan};
 use crate::row::{RowSink, StoredRow, push_row};
 use crate::stats::{CallCounts, CallEnd, FailureKind, StoreStats, StoreStatsSnapshot};
 use crate::view::FeastView;
@@ -28,6 +42,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest wait between reconnect attempts: the store is back in use within about this long
 /// after Redis returns.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Most commands in one coalesced round trip; more queued lookups wait for the next one. Bounds
+/// the size of one pipeline (a 33-field HMGET answer is about 0.5 KiB) and the time Redis
+/// spends on one read (~17 µs per such HMGET on the 2-core VM: about 4 ms for 256).
+const MAX_COMMANDS_PER_ROUND_TRIP: usize = 256;
 
 /// Where a Redis store is and how long a fetch may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +69,30 @@ impl RedisStoreConfig {
 }
 
 /// One Redis store: the connection, its timeout and its counters; see the module doc. Share
-/// it (`Arc`) between views and requests: calls run concurrently over the one connection.
+/// it (`Arc`) between views and requests: calls run concurrently, coalesced into round trips
+/// over the one connection.
 #[derive(Debug)]
 pub struct RedisStore {
-    /// The multiplexed connection (cheap to clone: a handle).
+    /// The multiplexed connection (cheap to clone: a handle), for the writer; reads go through
+    /// `lookups`.
     connection: ConnectionManager,
+    /// The round-trip task's queue (the task ends when the store is dropped).
+    lookups: mpsc::UnboundedSender<Lookup>,
     /// Per-call timeout.
     timeout: Duration,
-    /// The counters.
-    stats: StoreStats,
+    /// The counters (the round-trip task counts round trips in them).
+    stats: Arc<StoreStats>,
+}
+
+/// One fetch's keys, queued for the round-trip task.
+#[derive(Debug)]
+struct Lookup {
+    /// The view's hash fields (shared by its fetches; their address identifies the view).
+    fields: Arc<[Vec<u8>]>,
+    /// The Redis keys to ask for, in the fetch's order (keys that cannot exist left out).
+    keys: Vec<Vec<u8>>,
+    /// Where the answers go: one per key, or how the round trip failed.
+    reply: oneshot::Sender<Result<Vec<redis::Value>, CallEnd>>,
 }
 
 impl RedisStore {
@@ -85,10 +118,19 @@ impl RedisStore {
                     reason: error.to_string(),
                 }
             })?;
+        let stats = Arc::new(StoreStats::default());
+        let (lookups, queue) = mpsc::unbounded_channel();
+        tokio::spawn(send_round_trips(
+            connection.clone(),
+            config.timeout,
+            queue,
+            Arc::clone(&stats),
+        ));
         Ok(RedisStore {
             connection,
+            lookups,
             timeout: config.timeout,
-            stats: StoreStats::default(),
+            stats,
         })
     }
 
@@ -107,7 +149,7 @@ impl RedisStore {
         let started = Instant::now();
         let keys = view.redis_keys(key_columns, rows)?;
         let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
-        self.fetch_redis_keys(view, &keys, &mut out).await;
+        self.fetch_redis_keys(view, keys, &mut out).await;
         out.set_fetch_time(started.elapsed());
         Ok(out)
     }
@@ -118,7 +160,7 @@ impl RedisStore {
         let started = Instant::now();
         let keys = redis_keys(view, keys);
         let mut out = FetchedRows::with_capacity(view.layout(), keys.len());
-        self.fetch_redis_keys(view, &keys, &mut out).await;
+        self.fetch_redis_keys(view, keys, &mut out).await;
         out.set_fetch_time(started.elapsed());
         out
     }
@@ -128,7 +170,7 @@ impl RedisStore {
     pub async fn read(&self, view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<StoredRow> {
         let keys = redis_keys(view, keys);
         let mut out = Vec::with_capacity(keys.len());
-        self.fetch_redis_keys(view, &keys, &mut out).await;
+        self.fetch_redis_keys(view, keys, &mut out).await;
         out
     }
 
@@ -143,61 +185,168 @@ impl RedisStore {
     }
 
     /// Fetches the rows of Redis keys `keys` (`None`: a key that cannot exist, missing) into
-    /// `out`.
+    /// `out`, through the round-trip task.
     async fn fetch_redis_keys(
         &self,
         view: &FeastView,
-        keys: &[Option<Vec<u8>>],
+        keys: Vec<Option<Vec<u8>>>,
         out: &mut impl RowSink,
     ) {
-        let mut counts = CallCounts::default();
-        let mut pipe = redis::pipe();
-        // A key that is not a hash answers WRONGTYPE for its own command only.
-        pipe.ignore_errors();
-        for key in keys.iter().flatten() {
-            pipe.cmd("HMGET").arg(key.as_slice()).arg(view.fields());
-        }
-        let asked = keys.iter().flatten().count();
-        let answers = if asked == 0 {
-            Ok(Vec::new())
+        let rows = keys.len();
+        let exists: Vec<bool> = keys.iter().map(Option::is_some).collect();
+        let asked: Vec<Vec<u8>> = keys.into_iter().flatten().collect();
+        let asking = !asked.is_empty();
+        let answers = if asking {
+            self.ask(view, asked).await
         } else {
-            let mut connection = self.connection.clone();
-            match tokio::time::timeout(
-                self.timeout,
-                pipe.query_async::<Vec<redis::Value>>(&mut connection),
-            )
-            .await
-            {
-                Ok(Ok(answers)) if answers.len() == asked => Ok(answers),
-                Ok(Ok(answers)) => Err(CallEnd::Failed(
-                    FailureKind::Protocol,
-                    format!("{} answers to {asked} commands", answers.len()),
-                )),
-                Ok(Err(error)) => Err(CallEnd::Failed(failure_kind(&error), error.to_string())),
-                Err(_) => Err(CallEnd::Failed(
-                    FailureKind::Timeout,
-                    format!("no answer within {} ms", self.timeout.as_millis()),
-                )),
-            }
+            Ok(Vec::new())
         };
+        let mut counts = CallCounts::default();
         let end = match answers {
             Ok(answers) => {
-                decode_answers(view, keys, &answers, out, &mut counts);
-                if asked == 0 {
-                    CallEnd::NotAsked
-                } else {
+                decode_answers(view, &exists, &answers, out, &mut counts);
+                if asking {
                     CallEnd::Answered
+                } else {
+                    CallEnd::NotAsked
                 }
             }
             Err(end) => {
-                for _ in keys {
+                for _ in 0..rows {
                     out.push_unavailable();
                 }
-                counts.unavailable = keys.len() as u64;
+                counts.unavailable = rows as u64;
                 end
             }
         };
-        self.stats.record(keys.len(), counts, end);
+        self.stats.record(rows, counts, end);
+    }
+
+    /// Queues `keys` of `view` for the next round trip and waits for their answers (one per
+    /// key), at most the store's timeout.
+    async fn ask(
+        &self,
+        view: &FeastView,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<redis::Value>, CallEnd> {
+        let (reply, answer) = oneshot::channel();
+        let lookup = Lookup {
+            fields: view.shared_fields(),
+            keys,
+            reply,
+        };
+        if self.lookups.send(lookup).is_err() {
+            return Err(round_trips_stopped());
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(_)) => Err(round_trips_stopped()),
+            Err(_) => Err(timed_out(self.timeout)),
+        }
+    }
+}
+
+/// The failure of a lookup that the round-trip task dropped unanswered (it only stops with
+/// the store or the runtime).
+fn round_trips_stopped() -> CallEnd {
+    CallEnd::Failed(
+        FailureKind::Connection,
+        "the store's round-trip task has stopped (its runtime is shutting down)".to_owned(),
+    )
+}
+
+/// The failure of a call Redis did not answer within `timeout`.
+fn timed_out(timeout: Duration) -> CallEnd {
+    CallEnd::Failed(
+        FailureKind::Timeout,
+        format!("no answer within {} ms", timeout.as_millis()),
+    )
+}
+
+/// The store's round-trip task: takes the lookups queued while the previous round trip was in
+/// flight (up to `MAX_COMMANDS_PER_ROUND_TRIP` commands), sends them as one pipeline over
+/// `connection`, and answers each lookup with its own answers or the round trip's failure.
+/// Ends when the store (the queue's sender) is dropped.
+async fn send_round_trips(
+    connection: ConnectionManager,
+    timeout: Duration,
+    mut queue: mpsc::UnboundedReceiver<Lookup>,
+    stats: Arc<StoreStats>,
+) {
+    let mut batch: Vec<Lookup> = Vec::new();
+    while let Some(first) = queue.recv().await {
+        let mut commands = first.keys.len();
+        batch.push(first);
+        while commands < MAX_COMMANDS_PER_ROUND_TRIP {
+            let Ok(lookup) = queue.try_recv() else {
+                break;
+            };
+            commands += lookup.keys.len();
+            batch.push(lookup);
+        }
+        // A fetch that timed out while queued has its answer counted already.
+        batch.retain(|lookup| !lookup.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let answers = round_trip(connection.clone(), timeout, &batch).await;
+        stats.record_round_trip();
+        match answers {
+            Ok(answers) => {
+                for (lookup, answers) in batch.drain(..).zip(answers) {
+                    let _ = lookup.reply.send(Ok(answers));
+                }
+            }
+            Err(end) => {
+                for lookup in batch.drain(..) {
+                    let _ = lookup.reply.send(Err(end.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Sends `batch`'s keys as one pipeline (a key shared by lookups of one view asked once) and
+/// returns each lookup's answers, in its key order.
+async fn round_trip(
+    mut connection: ConnectionManager,
+    timeout: Duration,
+    batch: &[Lookup],
+) -> Result<Vec<Vec<redis::Value>>, CallEnd> {
+    let lookups: Vec<LookupKeys<'_>> = batch
+        .iter()
+        .map(|lookup| LookupKeys {
+            fields: Arc::as_ptr(&lookup.fields).cast::<Vec<u8>>() as usize,
+            keys: &lookup.keys,
+        })
+        .collect();
+    let plan = RoundTripPlan::new(&lookups);
+    let mut pipe = redis::pipe();
+    // A key that is not a hash answers WRONGTYPE for its own command only.
+    pipe.ignore_errors();
+    for &(lookup, key) in &plan.commands {
+        pipe.cmd("HMGET")
+            .arg(batch[lookup].keys[key].as_slice())
+            .arg(&*batch[lookup].fields);
+    }
+    let asked = plan.commands.len();
+    match tokio::time::timeout(
+        timeout,
+        pipe.query_async::<Vec<redis::Value>>(&mut connection),
+    )
+    .await
+    {
+        Ok(Ok(answers)) => {
+            let answered = answers.len();
+            plan.demultiplex(answers).ok_or_else(|| {
+                CallEnd::Failed(
+                    FailureKind::Protocol,
+                    format!("{answered} answers to {asked} commands"),
+                )
+            })
+        }
+        Ok(Err(error)) => Err(CallEnd::Failed(failure_kind(&error), error.to_string())),
+        Err(_) => Err(timed_out(timeout)),
     }
 }
 
@@ -229,10 +378,10 @@ fn redis_keys(view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<Option<Vec<u8>>
         .collect()
 }
 
-/// Decodes one answer per key that was asked (`keys` without the `None`s) into `out`.
+/// Decodes one answer per key that was asked (the rows whose `exists` is true) into `out`.
 fn decode_answers(
     view: &FeastView,
-    keys: &[Option<Vec<u8>>],
+    exists: &[bool],
     answers: &[redis::Value],
     out: &mut impl RowSink,
     counts: &mut CallCounts,
@@ -240,8 +389,8 @@ fn decode_answers(
     let mut answers = answers.iter();
     let mut row = Vec::with_capacity(view.layout().row_bytes());
     let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(view.fields().len());
-    for key in keys {
-        if key.is_none() {
+    for &exists in exists {
+        if !exists {
             counts.missing += 1;
             out.push_missing();
             continue;

@@ -59,6 +59,7 @@
 //!   a code generator or a build-time protoc.
 
 mod client;
+mod coalesce;
 mod error;
 mod field;
 mod key;

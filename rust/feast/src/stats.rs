@@ -15,6 +15,8 @@ use ferroserve_features::unix_micros_now;
 pub(crate) struct StoreStats {
     /// Fetch calls that asked Redis.
     calls: AtomicU64,
+    /// Pipelines sent: concurrent calls are coalesced, so several calls share one.
+    round_trips: AtomicU64,
     /// Rows asked for (keys sent to Redis plus keys that cannot exist).
     rows: AtomicU64,
     /// Rows found.
@@ -116,6 +118,9 @@ pub struct CallFailure {
 pub struct StoreStatsSnapshot {
     /// Fetch calls that asked Redis.
     pub calls: u64,
+    /// Pipelines sent to Redis: concurrent calls are coalesced, so several calls share one
+    /// (`calls / round_trips` is the mean number of calls per round trip).
+    pub round_trips: u64,
     /// Rows asked for.
     pub rows: u64,
     /// Rows found.
@@ -173,6 +178,7 @@ impl std::ops::Add for StoreStatsSnapshot {
     fn add(self, other: StoreStatsSnapshot) -> StoreStatsSnapshot {
         StoreStatsSnapshot {
             calls: self.calls + other.calls,
+            round_trips: self.round_trips + other.round_trips,
             rows: self.rows + other.rows,
             found: self.found + other.found,
             missing: self.missing + other.missing,
@@ -238,11 +244,17 @@ impl StoreStats {
         }
     }
 
+    /// Counts one pipeline sent (answered or not).
+    pub(crate) fn record_round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A copy of the counters.
     pub(crate) fn snapshot(&self) -> StoreStatsSnapshot {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         StoreStatsSnapshot {
             calls: read(&self.calls),
+            round_trips: read(&self.round_trips),
             rows: read(&self.rows),
             found: read(&self.found),
             missing: read(&self.missing),

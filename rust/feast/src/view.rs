@@ -4,6 +4,8 @@
 //! default to the declaration's (view, feature and key part names as Feast's view, feature and
 //! join key names); `FeastNames` maps them where Feast's differ.
 
+use std::sync::Arc;
+
 use ferroserve_features::{FeatureSlot, KeyKind, KeyValue, ViewLayout};
 
 use crate::FeastError;
@@ -50,8 +52,9 @@ pub struct FeastView {
     layout: ViewLayout,
     /// Feast's view name.
     name: String,
-    /// The hash fields read per key: one per feature in row order, then `_ts:{view}`.
-    fields: Vec<Vec<u8>>,
+    /// The hash fields read per key: one per feature in row order, then `_ts:{view}`. Shared
+    /// with the store's round-trip task, which tells views apart by its address.
+    fields: Arc<[Vec<u8>]>,
     /// Builds each row's Redis key.
     keys: RedisKeyEncoder,
 }
@@ -144,7 +147,7 @@ impl FeastView {
             layout: layout.clone(),
             keys: RedisKeyEncoder::new(&join_keys, &project.name, project.serialization_version),
             name,
-            fields,
+            fields: fields.into(),
         })
     }
 
@@ -161,6 +164,11 @@ impl FeastView {
     /// The hash fields read per key: one per feature in row order, then `_ts:{view}`.
     pub fn fields(&self) -> &[Vec<u8>] {
         &self.fields
+    }
+
+    /// The hash fields, shared (cheap to clone), for the store's round-trip task.
+    pub(crate) fn shared_fields(&self) -> Arc<[Vec<u8>]> {
+        Arc::clone(&self.fields)
     }
 
     /// The features, in row order.

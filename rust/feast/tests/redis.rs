@@ -1,12 +1,14 @@
 //! The reader and writer against a real `redis-server` started by each test on a free loopback
 //! port (skipped, saying why, when the binary is absent): round trip, missing keys, values of
 //! the wrong type, event-time freshness, a frozen server (timeout) and a killed one (errors,
-//! then recovery after restart), and 64 keys in one pipelined call.
+//! then recovery after restart), 64 keys in one pipelined call, and concurrent calls coalesced
+//! into shared round trips (each call its own rows; frozen: each call times out).
 
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_feast::{
@@ -134,6 +136,7 @@ async fn round_trip_writer_to_reader_and_missing_keys() {
         },
         StoreStatsSnapshot {
             calls: 1,
+            round_trips: 1,
             rows: 4,
             found: 3,
             missing: 1,
@@ -578,4 +581,134 @@ async fn sixty_four_keys_in_one_pipelined_call() {
         .await
         .unwrap();
     assert!(info.contains("cmdstat_hmget:calls=64,"), "{info}");
+}
+
+/// Fetches `keys` of `view` from 16 concurrent tasks; each task's rows, in task order.
+async fn fetch_concurrently(
+    store: &Arc<RedisStore>,
+    view: &Arc<FeastView>,
+    calls: &[Vec<i64>],
+) -> Vec<ferroserve_features::FetchedRows> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, keys) in calls.iter().enumerate() {
+        let (store, view, keys) = (Arc::clone(store), Arc::clone(view), keys.clone());
+        tasks.spawn(async move { (index, fetch(&store, &view, &keys).await) });
+    }
+    let mut rows: Vec<_> = tasks.join_all().await;
+    rows.sort_by_key(|(index, _)| *index);
+    rows.into_iter().map(|(_, rows)| rows).collect()
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_round_trips_and_each_gets_its_own_rows() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let one = OneView::new(
+        "user",
+        DataType::Fp32,
+        &["age", "spend"],
+        None,
+        MissingPolicy::UseDefault,
+    );
+    let view = Arc::new(feast_view(&one, "p"));
+    let store = Arc::new(store(&server));
+    let stored: Vec<(i64, Vec<f32>)> = (0..20)
+        .map(|key| (key, vec![key as f32, -(key as f32)]))
+        .collect();
+    let rows: Vec<(i64, &[f32], i64)> = stored
+        .iter()
+        .map(|(key, values)| (*key, values.as_slice(), 0))
+        .collect();
+    write(&store, &view, &rows).await;
+    let mut connection = raw(&server).await;
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+
+    // 16 calls of 1-3 keys; keys 0-3 recur across calls, 100+ are missing.
+    let calls: Vec<Vec<i64>> = (0..16)
+        .map(|call| match call % 4 {
+            0 => vec![call % 3],
+            1 => vec![call, 100 + call],
+            2 => vec![2, call, 3],
+            _ => vec![call % 3, call],
+        })
+        .collect();
+    let fetched = fetch_concurrently(&store, &view, &calls).await;
+    for (keys, rows) in calls.iter().zip(&fetched) {
+        let expected: Vec<Vec<f64>> = keys
+            .iter()
+            .map(|&key| {
+                if key < 20 {
+                    vec![key as f64, -(key as f64)]
+                } else {
+                    vec![-1.0, -1.0]
+                }
+            })
+            .collect();
+        assert_eq!(one.serve(keys, rows, 0).0, expected, "call {keys:?}");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.calls, 16);
+    let asked: usize = calls.iter().map(Vec::len).sum();
+    assert_eq!(stats.rows, asked as u64);
+    assert!(
+        stats.round_trips < stats.calls,
+        "the calls queued together were not coalesced: {stats:?}"
+    );
+    // A key asked by several calls of one round trip is one HMGET.
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let hmgets: usize = info
+        .split("cmdstat_hmget:calls=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap();
+    let distinct: std::collections::HashSet<i64> = calls.iter().flatten().copied().collect();
+    assert!(hmgets < asked, "{hmgets} HMGETs for {asked} keys");
+    if stats.round_trips == 1 {
+        assert_eq!(hmgets, distinct.len());
+    }
+}
+
+#[tokio::test]
+async fn concurrent_calls_to_a_frozen_server_each_time_out_then_recover() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let one = OneView::new(
+        "user",
+        DataType::Fp32,
+        &["age"],
+        None,
+        MissingPolicy::UseDefault,
+    );
+    let view = Arc::new(feast_view(&one, "p"));
+    let store = Arc::new(store(&server));
+    write(&store, &view, &[(1, &[10.0], 0)]).await;
+
+    server.signal("-STOP");
+    let started = std::time::Instant::now();
+    let calls: Vec<Vec<i64>> = (0..6).map(|call| vec![1, call]).collect();
+    let fetched = fetch_concurrently(&store, &view, &calls).await;
+    let waited = started.elapsed();
+    assert!(waited >= TIMEOUT && waited < TIMEOUT * 5, "{waited:?}");
+    for (keys, rows) in calls.iter().zip(&fetched) {
+        assert_eq!(one.serve(keys, rows, 0).0, [vec![-1.0], vec![-1.0]]);
+    }
+    let stats = store.stats();
+    assert_eq!((stats.calls, stats.timeouts, stats.unavailable), (6, 6, 12));
+
+    // Queued behind a round trip that Redis never answered: still one timeout, no longer.
+    server.signal("-CONT");
+    let rows = fetch(&store, &view, &[1]).await;
+    assert_eq!(one.serve(&[1], &rows, 0).0, [vec![10.0]]);
+    assert_eq!(store.stats().connected(), Some(true));
 }
