@@ -177,8 +177,8 @@ def redis_families(data: dict[str, Any]) -> Iterator[Metric]:
     (one per Redis view per request); rows are the keys they asked for."""
     calls = CounterMetricFamily(
         "ferroserve_feature_redis_calls",
-        "Fetch calls to the Redis feature store (one pipelined round trip per Redis view per "
-        "request).",
+        "Fetch calls to the Redis feature store (one per Redis view per request; concurrent "
+        "calls share pipelined round trips).",
         labels=MODEL_LABELS,
     )
     rows = CounterMetricFamily(

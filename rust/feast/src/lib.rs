@@ -25,8 +25,9 @@
 //!    &names)`; one `RedisStore::new(&RedisStoreConfig { url, timeout })` per store (inside the
 //!    runtime; it connects lazily), shared by `Arc`.
 //! 2. Per request: `store.fetch(&view, &key_buffers, rows).await` for each Redis-backed view
-//!    (concurrently if several: they share one multiplexed connection). It never fails on the
-//!    store's account: a timeout or a broken connection gives unavailable rows and a counter.
+//!    (concurrently if several: they share one multiplexed connection, and the lookups of
+//!    concurrent requests share round trips). It never fails on the store's account: a timeout
+//!    or a broken connection gives unavailable rows and a counter.
 //! 3. `plan.gather_from(&sources, ...)` with `ViewSource::Fetched(&rows)` for those views and
 //!    `now_us`: the join serves missing, stale (event time older than the view's max age, which
 //!    Feast's own server does not check: feast#1802) and unavailable rows by the view's policy.
