@@ -46,7 +46,8 @@ def ferroserve_repository(root: Path, onnx_files: dict[str, Path]) -> Path:
 def mlserver_repository(
     root: Path, onnx_files: dict[str, Path], grpc_port: int, http_port: int, metrics_port: int
 ) -> Path:
-    """settings.json plus `<model>` (adaptive batching off) and `<model>_ab` (on)."""
+    """settings.json plus, for each file, `<model>` (adaptive batching off) and `<model>_ab`
+    (on)."""
     root.mkdir(parents=True)
     settings = {
         "debug": False,
@@ -58,12 +59,12 @@ def mlserver_repository(
         "parallel_workers": 1,
     }
     (root / "settings.json").write_text(json.dumps(settings, indent=2))
-    for name in MODELS:
+    for name, onnx_file in onnx_files.items():
         for served, batching in ((name, {}), (name + ADAPTIVE, _adaptive())):
             model_settings = {
                 "name": served,
                 "implementation": "mlserver_runtime.OnnxRuntime",
-                "parameters": {"uri": str(onnx_files[name])},
+                "parameters": {"uri": str(onnx_file)},
                 **batching,
             }
             (root / served).mkdir()
