@@ -115,7 +115,7 @@ class Reference:
         """One REST call whose answer must match onnxruntime's; raises MeasurementFailed."""
         try:
             got = rest_infer(http_port, self.batch, binary)
-        except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
+        except (OSError, ValueError, LookupError, TypeError, AttributeError) as error:
             raise MeasurementFailed(f"first call: {type(error).__name__}: {error}") from error
         if got.shape != self.expected.shape:
             raise MeasurementFailed(f"answer shape {got.shape}, expected {self.expected.shape}")
@@ -146,7 +146,7 @@ def rest_infer(port: int, batch: np.ndarray, binary: bool) -> np.ndarray:
     outputs = json.loads(answer[:length])["outputs"]
     offset = length
     for output in outputs:
-        size = output.get("parameters", {}).get("binary_data_size")
+        size = (output.get("parameters") or {}).get("binary_data_size")
         if output["name"] == "output":
             shape = tuple(output["shape"])
             if size is None:
