@@ -1,4 +1,4 @@
-"""The REST side of benches/http.py: the peers' v2 REST endpoints (KServe's ModelServer and
+"""The REST side of benches/http_rest.py: the peers' v2 REST endpoints (KServe's ModelServer and
 MLServer, from benches/peers' environments under bench-results/venvs, serving the same MLP
 file with onnxruntime), the native client over REST (`ferroserve-loadgen run --http`) and the
 one-call answer check every REST endpoint gets before it is measured (JSON or binary tensors,
@@ -126,8 +126,8 @@ class Reference:
 
 def rest_infer(port: int, batch: np.ndarray, binary: bool) -> np.ndarray:
     """POST /v2/models/mlp/infer with `batch` as JSON or binary tensors; the FP32 `output`.
-    Written on a socket: this module runs beside benches/http.py, whose name hides the
-    standard library's `http` package (and with it every HTTP client) from the benchmark."""
+    Written on a socket (one request, the connection closed after it): the check shares no
+    code with the clients it checks for."""
     tensor: dict[str, object] = {"name": "input", "shape": list(batch.shape), "datatype": "FP32"}
     headers = {"Content-Type": "application/json"}
     if binary:

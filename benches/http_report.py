@@ -1,4 +1,4 @@
-"""benches/http.py's rows and tables: medians per row with each row's share of ferroserve's
+"""benches/http_rest.py's rows and tables: medians per row with each row's share of ferroserve's
 gRPC throughput under the same client (the issue's targets: HTTP binary >= 0.70, JSON >=
 0.40), the native client against perf_analyzer on ferroserve round by round (with both
 clients' own CPU), and every window."""
