@@ -616,6 +616,7 @@ class Frontend:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         tls_root_cert: str | None = None,
+        http_tls: bool = False,
     ) -> Frontend:
         """Listens on `address` ("host:port", port 0 for any free one); OSError if it cannot
         bind. `backend`: the Unix socket of the server that answers everything else;
@@ -626,7 +627,9 @@ class Frontend:
         is answered or forwarded; `http_restrictions` (`Restrictions(..., http=True)`): the
         same for the REST endpoints. With `tls_cert` and `tls_key` (PEM files) it speaks TLS
         only, and with `tls_root_cert` it requires client certificates that chain to it
-        (mutual TLS); ValueError naming the flag and the file when they cannot be used."""
+        (mutual TLS); ValueError naming the flag and the file when they cannot be used.
+        `http_tls`: the REST port speaks TLS too, with the same certificates (ValueError
+        without `tls_cert` and `tls_key`)."""
 
     @property
     def port(self) -> int:

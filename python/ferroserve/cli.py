@@ -20,6 +20,7 @@ from ferroserve.cli_limits import add_connection_flags, connection_options
 from ferroserve.cli_tls import (
     add_metrics_tls_flags,
     add_tls_flags,
+    http_tls,
     metrics_tls,
     tls_options,
 )
@@ -358,6 +359,7 @@ def _run(options: ServerOptions, use_uvloop: bool) -> None:
 
 def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
     """The ServerOptions fields `serve` and `demo` take from the same flags."""
+    tls = tls_options(args)
     return {
         "host": args.host,
         "grpc_port": args.grpc_port,
@@ -376,7 +378,8 @@ def _shared_options(args: argparse.Namespace, metrics: Any) -> dict[str, Any]:
         "connections": connection_options(args),
         "default_max_queue_size": args.default_max_queue_size,
         "exit_timeout_s": args.exit_timeout_secs,
-        "tls": tls_options(args),
+        "tls": tls,
+        "http_tls": http_tls(args, tls),
     }
 
 

@@ -1,7 +1,8 @@
 """The TLS flags of `ferroserve serve` and `demo`, with Triton's names (`--grpc-use-ssl`,
-`--grpc-server-cert`, `--grpc-server-key`, `--grpc-root-cert`, `--grpc-use-ssl-mutual`), and the
-metrics sidecar's (`--metrics-ssl-cert`, `--metrics-ssl-key`; Triton has none). Files that
-cannot be used stop the start with a message naming the flag and the file (exit 2)."""
+`--grpc-server-cert`, `--grpc-server-key`, `--grpc-root-cert`, `--grpc-use-ssl-mutual`), the REST
+port's `--http-use-ssl` (Triton has none: its HTTP endpoint needs a TLS proxy) and the metrics
+sidecar's (`--metrics-ssl-cert`, `--metrics-ssl-key`; Triton has none). Files that cannot be used
+stop the start with a message naming the flag and the file (exit 2)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ def add_tls_flags(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="mutual TLS: also require a client certificate signed by --grpc-root-cert "
         "(implies --grpc-use-ssl)",
+    )
+    parser.add_argument(
+        "--http-use-ssl",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=None,
+        help="serve the REST port (--http-port) over TLS too, with the same certificates and "
+        "mutual TLS setting (default: on exactly when --grpc-use-ssl is; "
+        "--http-use-ssl=false keeps it plaintext, for a TLS proxy in front)",
     )
     parser.add_argument(
         "--grpc-server-cert", type=Path, help="PEM file: the server certificate (and chain)"
@@ -111,6 +122,23 @@ def tls_options(args: argparse.Namespace) -> TlsOptions | None:
     except ValueError as error:
         _refuse(str(error))
     return options
+
+
+def http_tls(args: argparse.Namespace, tls: TlsOptions | None) -> bool:
+    """Whether the REST port speaks TLS: --http-use-ssl, by default whenever the gRPC port
+    does (a TLS server whose REST port served plaintext would go unnoticed). It uses the gRPC
+    port's certificates, so it needs --grpc-use-ssl; exits 2 saying so."""
+    chosen: bool | None = args.http_use_ssl
+    if chosen is None:
+        return tls is not None and args.allow_http
+    if chosen and tls is None:
+        _refuse(
+            "--http-use-ssl serves HTTPS with the gRPC port's certificate: add --grpc-use-ssl, "
+            "--grpc-server-cert and --grpc-server-key"
+        )
+    if chosen and not args.allow_http:
+        _refuse("--http-use-ssl with --no-allow-http: there is no HTTP port; drop one of them")
+    return chosen
 
 
 def metrics_tls(args: argparse.Namespace) -> SidecarTls | None:

@@ -117,6 +117,8 @@ class ServerOptions:
     unbounded)."""
     tls: TlsOptions | None = None
     """TLS on the gRPC port and the admin port (--grpc-use-ssl); None: plaintext."""
+    http_tls: bool = False
+    """HTTPS on the REST port with `tls`'s certificates (--http-use-ssl; needs `tls`)."""
 
 
 class Server:
@@ -301,6 +303,7 @@ class Server:
                 tls_cert=None if tls is None else str(tls.cert),
                 tls_key=None if tls is None else str(tls.key),
                 tls_root_cert=None if tls is None or tls.root_cert is None else str(tls.root_cert),
+                http_tls=self.options.http_tls,
             )
         except (OSError, ValueError):  # ValueError: TLS files changed since the CLI checked them
             await self.grpc.stop(None)
@@ -345,11 +348,17 @@ class Server:
             self._start_metrics(self.options.metrics)
         self.health.refresh()
         if self.http_port:
-            log.info("HTTP (v2 REST) listening on %s:%d", self.options.host, self.http_port)
-            if self.options.tls is not None:
+            log.info(
+                "HTTP%s (v2 REST) listening on %s:%d",
+                "S" if self.options.http_tls else "",
+                self.options.host,
+                self.http_port,
+            )
+            if self.options.tls is not None and not self.options.http_tls:
                 log.warning(
-                    "the HTTP port %d serves plaintext: TLS covers the gRPC, admin and metrics "
-                    "ports only; give --no-allow-http to close it, or put a TLS proxy in front",
+                    "the HTTP port %d serves plaintext (--http-use-ssl=false): TLS covers the "
+                    "gRPC, admin and metrics ports only; drop --http-use-ssl=false, give "
+                    "--no-allow-http to close it, or put a TLS proxy in front",
                     self.http_port,
                 )
         log.info(

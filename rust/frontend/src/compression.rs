@@ -1,11 +1,14 @@
-//! Compressed request messages (`grpc-encoding: gzip` or `deflate`): inflated here, never past
-//! the message limit, so a small compressed message cannot make the server hold gigabytes (a
-//! compression bomb); once inflated they take the same way as uncompressed ones.
+//! Compressed request messages (`grpc-encoding: gzip` or `deflate`, and HTTP bodies with
+//! `Content-Encoding`, `http::coding`): inflated here, never past the message limit, so a small
+//! compressed message cannot make the server hold gigabytes (a compression bomb); once inflated
+//! they take the same way as uncompressed ones. Also compresses HTTP answers.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use bytes::Bytes;
+use flate2::Compression;
 use flate2::read::{GzDecoder, ZlibDecoder};
+use flate2::write::{GzEncoder, ZlibEncoder};
 use http::HeaderMap;
 
 use crate::grpc::{Code, Status};
@@ -29,12 +32,46 @@ pub enum Encoding {
 impl Encoding {
     /// The call's encoding, from its headers.
     pub fn of(headers: &HeaderMap) -> Self {
-        match headers.get("grpc-encoding").map(|value| value.as_bytes()) {
-            None | Some(b"identity") => Encoding::Identity,
-            Some(b"gzip") => Encoding::Gzip,
-            Some(b"deflate") => Encoding::Deflate,
-            Some(other) => Encoding::Unsupported(String::from_utf8_lossy(other).into_owned()),
+        headers
+            .get("grpc-encoding")
+            .map_or(Encoding::Identity, |value| {
+                Encoding::named(value.as_bytes())
+            })
+    }
+
+    /// The encoding `name` names (gRPC's names, which are HTTP's content codings; HTTP's are
+    /// case-insensitive and `x-gzip` is gzip, RFC 9110 8.4.1.3).
+    pub fn named(name: &[u8]) -> Self {
+        let name = name.trim_ascii();
+        if name.eq_ignore_ascii_case(b"identity") {
+            Encoding::Identity
+        } else if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
+            Encoding::Gzip
+        } else if name.eq_ignore_ascii_case(b"deflate") {
+            Encoding::Deflate
+        } else {
+            Encoding::Unsupported(String::from_utf8_lossy(name).into_owned())
         }
+    }
+
+    /// `data` compressed (gzip or zlib) at level 1: answers are mostly tensor bytes, which
+    /// compress little at any level, and the server's CPU is the scarce resource. None for
+    /// `Identity` and `Unsupported`.
+    pub fn compress(&self, data: &[u8]) -> Option<Vec<u8>> {
+        let out = Vec::with_capacity(data.len() / 2 + 64);
+        let compressed = match self {
+            Encoding::Gzip => {
+                let mut encoder = GzEncoder::new(out, Compression::fast());
+                encoder.write_all(data).and_then(|()| encoder.finish())
+            }
+            Encoding::Deflate => {
+                let mut encoder = ZlibEncoder::new(out, Compression::fast());
+                encoder.write_all(data).and_then(|()| encoder.finish())
+            }
+            Encoding::Identity | Encoding::Unsupported(_) => return None,
+        };
+        // Writing into a Vec cannot fail.
+        compressed.ok()
     }
 
     /// The message flagged compressed, inflated: RESOURCE_EXHAUSTED as soon as it passes
@@ -121,11 +158,6 @@ pub fn unsupported(name: &str) -> Status {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
-    use flate2::Compression;
-    use flate2::write::{GzEncoder, ZlibEncoder};
-
     use super::*;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
@@ -147,6 +179,28 @@ mod tests {
         assert_eq!(
             Encoding::Deflate.inflate(&deflated, 900).as_deref(),
             Ok(&message[..])
+        );
+    }
+
+    #[test]
+    fn compressed_answers_inflate_back_and_names_read_as_http_writes_them() {
+        let message = b"an answer".repeat(100);
+        for encoding in [Encoding::Gzip, Encoding::Deflate] {
+            let compressed = encoding.compress(&message).expect("a compressing encoding");
+            assert!(compressed.len() < message.len());
+            assert_eq!(
+                encoding.inflate(&compressed, message.len()).as_deref(),
+                Ok(&message[..])
+            );
+        }
+        assert_eq!(Encoding::Identity.compress(b"x"), None);
+        assert_eq!(Encoding::named(b"GZip"), Encoding::Gzip);
+        assert_eq!(Encoding::named(b" x-gzip "), Encoding::Gzip);
+        assert_eq!(Encoding::named(b"Deflate"), Encoding::Deflate);
+        assert_eq!(Encoding::named(b"identity"), Encoding::Identity);
+        assert_eq!(
+            Encoding::named(b"br"),
+            Encoding::Unsupported("br".to_owned())
         );
     }
 

@@ -1,7 +1,7 @@
 //! The listening sockets: accepts HTTP/2 (gRPC) connections, over TLS when configured, on a
 //! tokio runtime of its own and serves each with `Service`, and, when asked, REST connections
-//! on a second port (`http::listener`), all within one `ConnectionLimits`; stops with a GOAWAY
-//! and a grace period.
+//! on a second port (`http::listener`, over TLS too when configured), all within one
+//! `ConnectionLimits`; stops with a GOAWAY and a grace period.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
 
 use crate::connections::{self, ConnectionLimits, Connections};
 use crate::counters::Counters;
@@ -22,7 +23,7 @@ use crate::proxy::Backend;
 use crate::restrict::Restrictions;
 use crate::routes::RouteTable;
 use crate::service::Service;
-use crate::tls::ServerTls;
+use crate::tls::{Port, ServerTls};
 
 /// How to run the front end.
 #[derive(Debug, Clone)]
@@ -45,6 +46,9 @@ pub struct FrontendConfig {
     pub tls: Option<Arc<ServerTls>>,
     /// REST endpoints whose requests must carry a header (Triton's `--http-restricted-api`).
     pub http_restrictions: Restrictions,
+    /// TLS on the REST port (`--http-use-ssl`; None: plain HTTP). The same `ServerTls` as
+    /// `tls` in practice: one certificate, one reload.
+    pub http_tls: Option<Arc<ServerTls>>,
 }
 
 /// A running front end.
@@ -103,9 +107,10 @@ impl Frontend {
         let serving = Arc::clone(&connections);
         let tls = config.tls;
         let http_restrictions = config.http_restrictions;
+        let http_tls = config.http_tls;
         let rest = rest_listener.map(|listener| {
             let http = HttpService::new(Arc::clone(&service), http_restrictions);
-            (listener, Arc::new(http))
+            (listener, Arc::new(http), http_tls)
         });
         let thread = std::thread::Builder::new()
             .name("ferroserve-grpc".into())
@@ -165,7 +170,7 @@ impl Drop for Frontend {
 /// finish.
 async fn run(
     listener: TcpListener,
-    rest: Option<(TcpListener, Arc<HttpService>)>,
+    rest: Option<(TcpListener, Arc<HttpService>, Option<Arc<ServerTls>>)>,
     service: Arc<Service>,
     limits: Arc<ConnectionLimits>,
     tls: Option<Arc<ServerTls>>,
@@ -181,11 +186,12 @@ async fn run(
         Arc::clone(&connections),
     );
     let http = async {
-        if let Some((listener, http)) = rest {
+        if let Some((listener, http, tls)) = rest {
             http_listener::accept(
                 listener,
                 http,
                 Arc::clone(&limits),
+                tls,
                 stopping.clone(),
                 Arc::clone(&connections),
             )
@@ -264,8 +270,7 @@ async fn serve(
     .await;
 }
 
-/// `serve` after a TLS handshake, which counts against the handshake timeout: a client that
-/// opens TCP and never finishes the handshake is cut as one that never sends a request.
+/// `serve` after a TLS handshake.
 async fn serve_tls(
     stream: TcpStream,
     tls: &ServerTls,
@@ -274,24 +279,11 @@ async fn serve_tls(
     mut stopping: watch::Receiver<Option<Duration>>,
     activity: Arc<connections::Activity>,
 ) {
-    let opened = Instant::now();
-    let _ = stream.set_nodelay(true);
-    let stream = tokio::select! {
-        handshake = tokio::time::timeout(
-            limits.handshake_timeout,
-            tls.accept(stream, limits.handshake_timeout),
-        ) => {
-            // A failed handshake (no client certificate under mutual TLS, an untrusted one)
-            // already told the client why in a TLS alert; a plaintext client was answered.
-            let Ok(Ok(Some(stream))) = handshake else { return };
-            stream
-        }
-        _ = stopping.changed() => return,
+    let Some((stream, first_request_within)) =
+        tls_handshake(stream, tls, Port::Grpc, &limits, &mut stopping).await
+    else {
+        return;
     };
-    let first_request_within = limits
-        .handshake_timeout
-        .saturating_sub(opened.elapsed())
-        .max(Duration::from_millis(1));
     serve_http2(
         stream,
         service,
@@ -301,6 +293,38 @@ async fn serve_tls(
         first_request_within,
     )
     .await;
+}
+
+/// The TLS handshake of a connection on `port`, which counts against the handshake timeout: a
+/// client that opens TCP and never finishes the handshake is cut as one that never sends a
+/// request. The stream and the time left for the first request; None when the handshake
+/// failed, the client spoke plaintext (and was told to use TLS), or the front end is stopping.
+pub(crate) async fn tls_handshake(
+    stream: TcpStream,
+    tls: &ServerTls,
+    port: Port,
+    limits: &ConnectionLimits,
+    stopping: &mut watch::Receiver<Option<Duration>>,
+) -> Option<(TlsStream<TcpStream>, Duration)> {
+    let opened = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let stream = tokio::select! {
+        handshake = tokio::time::timeout(
+            limits.handshake_timeout,
+            tls.accept(stream, port, limits.handshake_timeout),
+        ) => {
+            // A failed handshake (no client certificate under mutual TLS, an untrusted one)
+            // already told the client why in a TLS alert; a plaintext client was answered.
+            let Ok(Ok(Some(stream))) = handshake else { return None };
+            stream
+        }
+        _ = stopping.changed() => return None,
+    };
+    let first_request_within = limits
+        .handshake_timeout
+        .saturating_sub(opened.elapsed())
+        .max(Duration::from_millis(1));
+    Some((stream, first_request_within))
 }
 
 async fn serve_http2<Io>(

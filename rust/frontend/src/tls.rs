@@ -1,9 +1,11 @@
-//! TLS on the public port (Triton's `--grpc-use-ssl` flags): the server's certificate chain and
-//! key, and for mutual TLS the root certificate that client certificates must chain to, read
-//! from PEM files into a rustls `ServerConfig` (ring provider, ALPN `h2`). `reload` reads the
-//! files again and swaps the config for new connections; open ones keep the session they
+//! TLS on the public ports (Triton's `--grpc-use-ssl` flags, and `--http-use-ssl` for the REST
+//! port): the server's certificate chain and key, and for mutual TLS the root certificate that
+//! client certificates must chain to, read from PEM files into rustls `ServerConfig`s (ring
+//! provider; ALPN `h2` on the gRPC port, `h2` and `http/1.1` on the REST port). `reload` reads
+//! the files again and swaps both configs for new connections; open ones keep the session they
 //! negotiated. Bad files never replace good ones: the error names the flag and the file. A
-//! plaintext gRPC client is told, in a gRPC status, that the port wants TLS.
+//! plaintext client is told that the port wants TLS: a gRPC status on the gRPC port, a 400 on
+//! the REST port.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::body::status_response;
+use crate::body::{full, status_response};
 use crate::grpc::{Code, Status};
 
 /// What a plaintext client of a TLS port is told (its library would otherwise only say
@@ -31,6 +33,12 @@ use crate::grpc::{Code, Status};
 pub const PLAINTEXT_REFUSED: &str = "this port speaks TLS only (the server runs with \
     --grpc-use-ssl): connect over TLS (tritonclient: ssl=True with root_certificates; \
     perf_analyzer: --ssl-grpc-use-ssl true)";
+
+/// What a plaintext HTTP client of a TLS REST port is told (400, as nginx answers plain HTTP
+/// sent to an HTTPS port).
+pub const PLAINTEXT_HTTP_REFUSED: &str = "this port speaks HTTPS only (the server runs with \
+    --http-use-ssl): use https:// (tritonclient.http: ssl=True; perf_analyzer: -u https://HOST:PORT \
+    with --ssl-https-ca-certificates-file)";
 
 /// The first byte of every TLS connection: a handshake record (RFC 8446, 5.1).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -185,10 +193,31 @@ fn check_key_matches(
     }
 }
 
-/// The public port's TLS: the files and the config new connections get.
+/// Which port a connection came in on: the protocols its TLS offers (ALPN) and how a
+/// plaintext client is told to use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// gRPC: HTTP/2 only.
+    Grpc,
+    /// The v2 REST port: HTTP/1.1 and HTTP/2.
+    Http,
+}
+
+/// The public ports' TLS: the files and the configs new connections get (one certificate for
+/// both ports, one reload for both).
 pub struct ServerTls {
     files: TlsFiles,
-    current: ArcSwap<ServerConfig>,
+    /// The gRPC port's config (ALPN `h2`).
+    grpc: ArcSwap<ServerConfig>,
+    /// The REST port's: the same certificates, ALPN `h2` and `http/1.1`.
+    http: ArcSwap<ServerConfig>,
+}
+
+/// The REST port's config from the gRPC port's: curl and tritonclient.http speak HTTP/1.1.
+fn http_config(grpc: &ServerConfig) -> ServerConfig {
+    let mut config = grpc.clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -205,7 +234,8 @@ impl ServerTls {
         let config = server_config(&files)?;
         Ok(ServerTls {
             files,
-            current: ArcSwap::from_pointee(config),
+            http: ArcSwap::from_pointee(http_config(&config)),
+            grpc: ArcSwap::from_pointee(config),
         })
     }
 
@@ -213,7 +243,8 @@ impl ServerTls {
     /// config stays (open connections are untouched either way).
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
-        self.current.store(Arc::new(config));
+        self.http.store(Arc::new(http_config(&config)));
+        self.grpc.store(Arc::new(config));
         Ok(())
     }
 
@@ -222,19 +253,26 @@ impl ServerTls {
         &self.files
     }
 
-    /// The TLS handshake of a new connection, with the config current now; None when the
-    /// client sent no TLS, after telling a plaintext gRPC client so (for at most `within`).
+    /// The TLS handshake of a new connection on `port`, with the config current now; None
+    /// when the client sent no TLS, after telling a plaintext client so (for at most `within`).
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
+        port: Port,
         within: Duration,
     ) -> std::io::Result<Option<TlsStream<TcpStream>>> {
         let mut first = [0u8; 1];
         if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE_RECORD {
-            refuse_plaintext(stream, within).await;
+            match port {
+                Port::Grpc => refuse_plaintext(stream, within).await,
+                Port::Http => refuse_plaintext_http(stream, within).await,
+            }
             return Ok(None);
         }
-        let config = self.current.load_full();
+        let config = match port {
+            Port::Grpc => self.grpc.load_full(),
+            Port::Http => self.http.load_full(),
+        };
         let stream = tokio_rustls::TlsAcceptor::from(config)
             .accept(stream)
             .await?;
@@ -256,5 +294,38 @@ async fn refuse_plaintext(stream: TcpStream, within: Duration) {
                 async move { Ok::<_, Infallible>(response) }
             }),
         );
+    let _ = tokio::time::timeout(within, connection).await;
+}
+
+/// Serves a plaintext HTTP/1.1 or h2c connection for at most `within`, answering every request
+/// 400 with `PLAINTEXT_HTTP_REFUSED` and closing; nothing reaches the service.
+async fn refuse_plaintext_http(stream: TcpStream, within: Duration) {
+    let body = serde_json::json!({ "error": PLAINTEXT_HTTP_REFUSED }).to_string();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(8);
+    let connection = builder.serve_connection(
+        TokioIo::new(stream),
+        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let mut response = http::Response::new(full(bytes::Bytes::from(body.clone())));
+            *response.status_mut() = http::StatusCode::BAD_REQUEST;
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            // HTTP/2 has no such header: the timeout ends that connection.
+            if request.version() < http::Version::HTTP_2 {
+                headers.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            async move { Ok::<_, Infallible>(response) }
+        }),
+    );
     let _ = tokio::time::timeout(within, connection).await;
 }

@@ -1,10 +1,14 @@
 //! The REST port end to end: HTTP/1.1 (keep-alive) and h2c clients on TCP against the stand-in
 //! engine of model "m" (FP32 [-1, 4], every byte doubled) and the stand-in Python backend.
 //! JSON and binary requests are answered natively, what the native path does not take goes to
-//! the backend's ModelInfer, and bodies over the limit are refused before they are read.
+//! the backend's ModelInfer, bodies over the limit are refused before they are read, and
+//! bodies are compressed both ways (Content-Encoding, Accept-Encoding) as tritonclient.http
+//! asks.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+
+use std::io::{Read, Write};
 
 use bytes::Bytes;
 use common::*;
@@ -13,10 +17,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-/// One exchange: status, `Inference-Header-Content-Length` if any, body.
+/// One exchange: status, `Inference-Header-Content-Length` if any, `Content-Encoding` if
+/// any, body.
 struct Answer {
     status: StatusCode,
     header_length: Option<usize>,
+    content_encoding: Option<String>,
     body: Bytes,
 }
 
@@ -35,10 +41,15 @@ async fn read(response: http::Response<hyper::body::Incoming>) -> Answer {
         .headers()
         .get("inference-header-content-length")
         .map(|value| value.to_str().unwrap().parse().unwrap());
+    let content_encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|value| value.to_str().unwrap().to_owned());
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Answer {
         status,
         header_length,
+        content_encoding,
         body,
     }
 }
@@ -195,4 +206,133 @@ fn a_missing_backend_is_503_with_the_grpc_wording() {
             .contains("Python gRPC backend is not reachable"),
         "{error}"
     );
+}
+
+/// `data` compressed as `Content-Encoding: coding` means it (deflate: zlib, RFC 9110 8.4.1.2).
+fn compress(coding: &str, data: &[u8]) -> Vec<u8> {
+    use flate2::Compression;
+    use flate2::write::{GzEncoder, ZlibEncoder};
+    match coding {
+        "gzip" => {
+            let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        }
+        "deflate" => {
+            let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        }
+        other => panic!("no coding {other}"),
+    }
+}
+
+fn inflate(coding: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match coding {
+        "gzip" => flate2::read::GzDecoder::new(data).read_to_end(&mut out),
+        "deflate" => flate2::read::ZlibDecoder::new(data).read_to_end(&mut out),
+        other => panic!("no coding {other}"),
+    }
+    .unwrap();
+    out
+}
+
+/// A binary request of 8 rows (binary outputs), with its header length.
+fn binary_request(rows: usize) -> (Vec<u8>, usize) {
+    let header = serde_json::json!({"id": "z", "parameters": {"binary_data_output": true},
+        "inputs": [{"name": "x", "shape": [rows, 4], "datatype": "FP32",
+                    "parameters": {"binary_data_size": rows * 16}}]})
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend((0..rows * 4).flat_map(|i| (i as f32 * 0.25).to_le_bytes()));
+    (body, header.len())
+}
+
+#[test]
+fn compressed_requests_and_answers_carry_the_same_bytes_as_plain_ones() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    let (body, header_length) = binary_request(8);
+    let send = |body: Vec<u8>, headers: &[(&'static str, &str)]| {
+        let mut request = post(address, "/v2/models/m/infer", body);
+        request.headers_mut().insert(
+            "inference-header-content-length",
+            header_length.to_string().parse().unwrap(),
+        );
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        request
+    };
+    let plain = h.run(http1(address, send(body.clone(), &[])));
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.content_encoding, None);
+    for coding in ["gzip", "deflate"] {
+        // Compressed request (the header length counts the inflated body, as Triton's).
+        let compressed = compress(coding, &body);
+        let answer = h.run(http1(
+            address,
+            send(compressed.clone(), &[("content-encoding", coding)]),
+        ));
+        assert_eq!(answer.status, StatusCode::OK, "{coding}");
+        assert_eq!(answer.body, plain.body, "{coding}");
+        // Compressed answer.
+        let answer = h.run(http1(
+            address,
+            send(body.clone(), &[("accept-encoding", coding)]),
+        ));
+        assert_eq!(answer.content_encoding.as_deref(), Some(coding));
+        assert_eq!(answer.header_length, plain.header_length);
+        assert_eq!(inflate(coding, &answer.body), plain.body, "{coding}");
+        // Both.
+        let answer = h.run(http1(
+            address,
+            send(
+                compressed,
+                &[("content-encoding", coding), ("accept-encoding", coding)],
+            ),
+        ));
+        assert_eq!(inflate(coding, &answer.body), plain.body, "{coding}");
+    }
+    // Every answer was the engine's: nothing went to the backend.
+    assert_eq!(h.calls(), 7);
+}
+
+#[test]
+fn a_body_in_an_unknown_coding_is_415_and_one_that_does_not_inflate_400() {
+    let h = Harness::start(true, 1 << 20);
+    let address = h.frontend.http_address().unwrap();
+    let (body, _) = binary_request(1);
+    let answer = h.run(async {
+        let mut request = post(address, "/v2/models/m/infer", body.clone());
+        request
+            .headers_mut()
+            .insert("content-encoding", "br".parse().unwrap());
+        let stream = TcpStream::connect(address).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    });
+    assert_eq!(answer.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(answer.headers()["accept-encoding"], "gzip, deflate");
+    let answer = h.run(async {
+        let mut request = post(address, "/v2/models/m/infer", b"not gzip at all".to_vec());
+        request
+            .headers_mut()
+            .insert("content-encoding", "gzip".parse().unwrap());
+        http1(address, request).await
+    });
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    let error: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not inflate"),
+        "{error}"
+    );
+    assert_eq!(h.calls(), 0);
 }

@@ -199,12 +199,13 @@ impl PyFrontend {
     /// OSError if it cannot bind. With `tls_cert` and `tls_key` (PEM files) it speaks TLS
     /// only, and with `tls_root_cert` it asks every client for a certificate that chains to
     /// it (mutual TLS); ValueError naming the flag and the file when they cannot be used.
+    /// `http_tls`: the REST port speaks TLS too, with the same certificates.
     #[staticmethod]
     #[pyo3(signature = (
         address, backend, *, http_address = None, max_message_bytes, threads = 1, max_connections,
         max_concurrent_streams, handshake_timeout_ms, idle_timeout_ms, keepalive_time_ms,
         keepalive_timeout_ms, stream_window, restrictions = None, http_restrictions = None,
-        tls_cert = None, tls_key = None, tls_root_cert = None,
+        tls_cert = None, tls_key = None, tls_root_cert = None, http_tls = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn start(
@@ -226,6 +227,7 @@ impl PyFrontend {
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
         tls_root_cert: Option<PathBuf>,
+        http_tls: bool,
     ) -> PyResult<Self> {
         let tls = match (tls_cert, tls_key) {
             (Some(cert), Some(key)) => Some(tls::load(tls::files(cert, key, tls_root_cert))?),
@@ -236,6 +238,12 @@ impl PyFrontend {
                 ));
             }
         };
+        if http_tls && tls.is_none() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "--http-use-ssl serves HTTPS with the gRPC port's certificate: it needs \
+                 --grpc-server-cert and --grpc-server-key",
+            ));
+        }
         let routes = Arc::new(RouteTable::new());
         let optional = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let config = FrontendConfig {
@@ -254,6 +262,7 @@ impl PyFrontend {
                 stream_window: stream_window.max(1),
             },
             restrictions: restrictions.map(|r| r.inner.clone()).unwrap_or_default(),
+            http_tls: if http_tls { tls.clone() } else { None },
             tls: tls.clone(),
             http_restrictions: http_restrictions
                 .map(|r| r.inner.clone())

@@ -3,9 +3,11 @@
 //! binary tensor data extension, becomes the `ModelInferRequest` the gRPC path takes and goes
 //! the same way (route table, fast path, batch queue, engine; the Python server for the rest),
 //! and its answer is written back as JSON (and binary). Every other endpoint is the gRPC call
-//! of the same name on the Python server, rendered as Triton's JSON (`control`).
+//! of the same name on the Python server, rendered as Triton's JSON (`control`). Bodies may be
+//! compressed both ways (`coding`).
 
 mod body;
+mod coding;
 mod control;
 mod errors;
 mod infer_request;
@@ -61,8 +63,16 @@ impl HttpService {
         }
     }
 
-    /// Answers one request.
+    /// Answers one request, compressed as its `Accept-Encoding` asks.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
+        match coding::response_coding(request.headers()) {
+            None => self.answer(request).await,
+            Some(encoding) => coding::compress(self.answer(request).await, encoding).await,
+        }
+    }
+
+    /// The answer to one request, uncompressed.
+    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
         let endpoint = match route(request.method(), request.uri().path()) {
             Ok(endpoint) => endpoint,
             Err(NoRoute::NotFound) => {
@@ -100,9 +110,21 @@ impl HttpService {
                 | Endpoint::RepositoryLoad(_)
                 | Endpoint::RepositoryUnload(_)
         ) {
-            match body::read(&parts.headers, body, self.service.max_message_bytes).await {
+            let limit = self.service.max_message_bytes;
+            let coding = match coding::request_coding(&parts.headers) {
+                Ok(coding) => coding,
+                Err(name) => return coding::unsupported(&name),
+            };
+            let read = match body::read(&parts.headers, body, limit).await {
                 Ok(body) => body,
                 Err(refused) => return refused,
+            };
+            match coding {
+                None => read,
+                Some(encoding) => match coding::inflate(encoding, read, limit).await {
+                    Ok(inflated) => inflated,
+                    Err(refused) => return refused,
+                },
             }
         } else {
             Bytes::new()

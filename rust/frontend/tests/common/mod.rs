@@ -4,6 +4,7 @@
 // Each test binary uses a part of it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod certs;
 pub mod raw;
 
 use std::convert::Infallible;
@@ -347,6 +348,7 @@ impl Harness {
             limits,
             Restrictions::default(),
             None,
+            false,
         )
     }
 
@@ -357,7 +359,14 @@ impl Harness {
         limits: ConnectionLimits,
         restrictions: Restrictions,
     ) -> Self {
-        Harness::build(backend, max_message_bytes, limits, restrictions, None)
+        Harness::build(
+            backend,
+            max_message_bytes,
+            limits,
+            restrictions,
+            None,
+            false,
+        )
     }
 
     /// `with_limits` speaking TLS with `tls` (None: plain HTTP/2).
@@ -373,6 +382,23 @@ impl Harness {
             limits,
             Restrictions::default(),
             tls,
+            false,
+        )
+    }
+
+    /// `with_limits` with both ports speaking TLS with `tls` (`--http-use-ssl`).
+    pub fn with_http_tls(
+        max_message_bytes: usize,
+        limits: ConnectionLimits,
+        tls: Arc<ServerTls>,
+    ) -> Self {
+        Harness::build(
+            true,
+            max_message_bytes,
+            limits,
+            Restrictions::default(),
+            Some(tls),
+            true,
         )
     }
 
@@ -382,6 +408,7 @@ impl Harness {
         limits: ConnectionLimits,
         restrictions: Restrictions,
         tls: Option<Arc<ServerTls>>,
+        http_tls: bool,
     ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -470,6 +497,7 @@ impl Harness {
                 threads: 1,
                 limits,
                 restrictions,
+                http_tls: if http_tls { tls.clone() } else { None },
                 tls,
                 http_restrictions: Restrictions::default(),
             },
