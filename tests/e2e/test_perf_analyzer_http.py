@@ -55,7 +55,8 @@ def test_perf_analyzer_over_http_completes_requests_without_errors(
     run = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
-    (row,) = list(csv.DictReader(report.open()))
+    with report.open() as rows:
+        (row,) = list(csv.DictReader(rows))
     assert float(row["Inferences/Second"]) > 0, output
     after_successes, after_failures = model_counts(server.http_url)
     assert after_failures == failures, output
