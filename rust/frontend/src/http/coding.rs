@@ -2,8 +2,8 @@
 //! `request_compression_algorithm` and `response_compression_algorithm`): a request body sent
 //! with `Content-Encoding: gzip` or `deflate` is inflated by `compression`'s bounded two-pass
 //! inflate (never past the message limit; a bomb is refused having allocated nothing), and an
-//! answer is compressed with the coding `Accept-Encoding` prefers. Both run on a blocking
-//! thread; a request with neither header costs two header lookups here.
+//! inference answer is compressed with the coding `Accept-Encoding` prefers. Both run on a
+//! blocking thread; a request with neither header costs two header lookups here.
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode};

@@ -63,16 +63,8 @@ impl HttpService {
         }
     }
 
-    /// Answers one request, compressed as its `Accept-Encoding` asks.
+    /// Answers one request.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
-        match coding::response_coding(request.headers()) {
-            None => self.answer(request).await,
-            Some(encoding) => coding::compress(self.answer(request).await, encoding).await,
-        }
-    }
-
-    /// The answer to one request, uncompressed.
-    async fn answer(self: Arc<Self>, request: Request<Incoming>) -> Response<GrpcBody> {
         let endpoint = match route(request.method(), request.uri().path()) {
             Ok(endpoint) => endpoint,
             Err(NoRoute::NotFound) => {
@@ -130,7 +122,16 @@ impl HttpService {
             Bytes::new()
         };
         let answered = match endpoint {
-            Endpoint::Infer(model) => return self.infer(model, &parts.headers, body).await,
+            Endpoint::Infer(model) => {
+                let answer = self.infer(model, &parts.headers, body).await;
+                // Inference answers only, as Triton: tritonclient.http's asyncio client (whose
+                // aiohttp asks for gzip on every request) inflates those and reads the other
+                // endpoints' answers as they come.
+                return match coding::response_coding(&parts.headers) {
+                    None => answer,
+                    Some(encoding) => coding::compress(answer, encoding).await,
+                };
+            }
             Endpoint::ServerLive => Ok(empty(StatusCode::OK)),
             Endpoint::OpenApi => Ok(json_response(StatusCode::OK, OPENAPI.as_bytes().to_vec())),
             Endpoint::ServerReady => self.ready("ServerReady", Vec::new()).await,
