@@ -34,7 +34,7 @@ from ferroserve.server.limits import (
 )
 
 if TYPE_CHECKING:
-    from ferroserve.server.app import MetricsOptions, ServerOptions
+    from ferroserve.server.options import MetricsOptions, ServerOptions
 
 log = logging.getLogger("ferroserve")
 
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _metrics_options(args: argparse.Namespace) -> MetricsOptions | None:
-    from ferroserve.server.app import MetricsOptions
+    from ferroserve.server.options import MetricsOptions
 
     if not args.allow_metrics:
         return None
@@ -421,7 +421,7 @@ def _serve(
     """Runs `serve` or `demo` until stopped; the exit status. `repository`: the local folder
     `serve` serves (None for an s3:// repository, which is mirrored into a folder of its own)."""
     from ferroserve import _core
-    from ferroserve.server.app import ServerOptions
+    from ferroserve.server.options import ServerOptions
 
     try:
         _core.Restrictions(args.grpc_restricted_protocol)

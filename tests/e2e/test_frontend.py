@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from ferroserve.cli import FRONTEND_REMOVED
 from ferroserve.demo import mlp_model
-from ferroserve.server.app import Server, ServerOptions
+from ferroserve.server.app import Server
+from ferroserve.server.options import ServerOptions
 from support.inprocess import native_calls, python_calls
 from support.inprocess import serve as serve_repository
 from support.models import add_sub_model, reference

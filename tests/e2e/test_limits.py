@@ -21,9 +21,10 @@ from ferroserve.cli_limits import connection_options
 from ferroserve.demo import mlp_model
 from ferroserve.errors import FerroserveError
 from ferroserve.metrics.routing import RoutingCounter
-from ferroserve.server.app import Server, ServerOptions
+from ferroserve.server.app import Server
 from ferroserve.server.inference import InferenceService
 from ferroserve.server.limits import DEFAULT_MAX_MESSAGE_BYTES, ConnectionOptions
+from ferroserve.server.options import ServerOptions
 from support.repository import add_model
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
-from ferroserve.server.app import MetricsOptions, Server, ServerOptions
+from ferroserve.server.app import Server
+from ferroserve.server.options import MetricsOptions, ServerOptions
 
 
 def native_calls(server: Server, method: str = "ModelInfer") -> dict[str, int]:
