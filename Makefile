@@ -73,8 +73,12 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 	$$sudo apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing
 
+.PHONY: perf-analyzer
+perf-analyzer: ## Triton's perf_analyzer into .perf_analyzer/ (tests/e2e/test_perf_analyzer_http.py, benches)
+	PYTHON=$(PYTHON) tools/get_perf_analyzer.sh .perf_analyzer
+
 .PHONY: test
-test: system-deps install-dev feast-venv test-rust test-python ## install everything, then run the whole test suite
+test: system-deps install-dev feast-venv perf-analyzer test-rust test-python ## install everything, then run the whole test suite
 
 .PHONY: bench
 bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md

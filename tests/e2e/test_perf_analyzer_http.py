@@ -1,8 +1,8 @@
 """Triton's perf_analyzer over the REST port (`-i http`): binary tensor data (its default) and
 JSON tensors, zero and random input data, each for about two seconds against the main server;
 every run must complete requests and the model's failure count must not move. perf_analyzer
-lives in `.perf_analyzer/` (git-ignored; `benches/serving_core.py` installs it there,
-docs/benchmarks.md): without it the tests skip saying so."""
+lives in `.perf_analyzer/` (git-ignored; `make perf-analyzer` installs it there, and `make test`
+does so first): without it the tests skip saying so."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def test_perf_analyzer_over_http_completes_requests_without_errors(
 ) -> None:
     if not os.access(PERF_ANALYZER, os.X_OK):
         pytest.skip(
-            f"perf_analyzer is not installed: {PERF_ANALYZER} is absent (benches/serving_core.py "
-            "installs it, docs/benchmarks.md)"
+            f"perf_analyzer is not installed: {PERF_ANALYZER} is absent (`make perf-analyzer` "
+            "installs it)"
         )
     successes, failures = model_counts(server.http_url)
     report = tmp_path / "report.csv"
