@@ -127,23 +127,33 @@ pub(crate) fn failed(failure: Failure) -> (Outcome, Status) {
     }
 }
 
-/// A request of a model with Redis views while its features are looked up (before it is
-/// queued): records its end exactly once, as cancelled when the client goes away meanwhile.
-struct Joining<'a, B: AsRef<[u8]>, T> {
-    queue: &'a BatchQueue<B, T>,
+/// Records a request's end in its model's statistics exactly once; a request dropped first
+/// (its client went away: during a Redis lookup, an ensemble's steps) counts as cancelled.
+pub(crate) struct EndOnce<'a, B: AsRef<[u8]>, T> {
+    stats: &'a BatchQueue<B, T>,
     started: Instant,
     ended: bool,
 }
 
-impl<B: AsRef<[u8]>, T> Joining<'_, B, T> {
-    fn end(&mut self, outcome: Outcome) {
+impl<'a, B: AsRef<[u8]>, T> EndOnce<'a, B, T> {
+    /// A request that started at `started`, counted in `stats`.
+    pub(crate) fn new(stats: &'a BatchQueue<B, T>, started: Instant) -> Self {
+        EndOnce {
+            stats,
+            started,
+            ended: false,
+        }
+    }
+
+    /// Records its end with `outcome`.
+    pub(crate) fn end(&mut self, outcome: Outcome) {
         self.ended = true;
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.queue.record_request(outcome, nanos);
+        self.stats.record_request(outcome, nanos);
     }
 }
 
-impl<B: AsRef<[u8]>, T> Drop for Joining<'_, B, T> {
+impl<B: AsRef<[u8]>, T> Drop for EndOnce<'_, B, T> {
     fn drop(&mut self) {
         if !self.ended {
             self.end(Outcome::Cancelled);
@@ -396,11 +406,7 @@ where
         let started = Instant::now();
         Box::pin(async move {
             // A client that goes away during the lookup ends its request here, as cancelled.
-            let mut joining = Joining {
-                queue: &self.queue,
-                started,
-                ended: false,
-            };
+            let mut joining = EndOnce::new(&self.queue, started);
             let request: Vec<Bytes> = match matched.contents {
                 MatchedContents::Raw(ranges) => ranges
                     .into_iter()

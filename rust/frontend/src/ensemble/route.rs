@@ -23,6 +23,7 @@ use futures_util::stream::FuturesUnordered;
 
 use super::plan::EnsemblePlan;
 use crate::grpc::{Code, Status};
+use crate::native::EndOnce;
 use crate::routes::{InferRoute, PendingInfer, RouteTable, StepRequest, Table};
 
 /// A tensor of one request: its bytes and full shape.
@@ -93,30 +94,6 @@ fn outcome_of(code: Code) -> Outcome {
     }
 }
 
-/// Records the request's end exactly once; a request dropped first (its client went away)
-/// counts as cancelled.
-struct Ending<'a, B: AsRef<[u8]>, T> {
-    stats: &'a BatchQueue<B, T>,
-    started: Instant,
-    ended: bool,
-}
-
-impl<B: AsRef<[u8]>, T> Ending<'_, B, T> {
-    fn end(&mut self, outcome: Outcome) {
-        self.ended = true;
-        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.record_request(outcome, nanos);
-    }
-}
-
-impl<B: AsRef<[u8]>, T> Drop for Ending<'_, B, T> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.end(Outcome::Cancelled);
-        }
-    }
-}
-
 /// The request-wide parameters every step gets.
 #[derive(Clone, Copy)]
 struct Scheduling {
@@ -166,11 +143,7 @@ where
         let wanted = matched.wanted;
         Some(Box::pin(async move {
             let route = &*self;
-            let mut ending = Ending {
-                stats: &route.stats,
-                started,
-                ended: false,
-            };
+            let mut ending = EndOnce::new(&route.stats, started);
             let work = route.execute(seeds, &wanted, scheduling);
             let result = match deadline {
                 None => work.await,
