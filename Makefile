@@ -17,7 +17,9 @@ install: ## install ferroserve (builds the Rust extension in release mode)
 
 .PHONY: install-dev
 install-dev: ## editable install with test and lint dependencies
-	$(PIP) install -e ".[dev]"
+	@# No make jobserver for the extension's cargo (MAKEFLAGS cleared): under `make -j` it
+	@# would share make's job slots with the downloads instead of using every core.
+	MAKEFLAGS= $(PIP) install -e ".[dev]"
 
 .PHONY: build-dev
 build-dev: ## rebuild the Rust extension into the editable install
@@ -77,8 +79,13 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 perf-analyzer: ## Triton's perf_analyzer into .perf_analyzer/ (tests/e2e/test_perf_analyzer_http.py, benches)
 	PYTHON=$(PYTHON) tools/get_perf_analyzer.sh .perf_analyzer
 
+# The installs are independent and only the extension's build needs the CPU (apt-get and the
+# downloads mostly wait on the network), so they run side by side, each one's output printed
+# when it ends; then the tests, one suite after the other.
 .PHONY: test
-test: system-deps install-dev feast-venv perf-analyzer test-rust test-python ## install everything, then run the whole test suite
+test: ## install everything, then run the whole test suite
+	$(MAKE) --no-print-directory -j4 --output-sync=target system-deps install-dev feast-venv perf-analyzer
+	$(MAKE) --no-print-directory test-rust test-python
 
 .PHONY: bench
 bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md

@@ -44,12 +44,14 @@ def test_perf_analyzer_over_http_completes_requests_without_errors(
         )
     successes, failures = model_counts(server.http_url)
     report = tmp_path / "report.csv"
+    # The test is about errors, not speed: a stability bound no window misses, so a busy
+    # machine cannot fail it with "Failed to obtain stable measurement" (seen at 100%).
     argv = [
         str(PERF_ANALYZER),
         "-m", "mlp", "-i", "http", "-u", server.http_url,
         *FORMATS[tensor_format], "--input-data", data,
         "-b", "1", "--concurrency-range", "4",
-        "--measurement-interval", "700", "--max-trials", "3", "--stability-percentage", "100",
+        "--measurement-interval", "700", "--max-trials", "3", "--stability-percentage", "10000",
         "-f", str(report),
     ]  # fmt: skip
     run = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)

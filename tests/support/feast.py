@@ -12,12 +12,14 @@ tests skip, saying so.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -154,13 +156,113 @@ def write_repo(repo: Path, port: int, drivers: pa.Table, users: pa.Table) -> Non
     pq.write_table(users, data / "users.parquet")
 
 
+# Feast, run in one long-lived process per Feast Python: `import feast` alone costs ~10 s of
+# CPU on the 2-core CI machine, and the tests make a dozen Feast calls. The worker reads one
+# JSON request per line and answers one per line on a descriptor of its own (Feast's CLI prints
+# to stdout). Each CLI call runs click's `feast` command in-process, as the `feast` script does,
+# with the repository's modules (every repository has a `repo.py`) forgotten afterwards so the
+# next repository's are imported afresh.
+FEAST_WORKER = textwrap.dedent(
+    """\
+    import contextlib, io, json, os, sys, traceback
+
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever prints, even from C, goes to the worker's log
+    sys.stdout = sys.stderr
+    from feast import FeatureStore
+    from feast.cli.cli import cli
+
+
+    def run_cli(repo, args):
+        cli.main(args=["--chdir", repo, *args], prog_name="feast", standalone_mode=False)
+        return None
+
+
+    def read(repo, view, features, key_name, keys):
+        store = FeatureStore(repo_path=repo)
+        rows = store.get_online_features(
+            features=[f"{view}:{feature}" for feature in features],
+            entity_rows=[{key_name: key} for key in keys],
+        ).to_dict()
+        return [[rows[feature][i] for feature in features] for i in range(len(keys))]
+
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        repo = request["repo"]
+        path, modules = list(sys.path), set(sys.modules)
+        output = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+                if request["op"] == "cli":
+                    result = run_cli(repo, request["args"])
+                else:
+                    result = read(repo, *request["args"])
+            answer = {"result": result}
+        except BaseException:  # click raises SystemExit for a non-zero exit
+            answer = {"error": traceback.format_exc() + output.getvalue()}
+        finally:
+            sys.path[:] = path
+            for name in set(sys.modules) - modules:
+                if (getattr(sys.modules[name], "__file__", None) or "").startswith(repo):
+                    del sys.modules[name]
+        answers.write(json.dumps(answer) + "\\n")
+        answers.flush()
+    """
+)
+
+
+class FeastWorker:
+    """One Feast process serving the calls of the whole test session (see FEAST_WORKER)."""
+
+    def __init__(self, python: str) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self._process = subprocess.Popen(
+            [python, "-c", FEAST_WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=feast_env(),
+        )
+
+    def call(self, op: str, repo: Path, args: list[Any]) -> Any:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps({"op": op, "repo": str(repo), "args": args}) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            self._log.seek(0)
+            log = self._log.read().decode(errors="replace")[-4000:]
+            raise AssertionError(f"the Feast worker exited ({op} {args}): {log}")
+        answer = json.loads(line)
+        assert "error" not in answer, (op, args, answer["error"])
+        return answer["result"]
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._log.close()
+
+
+_workers: dict[str, FeastWorker] = {}
+
+
+def _worker(python: str) -> FeastWorker:
+    if python not in _workers:
+        _workers[python] = worker = FeastWorker(python)
+        atexit.register(worker.close)
+    return _workers[python]
+
+
 def feast_cli(python: str, repo: Path, *args: str) -> None:
-    """`feast ARGS...` in `repo`, from the Feast venv."""
-    command = [str(Path(python).parent / "feast"), *args]
-    done = subprocess.run(
-        command, cwd=repo, capture_output=True, text=True, env=feast_env(), check=False
-    )
-    assert done.returncode == 0, (command, done.stdout, done.stderr)
+    """`feast ARGS...` in `repo`, run by the Feast venv (its CLI, in the session's worker)."""
+    _worker(python).call("cli", repo, list(args))
 
 
 def materialize(python: str, repo: Path) -> None:
@@ -170,32 +272,8 @@ def materialize(python: str, repo: Path) -> None:
     feast_cli(python, repo, "materialize", start, end)
 
 
-FEAST_READ = textwrap.dedent(
-    """\
-    import json, sys
-    from feast import FeatureStore
-
-    store = FeatureStore(repo_path=sys.argv[1])
-    view, features, key_name = sys.argv[2], sys.argv[3].split(","), sys.argv[4]
-    keys = json.loads(sys.argv[5])
-    rows = store.get_online_features(
-        features=[f"{view}:{feature}" for feature in features],
-        entity_rows=[{key_name: key} for key in keys],
-    ).to_dict()
-    print(json.dumps([[rows[feature][i] for feature in features] for i in range(len(keys))]))
-    """
-)
-
-
 def feast_read(
     python: str, repo: Path, view: str, features: list[str], key: str, keys: list[Any]
 ) -> list[Any]:
     """Feast's `get_online_features` of `keys`: per key its features' values (None: none)."""
-    out = subprocess.run(
-        [python, "-c", FEAST_READ, str(repo), view, ",".join(features), key, json.dumps(keys)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=feast_env(),
-    )
-    return list(json.loads(out.stdout))
+    return list(_worker(python).call("read", repo, [view, features, key, keys]))
