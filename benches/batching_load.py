@@ -52,6 +52,11 @@ class Analyzer:
         self.description = (probe.stdout + probe.stderr).strip()
         self._runs = 0
 
+    @property
+    def settings(self) -> LoadSettings:
+        """The window, trials and stability bound of every run unless told otherwise."""
+        return self._settings
+
     def measure(
         self,
         port: int,
@@ -60,13 +65,14 @@ class Analyzer:
         rows: int = 1,
         streaming: bool = False,
         input_data: Path | None = None,
+        settings: LoadSettings | None = None,
     ) -> Run:
         """One closed-loop run; `input_data`: a perf_analyzer JSON data file instead of random
-        inputs."""
+        inputs; `settings`: this run's instead of the analyzer's."""
         self._runs += 1
         stem = self._workdir / f"pa-{self._runs}-{port}-{model}-c{concurrency}-b{rows}"
         csv_path, export_path = stem.with_suffix(".csv"), stem.with_suffix(".json")
-        settings = self._settings
+        settings = settings or self._settings
         argv = [
             str(self._binary), "-m", model, "-x", "1", "-i", "grpc", "-u", f"{HOST}:{port}",
             "-b", str(rows), "--concurrency-range", str(concurrency),

@@ -61,6 +61,10 @@ SERVER_BOUND = 0.90
 CPU_EXPLAINS = 0.05
 QUICK_SETTINGS = LoadSettings(window_ms=1500, max_trials=6, stability_pct=30)
 FULL_SETTINGS = LoadSettings(window_ms=2000, max_trials=10, stability_pct=20)
+# perf_analyzer gives no figure when its last three windows never agree within its stability
+# bound (seen on a noisy 2-core VM at 20%); such a row is measured once more with this bound,
+# and its table cell says so. The row is still judged against the server's own count.
+RETRY_STABILITY_PCT = 50
 ROWS = (
     Target("ferroserve (dynamic batching)", CROSSCHECK, FERROSERVE),
     Target("ferroserve (no batching)", CROSSCHECK, FERROSERVE, "{model}" + NO_BATCHING),
@@ -134,6 +138,21 @@ def _analyzer_row(
         run = analyzer.measure(
             server.port, target.model_for(model), concurrency, per_request, target.streaming
         )
+        if run.measurement is None and "stable" in run.error:
+            settings = replace(analyzer.settings, stability_pct=RETRY_STABILITY_PCT)
+            print(f"perf_analyzer {target.label} c={concurrency}: {run.error}; once more at "
+                  f"{RETRY_STABILITY_PCT}% stability", file=sys.stderr)  # fmt: skip
+            run = analyzer.measure(
+                server.port,
+                target.model_for(model),
+                concurrency,
+                per_request,
+                target.streaming,
+                settings=settings,
+            )
+            retried = True
+        else:
+            retried = False
     wall_s = time.monotonic() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (
@@ -149,7 +168,9 @@ def _analyzer_row(
     cpu_us = None
     with contextlib.suppress(ValueError):
         cpu_us = cpu.cpu_s_between(m.start_ns, m.end_ns) * 1e6 / max(1, m.inferences)
-    return Result(target, model, per_request, concurrency, m, cpu_us), busy
+    note = f" (second try, {RETRY_STABILITY_PCT}% stability)" if retried else ""
+    checked = replace(target, label=target.label + note) if retried else target
+    return Result(checked, model, per_request, concurrency, m, cpu_us), busy
 
 
 class ServerCounts:
