@@ -1,40 +1,54 @@
 //! The async reader: one Redis store (a URL, a per-call timeout) shared by every view and
 //! request of a server, on the front end's tokio runtime. A fetch asks for all keys of a
-//! request with `HMGET key field... _ts:{view}` (one per key) over a multiplexed connection
-//! (`redis::aio::ConnectionManager`: one socket, replaced in the background when it breaks) and
-//! decodes the answers into the join's `FetchedRows`.
+//! request with `HMGET key field... _ts:{view}` (one per key) over the store's one connection
+//! (`connection` module: our own pipelined RESP2 client, whose parser keeps each round trip's
+//! replies as spans of one buffer, `resp` module) and decodes the answers into the join's
+//! `FetchedRows`, reading the values as slices of that buffer: no allocation per field. The
+//! writer (`writer` module) uses the redis crate's `ConnectionManager`, created on the first
+//! write, so a server that only reads opens one connection.
 //!
 //! Coalescing: fetches do not each send a pipeline. They queue their keys for the store's
 //! round-trip task, which sends everything queued as one pipeline and hands each fetch its
 //! own answers (`coalesce` module; a key asked by several queued fetches of one view is asked
-//! once). Up to `MAX_ROUND_TRIPS_IN_FLIGHT` round trips run at once, so at low load a fetch
-//! goes out alone and at once (no wait behind another's round trip: with one in flight, p50
-//! at 2,500 req/s doubled); only when all are busy do fetches queue and share the next free
-//! one. At c=16 a round trip carries
-//! the lookups of several requests, so the client's per-pipeline work, Redis's per-read work
-//! and the wake-ups are paid once per round trip, and the requests whose lookups came back
-//! together reach the batch queue together (docs/benchmarks.md, Feature lookup).
+//! once; the answers are shared, each fetch gets the indices of its commands). Up to
+//! `MAX_ROUND_TRIPS_IN_FLIGHT` round trips run at once, so at low load a fetch goes out alone
+//! and at once (no wait behind another's round trip: with one in flight, p50 at 2,500 req/s
+//! doubled); only when all are busy do fetches queue and share the next free one. At c=16 a
+//! round trip carries the lookups of several requests, so the client's per-pipeline work,
+//! Redis's per-read work and the wake-ups are paid once per round trip, and the requests whose
+//! lookups came back together reach the batch queue together (docs/benchmarks.md, Feature
+//! lookup). A round trip holds its place among those in flight until its replies arrive or the
+//! connection fails, even when its fetches have given up: its replies are still on their way
+//! and must be read before the next round trip's.
 //!
 //! Timeout and failures: a fetch never fails on the store's account. If Redis does not answer
-//! within the store's timeout (counted from the fetch's start, so time queued behind a round
-//! trip in flight counts), or the connection fails, every row of that call is
+//! within the store's timeout (counted from the fetch's start, so time queued behind round
+//! trips in flight counts), or the connection fails, every row of that call is
 //! `push_unavailable()` (the view's missing policy then serves the defaults or rejects the
-//! rows), and the store's `timeouts` or `errors` counter increments. The round-trip task gives
-//! up on a round trip after the same timeout, so a frozen Redis holds the queue no longer than
-//! that, and it skips lookups whose fetch already gave up. A broken connection is replaced in
-//! the background (reconnect attempts with jittered backoff of 100 ms to 1 s), so fetches
-//! succeed again on their own once Redis is back; no call waits longer than the timeout
-//! meanwhile.
+//! rows), and the store's `timeouts` or `errors` counter increments (`errors` by kind:
+//! `Connection` for a refused, broken, silent or unauthenticated connection and for a Redis
+//! that cannot serve reads now, such as `-LOADING`; `Protocol` for bytes that are not RESP2).
+//! A key whose HMGET answers an error of its own (`-WRONGTYPE`: not a hash) or anything but an
+//! array of bulk strings is a bad row; the other keys are served. The round-trip task skips
+//! lookups whose fetch already gave up. The connection (module doc there) connects on the
+//! first round trip, handshake (`AUTH`, `SELECT`) included, bounded by the timeout; when it
+//! breaks, the round trips on it fail at once and the next one reconnects, at most every 100
+//! ms doubling to 1 s (calls in between fail at once, saying why and when the next attempt
+//! is), so fetches succeed again on their own once Redis is back; a round trip unanswered for
+//! 10 timeouts (at least 1 s) drops the connection and the next one reconnects. No call waits
+//! longer than the timeout meanwhile.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferroserve_features::{FetchedRows, KeyValue};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::FeastError;
-use crate::coalesce::{LookupKeys, RoundTripPlan};
+use crate::connection::Connection;
+use crate::endpoint::Endpoint;
+use crate::round_trips::{Lookup, LookupAnswers, send_round_trips};
 use crate::row::{RowSink, StoredRow, push_row};
 use crate::stats::{CallCounts, CallEnd, FailureKind, StoreStats, StoreStatsSnapshot};
 use crate::view::FeastView;
@@ -42,21 +56,11 @@ use crate::view::FeastView;
 /// The timeout of a fetch when the configuration gives none: a loopback or same-zone Redis
 /// answers a 64-key pipeline in well under a millisecond, so 50 ms means the store is unwell.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
-/// Longest wait between reconnect attempts: the store is back in use within about this long
-/// after Redis returns.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
-/// Most commands in one coalesced round trip; more queued lookups wait for the next one. Bounds
-/// the size of one pipeline (a 33-field HMGET answer is about 0.5 KiB) and the time Redis
-/// spends on one read (~17 µs per such HMGET on the 2-core VM: about 4 ms for 256).
-const MAX_COMMANDS_PER_ROUND_TRIP: usize = 256;
-/// Round trips in flight at once on the store's connection (see the module documentation).
-const MAX_ROUND_TRIPS_IN_FLIGHT: usize = 4;
-
 /// Where a Redis store is and how long a fetch may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStoreConfig {
-    /// `redis://[:password@]host:port[/db]` (or `rediss://` where the client is built with TLS,
-    /// `redis+unix:///path`).
+    /// `redis://[[user]:password@]host:port[/db]` or `redis+unix:///path[?db=N]` (TLS is not
+    /// supported).
     pub url: String,
     /// The longest a fetch call waits for Redis (connecting included) before its rows are
     /// served as unavailable.
@@ -78,67 +82,45 @@ impl RedisStoreConfig {
 /// over the one connection.
 #[derive(Debug)]
 pub struct RedisStore {
-    /// The multiplexed connection (cheap to clone: a handle), for the writer; reads go through
-    /// `lookups`.
-    connection: ConnectionManager,
+    /// The URL's client, for the writer's connection.
+    pub(crate) client: redis::Client,
+    /// The writer's connection, created on the first write (`writer` module).
+    pub(crate) writer: OnceLock<ConnectionManager>,
     /// The round-trip task's queue (the task ends when the store is dropped).
     lookups: mpsc::UnboundedSender<Lookup>,
     /// Per-call timeout.
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     /// The counters (the round-trip task counts round trips in them).
     stats: Arc<StoreStats>,
-}
-
-/// One fetch's keys, queued for the round-trip task.
-#[derive(Debug)]
-struct Lookup {
-    /// The view's hash fields (shared by its fetches; their address identifies the view).
-    fields: Arc<[Vec<u8>]>,
-    /// The Redis keys to ask for, in the fetch's order (keys that cannot exist left out).
-    keys: Vec<Vec<u8>>,
-    /// Where the answers go: one per key, or how the round trip failed.
-    reply: oneshot::Sender<Result<Vec<redis::Value>, CallEnd>>,
 }
 
 impl RedisStore {
     /// The store of `config`. Connects lazily (the first fetch connects; a Redis that is down
     /// at start only makes the first calls unavailable), so it never blocks. Must be called
-    /// inside a tokio runtime: the connection's background tasks run on it.
+    /// inside a tokio runtime: the round-trip and connection tasks run on it.
     pub fn new(config: &RedisStoreConfig) -> Result<RedisStore, FeastError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(FeastError::NoRuntime);
         }
+        let bad_url = |reason: String| FeastError::BadUrl {
+            url: redact_url(&config.url),
+            reason,
+        };
         let client =
-            redis::Client::open(config.url.as_str()).map_err(|error| FeastError::BadUrl {
-                url: redact_url(&config.url),
-                reason: error.to_string(),
-            })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_max_delay(MAX_RECONNECT_DELAY);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|error| {
-                FeastError::BadUrl {
-                    url: redact_url(&config.url),
-                    reason: error.to_string(),
-                }
-            })?;
+            redis::Client::open(config.url.as_str()).map_err(|error| bad_url(error.to_string()))?;
+        let endpoint = Endpoint::new(&client).map_err(bad_url)?;
+        let connection = Arc::new(Connection::new(endpoint, config.timeout));
         let stats = Arc::new(StoreStats::default());
         let (lookups, queue) = mpsc::unbounded_channel();
-        tokio::spawn(send_round_trips(
-            connection.clone(),
-            config.timeout,
-            queue,
-            Arc::clone(&stats),
-        ));
+        tokio::spawn(send_round_trips(connection, queue, Arc::clone(&stats)));
         Ok(RedisStore {
-            connection,
+            client,
+            writer: OnceLock::new(),
             lookups,
             timeout: config.timeout,
             stats,
         })
     }
-
     /// The rows of `rows` request rows of `view`, whose key parts are the raw request buffers
     /// `key_columns` (one per key part in the view's order; see `FeastView::redis_keys`), in
     /// one pipelined round trip. Rows Redis could not give in time are unavailable (module
@@ -184,11 +166,6 @@ impl RedisStore {
         self.stats.snapshot()
     }
 
-    /// The connection, for the writer.
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.connection.clone()
-    }
-
     /// Fetches the rows of Redis keys `keys` (`None`: a key that cannot exist, missing) into
     /// `out`, through the round-trip task.
     async fn fetch_redis_keys(
@@ -204,7 +181,7 @@ impl RedisStore {
         let answers = if asking {
             self.ask(view, asked).await
         } else {
-            Ok(Vec::new())
+            Ok(LookupAnswers::default())
         };
         let mut counts = CallCounts::default();
         let end = match answers {
@@ -229,11 +206,7 @@ impl RedisStore {
 
     /// Queues `keys` of `view` for the next round trip and waits for their answers (one per
     /// key), at most the store's timeout.
-    async fn ask(
-        &self,
-        view: &FeastView,
-        keys: Vec<Vec<u8>>,
-    ) -> Result<Vec<redis::Value>, CallEnd> {
+    async fn ask(&self, view: &FeastView, keys: Vec<Vec<u8>>) -> Result<LookupAnswers, CallEnd> {
         let (reply, answer) = oneshot::channel();
         let lookup = Lookup {
             fields: view.shared_fields(),
@@ -268,121 +241,6 @@ fn timed_out(timeout: Duration) -> CallEnd {
     )
 }
 
-/// The store's round-trip task: once a round trip may start (fewer than
-/// `MAX_ROUND_TRIPS_IN_FLIGHT` in flight), takes the lookups queued by then (up to
-/// `MAX_COMMANDS_PER_ROUND_TRIP` commands), sends them as one pipeline over `connection` on a
-/// task of its own, and answers each lookup with its own answers or the round trip's failure.
-/// Ends when the store (the queue's sender) is dropped.
-async fn send_round_trips(
-    connection: ConnectionManager,
-    timeout: Duration,
-    mut queue: mpsc::UnboundedReceiver<Lookup>,
-    stats: Arc<StoreStats>,
-) {
-    let in_flight = Arc::new(Semaphore::new(MAX_ROUND_TRIPS_IN_FLIGHT));
-    while let Some(first) = queue.recv().await {
-        // Never closed: the semaphore lives as long as this task.
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            return;
-        };
-        let mut commands = first.keys.len();
-        let mut batch = vec![first];
-        while commands < MAX_COMMANDS_PER_ROUND_TRIP {
-            let Ok(lookup) = queue.try_recv() else {
-                break;
-            };
-            commands += lookup.keys.len();
-            batch.push(lookup);
-        }
-        // A fetch that timed out while queued has its answer counted already.
-        batch.retain(|lookup| !lookup.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let connection = connection.clone();
-        let stats = Arc::clone(&stats);
-        tokio::spawn(async move {
-            let answers = round_trip(connection, timeout, &batch).await;
-            stats.record_round_trip();
-            match answers {
-                Ok(answers) => {
-                    for (lookup, answers) in batch.into_iter().zip(answers) {
-                        let _ = lookup.reply.send(Ok(answers));
-                    }
-                }
-                Err(end) => {
-                    for lookup in batch {
-                        let _ = lookup.reply.send(Err(end.clone()));
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Sends `batch`'s keys as one pipeline (a key shared by lookups of one view asked once) and
-/// returns each lookup's answers, in its key order.
-async fn round_trip(
-    mut connection: ConnectionManager,
-    timeout: Duration,
-    batch: &[Lookup],
-) -> Result<Vec<Vec<redis::Value>>, CallEnd> {
-    let lookups: Vec<LookupKeys<'_>> = batch
-        .iter()
-        .map(|lookup| LookupKeys {
-            fields: Arc::as_ptr(&lookup.fields).cast::<Vec<u8>>() as usize,
-            keys: &lookup.keys,
-        })
-        .collect();
-    let plan = RoundTripPlan::new(&lookups);
-    let mut pipe = redis::pipe();
-    // A key that is not a hash answers WRONGTYPE for its own command only.
-    pipe.ignore_errors();
-    for &(lookup, key) in &plan.commands {
-        pipe.cmd("HMGET")
-            .arg(batch[lookup].keys[key].as_slice())
-            .arg(&*batch[lookup].fields);
-    }
-    let asked = plan.commands.len();
-    match tokio::time::timeout(
-        timeout,
-        pipe.query_async::<Vec<redis::Value>>(&mut connection),
-    )
-    .await
-    {
-        Ok(Ok(answers)) => {
-            let answered = answers.len();
-            plan.demultiplex(answers).ok_or_else(|| {
-                CallEnd::Failed(
-                    FailureKind::Protocol,
-                    format!("{answered} answers to {asked} commands"),
-                )
-            })
-        }
-        Ok(Err(error)) => Err(CallEnd::Failed(failure_kind(&error), error.to_string())),
-        Err(_) => Err(timed_out(timeout)),
-    }
-}
-
-/// Whether a failed call means Redis could not be reached (an I/O error, a refused, broken or
-/// unauthenticated connection: the connection is being replaced) or that it answered wrongly.
-fn failure_kind(error: &redis::RedisError) -> FailureKind {
-    let connection = error.is_io_error()
-        || error.is_connection_refusal()
-        || error.is_connection_dropped()
-        || error.is_unrecoverable_error()
-        || matches!(
-            error.kind(),
-            redis::ErrorKind::AuthenticationFailed | redis::ErrorKind::InvalidClientConfig
-        );
-    if connection {
-        FailureKind::Connection
-    } else {
-        FailureKind::Protocol
-    }
-}
-
 /// The Redis keys of entity keys given as parts (`None`: cannot exist).
 fn redis_keys(view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<Option<Vec<u8>>> {
     keys.iter()
@@ -397,11 +255,11 @@ fn redis_keys(view: &FeastView, keys: &[&[KeyValue<'_>]]) -> Vec<Option<Vec<u8>>
 fn decode_answers(
     view: &FeastView,
     exists: &[bool],
-    answers: &[redis::Value],
+    answers: &LookupAnswers,
     out: &mut impl RowSink,
     counts: &mut CallCounts,
 ) {
-    let mut answers = answers.iter();
+    let mut commands = answers.commands.iter();
     let mut row = Vec::with_capacity(view.layout().row_bytes());
     let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(view.fields().len());
     for &exists in exists {
@@ -411,25 +269,20 @@ fn decode_answers(
             continue;
         }
         values.clear();
-        let well_formed = match answers.next() {
-            Some(redis::Value::Array(items)) => items.iter().all(|item| match item {
-                redis::Value::Nil => {
-                    values.push(None);
-                    true
-                }
-                redis::Value::BulkString(bytes) => {
-                    values.push(Some(bytes));
-                    true
-                }
-                _ => false,
-            }),
-            _ => false,
-        };
-        if well_formed {
-            push_row(view, &values, &mut row, out, counts);
-        } else {
-            counts.bad_rows += 1;
-            out.push_missing();
+        // An array of bulk strings and nils; an error reply (`-WRONGTYPE`) or anything else
+        // makes a bad row.
+        match commands
+            .next()
+            .and_then(|&command| answers.answers.items(command))
+        {
+            Some(items) => {
+                values.extend(items);
+                push_row(view, &values, &mut row, out, counts);
+            }
+            None => {
+                counts.bad_rows += 1;
+                out.push_missing();
+            }
         }
     }
 }

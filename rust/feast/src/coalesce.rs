@@ -1,8 +1,8 @@
 //! Which `HMGET`s one coalesced round trip sends, and whose answers are whose. The store's
 //! round-trip task (`client` module) takes every lookup that queued while the previous pipeline
 //! was in flight and sends them as one pipeline; this module is the pure part of that: the
-//! distinct commands (a key asked by several lookups of the same view is asked once) and, once
-//! Redis answered, each lookup's answers in its own key order. No I/O here, so the
+//! distinct commands (a key asked by several lookups of the same view is asked once) and, for
+//! when Redis answered, which reply answers each key of each lookup. No I/O here, so the
 //! demultiplexing is tested with proptest over random interleavings of lookups and keys.
 
 use std::collections::HashMap;
@@ -26,8 +26,6 @@ pub(crate) struct RoundTripPlan {
     pub(crate) commands: Vec<(usize, usize)>,
     /// Per lookup, per key: the index of the command that answers it.
     slots: Vec<Vec<usize>>,
-    /// Per command: how many keys of all lookups it answers (more than 1 for a shared key).
-    uses: Vec<usize>,
 }
 
 impl RoundTripPlan {
@@ -35,7 +33,6 @@ impl RoundTripPlan {
     pub(crate) fn new(lookups: &[LookupKeys<'_>]) -> RoundTripPlan {
         let total: usize = lookups.iter().map(|lookup| lookup.keys.len()).sum();
         let mut commands = Vec::with_capacity(total);
-        let mut uses = Vec::with_capacity(total);
         let mut index: HashMap<(usize, &[u8]), usize> = HashMap::with_capacity(total);
         let slots = lookups
             .iter()
@@ -45,54 +42,23 @@ impl RoundTripPlan {
                     .iter()
                     .enumerate()
                     .map(|(position, key)| match index.entry((keys.fields, key)) {
-                        Entry::Occupied(command) => {
-                            uses[*command.get()] += 1;
-                            *command.get()
-                        }
+                        Entry::Occupied(command) => *command.get(),
                         Entry::Vacant(vacant) => {
                             commands.push((lookup, position));
-                            uses.push(1);
                             *vacant.insert(commands.len() - 1)
                         }
                     })
                     .collect()
             })
             .collect();
-        RoundTripPlan {
-            commands,
-            slots,
-            uses,
-        }
+        RoundTripPlan { commands, slots }
     }
 
-    /// Splits `answers` (one per command, in pipeline order) into each lookup's answers, in
-    /// its own key order. An answer shared by several keys is cloned for all but its last
-    /// use; the others are moved. `None` if `answers` is not one per command (the caller
-    /// treats that as a protocol failure).
-    pub(crate) fn demultiplex<T: Clone>(&self, answers: Vec<T>) -> Option<Vec<Vec<T>>> {
-        if answers.len() != self.commands.len() {
-            return None;
-        }
-        let mut answers: Vec<Option<T>> = answers.into_iter().map(Some).collect();
-        let mut left = self.uses.clone();
-        let demultiplexed = self
-            .slots
-            .iter()
-            .map(|slots| {
-                slots
-                    .iter()
-                    .map(|&command| {
-                        left[command] -= 1;
-                        if left[command] == 0 {
-                            answers[command].take()
-                        } else {
-                            answers[command].clone()
-                        }
-                    })
-                    .collect::<Option<Vec<T>>>()
-            })
-            .collect::<Option<Vec<Vec<T>>>>()?;
-        Some(demultiplexed)
+    /// Whose answers are whose: per lookup, per key in its own order, the index of the command
+    /// (and so of the reply, Redis answering in order) that answers it. The replies themselves
+    /// are shared by the lookups, so nothing is copied for a key several lookups asked.
+    pub(crate) fn into_slots(self) -> Vec<Vec<usize>> {
+        self.slots
     }
 }
 
@@ -122,12 +88,7 @@ mod tests {
         ];
         let plan = RoundTripPlan::new(&lookups(&raw));
         assert_eq!(plan.commands, [(0, 0), (0, 1), (2, 0), (2, 1)]);
-        let answers = vec!["1a", "1b", "2b", "2a"];
-        assert_eq!(
-            plan.demultiplex(answers).unwrap(),
-            [vec!["1a", "1b"], vec!["1b"], vec!["2b", "2a", "2a"]]
-        );
-        assert_eq!(plan.demultiplex(vec!["too few"]), None);
+        assert_eq!(plan.into_slots(), [vec![0, 1], vec![1], vec![2, 3, 3]]);
     }
 
     /// Lookups with keys drawn from a small alphabet (so they repeat within and across
@@ -160,14 +121,13 @@ mod tests {
                 distinct
             );
             // Redis's answer to a command: what it asked, so a misrouted answer shows.
-            let answers: Vec<(usize, Vec<u8>)> =
-                asked.iter().map(|&(fields, key)| (fields, key.to_vec())).collect();
-            let got = plan.demultiplex(answers).unwrap();
-            prop_assert_eq!(got.len(), lookups.len());
-            for (lookup, answers) in lookups.iter().zip(&got) {
-                let expected: Vec<(usize, Vec<u8>)> =
-                    lookup.keys.iter().map(|key| (lookup.fields, key.clone())).collect();
-                prop_assert_eq!(answers, &expected);
+            let slots = plan.into_slots();
+            prop_assert_eq!(slots.len(), lookups.len());
+            for (lookup, slots) in lookups.iter().zip(&slots) {
+                let got: Vec<(usize, &[u8])> = slots.iter().map(|&command| asked[command]).collect();
+                let expected: Vec<(usize, &[u8])> =
+                    lookup.keys.iter().map(|key| (lookup.fields, key.as_slice())).collect();
+                prop_assert_eq!(got, expected);
             }
         }
     }

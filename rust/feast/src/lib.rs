@@ -25,7 +25,7 @@
 //!    &names)`; one `RedisStore::new(&RedisStoreConfig { url, timeout })` per store (inside the
 //!    runtime; it connects lazily), shared by `Arc`.
 //! 2. Per request: `store.fetch(&view, &key_buffers, rows).await` for each Redis-backed view
-//!    (concurrently if several: they share one multiplexed connection, and the lookups of
+//!    (concurrently if several: they share the store's one connection, and the lookups of
 //!    concurrent requests share round trips). It never fails on the store's account: a timeout
 //!    or a broken connection gives unavailable rows and a counter.
 //! 3. `plan.gather_from(&sources, ...)` with `ViewSource::Fetched(&rows)` for those views and
@@ -47,9 +47,11 @@
 //! ```
 //!
 //! # Cost (benches/fetch.rs, 2-core VM, loopback Redis; docs/features.md has the table)
-//! 64 keys x 32 FP32 features in one call: p50 2.2 ms, p99 4.0 ms, the same as the bare
-//! redis-rs pipeline: Redis's own ~17 µs per 33-field HMGET dominates, decoding is not
-//! measurable. One key per call: p50 ~90 µs; 16 concurrent callers reach 13-17k calls/s.
+//! 64 keys x 32 FP32 features in one call: p50 1.7 ms (a bare redis-rs pipeline of the same
+//! HMGETs: 2.0-2.1 ms; Redis's own ~17 µs per 33-field HMGET dominates). One key per call: p50
+//! ~70 µs; 16 concurrent callers reach 32-36k calls/s. Our RESP2 reader (`resp`, `connection`,
+//! `live` modules) parses a 33-field answer in ~1.0 µs where the redis crate took ~10 µs
+//! (benches/parse.rs).
 //!
 //! # Decisions
 //! - Conversions from Feast's value types into a feature's datatype are by type and exact
@@ -58,13 +60,25 @@
 //!   under a reject policy.
 //! - The protobuf messages are decoded by hand (`proto` module): two tiny messages do not earn
 //!   a code generator or a build-time protoc.
+//! - Reads speak RESP2 themselves (`resp`: encoding and an incremental parser into spans of one
+//!   buffer per round trip; `connection`, `live`: one pipelined socket, reconnects): the redis
+//!   crate's parser built a `Value` and a `Vec` per field, half of the Redis path's server CPU
+//!   (docs/benchmarks.md, "Where the Redis path's cost goes"). URLs are still parsed by the
+//!   redis crate, and writes (not on the serving path) still use its `ConnectionManager`.
 
 mod client;
 mod coalesce;
+mod connection;
+mod endpoint;
 mod error;
 mod field;
 mod key;
+mod live;
 mod proto;
+// Public for benches/parse.rs only (the parser alone, beside the redis crate's); not an API.
+#[doc(hidden)]
+pub mod resp;
+mod round_trips;
 mod row;
 mod stats;
 mod value;

@@ -11,6 +11,7 @@ use ferroserve_features::{FeatureSlot, KeyKind, KeyValue, ViewLayout};
 use crate::FeastError;
 use crate::field::{feature_field, timestamp_field};
 use crate::key::{EntityValueType, JoinKey, RedisKeyEncoder, SerializationVersion};
+use crate::resp::HmgetFields;
 
 /// Feast's names for a view where they differ from the declaration's; `None` keeps the
 /// declaration's.
@@ -52,9 +53,11 @@ pub struct FeastView {
     layout: ViewLayout,
     /// Feast's view name.
     name: String,
-    /// The hash fields read per key: one per feature in row order, then `_ts:{view}`. Shared
-    /// with the store's round-trip task, which tells views apart by its address.
-    fields: Arc<[Vec<u8>]>,
+    /// The hash fields read per key: one per feature in row order, then `_ts:{view}`.
+    fields: Vec<Vec<u8>>,
+    /// The same fields encoded as HMGET arguments, once. Shared with the store's round-trip
+    /// task, which tells views apart by its address.
+    hmget: Arc<HmgetFields>,
     /// Builds each row's Redis key.
     keys: RedisKeyEncoder,
 }
@@ -147,7 +150,8 @@ impl FeastView {
             layout: layout.clone(),
             keys: RedisKeyEncoder::new(&join_keys, &project.name, project.serialization_version),
             name,
-            fields: fields.into(),
+            hmget: Arc::new(HmgetFields::new(&fields)),
+            fields,
         })
     }
 
@@ -166,9 +170,10 @@ impl FeastView {
         &self.fields
     }
 
-    /// The hash fields, shared (cheap to clone), for the store's round-trip task.
-    pub(crate) fn shared_fields(&self) -> Arc<[Vec<u8>]> {
-        Arc::clone(&self.fields)
+    /// The hash fields as HMGET arguments, shared (cheap to clone), for the store's round-trip
+    /// task.
+    pub(crate) fn shared_fields(&self) -> Arc<HmgetFields> {
+        Arc::clone(&self.hmget)
     }
 
     /// The features, in row order.

@@ -6,8 +6,10 @@
 //! check against what Redis already holds is not done: the rows written replace it.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use ferroserve_features::KeyValue;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::FeastError;
 use crate::client::RedisStore;
@@ -16,6 +18,8 @@ use crate::view::FeastView;
 
 /// Rows per pipeline: bounds the memory of one round trip on large loads.
 const ROWS_PER_PIPELINE: usize = 1000;
+/// Longest wait between the writer connection's reconnect attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 /// One row to write.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +112,7 @@ impl RedisStore {
             .zip(&written)
             .filter_map(|(command, &keep)| keep.then_some(command))
             .collect();
-        let mut connection = self.connection();
+        let mut connection = self.writer_connection()?;
         for chunk in commands.chunks(ROWS_PER_PIPELINE) {
             let mut pipe = redis::pipe();
             for (key, fields) in chunk {
@@ -118,11 +122,36 @@ impl RedisStore {
                 }
                 pipe.ignore();
             }
-            pipe.query_async::<()>(&mut connection).await?;
+            // The writer's connection may have broken since the last write (nothing else
+            // uses it): the manager reconnects on the failure, and the pipeline is sent again
+            // once. HSETs of the same values are idempotent, so a resend is harmless.
+            if let Err(error) = pipe.query_async::<()>(&mut connection).await {
+                if !(error.is_io_error() || error.is_connection_dropped()) {
+                    return Err(error.into());
+                }
+                pipe.query_async::<()>(&mut connection).await?;
+            }
         }
         Ok(Written {
             rows: commands.len(),
             duplicate_keys: rows.len() - commands.len(),
         })
+    }
+
+    /// The writer's connection (the redis crate's `ConnectionManager`: writes are not on the
+    /// serving path), created on the first write so a store that only reads opens one
+    /// connection, the reader's. It connects when first used.
+    fn writer_connection(&self) -> Result<ConnectionManager, FeastError> {
+        if let Some(connection) = self.writer.get() {
+            return Ok(connection.clone());
+        }
+        // One retry per (re)connection: a write to a Redis that is down fails in a fraction of
+        // a second, saying so, rather than after the crate's default of 6 (several seconds).
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(MAX_RECONNECT_DELAY);
+        let connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)?;
+        Ok(self.writer.get_or_init(|| connection).clone())
     }
 }

@@ -34,6 +34,8 @@ pub fn redis_server_binary() -> Result<PathBuf, String> {
 /// A redis-server child on a loopback port, without persistence; killed on drop.
 pub struct RedisServer {
     binary: PathBuf,
+    /// Extra `redis-server` arguments (`--requirepass`, `--unixsocket`).
+    args: Vec<String>,
     child: Option<Child>,
     /// Its port.
     pub port: u16,
@@ -42,6 +44,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port, or `None` (with the reason printed) if there is no binary.
     pub fn start() -> Option<RedisServer> {
+        RedisServer::start_with(&[])
+    }
+
+    /// As `start`, with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> Option<RedisServer> {
         let binary = match redis_server_binary() {
             Ok(binary) => binary,
             Err(reason) => {
@@ -56,6 +63,7 @@ impl RedisServer {
             .port();
         let mut server = RedisServer {
             binary,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
             child: None,
             port,
         };
@@ -73,6 +81,7 @@ impl RedisServer {
         let child = Command::new(&self.binary)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
