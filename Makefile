@@ -43,6 +43,10 @@ lint: ## ruff, mypy, stubtest, rustfmt, clippy, stale-proto check
 test-rust: ## cargo tests of the pure Rust crates
 	cargo test --workspace --exclude ferroserve-python
 
+.PHONY: build-rust-tests
+build-rust-tests: ## build the cargo tests without running them
+	MAKEFLAGS= cargo test --workspace --exclude ferroserve-python --no-run
+
 .PHONY: test-python
 test-python: ## the pytest suite (unit and end-to-end with tritonclient)
 	FEAST_PYTHON="$(if $(wildcard $(FEAST_VENV)/bin/python),$(CURDIR)/$(FEAST_VENV)/bin/python,$(FEAST_PYTHON))" \
@@ -79,13 +83,17 @@ system-deps: ## Debian packages the tests need (apt-get, as root or with sudo)
 perf-analyzer: ## Triton's perf_analyzer into .perf_analyzer/ (tests/e2e/test_perf_analyzer_http.py, benches)
 	PYTHON=$(PYTHON) tools/get_perf_analyzer.sh .perf_analyzer
 
-# The installs are independent and only the extension's build needs the CPU (apt-get and the
-# downloads mostly wait on the network), so they run side by side, each one's output printed
-# when it ends; then the tests, one suite after the other.
+# The installs and the Rust test build are independent, so they run side by side (each one's
+# output printed when it ends): apt-get and the downloads mostly wait on the network, and the
+# two cargo builds (release for the extension, debug for the tests: separate lock directories)
+# fill each other's single-threaded stretches. Then the tests, one suite after the other.
 .PHONY: test
 test: ## install everything, then run the whole test suite
-	$(MAKE) --no-print-directory -j4 --output-sync=target system-deps install-dev feast-venv perf-analyzer
+	@date -u +"%T make test: installs and the Rust test build, side by side"
+	$(MAKE) --no-print-directory -j5 --output-sync=target system-deps install-dev feast-venv perf-analyzer build-rust-tests
+	@date -u +"%T make test: the tests"
 	$(MAKE) --no-print-directory test-rust test-python
+	@date -u +"%T make test: done"
 
 .PHONY: bench
 bench: ## serving-core benchmark (perf_analyzer client), figures for docs/benchmarks.md
