@@ -746,8 +746,8 @@ class FeatureStore:
         InvalidInputError for a store without Redis views."""
 
     def redis_stats(self) -> dict[str, Any] | None:
-        """The Redis store's counters (calls, rows, found, missing, unavailable, timeouts,
-        errors, connection_errors, protocol_errors, bad_rows, null_values: ints) and state
+        """The Redis store's counters (calls, round_trips, rows, found, missing, unavailable,
+        timeouts, errors, connection_errors, protocol_errors, bad_rows, null_values: ints) and state
         ("connected": whether Redis answered the last call, None before the first;
         "last_answer_us": int | None; "last_failure": {"kind": "timeout" | "connection" |
         "protocol", "message", "at_us"} | None), both front ends' connections together; None

@@ -146,6 +146,8 @@ def traffic_is_counted(
     assert rows == {"found": len(known), "missing": len(missing), "unavailable": 0, "bad": 0}
     assert failed_calls(samples) == {"timeout": 0, "connection": 0, "protocol": 0}
     assert metric(samples, "ferroserve_feature_redis_up") == 1
+    # One request at a time: no two requests' lookups could share a round trip.
+    assert metric(samples, "ferroserve_feature_redis_round_trips_total") == calls
     # The Redis view's lookups and latency: one fetch (round trip) per request.
     assert metric(samples, "ferroserve_feature_lookups_total", view="user", result="hit") == 6
     assert metric(samples, "ferroserve_feature_lookups_total", view="user", result="miss") == 6
@@ -163,6 +165,7 @@ def traffic_is_counted(
     status = status_json(server, capsys)
     redis = status["redis"]
     assert (redis["connected"], redis["calls"], redis["found"]) == (True, calls, len(known))
+    assert redis["round_trips"] == calls
     assert redis["last_error"] is None and redis["last_answer_us"] is not None
     (view,) = status["views"]
     latency = view["latency"]
@@ -171,7 +174,7 @@ def traffic_is_counted(
     table = status_table(server, capsys)
     line = next(row for row in table.splitlines() if row.startswith("scored"))
     assert line.split()[2:5] == ["user", "redis", "-"], line
-    assert f"Redis {redis_server.url} connected; {calls} calls" in table
+    assert f"Redis {redis_server.url} connected; {calls} calls in {calls} round trips" in table
 
 
 def an_outage_is_counted(

@@ -41,6 +41,7 @@ def redis_entry(**overrides: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "address": "redis://10.0.0.5:6379/0",
         "calls": 40,
+        "round_trips": 25,
         "rows": 70,
         "found": 50,
         "missing": 12,
@@ -120,6 +121,7 @@ def test_lookup_latency_is_a_histogram_per_view() -> None:
 def test_redis_store_families() -> None:
     got = samples(list(feature_families(snapshot(redis_entry()))))
     assert got[("ferroserve_feature_redis_calls_total", labels())] == 40
+    assert got[("ferroserve_feature_redis_round_trips_total", labels())] == 25
     rows = "ferroserve_feature_redis_rows_total"
     results = ("found", "missing", "unavailable", "bad")
     by_result = {result: got[(rows, labels(result=result))] for result in results}
@@ -272,6 +274,7 @@ def test_status_reads_for_people_and_scripts() -> None:
             address="redis://10.0.0.5:6379/0",
             connected=True,
             calls=10,
+            round_trips=4,
             rows=10,
             found=9,
             missing=1,
@@ -288,8 +291,9 @@ def test_status_reads_for_people_and_scripts() -> None:
     assert score.split()[3:8] == ["redis", "-", "-", "-", "-"]
     assert score.split()[-4:] == ["350.0", "µs", "2.20", "ms"]
     assert notes == [
-        "fraud version 2: Redis redis://10.0.0.5:6379/0 connected; 10 calls, 10 rows (9 found, "
-        "1 missing, 0 unavailable, 0 bad); errors: 2 timeouts, 0 connection, 0 protocol",
+        "fraud version 2: Redis redis://10.0.0.5:6379/0 connected; 10 calls in 4 round trips, "
+        "10 rows (9 found, 1 missing, 0 unavailable, 0 bad); errors: 2 timeouts, 0 connection, "
+        "0 protocol",
         "  last error 3m 5s ago (timeout): no answer within 50 ms",
     ]
     as_json = status_json(status)["models"][0]

@@ -100,7 +100,7 @@ class LookupLatency(_message.Message):
     def __init__(self, count: _Optional[int] = ..., mean_seconds: _Optional[float] = ..., p50_seconds: _Optional[float] = ..., p99_seconds: _Optional[float] = ...) -> None: ...
 
 class RedisStoreStatus(_message.Message):
-    __slots__ = ("address", "connected", "calls", "rows", "found", "missing", "unavailable", "bad_rows", "null_values", "timeouts", "connection_errors", "protocol_errors", "last_answer_us", "last_error_kind", "last_error", "last_error_us")
+    __slots__ = ("address", "connected", "calls", "rows", "found", "missing", "unavailable", "bad_rows", "null_values", "timeouts", "connection_errors", "protocol_errors", "round_trips", "last_answer_us", "last_error_kind", "last_error", "last_error_us")
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class RedisStoreStatus(_message.Message):
     TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_ERRORS_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TRIPS_FIELD_NUMBER: _ClassVar[int]
     LAST_ANSWER_US_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -129,11 +130,12 @@ class RedisStoreStatus(_message.Message):
     timeouts: int
     connection_errors: int
     protocol_errors: int
+    round_trips: int
     last_answer_us: int
     last_error_kind: str
     last_error: str
     last_error_us: int
-    def __init__(self, address: _Optional[str] = ..., connected: _Optional[bool] = ..., calls: _Optional[int] = ..., rows: _Optional[int] = ..., found: _Optional[int] = ..., missing: _Optional[int] = ..., unavailable: _Optional[int] = ..., bad_rows: _Optional[int] = ..., null_values: _Optional[int] = ..., timeouts: _Optional[int] = ..., connection_errors: _Optional[int] = ..., protocol_errors: _Optional[int] = ..., last_answer_us: _Optional[int] = ..., last_error_kind: _Optional[str] = ..., last_error: _Optional[str] = ..., last_error_us: _Optional[int] = ...) -> None: ...
+    def __init__(self, address: _Optional[str] = ..., connected: _Optional[bool] = ..., calls: _Optional[int] = ..., rows: _Optional[int] = ..., found: _Optional[int] = ..., missing: _Optional[int] = ..., unavailable: _Optional[int] = ..., bad_rows: _Optional[int] = ..., null_values: _Optional[int] = ..., timeouts: _Optional[int] = ..., connection_errors: _Optional[int] = ..., protocol_errors: _Optional[int] = ..., round_trips: _Optional[int] = ..., last_answer_us: _Optional[int] = ..., last_error_kind: _Optional[str] = ..., last_error: _Optional[str] = ..., last_error_us: _Optional[int] = ...) -> None: ...
 
 class FeatureReloadRequest(_message.Message):
     __slots__ = ("model", "version", "views")

@@ -4,6 +4,7 @@ command-line client uses it too."""
 
 REDIS_COUNTERS = (
     "calls",
+    "round_trips",
     "rows",
     "found",
     "missing",

@@ -171,7 +171,8 @@ def redis_note(entry: pb.VersionFeatures, now_unix: float) -> list[str]:
     )
     lines = [
         f"{entry.model} version {entry.version}: Redis {redis.address} {state}; "
-        f"{redis.calls:,} calls, {redis.rows:,} rows ({redis.found:,} found, "
+        f"{redis.calls:,} calls in {redis.round_trips:,} round trips, {redis.rows:,} rows "
+        f"({redis.found:,} found, "
         f"{redis.missing:,} missing, {redis.unavailable:,} unavailable, {redis.bad_rows:,} bad); "
         f"errors: {redis.timeouts:,} timeouts, {redis.connection_errors:,} connection, "
         f"{redis.protocol_errors:,} protocol"

@@ -195,6 +195,12 @@ def redis_families(data: dict[str, Any]) -> Iterator[Metric]:
         "answer); their rows were served as unavailable.",
         labels=[*MODEL_LABELS, "kind"],
     )
+    round_trips = CounterMetricFamily(
+        "ferroserve_feature_redis_round_trips",
+        "Pipelined round trips to the Redis feature store: concurrent fetch calls share them, "
+        "so calls / round trips is how many requests' lookups one round trip carried.",
+        labels=MODEL_LABELS,
+    )
     nulls = CounterMetricFamily(
         "ferroserve_feature_redis_null_values",
         "Features absent or null in rows found in Redis (their defaults were served).",
@@ -212,6 +218,7 @@ def redis_families(data: dict[str, Any]) -> Iterator[Metric]:
             continue
         labels = [model["model"], model["version"]]
         calls.add_metric(labels, float(redis["calls"]))
+        round_trips.add_metric(labels, float(redis["round_trips"]))
         for result, key in REDIS_ROW_RESULTS:
             rows.add_metric([*labels, result], float(redis[key]))
         for kind, key in REDIS_ERROR_KINDS:
@@ -220,6 +227,7 @@ def redis_families(data: dict[str, Any]) -> Iterator[Metric]:
         if redis["connected"] is not None:
             up.add_metric(labels, 1.0 if redis["connected"] else 0.0)
     yield calls
+    yield round_trips
     yield rows
     yield errors
     yield nulls

@@ -509,8 +509,8 @@ impl PyFeatureStore {
         Ok((buffers, joined.shapes))
     }
 
-    /// The Redis store's counters: {calls, rows, found, missing, unavailable, timeouts,
-    /// errors, connection_errors, protocol_errors, bad_rows, null_values}, its state
+    /// The Redis store's counters: {calls, round_trips, rows, found, missing, unavailable,
+    /// timeouts, errors, connection_errors, protocol_errors, bad_rows, null_values}, its state
     /// (connected: whether Redis answered the last call, None before the first; last_answer_us;
     /// last_failure: {kind, message, at_us} or None); None without Redis views.
     fn redis_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
@@ -520,6 +520,7 @@ impl PyFeatureStore {
         let stats = redis.stats();
         let out = PyDict::new(py);
         out.set_item("calls", stats.calls)?;
+        out.set_item("round_trips", stats.round_trips)?;
         out.set_item("rows", stats.rows)?;
         out.set_item("found", stats.found)?;
         out.set_item("missing", stats.missing)?;
