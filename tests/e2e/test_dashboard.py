@@ -197,7 +197,9 @@ def test_dashboard_shows_a_redis_feature_store(tmp_path: Path) -> None:
     redis.start()
     try:
         repository = tmp_path / "repository"
-        add_redis_features_model(repository, "scored", redis.url)
+        # A store timeout no lookup reaches while headless Chromium loads both cores (at
+        # 100 ms a few did, and the page rightly showed errors): this test is about the page.
+        add_redis_features_model(repository, "scored", redis.url, timeout_ms=2000)
         server = ServerProcess(
             repository, tmp_path / "server.log", ["--metrics-interval-ms", "250"]
         )
