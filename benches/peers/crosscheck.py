@@ -30,6 +30,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,6 +66,13 @@ FULL_SETTINGS = LoadSettings(window_ms=2000, max_trials=10, stability_pct=20)
 # bound (seen on a noisy 2-core VM at 20%); such a row is measured once more with this bound,
 # and its table cell says so. The row is still judged against the server's own count.
 RETRY_STABILITY_PCT = 50
+# How a passing row's cell says which rule it met (Agreement.reason).
+PASS_REASONS = {
+    "within": "PASS",
+    "client-bound": "PASS: perf_analyzer client-bound",
+    "server-bound": "PASS: server-bound, CPU per request explains it",
+    "turnaround": "PASS: c=1, same server time per request, faster client turnaround",
+}
 ROWS = (
     Target("ferroserve (dynamic batching)", CROSSCHECK, FERROSERVE),
     Target("ferroserve (no batching)", CROSSCHECK, FERROSERVE, "{model}" + NO_BATCHING),
@@ -138,7 +146,8 @@ def _analyzer_row(
         run = analyzer.measure(
             server.port, target.model_for(model), concurrency, per_request, target.streaming
         )
-        if run.measurement is None and "stable" in run.error:
+        retried = run.measurement is None and "stable" in run.error
+        if retried:
             settings = replace(analyzer.settings, stability_pct=RETRY_STABILITY_PCT)
             print(f"perf_analyzer {target.label} c={concurrency}: {run.error}; once more at "
                   f"{RETRY_STABILITY_PCT}% stability", file=sys.stderr)  # fmt: skip
@@ -150,9 +159,6 @@ def _analyzer_row(
                 target.streaming,
                 settings=settings,
             )
-            retried = True
-        else:
-            retried = False
     wall_s = time.monotonic() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (
@@ -168,8 +174,8 @@ def _analyzer_row(
     cpu_us = None
     with contextlib.suppress(ValueError):
         cpu_us = cpu.cpu_s_between(m.start_ns, m.end_ns) * 1e6 / max(1, m.inferences)
-    note = f" (second try, {RETRY_STABILITY_PCT}% stability)" if retried else ""
-    checked = replace(target, label=target.label + note) if retried else target
+    label = f"{target.label} (second try, {RETRY_STABILITY_PCT}% stability)"
+    checked = replace(target, label=label) if retried else target
     return Result(checked, model, per_request, concurrency, m, cpu_us), busy
 
 
@@ -314,16 +320,24 @@ class Agreement:
         return analyzer_us > 0 and abs((before_us + after_us) / 2 / analyzer_us - 1) <= AGREEMENT
 
     @property
-    def passed(self) -> bool:
+    def reason(self) -> str | None:
+        """The first pass rule the row meets (a key of PASS_REASONS), or None: it fails."""
         ratio = self.ratio
         if ratio is None or not self.counted_honestly:
-            return False
-        return (
-            abs(ratio - 1) <= AGREEMENT
-            or (ratio > 1 and self.analyzer_bound)
-            or self.server_bound
-            or self.turnaround_bound
-        )
+            return None
+        if abs(ratio - 1) <= AGREEMENT:
+            return "within"
+        if ratio > 1 and self.analyzer_bound:
+            return "client-bound"
+        if self.server_bound:
+            return "server-bound"
+        if self.turnaround_bound:
+            return "turnaround"
+        return None
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is not None
 
     @property
     def decides(self) -> bool:
@@ -341,15 +355,10 @@ def pair_text(pair: Agreement) -> str:
         return "-"
     if not pair.decides:
         return f"{ratio:.2f} (info)"
-    if not pair.passed:
+    reason = pair.reason
+    if reason is None:
         return f"{ratio:.2f} (FAIL)"
-    if abs(ratio - 1) <= AGREEMENT:
-        return f"{ratio:.2f} (PASS)"
-    if ratio > 1 and pair.analyzer_bound:
-        return f"{ratio:.2f} (PASS: perf_analyzer client-bound)"
-    if pair.server_bound:
-        return f"{ratio:.2f} (PASS: server-bound, CPU per request explains it)"
-    return f"{ratio:.2f} (PASS: c=1, same server time per request, faster client turnaround)"
+    return f"{ratio:.2f} ({PASS_REASONS[reason]})"
 
 
 def verdict(pairs: Sequence[Agreement]) -> str:
@@ -359,35 +368,22 @@ def verdict(pairs: Sequence[Agreement]) -> str:
     if not ratios:
         return "NOT MEASURED: no ferroserve row was measured by both clients"
     passed = sum(pair.passed for pair in deciding)
-    close = sum(pair.passed and abs((pair.ratio or 0) - 1) <= AGREEMENT for pair in deciding)
-    bound = sum(
-        pair.passed
-        and abs((pair.ratio or 0) - 1) > AGREEMENT
-        and (pair.ratio or 0) > 1
-        and pair.analyzer_bound
-        for pair in deciding
-    )
+    reasons = Counter(pair.reason for pair in deciding)
     errors = [abs(e) for pair in deciding for e in pair.count_errors]
     honest = (
         f"both clients' figures within {max(errors):.1%} of the server's own count"
         if errors
         else "no server count"
     )
-    turnaround = sum(
-        pair.passed
-        and abs((pair.ratio or 0) - 1) > AGREEMENT
-        and not ((pair.ratio or 0) > 1 and pair.analyzer_bound)
-        and not pair.server_bound
-        for pair in deciding
-    )
     outcome = "PASS" if passed == len(deciding) else "FAIL"
     return (
         f"{outcome}: native client vs perf_analyzer on ferroserve (unary), {passed} of "
-        f"{len(deciding)} rows pass: {close} within {AGREEMENT:.0%}, {bound} higher where "
+        f"{len(deciding)} rows pass: {reasons['within']} within {AGREEMENT:.0%}, "
+        f"{reasons['client-bound']} higher where "
         f"perf_analyzer was client-bound (>= {CLIENT_BOUND:.0%} of its core), "
-        f"{passed - close - bound - turnaround} server-bound with the difference in the "
-        f"server's CPU per request, {turnaround} at c=1 higher with the same server time per "
-        f"request; infer/s ratio {min(ratios):.2f}-{max(ratios):.2f}; {honest}"
+        f"{reasons['server-bound']} server-bound with the difference in the "
+        f"server's CPU per request, {reasons['turnaround']} at c=1 higher with the same server "
+        f"time per request; infer/s ratio {min(ratios):.2f}-{max(ratios):.2f}; {honest}"
     )
 
 
