@@ -77,6 +77,29 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Zeroes redis-server's per-command counters.
+async fn reset_command_stats(connection: &mut redis::aio::MultiplexedConnection) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(connection)
+        .await
+        .unwrap();
+}
+
+/// HMGETs redis-server ran since its counters were last reset (`INFO commandstats`).
+async fn hmget_calls(connection: &mut redis::aio::MultiplexedConnection) -> usize {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    info.split("cmdstat_hmget:calls=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or_else(|| panic!("no HMGET count in {info}"))
+}
+
 #[tokio::test]
 async fn round_trip_writer_to_reader_and_missing_keys() {
     let Some(server) = RedisServer::start() else {
@@ -559,11 +582,7 @@ async fn sixty_four_keys_in_one_pipelined_call() {
     write(&store, &view, &write_rows).await;
 
     let mut connection = raw(&server).await;
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    reset_command_stats(&mut connection).await;
     let keys: Vec<i64> = (0..64).rev().collect();
     let fetched = fetch(&store, &view, &keys).await;
     let (values, _) = one.serve(&keys, &fetched, 0);
@@ -575,12 +594,7 @@ async fn sixty_four_keys_in_one_pipelined_call() {
     }
     assert_eq!(store.stats().calls, 1);
     // One HMGET per key, each asking for 32 fields + `_ts`, all in the one call.
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert!(info.contains("cmdstat_hmget:calls=64,"), "{info}");
+    assert_eq!(hmget_calls(&mut connection).await, 64);
 }
 
 /// Fetches `keys` of `view` from 16 concurrent tasks; each task's rows, in task order.
@@ -622,11 +636,7 @@ async fn concurrent_calls_share_round_trips_and_each_gets_its_own_rows() {
         .collect();
     write(&store, &view, &rows).await;
     let mut connection = raw(&server).await;
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    reset_command_stats(&mut connection).await;
 
     // 16 calls of 1-3 keys; keys 0-3 recur across calls, 100+ are missing.
     let calls: Vec<Vec<i64>> = (0..16)
@@ -660,17 +670,7 @@ async fn concurrent_calls_share_round_trips_and_each_gets_its_own_rows() {
         "the calls queued together were not coalesced: {stats:?}"
     );
     // A key asked by several calls of one round trip is one HMGET.
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let hmgets: usize = info
-        .split("cmdstat_hmget:calls=")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|calls| calls.parse().ok())
-        .unwrap();
+    let hmgets = hmget_calls(&mut connection).await;
     let distinct: std::collections::HashSet<i64> = calls.iter().flatten().copied().collect();
     assert!(hmgets < asked, "{hmgets} HMGETs for {asked} keys");
     if stats.round_trips == 1 {
