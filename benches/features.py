@@ -8,7 +8,12 @@ Target: `mlp_features` >= 90% of `mlp`'s throughput (median of the per-round rat
 
 `--redis` adds `mlp_redis`: the same 32 features in a view with `store: REDIS`, written in
 Feast's layout into a redis-server the bench starts on loopback and looked up by the front end
-per request. Target: >= 60% of `mlp`'s throughput, p99 <= 5 ms.
+per request. Target: >= 60% of `mlp`'s throughput, p99 <= 5 ms. Its rows also show
+redis-server's CPU per request and the lookup stage's own p50/p99, interpolated from the
+server's `ferroserve_feature_lookup_duration_seconds` histogram over the perf_analyzer run.
+`--redis-nice N` runs redis-server at that nice level (a diagnostic, labelled in the report:
+at -10 Redis is served first when the 2 cores are contended, as a Redis with a core of its own
+would be).
 
 `--feast` (implies `--redis`) also starts Feast's own feature server (`feast serve`, HTTP, one
 worker per core) over the same Redis, checks that it reads the values ferroserve wrote, and
@@ -20,7 +25,8 @@ inference with the lookup has a lower p99 than Feast's lookup alone at c=16.
 reports the load time (server start to ready, and the snapshot's own load from the log) and the
 server's resident memory before and after.
 
-    python benches/features.py [--rounds N] [--keys K] [--redis | --feast] [--out FILE]
+    python benches/features.py [--rounds N] [--keys K] [--redis | --feast] [--redis-nice N]
+                               [--out FILE]
     python benches/features.py --scale 10000000 [--out FILE]
 """
 
@@ -30,6 +36,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import socket
@@ -38,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +62,7 @@ from feast_serve import (
     write_bodies,
 )
 from load_client import LoadSettings
+from prometheus_client.parser import text_string_to_metric_families
 from report import publish
 from server_process import HOST, CpuSampler, ServerFailed, free_port, serving
 from serving_core import PERF_ANALYZER_DIR, SOURCE_TREE, ferroserve_launcher
@@ -111,6 +120,9 @@ class Result:
     p99_ms: float
     server_us_per_request: float
     mean_batch: float | None
+    # `mlp_redis` rows: redis-server's CPU per request and the lookup stage's p50/p99.
+    redis_us_per_request: float | None = None
+    lookup_ms: tuple[float, float] | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -124,6 +136,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--feast-workers", type=int, default=os.cpu_count() or 1, help="[one per core]"
+    )
+    parser.add_argument(
+        "--redis-nice", type=int, default=0, help="redis-server's nice level, a diagnostic [0]"
     )
     parser.add_argument("--window-ms", type=int, default=3000, help="perf_analyzer window [3000]")
     parser.add_argument("--tools", type=Path, default=Path("/work/shared/tools"))
@@ -190,8 +205,8 @@ FEAST_VIEW = FeastView(REDIS_PROJECT, "user", "user_id", tuple(f"f{i}" for i in 
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A redis-server on a free loopback port; yields its URL."""
+def redis_server(workdir: Path, nice: int = 0) -> Iterator[tuple[str, int]]:
+    """A redis-server on a free loopback port at nice level `nice`; yields its URL and pid."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server is not installed (make system-deps)")
@@ -200,6 +215,8 @@ def redis_server(workdir: Path) -> Iterator[str]:
     log = (workdir / "redis.log").open("wb")
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, process.pid, nice)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -209,7 +226,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield f"redis://{HOST}:{port}/0"
+        yield f"redis://{HOST}:{port}/0", process.pid
     finally:
         process.kill()
         process.wait()
@@ -246,9 +263,61 @@ def analyzer(args: argparse.Namespace, workdir: Path) -> Analyzer:
     return Analyzer(binary, LoadSettings(args.window_ms, 10, 20), workdir)
 
 
-def server_argv(launcher: list[str], repository: Path, port: int) -> list[str]:
+def server_argv(
+    launcher: list[str], repository: Path, port: int, metrics_port: int | None = None
+) -> list[str]:
+    metrics = metrics_port or free_port()
     return [*launcher, "serve", "--model-repository", str(repository), "--grpc-port", str(port),
-            "--metrics-port", str(free_port()), "--host", HOST, "--uvloop"]  # fmt: skip
+            "--metrics-port", str(metrics), "--host", HOST, "--uvloop"]  # fmt: skip
+
+
+LOOKUP_HISTOGRAM = "ferroserve_feature_lookup_duration_seconds"
+
+
+def lookup_buckets(metrics_port: int, model: str) -> dict[float, float]:
+    """The cumulative buckets (upper bound s -> count) of `model`'s lookup-latency histogram,
+    summed over its views, as the metrics sidecar exports them now."""
+    url = f"http://{HOST}:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != LOOKUP_HISTOGRAM:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("model") == model:
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """The q-quantile in ms of the observations between two scrapes, interpolated linearly
+    within its bucket as Prometheus's histogram_quantile does (NaN if none)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return math.nan
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if math.isinf(bound):
+                return lower * 1e3
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return (lower + (bound - lower) * share) * 1e3
+        lower, below = bound, count
+    return math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Observers:
+    """What a round watches besides perf_analyzer: the server's CPU, its metrics sidecar, and
+    redis-server's CPU (with `--redis`)."""
+
+    server_cpu: CpuSampler
+    metrics_port: int
+    redis_cpu: CpuSampler | None
 
 
 def measure_all(
@@ -257,6 +326,7 @@ def measure_all(
     args: argparse.Namespace,
     notes: list[str],
     feast: FeastTarget | None = None,
+    redis_pid: int | None = None,
 ) -> tuple[list[Result], list[ComparisonRow]]:
     """Every round's perf_analyzer rows at c=16; with `feast`, also Feast's lookup at c=16 and
     c=1 (before the models in odd rounds, after them in even ones) and `mlp_redis` at c=1."""
@@ -277,17 +347,23 @@ def measure_all(
         feast_window_s = 3 * args.window_ms / 1000  # perf_analyzer's last three windows
         if feast is not None and round_ % 2:
             compared += feast.measure_round(bodies, (CONCURRENCY, 1), feast_window_s, round_)
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         with contextlib.ExitStack() as stack:
-            argv = server_argv(launcher, repository, port)
+            argv = server_argv(launcher, repository, port, metrics_port)
             pid = stack.enter_context(serving(argv, port, workdir / f"server-{round_}.log", env))
-            cpu = stack.enter_context(CpuSampler(pid))
+            observers = Observers(
+                stack.enter_context(CpuSampler(pid)),
+                metrics_port,
+                stack.enter_context(CpuSampler(redis_pid)) if redis_pid else None,
+            )
             for model in models:
-                result = measure_model(pa, port, model, CONCURRENCY, data[model], cpu, round_)
+                result = measure_model(pa, port, model, CONCURRENCY, data[model], observers, round_)
                 if result is not None:
                     results.append(result)
             if feast is not None:
-                single = measure_model(pa, port, "mlp_redis", 1, data["mlp_redis"], cpu, round_)
+                single = measure_model(
+                    pa, port, "mlp_redis", 1, data["mlp_redis"], observers, round_
+                )
                 if single is not None:
                     compared.append(comparison_row(single, 1))
         if feast is not None and not round_ % 2:
@@ -301,10 +377,12 @@ def measure_model(
     model: str,
     concurrency: int,
     data: Path,
-    cpu: CpuSampler,
+    observers: Observers,
     round_: int,
 ) -> Result | None:
     """One perf_analyzer row (tried twice), None if it never stabilized."""
+    redis = model == "mlp_redis"
+    lookups_before = lookup_buckets(observers.metrics_port, model) if redis else {}
     run = pa.measure(port, model, concurrency, input_data=data)
     if run.measurement is None:  # unstable on a busy machine: once more
         run = pa.measure(port, model, concurrency, input_data=data)
@@ -313,7 +391,19 @@ def measure_model(
         return None
     m = run.measurement
     time.sleep(0.1)
-    server_s = cpu.cpu_s_between(m.start_ns, m.end_ns)
+    server_s = observers.server_cpu.cpu_s_between(m.start_ns, m.end_ns)
+    redis_us = lookup_ms = None
+    if redis:
+        # The server writes its metrics snapshot every second (--metrics-interval-ms).
+        time.sleep(2.2)
+        lookups_after = lookup_buckets(observers.metrics_port, model)
+        lookup_ms = (
+            histogram_quantile(0.5, lookups_before, lookups_after),
+            histogram_quantile(0.99, lookups_before, lookups_after),
+        )
+        if observers.redis_cpu is not None:
+            redis_s = observers.redis_cpu.cpu_s_between(m.start_ns, m.end_ns)
+            redis_us = 1e6 * redis_s / max(1, m.inferences)
     rate = m.infer_per_s
     label = model if concurrency == CONCURRENCY else f"{model} c={concurrency}"
     print(f"round {round_}: {label}: {rate:.0f}/s", file=sys.stderr)
@@ -325,6 +415,8 @@ def measure_model(
         m.p99_ms,
         1e6 * server_s / max(1, m.inferences),
         run.mean_batch,
+        redis_us,
+        lookup_ms,
     )
 
 
@@ -337,14 +429,17 @@ def comparison_row(result: Result, concurrency: int) -> ComparisonRow:
 
 def report(results: Sequence[Result]) -> list[list[str]]:
     table = [
-        "| model | round | infer/s | p50 ms | p99 ms | server µs/request | mean batch |",
-        "|" + "---|" * 7,
+        "| model | round | infer/s | p50 ms | p99 ms | server µs/request | mean batch "
+        "| Redis µs/request | lookup p50 / p99 ms |",
+        "|" + "---|" * 9,
     ]
     for r in results:
         batch = f"{r.mean_batch:.1f}" if r.mean_batch is not None else ""
+        redis = f"{r.redis_us_per_request:.1f}" if r.redis_us_per_request is not None else ""
+        lookup = f"{r.lookup_ms[0]:.2f} / {r.lookup_ms[1]:.2f}" if r.lookup_ms else ""
         table.append(
             f"| {r.model} | {r.round + 1} | {r.infer_per_s:.0f} | {r.p50_ms:.3f} | "
-            f"{r.p99_ms:.3f} | {r.server_us_per_request:.1f} | {batch} |"
+            f"{r.p99_ms:.3f} | {r.server_us_per_request:.1f} | {batch} | {redis} | {lookup} |"
         )
     by = {(r.model, r.round): r for r in results}
     # Rounds where both sides measured.
@@ -450,13 +545,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sections = measure_scale(workdir, args, notes)
             else:
                 with contextlib.ExitStack() as stack:
-                    url = stack.enter_context(redis_server(workdir)) if args.redis else None
+                    url, redis_pid = None, None
+                    if args.redis:
+                        url, redis_pid = stack.enter_context(redis_server(workdir, args.redis_nice))
                     write_repository(workdir / "repository", args.keys, url)
                     feast = None
                     if args.feast and url is not None:
                         feast = stack.enter_context(feast_side(workdir, url, args, notes))
                     results, compared = measure_all(
-                        workdir / "repository", workdir, args, notes, feast
+                        workdir / "repository", workdir, args, notes, feast, redis_pid
                     )
                 sections = report(results)
                 if args.feast:
@@ -474,7 +571,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{FEATURES} request-time features"
         + (
             "; `mlp_redis` the same features from a loopback redis-server in Feast's layout "
-            "(looked up by the front end per request, one pipelined HMGET)."
+            "(looked up by the front end per request, one pipelined HMGET); Redis µs/request: "
+            "redis-server's CPU over the window / requests; lookup p50 / p99: the lookup "
+            "stage alone, interpolated from the server's lookup-latency histogram over the "
+            "whole perf_analyzer run."
+            + (
+                f" **Diagnostic: redis-server ran at nice {args.redis_nice}** (the server and "
+                "perf_analyzer at 0)."
+                if args.redis_nice
+                else ""
+            )
             if args.redis
             else "."
         ),
