@@ -129,15 +129,15 @@ pub(crate) fn failed(failure: Failure) -> (Outcome, Status) {
 
 /// Records a request's end in its model's statistics exactly once; a request dropped first
 /// (its client went away: during a Redis lookup, an ensemble's steps) counts as cancelled.
-pub(crate) struct EndOnce<'a, B: AsRef<[u8]>, T> {
-    stats: &'a BatchQueue<B, T>,
+pub(crate) struct EndOnce<B: AsRef<[u8]>, T> {
+    stats: Arc<BatchQueue<B, T>>,
     started: Instant,
     ended: bool,
 }
 
-impl<'a, B: AsRef<[u8]>, T> EndOnce<'a, B, T> {
+impl<B: AsRef<[u8]>, T> EndOnce<B, T> {
     /// A request that started at `started`, counted in `stats`.
-    pub(crate) fn new(stats: &'a BatchQueue<B, T>, started: Instant) -> Self {
+    pub(crate) fn new(stats: Arc<BatchQueue<B, T>>, started: Instant) -> Self {
         EndOnce {
             stats,
             started,
@@ -153,7 +153,7 @@ impl<'a, B: AsRef<[u8]>, T> EndOnce<'a, B, T> {
     }
 }
 
-impl<B: AsRef<[u8]>, T> Drop for EndOnce<'_, B, T> {
+impl<B: AsRef<[u8]>, T> Drop for EndOnce<B, T> {
     fn drop(&mut self) {
         if !self.ended {
             self.end(Outcome::Cancelled);
@@ -162,33 +162,39 @@ impl<B: AsRef<[u8]>, T> Drop for EndOnce<'_, B, T> {
 }
 
 /// Records a request's end exactly once; a request dropped before it ended (the client went
-/// away) leaves the queue and counts as cancelled.
-pub(crate) struct InFlight<'a, B, P, O>
+/// away) leaves the queue and counts as cancelled. Made as the request is queued and moved into
+/// its answer's future, so a future dropped before its first poll withdraws it too.
+pub(crate) struct InFlight<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
     O: Send + Sync + 'static,
 {
-    route: &'a NativeRoute<B, P, O>,
+    route: Arc<NativeRoute<B, P, O>>,
     id: u64,
     started: Instant,
     ended: bool,
 }
 
-impl<'a, B, P, O> InFlight<'a, B, P, O>
+impl<B, P, O> InFlight<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
     O: Send + Sync + 'static,
 {
     /// Request `id`, queued into `route`'s queue at `started`.
-    pub(crate) fn new(route: &'a NativeRoute<B, P, O>, id: u64, started: Instant) -> Self {
+    pub(crate) fn new(route: Arc<NativeRoute<B, P, O>>, id: u64, started: Instant) -> Self {
         InFlight {
             route,
             id,
             started,
             ended: false,
         }
+    }
+
+    /// The route the request was queued on.
+    pub(crate) fn route(&self) -> &NativeRoute<B, P, O> {
+        &self.route
     }
 
     pub(crate) fn end(&mut self, outcome: Outcome) {
@@ -206,7 +212,7 @@ where
     }
 }
 
-impl<B, P, O> Drop for InFlight<'_, B, P, O>
+impl<B, P, O> Drop for InFlight<B, P, O>
 where
     B: MessageInput,
     P: Send + 'static,
@@ -346,14 +352,8 @@ where
                 return Box::pin(async move { Err(status) });
             }
         };
+        let mut in_flight = InFlight::new(self, id, started);
         Box::pin(async move {
-            let route = &*self;
-            let mut in_flight = InFlight {
-                route,
-                id,
-                started,
-                ended: false,
-            };
             let received = match deadline {
                 None => receiver.await,
                 Some(deadline) => match tokio::time::timeout_at(deadline.into(), receiver).await {
@@ -363,14 +363,16 @@ where
                         in_flight.end(Outcome::Timeout);
                         return Err(Status::new(
                             Code::DeadlineExceeded,
-                            format!("model '{}': deadline exceeded", route.model_name),
+                            format!("model '{}': deadline exceeded", in_flight.route.model_name),
                         ));
                     }
                 },
             };
             match received {
                 Ok(Ok(answer)) => {
-                    let response = route.encode(&message, &view, &wanted, &answer, stream);
+                    let response = in_flight
+                        .route
+                        .encode(&message, &view, &wanted, &answer, stream);
                     in_flight.end(Outcome::Success);
                     Ok(response)
                 }
@@ -384,7 +386,7 @@ where
                     in_flight.end(Outcome::Unavailable);
                     Err(Status::new(
                         Code::Unavailable,
-                        format!("model '{}' was unloaded", route.model_name),
+                        format!("model '{}' was unloaded", in_flight.route.model_name),
                     ))
                 }
             }
@@ -404,9 +406,10 @@ where
         stream: bool,
     ) -> PendingInfer {
         let started = Instant::now();
+        // A client that goes away during the lookup (or before it starts) ends its request
+        // here, as cancelled.
+        let mut joining = EndOnce::new(Arc::clone(&self.queue), started);
         Box::pin(async move {
-            // A client that goes away during the lookup ends its request here, as cancelled.
-            let mut joining = EndOnce::new(&self.queue, started);
             let request: Vec<Bytes> = match matched.contents {
                 MatchedContents::Raw(ranges) => ranges
                     .into_iter()

@@ -149,8 +149,8 @@ where
                 return Box::pin(async move { Err(status) });
             }
         };
+        let mut in_flight = InFlight::new(self, id, started);
         Box::pin(async move {
-            let mut in_flight = InFlight::new(&self, id, started);
             // The ensemble awaits the whole request under its deadline; the queue drops a
             // step whose deadline passed before it ran.
             match receiver.await {
@@ -167,7 +167,7 @@ where
                     in_flight.end(Outcome::Unavailable);
                     Err(Status::new(
                         Code::Unavailable,
-                        format!("model '{}' was unloaded", self.model_name()),
+                        format!("model '{}' was unloaded", in_flight.route().model_name()),
                     ))
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferroserve_batcher::{BatchQueue, BatcherConfig};
+use ferroserve_batcher::{BatchQueue, BatcherConfig, Outcome};
 use ferroserve_frontend::{
     Code, EnsemblePlan, EnsembleRoute, EnsembleStep, InferRoute, ModelSpec, NativeRoute,
     RouteTable, TargetSpec,
@@ -187,4 +187,21 @@ fn a_chain_runs_its_steps_through_the_routed_versions() {
         error.message
     );
     assert_eq!(stats.statistics().snapshot().fail.count, 1);
+}
+
+#[test]
+fn an_ensemble_request_dropped_before_its_first_poll_counts_as_cancelled() {
+    let stats: Arc<Queue> = Arc::new(BatchQueue::new("e", BatcherConfig::default()).unwrap());
+    let ensemble: Arc<dyn InferRoute> = chain(&stats);
+    let raw: Vec<u8> = (0..32).collect();
+    let message = Bytes::from(infer_request("e", "", "gone", &[2, 4], &raw));
+    let view = wire::parse_infer_request(&message).unwrap();
+    let pending = Arc::clone(&ensemble)
+        .infer(message, view, None, false)
+        .unwrap();
+    drop(pending);
+    let own = stats.statistics().snapshot();
+    assert_eq!(own.outcomes[Outcome::Cancelled.index()], 1, "{own:?}");
+    // Counted once: as Triton counts a cancelled request, among the failures.
+    assert_eq!((own.success.count, own.fail.count), (0, 1));
 }

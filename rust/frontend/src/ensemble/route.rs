@@ -141,9 +141,10 @@ where
             deadline,
         };
         let wanted = matched.wanted;
+        // Made before the future, so a request dropped before its first poll is counted too.
+        let mut ending = EndOnce::new(Arc::clone(&self.stats), started);
         Some(Box::pin(async move {
             let route = &*self;
-            let mut ending = EndOnce::new(&route.stats, started);
             let work = route.execute(seeds, &wanted, scheduling);
             let result = match deadline {
                 None => work.await,
