@@ -17,37 +17,44 @@ use common::infer_request;
 
 type Queue = BatchQueue<Bytes, Waiter<(), Vec<u8>>>;
 
-/// A doubling model's route over a queue nothing takes batches from.
-fn unserved() -> (Arc<dyn InferRoute>, Arc<Queue>) {
-    let queue = Arc::new(
-        BatchQueue::new(
-            "m",
-            BatcherConfig {
-                max_batch_size: 8,
-                ..BatcherConfig::default()
-            },
-        )
-        .unwrap(),
-    );
+/// Model `model`'s route (one input of `datatype` and `shape`, one FP32 output "y") over a
+/// queue nothing takes batches from, and the queue.
+fn unserved_route(
+    model: &str,
+    input: &str,
+    datatype: &str,
+    shape: Vec<i64>,
+) -> (NativeRoute<Bytes, (), Vec<u8>>, Arc<Queue>) {
+    let config = BatcherConfig {
+        max_batch_size: 8,
+        ..BatcherConfig::default()
+    };
+    let queue = Arc::new(BatchQueue::new(model, config).unwrap());
     let routed: Arc<Routed<(), Vec<u8>>> = Arc::new(Routed::new(Completions::new().unwrap()));
     let signature = FastSignature {
         inputs: vec![InputLayout {
-            name: "x".into(),
-            datatype: "FP32".into(),
-            shape: vec![-1, 4],
-            itemsize: 4,
+            name: input.into(),
+            datatype: datatype.into(),
+            shape,
+            itemsize: if datatype == "INT64" { 8 } else { 4 },
         }],
         max_batch_size: 8,
         outputs: vec!["y".into()],
     };
     let route = NativeRoute::new(
-        "m".into(),
+        model.into(),
         "1".into(),
         signature,
         vec!["FP32".into()],
         Arc::clone(&queue),
         routed,
     );
+    (route, queue)
+}
+
+/// A doubling model's route over a queue nothing takes batches from.
+fn unserved() -> (Arc<dyn InferRoute>, Arc<Queue>) {
+    let (route, queue) = unserved_route("m", "x", "FP32", vec![-1, 4]);
     (Arc::new(route), queue)
 }
 
@@ -147,37 +154,8 @@ fn joined() -> (Arc<dyn InferRoute>, Arc<Queue>) {
         &[("user".to_owned(), FeastNames::default())],
     )
     .unwrap();
-    let queue = Arc::new(
-        BatchQueue::new(
-            "j",
-            BatcherConfig {
-                max_batch_size: 8,
-                ..BatcherConfig::default()
-            },
-        )
-        .unwrap(),
-    );
-    let routed: Arc<Routed<(), Vec<u8>>> = Arc::new(Routed::new(Completions::new().unwrap()));
-    let request_signature = FastSignature {
-        inputs: vec![InputLayout {
-            name: "user_id".into(),
-            datatype: "INT64".into(),
-            shape: vec![-1, 1],
-            itemsize: 8,
-        }],
-        max_batch_size: 8,
-        outputs: vec!["y".into()],
-    };
-    let route = NativeRoute::new(
-        "j".into(),
-        "1".into(),
-        request_signature,
-        vec!["FP32".into()],
-        Arc::clone(&queue),
-        routed,
-    )
-    .with_remote_join(Arc::new(join));
-    (Arc::new(route), queue)
+    let (route, queue) = unserved_route("j", "user_id", "INT64", vec![-1, 1]);
+    (Arc::new(route.with_remote_join(Arc::new(join))), queue)
 }
 
 #[test]
