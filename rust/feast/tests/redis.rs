@@ -100,6 +100,17 @@ async fn hmget_calls(connection: &mut redis::aio::MultiplexedConnection) -> usiz
         .unwrap_or_else(|| panic!("no HMGET count in {info}"))
 }
 
+/// View `user` of one FP32 feature `age`, no max age, defaults for missing rows.
+fn user_age() -> OneView {
+    OneView::new(
+        "user",
+        DataType::Fp32,
+        &["age"],
+        None,
+        MissingPolicy::UseDefault,
+    )
+}
+
 #[tokio::test]
 async fn round_trip_writer_to_reader_and_missing_keys() {
     let Some(server) = RedisServer::start() else {
@@ -178,13 +189,7 @@ async fn rows_with_one_key_keep_the_newest_and_a_down_server_fails_the_write() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let one = OneView::new(
-        "user",
-        DataType::Fp32,
-        &["age"],
-        None,
-        MissingPolicy::UseDefault,
-    );
+    let one = user_age();
     let view = feast_view(&one, "fraud");
     let store = store(&server);
     let written = write(
@@ -227,13 +232,7 @@ async fn feast_names_and_an_int32_join_key() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let one = OneView::new(
-        "user",
-        DataType::Fp32,
-        &["age"],
-        None,
-        MissingPolicy::UseDefault,
-    );
+    let one = user_age();
     // The request's INT64 key `id` is Feast's Int32 entity `small`.
     let names = FeastNames {
         view: Some("user_v2".into()),
@@ -444,13 +443,7 @@ async fn a_frozen_server_times_out_into_unavailable_rows_then_recovers() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let one = OneView::new(
-        "user",
-        DataType::Fp32,
-        &["age"],
-        None,
-        MissingPolicy::UseDefault,
-    );
+    let one = user_age();
     let view = feast_view(&one, "p");
     let store = store(&server);
     write(&store, &view, &[(1, &[10.0], 0)]).await;
@@ -487,13 +480,7 @@ async fn a_killed_server_gives_unavailable_rows_and_recovery_after_restart() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let one = OneView::new(
-        "user",
-        DataType::Fp32,
-        &["age"],
-        None,
-        MissingPolicy::UseDefault,
-    );
+    let one = user_age();
     let view = feast_view(&one, "p");
     let store = store(&server);
     write(&store, &view, &[(1, &[10.0], 0)]).await;
@@ -683,13 +670,7 @@ async fn concurrent_calls_to_a_frozen_server_each_time_out_then_recover() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let one = OneView::new(
-        "user",
-        DataType::Fp32,
-        &["age"],
-        None,
-        MissingPolicy::UseDefault,
-    );
+    let one = user_age();
     let view = Arc::new(feast_view(&one, "p"));
     let store = Arc::new(store(&server));
     write(&store, &view, &[(1, &[10.0], 0)]).await;
