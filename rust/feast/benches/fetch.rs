@@ -21,7 +21,7 @@ use ferroserve_feast::{
 };
 use ferroserve_features::{KeyValue, MissingPolicy};
 use ferroserve_tensor::DataType;
-use support::{OneView, RedisServer, fp32_row};
+use support::{OneView, RedisServer, fp32_row, hmget_stat, reset_command_stats};
 
 const KEYS: usize = 64;
 const FEATURES: usize = 32;
@@ -124,16 +124,8 @@ async fn run(server: &RedisServer) {
     }
     // The same pipeline through redis-rs alone (no key building, no decoding), and Redis's own
     // time per HMGET: where a call's time goes.
-    let mut connection = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async::<()>(&mut connection)
-        .await
-        .unwrap();
+    let mut connection = server.raw().await;
+    reset_command_stats(&mut connection).await;
     let mut latencies = Vec::with_capacity(CALLS);
     for call in 0..CALLS {
         let mut pipe = redis::pipe();
@@ -153,20 +145,9 @@ async fn run(server: &RedisServer) {
         std::hint::black_box(answers);
     }
     latencies.sort_unstable();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut connection)
+    let per_call = hmget_stat(&mut connection, "usec_per_call")
         .await
-        .unwrap();
-    let per_call = info
-        .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_hmget:"))
-        .and_then(|line| {
-            line.split(',')
-                .find_map(|field| field.strip_prefix("usec_per_call="))
-        })
-        .unwrap_or("?")
-        .to_owned();
+        .unwrap_or_else(|| "?".to_owned());
     println!(
         "{:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
         "64 keys, redis-rs only",

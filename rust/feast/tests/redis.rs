@@ -18,7 +18,7 @@ use ferroserve_feast::{
 };
 use ferroserve_features::{KeyValue, MissingPolicy, unix_micros_now};
 use ferroserve_tensor::DataType;
-use support::{OneView, RedisServer, fp32_row};
+use support::{OneView, RedisServer, fp32_row, hmget_stat, reset_command_stats};
 
 /// The tests' store timeout: short, so the frozen-server test is quick.
 const TIMEOUT: Duration = Duration::from_millis(200);
@@ -68,36 +68,12 @@ async fn fetch(
     store.fetch(view, &[&bytes], keys.len()).await.unwrap()
 }
 
-/// A raw connection, to write what the writer never would.
-async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Zeroes redis-server's per-command counters.
-async fn reset_command_stats(connection: &mut redis::aio::MultiplexedConnection) {
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async::<()>(connection)
-        .await
-        .unwrap();
-}
-
 /// HMGETs redis-server ran since its counters were last reset (`INFO commandstats`).
 async fn hmget_calls(connection: &mut redis::aio::MultiplexedConnection) -> usize {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(connection)
+    hmget_stat(connection, "calls")
         .await
-        .unwrap();
-    info.split("cmdstat_hmget:calls=")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
         .and_then(|calls| calls.parse().ok())
-        .unwrap_or_else(|| panic!("no HMGET count in {info}"))
+        .expect("an HMGET count in INFO commandstats")
 }
 
 /// View `user` of one FP32 feature `age`, no max age, defaults for missing rows.
@@ -277,7 +253,7 @@ async fn values_of_the_wrong_type_serve_their_row_as_missing() {
     );
     let view = feast_view(&one, "p");
     let store = store(&server);
-    let mut connection = raw(&server).await;
+    let mut connection = server.raw().await;
     let key = |id: i64| {
         let mut key = Vec::new();
         assert!(view.redis_key(&[KeyValue::Int64(id)], &mut key));
@@ -412,7 +388,7 @@ async fn event_times_make_rows_stale_after_the_max_age() {
         .arg(key)
         .arg(feature_field("user", "age").as_slice())
         .arg(value)
-        .query_async::<()>(&mut raw(&server).await)
+        .query_async::<()>(&mut server.raw().await)
         .await
         .unwrap();
 
@@ -430,7 +406,7 @@ async fn event_times_make_rows_stale_after_the_max_age() {
             key
         })
         .arg("_ts:user")
-        .query_async(&mut raw(&server).await)
+        .query_async(&mut server.raw().await)
         .await
         .unwrap();
     let mut expected = Vec::new();
@@ -568,7 +544,7 @@ async fn sixty_four_keys_in_one_pipelined_call() {
         .collect();
     write(&store, &view, &write_rows).await;
 
-    let mut connection = raw(&server).await;
+    let mut connection = server.raw().await;
     reset_command_stats(&mut connection).await;
     let keys: Vec<i64> = (0..64).rev().collect();
     let fetched = fetch(&store, &view, &keys).await;
@@ -622,7 +598,7 @@ async fn concurrent_calls_share_round_trips_and_each_gets_its_own_rows() {
         .map(|(key, values)| (*key, values.as_slice(), 0))
         .collect();
     write(&store, &view, &rows).await;
-    let mut connection = raw(&server).await;
+    let mut connection = server.raw().await;
     reset_command_stats(&mut connection).await;
 
     // 16 calls of 1-3 keys; keys 0-3 recur across calls, 100+ are missing.

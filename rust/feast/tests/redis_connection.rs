@@ -163,11 +163,7 @@ async fn a_key_that_is_not_a_hash_is_one_bad_row_among_good_ones() {
     write(&store, &view, 3, 30.0).await;
     let mut key = Vec::new();
     view.redis_key(&[KeyValue::Int64(2)], &mut key);
-    let mut raw = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut raw = server.raw().await;
     redis::cmd("SET")
         .arg(key)
         .arg("x")

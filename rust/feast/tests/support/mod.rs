@@ -1,5 +1,5 @@
 //! Shared by the Redis tests and the fetch bench: a real `redis-server` on a free loopback port
-//! (started and stopped by the test), and a join plan of one view read back through
+//! (started and stopped by the test, with a raw connection to it), and a join plan of one view read back through
 //! `JoinPlan::gather_from`, the way the front end will serve fetched rows.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -79,6 +79,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:{port}/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A connection of the redis crate's own, to write what the writer never would and to
+    /// read redis-server's counters.
+    pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 
     /// Starts the server (again) on its port and waits until it accepts connections.
@@ -244,4 +254,32 @@ pub fn fp32_row(values: &[f32]) -> Vec<u8> {
         .iter()
         .flat_map(|value| value.to_le_bytes())
         .collect()
+}
+
+/// Zeroes redis-server's per-command counters (`CONFIG RESETSTAT`).
+pub async fn reset_command_stats(connection: &mut redis::aio::MultiplexedConnection) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(connection)
+        .await
+        .unwrap();
+}
+
+/// One field (`calls`, `usec_per_call`, ...) of redis-server's HMGET counters since they were
+/// last reset (`INFO commandstats`), `None` before any HMGET.
+pub async fn hmget_stat(
+    connection: &mut redis::aio::MultiplexedConnection,
+    field: &str,
+) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(connection)
+        .await
+        .unwrap();
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_hmget:"))?;
+    line.split(',')
+        .find_map(|pair| pair.strip_prefix(field)?.strip_prefix('='))
+        .map(str::to_owned)
 }
